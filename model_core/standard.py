@@ -1,0 +1,139 @@
+"""The 12-dimensional human-image aesthetics standard of HumanAesExpert.
+
+This module is the single source of truth for the dimensions, the five levels, the score<->level mapping and
+the prompts/answers of the training format. Everything else (Django models and checks, API enums, UI labels,
+export writers, model heads) imports from here; nothing re-types the list.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class Dimension:
+    index: int  # 0..11, the training order of the reference code
+    key: str  # identifier used in the database, the API and the UI
+    name: str  # the human name, as written in the expert answer text
+    group: str  # "face", "body" or "overall": used by the UI to group the controls
+
+
+DIMENSIONS: tuple[Dimension, ...] = (
+    Dimension(0, "facial_brightness", "Facial Brightness", "face"),
+    Dimension(1, "facial_feature_clarity", "Facial Feature Clarity", "face"),
+    Dimension(2, "facial_skin_tone", "Facial Skin Tone", "face"),
+    Dimension(3, "facial_structure", "Facial Structure", "face"),
+    Dimension(4, "facial_contour_clarity", "Facial Contour Clarity", "face"),
+    Dimension(5, "facial_aesthetic", "Facial Aesthetic Score", "face"),
+    Dimension(6, "outfit", "Outfit", "body"),
+    Dimension(7, "body_shape", "Body Shape", "body"),
+    Dimension(8, "looks", "Looks", "body"),
+    Dimension(9, "environment", "Environment", "body"),
+    Dimension(10, "general_appearance_aesthetic", "General Appearance Aesthetic Score", "overall"),
+    Dimension(11, "comprehensive", "Comprehensive Aesthetic Score", "overall"),
+)
+NUM_DIMENSIONS = len(DIMENSIONS)
+DIMENSION_KEYS: tuple[str, ...] = tuple(d.key for d in DIMENSIONS)
+DIMENSION_BY_KEY: dict[str, Dimension] = {d.key: d for d in DIMENSIONS}
+OVERALL: Dimension = DIMENSIONS[-1]  # the overall score is always the last element
+OVERALL_INDEX = OVERALL.index
+SUB_DIMENSIONS: tuple[Dimension, ...] = DIMENSIONS[:-1]
+
+SCORE_MIN = 0.0
+SCORE_MAX = 1.0
+
+# Levels: score < 0.2 bad, < 0.4 poor, < 0.6 fair, < 0.8 good, else excellent.
+LEVELS: tuple[str, ...] = ("bad", "poor", "fair", "good", "excellent")
+NUM_LEVELS = len(LEVELS)
+LEVEL_UPPER_BOUNDS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
+LEVEL_CENTRES: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+ANSWER_PREFIX = "The aesthetics of the human image is"
+OVERALL_ANSWER_TEMPLATE = ANSWER_PREFIX + " {level}"
+
+# Prompt lists: the trainer picks one per record from a seed so that a run is reproducible. The overall prompts
+# go with is_expert 0, the "... from 12 different dimensions" prompts with is_expert 1.
+OVERALL_PROMPTS: tuple[str, ...] = (
+    "Can you evaluate the aesthetics of the human image?",
+    "How would you rate the aesthetics of the human image?",
+    "What is your aesthetic rating of the human image?",
+    "Please rate the aesthetics of the human image.",
+    "Rate the aesthetic quality of the person in this image.",
+    "How aesthetically pleasing is the human image?",
+)
+EXPERT_PROMPTS: tuple[str, ...] = (
+    "Can you evaluate the aesthetics of the human image from 12 different dimensions?",
+    "How would you rate the aesthetics of the human image from 12 different dimensions?",
+    "Please rate the aesthetics of the human image from 12 different dimensions.",
+    "Evaluate the human image's aesthetics from 12 different dimensions.",
+)
+
+
+class ScoreError(ValueError):
+    """A score that is not a finite number in [0, 1], or a score list of the wrong length."""
+
+
+def validate_score(value: object, *, what: str = "score") -> float:
+    """Return value as a float in [0, 1] or raise ScoreError naming what was wrong."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ScoreError(f"{what} must be a number, got {type(value).__name__}")
+    score = float(value)
+    if not math.isfinite(score) or not SCORE_MIN <= score <= SCORE_MAX:
+        raise ScoreError(f"{what} must be in [0, 1], got {value!r}")
+    return score
+
+
+def validate_expert_scores(values: Sequence[object]) -> list[float]:
+    """Validate a list of the 12 scores in the standard's order."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ScoreError(f"expert scores must be a list of {NUM_DIMENSIONS} numbers")
+    if len(values) != NUM_DIMENSIONS:
+        raise ScoreError(f"expert scores must have {NUM_DIMENSIONS} values, got {len(values)}")
+    return [validate_score(v, what=DIMENSIONS[i].name) for i, v in enumerate(values)]
+
+
+def score_to_level_index(score: float) -> int:
+    score = validate_score(score)
+    for index, upper in enumerate(LEVEL_UPPER_BOUNDS):
+        if score < upper:
+            return index
+    return NUM_LEVELS - 1
+
+
+def score_to_level(score: float) -> str:
+    return LEVELS[score_to_level_index(score)]
+
+
+def level_to_score(level: str) -> float:
+    """The centre of a level's band: what a level alone stands for."""
+    try:
+        return LEVEL_CENTRES[LEVELS.index(level)]
+    except ValueError:
+        raise ScoreError(f"unknown level {level!r}; expected one of {', '.join(LEVELS)}") from None
+
+
+def overall_answer(score: float) -> str:
+    """`The aesthetics of the human image is <level>` (no final full stop)."""
+    return OVERALL_ANSWER_TEMPLATE.format(level=score_to_level(score))
+
+
+def expert_answer(scores: Sequence[float]) -> str:
+    """Twelve lines `<i>. <Dimension name> : <level>`, joined by newlines, none after the last."""
+    checked = validate_expert_scores(scores)
+    return "\n".join(f"{d.index + 1}. {d.name} : {score_to_level(s)}" for d, s in zip(DIMENSIONS, checked))
+
+
+def training_scores(*, overall: float, expert: Sequence[float] | None) -> list[float]:
+    """The 12-float `scores` list of a training record: eleven zeros and the overall last for overall-only."""
+    if expert is not None:
+        return validate_expert_scores(expert)
+    return [0.0] * (NUM_DIMENSIONS - 1) + [validate_score(overall, what=OVERALL.name)]
+
+
+def pick_prompt(*, is_expert: bool, seed: int, record_index: int) -> str:
+    """A prompt for one record, reproducible from (seed, record index)."""
+    prompts = EXPERT_PROMPTS if is_expert else OVERALL_PROMPTS
+    return prompts[random.Random(f"{seed}:{record_index}").randrange(len(prompts))]

@@ -1,0 +1,224 @@
+"""Campaigns, leased tasks, immutable annotations, consensus and agreement.
+
+Invariants held by the database: UNIQUE(task, annotator) for assignments and for original annotations (a
+correction is a new row that supersedes, so the history stays), CHECK 0 <= score <= 1 on every dimension,
+a client idempotency key that is UNIQUE, and one consensus row per (image, dimension, campaign-or-import).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from aesplatform.common.models import (
+    DIMENSION_FIELDS,
+    DimensionScores,
+    TimeStampedModel,
+    all_dimensions_present_q,
+    score_range_constraints,
+    score_range_q,
+)
+from model_core.standard import DIMENSIONS, NUM_DIMENSIONS, OVERALL
+
+
+class CampaignMode(models.TextChoices):
+    OVERALL = "overall", "Overall score only"
+    EXPERT = "expert", "Expert: all 12 dimensions"
+
+
+class CampaignState(models.TextChoices):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class TaskOrder(models.TextChoices):
+    RANDOM = "random", "Random"
+    ACTIVE_LEARNING = "active", "Most informative first (active learning)"
+
+
+class Campaign(TimeStampedModel):
+    name = models.CharField(max_length=200)
+    mode = models.CharField(max_length=8, choices=CampaignMode.choices)
+    redundancy = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(50)], help_text="Distinct annotators per image."
+    )
+    gold_ratio = models.FloatField(default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
+    show_prescores = models.BooleanField(default=False, help_text="Hidden by default, to avoid anchoring.")
+    instructions = models.TextField(blank=True)
+    state = models.CharField(max_length=8, choices=CampaignState.choices, default=CampaignState.DRAFT, db_index=True)
+    task_order = models.CharField(max_length=8, choices=TaskOrder.choices, default=TaskOrder.RANDOM)
+    lease_seconds = models.PositiveIntegerField(default=900, validators=[MinValueValidator(30)])
+    annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="campaigns")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="created_campaigns")
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(mode__in=CampaignMode.values), name="campaign_mode_valid"),
+            models.CheckConstraint(condition=models.Q(state__in=CampaignState.values), name="campaign_state_valid"),
+            models.CheckConstraint(condition=models.Q(redundancy__gte=1), name="campaign_redundancy_positive"),
+            models.CheckConstraint(condition=models.Q(gold_ratio__gte=0, gold_ratio__lte=0.5), name="campaign_gold_ratio_range"),
+            models.CheckConstraint(condition=models.Q(lease_seconds__gte=30), name="campaign_lease_min"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TaskState(models.TextChoices):
+    OPEN = "open"  # still needs annotations
+    DONE = "done"  # `redundancy` distinct annotators submitted
+
+
+class Task(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="tasks")
+    image = models.ForeignKey("catalog.Image", on_delete=models.PROTECT, related_name="tasks")
+    is_gold = models.BooleanField(default=False)
+    priority = models.FloatField(default=0.0, help_text="Higher first; random order draws it at random.")
+    state = models.CharField(max_length=8, choices=TaskState.choices, default=TaskState.OPEN)
+    submitted_count = models.PositiveSmallIntegerField(default=0)
+    active_lease_count = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "image"], name="task_unique_image_per_campaign"),
+            models.CheckConstraint(condition=models.Q(state__in=TaskState.values), name="task_state_valid"),
+        ]
+        indexes = [
+            # The next-task query walks this partial index in priority order and skips locked rows.
+            models.Index(
+                fields=["campaign", "-priority", "id"], condition=models.Q(state="open"), name="task_open_by_priority"
+            ),
+        ]
+
+
+class AssignmentState(models.TextChoices):
+    LEASED = "leased"
+    SUBMITTED = "submitted"
+    SKIPPED = "skipped"
+    FLAGGED = "flagged"
+    EXPIRED = "expired"
+
+
+class Assignment(models.Model):
+    """A task leased to one annotator. UNIQUE(task, annotator): nobody sees the same image twice in a campaign."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="assignments")
+    state = models.CharField(max_length=10, choices=AssignmentState.choices, default=AssignmentState.LEASED)
+    leased_at = models.DateTimeField(auto_now_add=True)
+    leased_until = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "annotator"], name="assignment_unique_annotator_per_task"),
+            models.CheckConstraint(condition=models.Q(state__in=AssignmentState.values), name="assignment_state_valid"),
+            models.CheckConstraint(condition=models.Q(leased_until__gt=models.F("leased_at")), name="assignment_lease_after_start"),
+        ]
+        indexes = [
+            models.Index(fields=["annotator", "state"], name="assignment_annotator_state"),
+            models.Index(fields=["leased_until"], condition=models.Q(state="leased"), name="assignment_live_leases"),
+        ]
+
+
+class Annotation(DimensionScores):
+    """Immutable once submitted. A correction is a new row whose `supersedes` points at the one it replaces."""
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="annotations")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations")
+    assignment = models.ForeignKey(Assignment, on_delete=models.PROTECT, related_name="annotations")
+    is_expert = models.BooleanField(help_text="All 12 dimensions given (expert mode) or only the overall score.")
+    supersedes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by"
+    )
+    idempotency_key = models.UUIDField(unique=True, default=uuid.uuid4, help_text="Client key: a retried submit stores once.")
+    time_spent_ms = models.PositiveIntegerField(default=0)
+    ui_version = models.CharField(max_length=40, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            *score_range_constraints(DIMENSION_FIELDS, prefix="annotation", nullable=True),
+            models.UniqueConstraint(
+                fields=["task", "annotator"],
+                condition=models.Q(supersedes__isnull=True),
+                name="annotation_one_original_per_task_annotator",
+            ),
+            models.CheckConstraint(condition=models.Q(**{f"{OVERALL.key}__isnull": False}), name="annotation_has_overall"),
+            models.CheckConstraint(
+                condition=models.Q(is_expert=False) | all_dimensions_present_q(), name="annotation_expert_has_all_dimensions"
+            ),
+        ]
+
+
+class ConsensusOrigin(models.TextChoices):
+    CAMPAIGN = "campaign", "Mean opinion score of a campaign"
+    IMPORTED = "imported", "Imported label (e.g. HumanBeauty label.jsonl)"
+
+
+class Consensus(models.Model):
+    """Per image and dimension: the mean opinion score after annotator screening, or an imported label."""
+
+    image = models.ForeignKey("catalog.Image", on_delete=models.CASCADE, related_name="consensus")
+    dimension = models.PositiveSmallIntegerField(choices=[(d.index, d.name) for d in DIMENSIONS])
+    origin = models.CharField(max_length=8, choices=ConsensusOrigin.choices)
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="consensus")
+    label_source = models.CharField(max_length=200, blank=True, help_text="Origin data set of an imported label.")
+    method = models.CharField(max_length=40, default="bt500", help_text="bt500 | mean | imported")
+    score = models.FloatField()
+    count = models.PositiveIntegerField(default=1)
+    std = models.FloatField(null=True, blank=True)
+    ci_low = models.FloatField(null=True, blank=True)
+    ci_high = models.FloatField(null=True, blank=True)
+    rejected_annotators = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "consensus"
+        ordering = ["image", "dimension"]
+        constraints = [
+            models.CheckConstraint(condition=score_range_q("score", nullable=False), name="consensus_score_in_unit_range"),
+            models.CheckConstraint(condition=models.Q(dimension__gte=0, dimension__lt=NUM_DIMENSIONS), name="consensus_dimension_valid"),
+            models.CheckConstraint(
+                condition=models.Q(origin=ConsensusOrigin.CAMPAIGN, campaign__isnull=False)
+                | models.Q(origin=ConsensusOrigin.IMPORTED, campaign__isnull=True),
+                name="consensus_origin_matches_campaign",
+            ),
+            models.UniqueConstraint(
+                fields=["image", "dimension"],
+                condition=models.Q(origin=ConsensusOrigin.IMPORTED),
+                name="consensus_one_imported_per_image_dimension",
+            ),
+            models.UniqueConstraint(
+                fields=["campaign", "image", "dimension"],
+                condition=models.Q(origin=ConsensusOrigin.CAMPAIGN),
+                name="consensus_one_per_campaign_image_dimension",
+            ),
+        ]
+
+
+class Agreement(models.Model):
+    """Inter-annotator agreement of a campaign on one dimension."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="agreement")
+    dimension = models.PositiveSmallIntegerField(choices=[(d.index, d.name) for d in DIMENSIONS])
+    krippendorff_alpha = models.FloatField(null=True, blank=True)
+    icc = models.FloatField(null=True, blank=True)
+    items = models.PositiveIntegerField(default=0)
+    annotations = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["campaign", "dimension"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "dimension"], name="agreement_unique_per_campaign_dimension"),
+            models.CheckConstraint(condition=models.Q(dimension__gte=0, dimension__lt=NUM_DIMENSIONS), name="agreement_dimension_valid"),
+        ]

@@ -1,0 +1,35 @@
+"""The Celery app. Tasks live in the top-level `workers` package and stay thin (ids in, services called).
+
+Queues: `cpu` (imports, exports, bookkeeping) and `gpu` (CLIP filtering, training, pre-scoring). JSON only,
+late acks with reject-on-worker-lost so that a killed worker's task is delivered again; every task is
+idempotent, which makes that safe.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aesplatform.settings")
+
+app = Celery("aesplatform")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_track_started=True,
+    result_extended=True,
+    result_expires=7 * 24 * 3600,
+    task_default_queue="cpu",
+    task_queues=(Queue("cpu"), Queue("gpu")),
+    task_routes={"workers.gpu.*": {"queue": "gpu"}},
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+app.autodiscover_tasks(["workers"], related_name=None, force=True)

@@ -1,0 +1,124 @@
+"""Training jobs, the model registry (exactly one promoted model) and pre-scores."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from aesplatform.common.models import (
+    DIMENSION_FIELDS,
+    DimensionScores,
+    JobState,
+    TimeStampedModel,
+    score_range_constraints,
+    score_range_q,
+)
+
+
+class TrainingJob(TimeStampedModel):
+    dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.PROTECT, related_name="training_jobs")
+    preset = models.CharField(max_length=40, help_text="tiny-cpu, 1B-LoRA, 8B-LoRA, ...")
+    config = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.PENDING, db_index=True)
+    cancel_requested = models.BooleanField(default=False)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    loss = models.FloatField(null=True, blank=True)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    metrics = models.JSONField(default=list, blank=True, help_text="One entry per evaluation (epoch).")
+    loss_curve = models.JSONField(default=list, blank=True, help_text="[step, loss] pairs.")
+    log = models.TextField(blank=True)
+    output_dir = models.CharField(max_length=1024, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="training_jobs")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(state__in=JobState.values), name="trainingjob_state_valid"),
+            models.CheckConstraint(
+                condition=models.Q(total_steps=0) | models.Q(step__lte=models.F("total_steps")), name="trainingjob_step_le_total"
+            ),
+        ]
+
+
+class ModelBackend(models.TextChoices):
+    MODEL_CORE = "model_core", "Bundled model_core checkpoint"
+    HUMANAESEXPERT = "humanaesexpert", "Released HumanAesExpert checkpoint (remote code)"
+
+
+class ModelVersion(TimeStampedModel):
+    name = models.CharField(max_length=200, unique=True)
+    backend = models.CharField(max_length=16, choices=ModelBackend.choices, default=ModelBackend.MODEL_CORE)
+    training_job = models.OneToOneField(
+        TrainingJob, null=True, blank=True, on_delete=models.PROTECT, related_name="model_version"
+    )
+    dataset_version = models.ForeignKey(
+        "datasets.DatasetVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="model_versions"
+    )
+    checkpoint_path = models.CharField(max_length=1024)
+    config = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True, help_text="Evaluation report, per head and dimension.")
+    report_dir = models.CharField(max_length=1024, blank=True, help_text="Where the evaluation plots are.")
+    promoted = models.BooleanField(default=False)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    promoted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="promoted_models"
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["promoted"], condition=models.Q(promoted=True), name="modelversion_one_promoted"),
+            models.CheckConstraint(condition=models.Q(backend__in=ModelBackend.values), name="modelversion_backend_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PrescoreRun(TimeStampedModel):
+    """A resumable pass of one model over chosen images."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="prescore_runs")
+    image_ids = models.JSONField(default=list, blank=True, help_text="The chosen images; empty: all approved images.")
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.PENDING, db_index=True)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    max_tiles = models.PositiveSmallIntegerField(default=1)
+    batch_size = models.PositiveIntegerField(default=32)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="prescore_runs")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(state__in=JobState.values), name="prescorerun_state_valid"),
+            models.CheckConstraint(condition=models.Q(processed__lte=models.F("total")), name="prescorerun_processed_le_total"),
+        ]
+
+
+class Prescore(DimensionScores):
+    """One model's scores of one image: the three heads, the 12 expert scores (the mixin's columns), MetaVoter."""
+
+    image = models.ForeignKey("catalog.Image", on_delete=models.CASCADE, related_name="prescores")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="prescores")
+    lm_score = models.FloatField()
+    regression_score = models.FloatField()
+    metavoter_score = models.FloatField(db_index=True)
+    uncertainty = models.FloatField(default=0.0, help_text="Spread of the LM level distribution / head disagreement.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["image", "model_version"], name="prescore_unique_image_per_model"),
+            *score_range_constraints(DIMENSION_FIELDS, prefix="prescore", nullable=True),
+            *[
+                models.CheckConstraint(condition=score_range_q(field, nullable=False), name=f"prescore_{field}_in_unit_range")
+                for field in ("lm_score", "regression_score", "metavoter_score")
+            ],
+        ]
