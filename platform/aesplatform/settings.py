@@ -92,6 +92,8 @@ _default_database_url = (
     "postgres://postgres@127.0.0.1:5432/aesplatform" if DJANGO_ENV == "test" else f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 )
 DATABASES = {"default": env.db_url("DATABASE_URL", default=_default_database_url)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=60 if PRODUCTION else 0))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -186,7 +188,7 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: JSON only, late acks (a killed worker's task is redelivered), results stored, two queues.
 CELERY_BROKER_URL = env.str(
-    "CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0" if DJANGO_ENV == "test" else "filesystem://"
+    "CELERY_BROKER_URL", default="redis://127.0.0.1:6379/9" if DJANGO_ENV == "test" else "filesystem://"
 )
 CELERY_RESULT_BACKEND = env.str(
     "CELERY_RESULT_BACKEND",

@@ -1,0 +1,12 @@
+"""The test profile: `DJANGO_ENV=test` and a throw-away var dir (media, results) before the settings are read."""
+
+import os
+import tempfile
+
+os.environ.setdefault("DJANGO_ENV", "test")
+os.environ.setdefault("AESP_VAR_DIR", tempfile.mkdtemp(prefix="aesp-test-var-"))
+os.environ.setdefault("AESP_IMPORT_ROOTS", os.path.join(os.environ["AESP_VAR_DIR"], "incoming"))
+
+from .settings import *  # noqa: E402,F401,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests only

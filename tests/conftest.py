@@ -1,0 +1,176 @@
+"""Fixtures shared by every suite: service check, API clients per role, a real Celery worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import factories
+from tests.services import unreachable_services
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionstart(session):
+    if os.environ.get("AESP_SKIP_SERVICE_CHECK"):
+        return
+    problems = unreachable_services()
+    if problems:
+        pytest.exit("\n".join(problems) + "\nThe tests need real PostgreSQL and Redis (see README).", returncode=3)
+
+
+@pytest.fixture
+def annotator_user(db):
+    return factories.annotator()
+
+
+@pytest.fixture
+def curator_user(db):
+    return factories.curator()
+
+
+@pytest.fixture
+def admin_user(db):
+    return factories.admin()
+
+
+def _api_client(user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def annotator_client(annotator_user):
+    return _api_client(annotator_user)
+
+
+@pytest.fixture
+def curator_client(curator_user):
+    return _api_client(curator_user)
+
+
+@pytest.fixture
+def admin_client_api(admin_user):
+    return _api_client(admin_user)
+
+
+@pytest.fixture
+def anonymous_client():
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    """Each test stores files in its own media dir (the worker fixture uses the session's, see below)."""
+    if os.environ.get("AESP_KEEP_MEDIA_ROOT"):
+        return
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+class CeleryWorker:
+    """A real `celery worker` process over the real broker and the test database."""
+
+    def __init__(self, env: dict[str, str], queues: str = "cpu,gpu"):
+        self.env = env
+        self.queues = queues
+        self.process: subprocess.Popen | None = None
+        self.log_path = Path(env["AESP_VAR_DIR"]) / f"worker-{os.getpid()}-{time.monotonic_ns()}.log"
+
+    def start(self) -> None:
+        from aesplatform.celery import app
+
+        app.control.purge()
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "aesplatform", "worker", "-Q", self.queues, "-c", "1",
+             "--pool", "prefork", "--loglevel", "INFO", "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
+            cwd=REPO_ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"celery worker exited early:\n{self.log_path.read_text()[-4000:]}")
+            if app.control.inspect(timeout=1).ping():
+                return
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"celery worker did not answer a ping in 60 s:\n{self.log_path.read_text()[-4000:]}")
+
+    def kill(self) -> None:
+        """kill -9 the whole worker (main process and pool children)."""
+        import psutil
+
+        if self.process and self.process.poll() is None:
+            parent = psutil.Process(self.process.pid)
+            for child in parent.children(recursive=True):
+                child.kill()
+            parent.kill()
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def celery_worker_factory(transactional_db, settings):
+    """Start real workers against the test database; the test's data must be committed (transactional_db)."""
+    from django.db import connection
+
+    settings.MEDIA_ROOT = Path(os.environ["AESP_VAR_DIR"]) / "media"
+    db = connection.settings_dict
+    database_url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = {
+        **os.environ,
+        "DJANGO_ENV": "test",
+        "DJANGO_SETTINGS_MODULE": "aesplatform.settings_test",
+        "DATABASE_URL": database_url,
+        "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "platform"), str(REPO_ROOT)]),
+    }
+    workers: list[CeleryWorker] = []
+
+    def start(queues: str = "cpu,gpu") -> CeleryWorker:
+        worker = CeleryWorker(env, queues)
+        worker.start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def celery_worker(celery_worker_factory):
+    return celery_worker_factory()
+
+
+def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.2, message: str = "condition"):
+    """Poll until predicate() is truthy (integration tests wait on a real worker)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
