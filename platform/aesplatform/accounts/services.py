@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
 from django.db import transaction
 
 from .roles import Role
@@ -21,6 +22,7 @@ def user_create(*, username: str, password: str, roles: list[Role], email: str =
     User = get_user_model()
     user = User(username=username, email=email, is_staff=is_staff or Role.ADMIN in roles)
     user.is_superuser = Role.ADMIN in roles
+    validate_password(password, user)
     user.set_password(password)
     user.full_clean()
     user.save()
