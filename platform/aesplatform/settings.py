@@ -197,6 +197,7 @@ CELERY_RESULT_BACKEND = env.str(
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 if CELERY_BROKER_URL.startswith("filesystem"):
     _queue_dir = VAR_DIR / "celery" / "queue"
+    _queue_dir.mkdir(parents=True, exist_ok=True)  # the embedded broker is a folder both processes share
     CELERY_BROKER_TRANSPORT_OPTIONS.update(
         {"data_folder_in": str(_queue_dir), "data_folder_out": str(_queue_dir), "processed_folder": str(VAR_DIR / "celery" / "processed"), "store_processed": False}
     )
@@ -216,6 +217,7 @@ LOGGING = {
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^health/$"]  # container health checks speak plain HTTP inside the network
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000)

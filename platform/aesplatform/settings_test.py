@@ -9,4 +9,5 @@ os.environ.setdefault("AESP_IMPORT_ROOTS", os.path.join(os.environ["AESP_VAR_DIR
 
 from .settings import *  # noqa: E402,F401,F403
 
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  whitenoise warns about a missing dir
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests only

@@ -1,0 +1,25 @@
+# One image for web and workers. Build: docker build -t humanaes .
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    DJANGO_ENV=production \
+    AESP_VAR_DIR=/var/lib/humanaes
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --create-home --uid 10001 humanaes
+
+WORKDIR /app
+COPY requirements.lock pyproject.toml README.md ./
+RUN pip install -r requirements.lock
+COPY . .
+RUN pip install --no-deps . \
+ && DJANGO_SECRET_KEY=collectstatic-only DJANGO_ALLOWED_HOSTS=localhost python manage.py collectstatic --noinput \
+ && mkdir -p /var/lib/humanaes && chown -R humanaes /var/lib/humanaes
+
+USER humanaes
+EXPOSE 8000
+CMD ["gunicorn", "aesplatform.wsgi:application", "--pythonpath", "platform", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4", "--timeout", "120"]

@@ -1,0 +1,52 @@
+# The two commands of the README: `make run` (set up and run the platform) and `make test` (set up and run
+# the tests). Everything else here is a step of those two.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run migrate demo web worker test test-fast check-services lint schema compose-config clean help
+
+help:
+	@echo "make run   - create .venv, install, migrate, load demo data, start web + worker (http://$(HOST):$(PORT)/)"
+	@echo "make test  - create .venv, install, run the whole test suite against PostgreSQL and Redis"
+
+$(INSTALLED): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.2
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(INSTALLED)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(PY) manage.py demo_setup
+
+run: demo
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	HOST=$(HOST) PORT=$(PORT) PY=$(PY) scripts/run_platform.sh
+
+check-services: install
+	@DJANGO_ENV=test $(PY) tests/services.py
+
+test: check-services
+	DJANGO_ENV=test $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: check-services
+	DJANGO_ENV=test $(PY) -m pytest -m "not browser and not slow" $(PYTEST_ARGS)
+
+schema: install
+	$(PY) manage.py spectacular --validate --fail-on-warn --file var/openapi.yml
+
+compose-config:
+	docker-compose -f docker-compose.yml config --quiet
+
+clean:
+	rm -rf $(VENV) var .pytest_cache
