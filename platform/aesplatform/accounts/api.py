@@ -51,6 +51,9 @@ class TokenView(APIView):
         username = serializers.CharField()
         password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
 
+        class Meta:
+            ref_name = "TokenRequest"
+
     @extend_schema(
         request=InputSerializer,
         responses={200: inline_serializer("TokenOut", {"token": serializers.CharField()})},
@@ -77,6 +80,9 @@ class UserListCreateView(ListAPIView):
         email = serializers.EmailField(required=False, allow_blank=True, default="")
         password = serializers.CharField(min_length=10, trim_whitespace=False, write_only=True)
         roles = serializers.ListField(child=serializers.ChoiceField(choices=[r.value for r in Role]), allow_empty=False)
+
+        class Meta:
+            ref_name = "UserCreate"
 
     def get_permissions(self):
         return [IsPlatformAdmin()] if self.request.method == "POST" else [IsCurator()]
