@@ -1,3 +1,5 @@
 """Celery tasks: thin wrappers that take ids and call the apps' services. Importing this registers them."""
 
 from . import catalog  # noqa: F401
+from . import annotation  # noqa: F401
+from . import curation  # noqa: F401

@@ -1,0 +1,307 @@
+"""Annotation API: campaigns, next task, submit / skip / flag, corrections, consensus, statistics."""
+
+from __future__ import annotations
+
+import django_filters
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from aesplatform.accounts.permissions import IsAnnotator, IsCurator
+from aesplatform.accounts.roles import Role, user_has_role
+from aesplatform.common.exceptions import ServiceError
+
+from . import selectors, services
+from .models import Annotation, Assignment, Campaign, CampaignMode, CampaignState, Consensus
+from .serializers import (
+    AnnotationSerializer,
+    AnnotatorCampaignSerializer,
+    AssignmentOutSerializer,
+    AssignmentStateSerializer,
+    CampaignCreateSerializer,
+    CampaignSerializer,
+    CampaignStatsSerializer,
+    CampaignUpdateSerializer,
+    ConsensusSerializer,
+    FlagSerializer,
+    NextTaskRequestSerializer,
+    SubmitSerializer,
+)
+
+TAG = ["annotation"]
+
+
+def _is_curator(request) -> bool:
+    return user_has_role(request.user, Role.CURATOR)
+
+
+def prescore_payload(image_id: int) -> dict | None:
+    from aesplatform.modeling.models import Prescore
+
+    row = Prescore.objects.filter(image_id=image_id).order_by("-id").first()
+    if row is None:
+        return None
+    return {"metavoter_score": row.metavoter_score, "scores": row.scores_dict()}
+
+
+def assignment_payload(assignment: Assignment) -> dict:
+    assignment = Assignment.objects.select_related("task__campaign", "task__image").get(pk=assignment.pk)
+    campaign = assignment.task.campaign
+    prescore = prescore_payload(assignment.task.image_id) if campaign.show_prescores else None
+    return AssignmentOutSerializer.build(assignment, prescore=prescore)
+
+
+class CampaignFilter(django_filters.FilterSet):
+    state = django_filters.ChoiceFilter(choices=CampaignState.choices)
+    mode = django_filters.ChoiceFilter(choices=CampaignMode.choices)
+
+    class Meta:
+        model = Campaign
+        fields = ["state", "mode"]
+
+
+class CampaignListCreateView(ListAPIView):
+    """Curators list every campaign and create them; annotators list the active campaigns they take part in."""
+
+    permission_classes = [IsAnnotator]
+    filterset_class = CampaignFilter
+    ordering_fields = ["id", "created_at", "name"]
+
+    def get_serializer_class(self):
+        return CampaignSerializer if _is_curator(self.request) else AnnotatorCampaignSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Campaign.objects.none()
+        return selectors.campaigns_visible_to(user=self.request.user).select_related("created_by").prefetch_related("annotators").order_by("-id")
+
+    @extend_schema(tags=TAG, summary="Campaigns you can see", responses=CampaignSerializer(many=True))
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(tags=TAG, summary="Create a campaign (curators)", request=CampaignCreateSerializer, responses={201: CampaignSerializer})
+    def post(self, request):
+        if not _is_curator(request):
+            raise PermissionDenied("This needs the curator role.")
+        data = CampaignCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        annotator_ids = values.pop("annotators")
+        users = list(services.user_by_ids(annotator_ids))
+        if len(users) != len(set(annotator_ids)):
+            raise ServiceError("unknown annotator ids")
+        campaign = services.campaign_create(created_by=request.user, annotators=users, **values)
+        return Response(CampaignSerializer(campaign).data, status=status.HTTP_201_CREATED)
+
+
+class CampaignDetailView(APIView):
+    permission_classes = [IsAnnotator]
+
+    def _campaign(self, request, pk) -> Campaign:
+        return get_object_or_404(selectors.campaigns_visible_to(user=request.user), pk=pk)
+
+    @extend_schema(tags=TAG, summary="A campaign (annotators: only their active ones)", responses=CampaignSerializer)
+    def get(self, request, pk: int):
+        campaign = self._campaign(request, pk)
+        serializer = CampaignSerializer if _is_curator(request) else AnnotatorCampaignSerializer
+        return Response(serializer(campaign).data)
+
+    @extend_schema(tags=TAG, summary="Change settings, annotators or state (curators)", request=CampaignUpdateSerializer, responses=CampaignSerializer)
+    def patch(self, request, pk: int):
+        if not _is_curator(request):
+            raise PermissionDenied("This needs the curator role.")
+        campaign = self._campaign(request, pk)
+        data = CampaignUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        if "annotators" in values:
+            ids = values["annotators"]
+            users = list(services.user_by_ids(ids))
+            if len(users) != len(set(ids)):
+                raise ServiceError("unknown annotator ids")
+            values["annotators"] = users
+        campaign = services.campaign_update(campaign=campaign, data=values)
+        return Response(CampaignSerializer(campaign).data)
+
+
+class NextTaskView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(
+        tags=TAG,
+        summary="Lease the next task",
+        description="Returns a task leased to you (a live lease you hold and did not list in `held` comes first), "
+        "or 204 when the campaign has nothing left for you. At most two live leases per annotator and campaign.",
+        request=NextTaskRequestSerializer,
+        responses={200: AssignmentOutSerializer, 204: OpenApiResponse(description="Nothing left for you.")},
+    )
+    def post(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        data = NextTaskRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        assignment = services.task_lease_next(campaign=campaign, annotator=request.user, held=data.validated_data["held"])
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(assignment_payload(assignment))
+
+
+class AssignmentSubmitView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(
+        tags=TAG,
+        summary="Submit the annotation of a leased task",
+        description="Stored exactly once per idempotency key: a retry with the same key and content returns the "
+        "first result (200); the same key with other content is a 409.",
+        request=SubmitSerializer,
+        responses={201: AnnotationSerializer, 200: AnnotationSerializer},
+    )
+    def post(self, request, pk: int):
+        data = SubmitSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        annotation, created = services.annotation_submit(assignment_id=pk, annotator=request.user, **data.validated_data)
+        return Response(AnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class AssignmentSkipView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(tags=TAG, summary="Skip a leased task (you will not see the image again)", request=None, responses=AssignmentStateSerializer)
+    def post(self, request, pk: int):
+        assignment = services.assignment_skip(assignment_id=pk, annotator=request.user)
+        return Response({"id": assignment.id, "state": assignment.state})
+
+
+class AssignmentFlagView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(tags=TAG, summary="Flag a leased task's image as broken", request=FlagSerializer, responses=AssignmentStateSerializer)
+    def post(self, request, pk: int):
+        data = FlagSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        assignment = services.assignment_flag(assignment_id=pk, annotator=request.user, **data.validated_data)
+        return Response({"id": assignment.id, "state": assignment.state})
+
+
+class AssignmentImageView(APIView):
+    """The full-resolution image of a task, for the annotator it was leased to (and curators)."""
+
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(tags=TAG, summary="The image of a leased task", responses={(200, "image/*"): OpenApiTypes.BINARY})
+    def get(self, request, pk: int):
+        assignment = get_object_or_404(Assignment.objects.select_related("task__image"), pk=pk)
+        if assignment.annotator_id != request.user.pk and not _is_curator(request):
+            raise PermissionDenied("This task is leased to another annotator.")
+        image = assignment.task.image
+        try:
+            handle = image.file.open("rb")
+        except (FileNotFoundError, OSError):
+            from rest_framework.exceptions import NotFound
+
+            raise NotFound("The image file is missing.") from None
+        response = FileResponse(handle, content_type=f"image/{image.format.lower() or 'jpeg'}")
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+
+class AnnotationFilter(django_filters.FilterSet):
+    campaign = django_filters.NumberFilter(field_name="task__campaign_id")
+    annotator = django_filters.NumberFilter(field_name="annotator_id")
+    task = django_filters.NumberFilter(field_name="task_id")
+
+    class Meta:
+        model = Annotation
+        fields = ["campaign", "annotator", "task"]
+
+
+class AnnotationListView(ListAPIView):
+    """Curators read every annotation; annotators only their own (asking for another's is a 403)."""
+
+    permission_classes = [IsAnnotator]
+    serializer_class = AnnotationSerializer
+    filterset_class = AnnotationFilter
+    ordering_fields = ["id", "created_at"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Annotation.objects.none()
+        annotator = self.request.query_params.get("annotator")
+        if annotator and not _is_curator(self.request) and annotator != str(self.request.user.pk):
+            raise PermissionDenied("Annotators can read only their own annotations.")
+        return selectors.annotations_visible_to(user=self.request.user).order_by("-id")
+
+    @extend_schema(tags=TAG, summary="Annotations")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class AnnotationDetailView(RetrieveAPIView):
+    permission_classes = [IsAnnotator]
+    serializer_class = AnnotationSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Annotation.objects.none()
+        return selectors.annotations_visible_to(user=self.request.user)
+
+    @extend_schema(tags=TAG, summary="One annotation (annotators: only their own)")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class AnnotationCorrectView(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(
+        tags=TAG,
+        summary="Correct your annotation",
+        description="Stores a new annotation that supersedes this one; the original stays unchanged in the history.",
+        request=SubmitSerializer,
+        responses={201: AnnotationSerializer, 200: AnnotationSerializer},
+    )
+    def post(self, request, pk: int):
+        data = SubmitSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        annotation, created = services.annotation_correct(annotation_id=pk, annotator=request.user, **data.validated_data)
+        return Response(AnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class CampaignStatsView(APIView):
+    permission_classes = [IsCurator]
+
+    @extend_schema(tags=TAG, summary="Progress, agreement, histograms, annotator table and throughput (curators)", responses=CampaignStatsSerializer)
+    def get(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        stats = selectors.campaign_stats(campaign=campaign)
+        payload = {
+            "progress": {**stats.progress.__dict__, "percent": stats.progress.percent},
+            "dimensions": [d.__dict__ for d in stats.dimensions],
+            "annotators": [a.__dict__ for a in stats.annotators],
+            "throughput": [{"hour": h, "annotations": n} for h, n in stats.throughput],
+        }
+        return Response(CampaignStatsSerializer(payload).data)
+
+
+class CampaignConsensusView(ListAPIView):
+    """Mean opinion scores of the campaign's images (BT.500 screening), per dimension."""
+
+    permission_classes = [IsCurator]
+    serializer_class = ConsensusSerializer
+    filterset_fields = ["image", "dimension"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Consensus.objects.none()
+        campaign = get_object_or_404(Campaign, pk=self.kwargs["pk"])
+        return selectors.campaign_consensus(campaign=campaign)
+
+    @extend_schema(tags=TAG, summary="Consensus of a campaign (curators)")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)

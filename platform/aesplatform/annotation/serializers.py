@@ -1,0 +1,215 @@
+"""API shapes of the annotation app. Input serializers only check types; the services check the rules."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from model_core.standard import DIMENSIONS, LEVEL_CENTRES, LEVEL_UPPER_BOUNDS, LEVELS
+
+from .models import Annotation, Campaign, CampaignMode, CampaignState, Consensus, TaskOrder
+from .services import expected_dimensions
+
+SCORE_FIELDS = {d.key: serializers.FloatField(required=False, allow_null=True, help_text=d.name) for d in DIMENSIONS}
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    annotators = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    dimensions = serializers.SerializerMethodField()
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id", "name", "mode", "state", "redundancy", "gold_ratio", "show_prescores", "instructions",
+            "task_order", "lease_seconds", "annotators", "dimensions", "created_by", "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_dimensions(self, campaign) -> list[str]:
+        return [d.key for d in expected_dimensions(campaign.mode)]
+
+
+class AnnotatorCampaignSerializer(CampaignSerializer):
+    """What an annotator sees of a campaign: no gold ratio, no staff list."""
+
+    class Meta(CampaignSerializer.Meta):
+        fields = ["id", "name", "mode", "state", "redundancy", "show_prescores", "instructions", "lease_seconds", "dimensions"]
+        read_only_fields = fields
+
+
+class CampaignCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    mode = serializers.ChoiceField(choices=CampaignMode.choices)
+    image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=5_000_000)
+    redundancy = serializers.IntegerField(min_value=1, max_value=50, default=3)
+    gold_ratio = serializers.FloatField(min_value=0.0, max_value=0.5, default=0.0)
+    show_prescores = serializers.BooleanField(default=False)
+    instructions = serializers.CharField(allow_blank=True, default="")
+    annotators = serializers.ListField(child=serializers.IntegerField(min_value=1), default=list)
+    task_order = serializers.ChoiceField(choices=TaskOrder.choices, default=TaskOrder.RANDOM)
+    lease_seconds = serializers.IntegerField(min_value=30, max_value=86400, default=900)
+    state = serializers.ChoiceField(choices=CampaignState.choices, default=CampaignState.DRAFT, help_text="draft or active")
+
+
+class CampaignUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    instructions = serializers.CharField(allow_blank=True, required=False)
+    show_prescores = serializers.BooleanField(required=False)
+    lease_seconds = serializers.IntegerField(min_value=30, max_value=86400, required=False)
+    state = serializers.ChoiceField(choices=CampaignState.choices, required=False)
+    annotators = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
+
+
+class NextTaskRequestSerializer(serializers.Serializer):
+    held = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), default=list, max_length=10,
+        help_text="Ids of your assignments the client already shows or preloads (a reload sends none and resumes).",
+    )
+
+
+class PrescoreSerializer(serializers.Serializer):
+    metavoter_score = serializers.FloatField()
+    scores = serializers.DictField(child=serializers.FloatField(allow_null=True))
+
+
+class AssignmentOutSerializer(serializers.Serializer):
+    """A leased task. Gold images are not marked: they are mixed in unannounced."""
+
+    id = serializers.IntegerField(help_text="The assignment (lease) id: submit, skip and flag take it.")
+    task_id = serializers.IntegerField()
+    campaign_id = serializers.IntegerField()
+    mode = serializers.CharField()
+    dimensions = serializers.ListField(child=serializers.CharField())
+    image_url = serializers.CharField()
+    image_width = serializers.IntegerField()
+    image_height = serializers.IntegerField()
+    leased_until = serializers.DateTimeField()
+    prescore = PrescoreSerializer(allow_null=True, help_text="Only when the campaign shows pre-scores.")
+
+    @staticmethod
+    def build(assignment, *, prescore=None) -> dict:
+        task = assignment.task
+        campaign = task.campaign
+        return {
+            "id": assignment.id,
+            "task_id": task.id,
+            "campaign_id": campaign.id,
+            "mode": campaign.mode,
+            "dimensions": [d.key for d in expected_dimensions(campaign.mode)],
+            "image_url": reverse("api-assignment-image", args=[assignment.id]),
+            "image_width": task.image.width,
+            "image_height": task.image.height,
+            "leased_until": assignment.leased_until,
+            "prescore": prescore,
+        }
+
+
+class SubmitSerializer(serializers.Serializer):
+    scores = serializers.DictField(
+        child=serializers.JSONField(allow_null=True),
+        help_text="dimension key -> score in [0, 1]; exactly the campaign mode's dimensions "
+        f"({', '.join(d.key for d in DIMENSIONS)} for expert, the last one only for overall).",
+    )
+    idempotency_key = serializers.UUIDField(help_text="Generated by the client once per task; a retry sends the same.")
+    time_spent_ms = serializers.IntegerField(min_value=0, max_value=86_400_000, default=0)
+    ui_version = serializers.CharField(max_length=40, allow_blank=True, default="")
+
+
+class FlagSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, allow_blank=True, default="")
+
+
+class AssignmentStateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    state = serializers.CharField()
+
+
+class AnnotationSerializer(serializers.ModelSerializer):
+    scores = serializers.SerializerMethodField()
+    campaign_id = serializers.IntegerField(source="task.campaign_id", read_only=True)
+    image_id = serializers.IntegerField(source="task.image_id", read_only=True)
+
+    class Meta:
+        model = Annotation
+        fields = [
+            "id", "task", "campaign_id", "image_id", "annotator", "assignment", "is_expert", "supersedes",
+            "idempotency_key", "time_spent_ms", "ui_version", "created_at", "scores",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_scores(self, annotation) -> dict:
+        return {k: v for k, v in annotation.scores_dict().items() if v is not None}
+
+
+class ConsensusSerializer(serializers.ModelSerializer):
+    dimension_key = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Consensus
+        fields = [
+            "image", "dimension", "dimension_key", "method", "score", "count", "std", "ci_low", "ci_high",
+            "rejected_annotators", "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_dimension_key(self, row) -> str:
+        return DIMENSIONS[row.dimension].key
+
+
+class DimensionStatsSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    key = serializers.CharField()
+    name = serializers.CharField()
+    krippendorff_alpha = serializers.FloatField(allow_null=True)
+    icc = serializers.FloatField(allow_null=True, help_text="ICC(1,1), one-way random effects")
+    items = serializers.IntegerField()
+    annotations = serializers.IntegerField()
+    histogram = serializers.ListField(child=serializers.IntegerField(), help_text="10 bins over [0, 1]")
+
+
+class AnnotatorRowSerializer(serializers.Serializer):
+    user_id = serializers.IntegerField()
+    username = serializers.CharField()
+    submitted = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    flagged = serializers.IntegerField()
+    median_time_ms = serializers.FloatField(allow_null=True)
+    loo_correlation = serializers.FloatField(allow_null=True)
+    gold_count = serializers.IntegerField()
+    gold_mae = serializers.FloatField(allow_null=True)
+    gold_level_accuracy = serializers.FloatField(allow_null=True)
+    rejected_dimensions = serializers.ListField(child=serializers.CharField())
+
+
+class ProgressSerializer(serializers.Serializer):
+    tasks = serializers.IntegerField()
+    done = serializers.IntegerField()
+    gold = serializers.IntegerField()
+    submitted = serializers.IntegerField()
+    live_leases = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    flagged = serializers.IntegerField()
+    annotations_needed = serializers.IntegerField()
+    percent = serializers.FloatField()
+
+
+class ThroughputSerializer(serializers.Serializer):
+    hour = serializers.DateTimeField()
+    annotations = serializers.IntegerField()
+
+
+class CampaignStatsSerializer(serializers.Serializer):
+    progress = ProgressSerializer()
+    dimensions = DimensionStatsSerializer(many=True)
+    annotators = AnnotatorRowSerializer(many=True)
+    throughput = ThroughputSerializer(many=True)
+
+
+LEVELS_INFO = [
+    {"level": name, "centre": centre, "upper": (LEVEL_UPPER_BOUNDS + (1.0,))[i]}
+    for i, (name, centre) in enumerate(zip(LEVELS, LEVEL_CENTRES))
+]

@@ -1,0 +1,601 @@
+"""Writes of the annotation app: campaigns, task leases, annotations, consensus and agreement.
+
+Task distribution
+-----------------
+`task_lease_next` runs in one transaction: (1) lazily expire leases whose time is up (the rows are taken with
+SKIP LOCKED in id order, their tasks locked in id order, so concurrent callers never deadlock), (2) return the
+annotator's own live lease if they hold one the client does not know of (a reload resumes the same image), (3)
+walk the partial index `task_open_by_priority` for the first open task whose live leases + submissions are below
+the campaign's redundancy and that this annotator never had, `FOR UPDATE SKIP LOCKED`, and lease it. The task's
+counters change only under its row lock, and UNIQUE(task, annotator) holds in the database, so a task never gets
+more than `redundancy` distinct annotators. On SQLite (no row locks) the settings open every transaction with
+BEGIN IMMEDIATE: writers are serialized by the database, and the same code stays correct.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import timedelta
+
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from aesplatform.accounts.roles import Role, user_has_role
+from aesplatform.catalog.models import Image, ImageStatus
+from aesplatform.common.exceptions import ConflictError, ServiceError
+from model_core.standard import DIMENSIONS, OVERALL, ScoreError, validate_score
+
+from . import agreement as agreement_math
+from . import consensus as consensus_math
+from .models import (
+    Agreement,
+    Annotation,
+    Assignment,
+    AssignmentState,
+    Campaign,
+    CampaignMode,
+    CampaignState,
+    Consensus,
+    ConsensusOrigin,
+    Task,
+    TaskOrder,
+    TaskState,
+)
+
+MAX_LIVE_LEASES = 2  # the task on screen and the one preloaded behind it
+EXPIRE_BATCH = 200
+FLAGS_TO_RETIRE = 2  # distinct annotators flagging an image as broken take it out of the campaign
+CAMPAIGN_IMAGE_STATUSES = (ImageStatus.APPROVED, ImageStatus.IN_CAMPAIGN)
+ALLOWED_TRANSITIONS = {
+    CampaignState.DRAFT: {CampaignState.ACTIVE, CampaignState.CLOSED},
+    CampaignState.ACTIVE: {CampaignState.CLOSED},
+    CampaignState.CLOSED: {CampaignState.ACTIVE},
+}
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    code = "not_found"
+
+
+class Forbidden(ServiceError):
+    status_code = 403
+    code = "forbidden"
+
+
+# --- campaigns --------------------------------------------------------------------------------------------------
+
+
+def _check_annotators(annotators) -> list:
+    users = list(annotators)
+    not_annotators = [u.get_username() for u in users if not user_has_role(u, Role.ANNOTATOR)]
+    if not_annotators:
+        raise ServiceError(f"these users do not hold the annotator role: {', '.join(sorted(not_annotators))}")
+    return users
+
+
+def _gold_candidates(*, image_ids: list[int], mode: str) -> set[int]:
+    """Images with an imported reference label for what the campaign asks (the overall score, or all 12)."""
+    needed = 1 if mode == CampaignMode.OVERALL else len(DIMENSIONS)
+    rows = Consensus.objects.filter(image_id__in=image_ids, origin=ConsensusOrigin.IMPORTED)
+    if mode == CampaignMode.OVERALL:
+        rows = rows.filter(dimension=OVERALL.index)
+    from django.db.models import Count
+
+    return {
+        image_id
+        for image_id, n in rows.order_by().values_list("image_id").annotate(n=Count("dimension", distinct=True))
+        if n >= needed
+    }
+
+
+def _priorities(*, image_ids: list[int], order: str, rng: random.Random) -> dict[int, float]:
+    if order == TaskOrder.ACTIVE_LEARNING:
+        from aesplatform.modeling.models import Prescore
+
+        uncertainty = dict(
+            Prescore.objects.filter(image_id__in=image_ids).order_by("image_id", "-id").values_list("image_id", "uncertainty")
+        )
+        # most uncertain first; images never pre-scored come after, in random order
+        return {i: (1.0 + uncertainty[i]) if i in uncertainty else rng.random() for i in image_ids}
+    return {i: rng.random() for i in image_ids}
+
+
+@transaction.atomic
+def campaign_create(
+    *,
+    name: str,
+    mode: str,
+    created_by,
+    image_ids: list[int],
+    redundancy: int = 3,
+    gold_ratio: float = 0.0,
+    show_prescores: bool = False,
+    instructions: str = "",
+    annotators=(),
+    task_order: str = TaskOrder.RANDOM,
+    lease_seconds: int = 900,
+    state: str = CampaignState.DRAFT,
+    seed: int | None = None,
+) -> Campaign:
+    """A campaign over approved images, one task per image; a share `gold_ratio` of them are gold (unannounced)."""
+    image_ids = sorted(set(image_ids))
+    if not image_ids:
+        raise ServiceError("a campaign needs at least one image")
+    if state not in (CampaignState.DRAFT, CampaignState.ACTIVE):
+        raise ServiceError("a new campaign is a draft or active")
+    campaign = Campaign(
+        name=name, mode=mode, redundancy=redundancy, gold_ratio=gold_ratio, show_prescores=show_prescores,
+        instructions=instructions, task_order=task_order, lease_seconds=lease_seconds, state=state,
+        created_by=created_by,
+    )
+    campaign.full_clean()
+    users = _check_annotators(annotators)
+
+    images = Image.objects.filter(id__in=image_ids)
+    found = dict(images.values_list("id", "status"))
+    missing = [i for i in image_ids if i not in found]
+    if missing:
+        raise ServiceError(f"unknown images: {missing[:20]}")
+    unusable = [i for i, status in found.items() if status not in CAMPAIGN_IMAGE_STATUSES]
+    if unusable:
+        raise ServiceError(f"only approved images can go into a campaign; not approved: {sorted(unusable)[:20]}")
+
+    rng = random.Random(seed)
+    gold_wanted = round(gold_ratio * len(image_ids))
+    gold_ids: set[int] = set()
+    if gold_wanted:
+        candidates = sorted(_gold_candidates(image_ids=image_ids, mode=mode))
+        if len(candidates) < gold_wanted:
+            raise ServiceError(
+                f"gold ratio {gold_ratio} needs {gold_wanted} images with an imported reference label; "
+                f"the chosen images have {len(candidates)}"
+            )
+        gold_ids = set(rng.sample(candidates, gold_wanted))
+
+    campaign.save()
+    campaign.annotators.set(users)
+    priorities = _priorities(image_ids=image_ids, order=task_order, rng=rng)
+    Task.objects.bulk_create(
+        [Task(campaign=campaign, image_id=i, is_gold=i in gold_ids, priority=priorities[i]) for i in image_ids],
+        batch_size=5000,
+    )
+    Image.objects.filter(id__in=image_ids, status=ImageStatus.APPROVED).update(status=ImageStatus.IN_CAMPAIGN)
+    return campaign
+
+
+@transaction.atomic
+def campaign_update(*, campaign: Campaign, data: dict) -> Campaign:
+    """Change settings, annotators or the state (draft -> active -> closed -> active)."""
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    editable = {"name", "instructions", "show_prescores", "lease_seconds", "state"}
+    unknown = set(data) - editable - {"annotators"}
+    if unknown:
+        raise ServiceError(f"these fields cannot be changed: {', '.join(sorted(unknown))}")
+    new_state = data.get("state")
+    if new_state is not None and new_state != campaign.state:
+        if new_state not in ALLOWED_TRANSITIONS.get(campaign.state, set()):
+            raise ConflictError(f"a {campaign.state} campaign cannot become {new_state}")
+    for key in editable & set(data):
+        setattr(campaign, key, data[key])
+    campaign.full_clean()
+    campaign.save()
+    if "annotators" in data:
+        campaign.annotators.set(_check_annotators(data["annotators"]))
+    if new_state == CampaignState.CLOSED:
+        # live leases end with the campaign; their tasks stay as they are
+        now = timezone.now()
+        leased = Assignment.objects.filter(task__campaign=campaign, state=AssignmentState.LEASED)
+        task_ids = list(leased.values_list("task_id", flat=True))
+        leased.update(state=AssignmentState.EXPIRED, finished_at=now)
+        _release_leases(task_ids)
+    return campaign
+
+
+# --- leases -----------------------------------------------------------------------------------------------------
+
+
+def _release_leases(task_ids: list[int]) -> None:
+    """Decrement active_lease_count once per entry, locking the tasks in id order (no deadlock between callers)."""
+    if not task_ids:
+        return
+    from collections import Counter
+
+    counts = Counter(task_ids)
+    list(Task.objects.select_for_update().filter(id__in=counts).order_by("id").values_list("id", flat=True))
+    by_count: dict[int, list[int]] = {}
+    for task_id, n in counts.items():
+        by_count.setdefault(n, []).append(task_id)
+    for n, ids in by_count.items():
+        Task.objects.filter(id__in=ids, active_lease_count__gte=n).update(active_lease_count=F("active_lease_count") - n)
+
+
+def leases_expire(*, now=None, limit: int = EXPIRE_BATCH) -> int:
+    """Expire up to `limit` leases whose time is up and give their tasks back to the pool. Call inside atomic."""
+    now = now or timezone.now()
+    expired = list(
+        Assignment.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(state=AssignmentState.LEASED, leased_until__lte=now)
+        .order_by("id")
+        .values_list("id", "task_id")[:limit]
+    )
+    if not expired:
+        return 0
+    Assignment.objects.filter(id__in=[a for a, _ in expired]).update(state=AssignmentState.EXPIRED, finished_at=now)
+    _release_leases([t for _, t in expired])
+    return len(expired)
+
+
+def _check_annotator_in(campaign: Campaign, annotator) -> None:
+    if not campaign.annotators.filter(pk=annotator.pk).exists():
+        raise Forbidden("you are not an annotator of this campaign", code="not_in_campaign")
+
+
+def _check_active(campaign: Campaign) -> None:
+    if campaign.state != CampaignState.ACTIVE:
+        raise ConflictError(f"the campaign is {campaign.state}, not active", code="campaign_not_active")
+
+
+@transaction.atomic
+def task_lease_next(*, campaign: Campaign, annotator, held: list[int] | tuple = (), now=None) -> Assignment | None:
+    """Lease the next task of `campaign` to `annotator` (None when none is left for them).
+
+    `held`: ids of this annotator's assignments the client already shows or preloads; a live lease of theirs
+    outside that list is handed back first (a reload resumes), and an annotator holds at most MAX_LIVE_LEASES.
+    """
+    now = now or timezone.now()
+    _check_active(campaign)
+    _check_annotator_in(campaign, annotator)
+    leases_expire(now=now)
+
+    live = list(
+        Assignment.objects.filter(
+            task__campaign=campaign, annotator=annotator, state=AssignmentState.LEASED, leased_until__gt=now
+        ).order_by("id")
+    )
+    held_ids = {int(h) for h in held}
+    for assignment in live:
+        if assignment.id not in held_ids:
+            return assignment
+    if len(live) >= MAX_LIVE_LEASES:
+        raise ConflictError(
+            f"you already hold {len(live)} leased tasks in this campaign; submit or skip one first", code="too_many_leases"
+        )
+
+    mine = Assignment.objects.filter(task=OuterRef("pk"), annotator=annotator)
+    task = (
+        Task.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(campaign=campaign, state=TaskState.OPEN)
+        .alias(load=F("submitted_count") + F("active_lease_count"))
+        .filter(load__lt=campaign.redundancy)
+        .filter(~Exists(mine))
+        .order_by("-priority", "id")
+        .only("id", "image_id", "is_gold", "campaign_id")
+        .first()
+    )
+    if task is None:
+        return None
+    Task.objects.filter(pk=task.pk).update(active_lease_count=F("active_lease_count") + 1)
+    assignment = Assignment(
+        task=task, annotator=annotator, state=AssignmentState.LEASED, leased_until=now + timedelta(seconds=campaign.lease_seconds)
+    )
+    assignment.leased_at = now
+    assignment.save(force_insert=True)
+    return assignment
+
+
+def _lock_own_assignment(*, assignment_id: int, annotator) -> Assignment:
+    try:
+        assignment = (
+            Assignment.objects.select_for_update(of=("self",)).select_related("task__campaign").get(pk=assignment_id)
+        )
+    except Assignment.DoesNotExist:
+        raise NotFound("no such task lease") from None
+    if assignment.annotator_id != annotator.pk:
+        raise Forbidden("this task is leased to another annotator", code="not_your_lease")
+    return assignment
+
+
+def _check_live(assignment: Assignment, now) -> None:
+    if assignment.state == AssignmentState.EXPIRED or (
+        assignment.state == AssignmentState.LEASED and assignment.leased_until <= now
+    ):
+        raise ConflictError("the lease on this task has expired", code="lease_expired")
+    if assignment.state != AssignmentState.LEASED:
+        raise ConflictError(f"this task was already {assignment.state}", code=f"already_{assignment.state}")
+
+
+def _finish(assignment: Assignment, state: str, now) -> None:
+    assignment.state = state
+    assignment.finished_at = now
+    assignment.save(update_fields=["state", "finished_at"])
+
+
+@transaction.atomic
+def assignment_skip(*, assignment_id: int, annotator, now=None) -> Assignment:
+    """Give the task back; this annotator will not be offered the image again in this campaign."""
+    now = now or timezone.now()
+    assignment = _lock_own_assignment(assignment_id=assignment_id, annotator=annotator)
+    _check_live(assignment, now)
+    _finish(assignment, AssignmentState.SKIPPED, now)
+    _release_leases([assignment.task_id])
+    return assignment
+
+
+@transaction.atomic
+def assignment_flag(*, assignment_id: int, annotator, reason: str = "", now=None) -> Assignment:
+    """Report a broken image. FLAGS_TO_RETIRE distinct reports retire the task and mark the image broken."""
+    now = now or timezone.now()
+    assignment = _lock_own_assignment(assignment_id=assignment_id, annotator=annotator)
+    _check_live(assignment, now)
+    _finish(assignment, AssignmentState.FLAGGED, now)
+    _release_leases([assignment.task_id])
+    task = assignment.task
+    flags = Assignment.objects.filter(task=task, state=AssignmentState.FLAGGED).count()
+    if flags >= FLAGS_TO_RETIRE:
+        Task.objects.filter(pk=task.pk).update(state=TaskState.DONE)
+        Image.objects.filter(pk=task.image_id).update(status=ImageStatus.BROKEN)
+    return assignment
+
+
+# --- annotations ------------------------------------------------------------------------------------------------
+
+
+def expected_dimensions(mode: str) -> list:
+    return list(DIMENSIONS) if mode == CampaignMode.EXPERT else [OVERALL]
+
+
+def validate_scores(*, mode: str, scores) -> dict[str, float]:
+    """Exactly the dimensions of the campaign's mode, each a number in [0, 1]."""
+    if not isinstance(scores, dict):
+        raise ServiceError("scores must be an object of dimension -> score", code="invalid_scores")
+    expected = [d.key for d in expected_dimensions(mode)]
+    known = {d.key for d in DIMENSIONS}
+    unknown = sorted(set(scores) - known)
+    if unknown:
+        raise ServiceError(f"unknown dimensions: {', '.join(map(str, unknown))}", code="unknown_dimension")
+    extra = sorted(set(scores) - set(expected))
+    if extra:
+        raise ServiceError(
+            f"a {mode} campaign takes only {', '.join(expected)}; not: {', '.join(extra)}", code="wrong_mode_dimensions"
+        )
+    missing = [k for k in expected if k not in scores or scores[k] is None]
+    if missing:
+        raise ServiceError(f"missing dimensions: {', '.join(missing)}", code="missing_dimension")
+    checked = {}
+    for key in expected:
+        try:
+            checked[key] = validate_score(scores[key], what=key)
+        except ScoreError as exc:
+            raise ServiceError(str(exc), code="score_out_of_range") from None
+    return checked
+
+
+def _same_content(annotation: Annotation, scores: dict[str, float]) -> bool:
+    stored = {k: v for k, v in annotation.scores_dict().items() if v is not None}
+    return stored.keys() == scores.keys() and all(abs(stored[k] - scores[k]) < 1e-9 for k in scores)
+
+
+def _replay(*, idempotency_key, annotator, scores: dict, assignment_id: int | None = None, supersedes_id=None):
+    """The annotation already stored under this key when the request repeats it; 409 when it differs."""
+    existing = Annotation.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is None:
+        return None
+    same = (
+        existing.annotator_id == annotator.pk
+        and (assignment_id is None or existing.assignment_id == assignment_id)
+        and (supersedes_id is None or existing.supersedes_id == supersedes_id)
+        and _same_content(existing, scores)
+    )
+    if not same:
+        raise ConflictError("this idempotency key was already used for a different annotation", code="idempotency_conflict")
+    return existing
+
+
+def _queue_quality_update(campaign_id: int) -> None:
+    def send():
+        from workers.annotation import campaign_quality_update
+
+        # stamped after the commit: a recomputation that started later has seen this annotation
+        campaign_quality_update.delay(campaign_id, timezone.now().isoformat())
+
+    transaction.on_commit(send)
+
+
+def _parse_key(idempotency_key) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(idempotency_key))
+    except (TypeError, ValueError):
+        raise ServiceError("idempotency_key must be a UUID", code="invalid_idempotency_key") from None
+
+
+def annotation_submit(
+    *,
+    assignment_id: int,
+    annotator,
+    scores: dict,
+    idempotency_key,
+    time_spent_ms: int = 0,
+    ui_version: str = "",
+    now=None,
+) -> tuple[Annotation, bool]:
+    """Store the annotation of a leased task once. Returns (annotation, created); a repeat returns the first."""
+    key = _parse_key(idempotency_key)
+    try:
+        return _annotation_submit(
+            assignment_id=assignment_id, annotator=annotator, scores=scores, key=key,
+            time_spent_ms=time_spent_ms, ui_version=ui_version, now=now,
+        )
+    except IntegrityError:
+        # a concurrent request with the same key won the race: answer like a replay
+        with transaction.atomic():
+            existing = _replay(idempotency_key=key, annotator=annotator, scores=scores or {}, assignment_id=assignment_id)
+        if existing is None:
+            raise
+        return existing, False
+
+
+@transaction.atomic
+def _annotation_submit(*, assignment_id, annotator, scores, key, time_spent_ms, ui_version, now):
+    now = now or timezone.now()
+    assignment = _lock_own_assignment(assignment_id=assignment_id, annotator=annotator)
+    campaign = assignment.task.campaign
+    checked = validate_scores(mode=campaign.mode, scores=scores)
+    existing = _replay(idempotency_key=key, annotator=annotator, scores=checked, assignment_id=assignment.pk)
+    if existing is not None:
+        return existing, False
+    _check_active(campaign)
+    _check_live(assignment, now)
+    if time_spent_ms is None or int(time_spent_ms) < 0:
+        raise ServiceError("time_spent_ms must be a non-negative integer")
+
+    task = Task.objects.select_for_update(of=("self",)).get(pk=assignment.task_id)
+    annotation = Annotation(
+        task=task, annotator=annotator, assignment=assignment, is_expert=campaign.mode == CampaignMode.EXPERT,
+        idempotency_key=key, time_spent_ms=min(int(time_spent_ms), 2**31 - 1), ui_version=ui_version[:40],
+    )
+    annotation.set_scores(checked)
+    try:
+        annotation.full_clean(validate_unique=False)
+    except ValidationError as exc:
+        raise ServiceError(f"invalid annotation: {exc.messages}") from None
+    annotation.save(force_insert=True)
+    _finish(assignment, AssignmentState.SUBMITTED, now)
+    task.submitted_count += 1
+    task.active_lease_count = max(task.active_lease_count - 1, 0)
+    if task.submitted_count >= campaign.redundancy:
+        task.state = TaskState.DONE
+    task.save(update_fields=["submitted_count", "active_lease_count", "state"])
+    _queue_quality_update(campaign.pk)
+    return annotation, True
+
+
+@transaction.atomic
+def annotation_correct(*, annotation_id: int, annotator, scores: dict, idempotency_key, time_spent_ms: int = 0, ui_version: str = "") -> tuple[Annotation, bool]:
+    """A correction: a new row that supersedes the annotator's current one (the history stays, rows never change)."""
+    key = _parse_key(idempotency_key)
+    try:
+        original = Annotation.objects.select_for_update().select_related("task__campaign").get(pk=annotation_id)
+    except Annotation.DoesNotExist:
+        raise NotFound("no such annotation") from None
+    if original.annotator_id != annotator.pk:
+        raise NotFound("no such annotation")
+    campaign = original.task.campaign
+    checked = validate_scores(mode=campaign.mode, scores=scores)
+    existing = _replay(idempotency_key=key, annotator=annotator, scores=checked, supersedes_id=original.pk)
+    if existing is not None:
+        return existing, False
+    _check_active(campaign)
+    if Annotation.objects.filter(supersedes=original).exists():
+        raise ConflictError("this annotation was already corrected; correct the newest version", code="already_superseded")
+    correction = Annotation(
+        task=original.task, annotator=annotator, assignment=original.assignment, is_expert=original.is_expert,
+        supersedes=original, idempotency_key=key, time_spent_ms=max(int(time_spent_ms), 0), ui_version=ui_version[:40],
+    )
+    correction.set_scores(checked)
+    correction.full_clean(validate_unique=False)
+    correction.save(force_insert=True)
+    _queue_quality_update(campaign.pk)
+    return correction, True
+
+
+# --- consensus and agreement -------------------------------------------------------------------------------------
+
+
+def current_annotations(*, campaign: Campaign):
+    """The newest version of every annotator's annotation of every task (superseded rows left out)."""
+    return Annotation.objects.filter(task__campaign=campaign, superseded_by__isnull=True)
+
+
+def campaign_matrices(*, campaign: Campaign) -> dict:
+    """Ratings matrices (images x annotators) per dimension of the campaign's mode, with row/column ids."""
+    dims = expected_dimensions(campaign.mode)
+    rows = list(current_annotations(campaign=campaign).values_list("task__image_id", "annotator_id", *[d.key for d in dims]))
+    image_ids = sorted({r[0] for r in rows})
+    annotator_ids = sorted({r[1] for r in rows})
+    image_pos = {v: i for i, v in enumerate(image_ids)}
+    annotator_pos = {v: i for i, v in enumerate(annotator_ids)}
+    matrices = {d.index: np.full((len(image_ids), len(annotator_ids)), np.nan) for d in dims}
+    for row in rows:
+        i, j = image_pos[row[0]], annotator_pos[row[1]]
+        for d, value in zip(dims, row[2:]):
+            if value is not None:
+                matrices[d.index][i, j] = value
+    return {"image_ids": image_ids, "annotator_ids": annotator_ids, "matrices": matrices}
+
+
+def _f(value) -> float | None:
+    return agreement_math.finite_or_none(value)
+
+
+@transaction.atomic
+def consensus_update_for_campaign(*, campaign: Campaign) -> dict:
+    """Recompute the BT.500 consensus of every rated image and the agreement of every dimension of the campaign."""
+    started = timezone.now()
+    data = campaign_matrices(campaign=campaign)
+    image_ids = data["image_ids"]
+    written = 0
+    for dimension, matrix in data["matrices"].items():
+        result = consensus_math.bt500_consensus(matrix)
+        existing = {
+            c.image_id: c
+            for c in Consensus.objects.select_for_update().filter(
+                campaign=campaign, origin=ConsensusOrigin.CAMPAIGN, dimension=dimension
+            )
+        }
+        to_create, to_update = [], []
+        for i, image_id in enumerate(image_ids):
+            if not np.isfinite(result.mos[i]):
+                continue
+            values = dict(
+                score=float(np.clip(result.mos[i], 0.0, 1.0)), count=int(result.count[i]), std=_f(result.std[i]),
+                ci_low=_f(result.ci_low[i]), ci_high=_f(result.ci_high[i]),
+                rejected_annotators=int(result.rejected_per_image[i]), method=consensus_math.METHOD,
+            )
+            row = existing.pop(image_id, None)
+            if row is None:
+                to_create.append(Consensus(image_id=image_id, dimension=dimension, origin=ConsensusOrigin.CAMPAIGN, campaign=campaign, **values))
+            else:
+                for k, v in values.items():
+                    setattr(row, k, v)
+                to_update.append(row)
+        Consensus.objects.bulk_create(to_create, batch_size=2000)
+        Consensus.objects.bulk_update(
+            to_update, ["score", "count", "std", "ci_low", "ci_high", "rejected_annotators", "method", "updated_at"], batch_size=2000
+        )
+        if existing:  # images whose every annotation went away (cannot happen with immutable rows, but stay exact)
+            Consensus.objects.filter(pk__in=[c.pk for c in existing.values()]).delete()
+        written += len(to_create) + len(to_update)
+
+        icc = agreement_math.icc_oneway(matrix)
+        Agreement.objects.update_or_create(
+            campaign=campaign, dimension=dimension,
+            defaults=dict(
+                krippendorff_alpha=_f(agreement_math.krippendorff_alpha_interval(matrix)), icc=_f(icc.icc1),
+                items=icc.items, annotations=int((~np.isnan(matrix)).sum()),
+            ),
+        )
+    # computed_at is when the reading began: a submit committed after it asks for another recomputation
+    Agreement.objects.filter(campaign=campaign).update(computed_at=started)
+    return {"images": len(image_ids), "consensus_rows": written}
+
+
+def consensus_update_if_stale(*, campaign_id: int, requested_at) -> bool:
+    """What the worker runs after a submit: skip when a recomputation already ran after the request."""
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is None:
+        return False
+    last = Agreement.objects.filter(campaign=campaign).order_by("-computed_at").values_list("computed_at", flat=True).first()
+    if last is not None and requested_at is not None and last > requested_at:
+        return False
+    consensus_update_for_campaign(campaign=campaign)
+    return True
+
+
+def user_by_ids(ids):
+    return get_user_model().objects.filter(id__in=ids)
