@@ -1,0 +1,246 @@
+"""Reads for the server-rendered pages (HackSoft style: functions returning QuerySets or plain data).
+
+Everything a list page shows per row is annotated in the page's own query (counts as correlated subqueries, so
+that several counts never multiply each other's joins), so a page costs a fixed number of queries whatever the
+number of rows. The image gallery pages by keyset (id), never by OFFSET and never with a COUNT(*) of the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+
+from aesplatform.accounts.roles import Role
+from aesplatform.annotation.models import (
+    Annotation,
+    Assignment,
+    AssignmentState,
+    Campaign,
+    CampaignState,
+    Task,
+    TaskState,
+)
+from aesplatform.catalog.models import Image, ImageStatus, ImportJob
+from aesplatform.curation.models import BatchState, FilterRun, ReviewBatch
+from aesplatform.datasets.models import DatasetItem, DatasetVersion, Export
+from aesplatform.modeling.models import ModelVersion, TrainingJob
+
+
+def _count(model, fk: str, **filters) -> Coalesce:
+    """COUNT(*) of `model` rows whose `fk` points at the outer row, as a correlated subquery."""
+    rows = (
+        model.objects.filter(**{fk: OuterRef("pk")}, **filters)
+        .order_by()
+        .values(fk)
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    return Coalesce(Subquery(rows, output_field=IntegerField()), Value(0))
+
+
+# --- annotators -------------------------------------------------------------------------------------------------
+
+
+def annotator_active_campaigns(*, user) -> QuerySet[Campaign]:
+    """Active campaigns that list `user` as an annotator, with task progress and the user's own count."""
+    return (
+        Campaign.objects.filter(state=CampaignState.ACTIVE, annotators=user)
+        .annotate(
+            task_total=_count(Task, "campaign"),
+            task_done=_count(Task, "campaign", state=TaskState.DONE),
+            my_submitted=_count(Annotation, "task__campaign", annotator=user, supersedes__isnull=True),
+        )
+        .order_by("-id")
+    )
+
+
+@dataclass
+class WorkSummary:
+    submitted: int = 0
+    leased: int = 0
+    skipped: int = 0
+    flagged: int = 0
+    time_spent_ms: int = 0
+
+    @property
+    def time_spent_minutes(self) -> int:
+        return round(self.time_spent_ms / 60000)
+
+
+def annotator_work_summary(*, user) -> WorkSummary:
+    by_state = dict(
+        Assignment.objects.filter(annotator=user).order_by().values_list("state").annotate(n=Count("*"))
+    )
+    spent = Annotation.objects.filter(annotator=user).aggregate(ms=Coalesce(Sum("time_spent_ms"), 0))["ms"]
+    return WorkSummary(
+        submitted=by_state.get(AssignmentState.SUBMITTED, 0),
+        leased=by_state.get(AssignmentState.LEASED, 0),
+        skipped=by_state.get(AssignmentState.SKIPPED, 0),
+        flagged=by_state.get(AssignmentState.FLAGGED, 0),
+        time_spent_ms=spent,
+    )
+
+
+def annotator_annotations(*, user) -> QuerySet[Annotation]:
+    """The user's submitted annotations, newest first, with what a row of "My work" shows."""
+    return (
+        Annotation.objects.filter(annotator=user)
+        .select_related("task__campaign")
+        .only(
+            "id", "created_at", "is_expert", "time_spent_ms", "comprehensive", "supersedes_id",
+            "task__id", "task__image_id", "task__campaign__id", "task__campaign__name", "task__campaign__mode",
+        )
+        .order_by("-id")
+    )
+
+
+# --- curators ---------------------------------------------------------------------------------------------------
+
+
+def image_status_counts() -> dict[str, int]:
+    """Images per status (one GROUP BY over the (status, id) index); every status present, zeros included."""
+    counts = dict(Image.objects.order_by().values_list("status").annotate(n=Count("*")))
+    return {status: counts.get(status, 0) for status in ImageStatus.values}
+
+
+def import_jobs_recent(*, limit: int = 5) -> list[ImportJob]:
+    return list(ImportJob.objects.select_related("created_by").order_by("-id")[:limit])
+
+
+def filter_runs_recent(*, limit: int = 5) -> list[FilterRun]:
+    return list(filter_run_list()[:limit])
+
+
+def import_source_names(*, limit: int = 200) -> list[str]:
+    """Source names recorded by import jobs (a small table), offered as suggestions in the gallery filter."""
+    return list(
+        ImportJob.objects.exclude(source_name="")
+        .order_by("source_name")
+        .values_list("source_name", flat=True)
+        .distinct()[:limit]
+    )
+
+
+GALLERY_PAGE_SIZE = 48
+
+
+@dataclass
+class GalleryPage:
+    images: list[Image] = field(default_factory=list)
+    older_cursor: int | None = None  # ?after=<this> shows the next (older) page
+    newer_cursor: int | None = None  # ?before=<this> shows the previous (newer) page
+    is_first: bool = True
+
+
+def image_gallery_page(
+    *,
+    status: str = "",
+    source: str = "",
+    after: int | None = None,
+    before: int | None = None,
+    page_size: int = GALLERY_PAGE_SIZE,
+) -> GalleryPage:
+    """One page of images, newest first, by keyset on id: constant cost at any depth, no COUNT(*).
+
+    `after`: show images with id < after (older); `before`: images with id > before (newer).
+    Costs one query, plus one EXISTS probe for the opposite direction when a cursor is given.
+    """
+    images = Image.objects.only("id", "original_name", "width", "height", "format", "status", "source")
+    if status:
+        images = images.filter(status=status)
+    if source:
+        images = images.filter(source=source)
+
+    if before is not None:
+        rows = list(images.filter(id__gt=before).order_by("id")[: page_size + 1])
+        has_newer = len(rows) > page_size
+        rows = rows[:page_size][::-1]
+        if not rows:
+            return GalleryPage(is_first=True)
+        return GalleryPage(
+            images=rows,
+            newer_cursor=rows[0].id if has_newer else None,
+            older_cursor=rows[-1].id if images.filter(id__lt=rows[-1].id).exists() else None,
+            is_first=not has_newer,
+        )
+
+    if after is not None:
+        images_page = images.filter(id__lt=after)
+    else:
+        images_page = images
+    rows = list(images_page.order_by("-id")[: page_size + 1])
+    has_older = len(rows) > page_size
+    rows = rows[:page_size]
+    newer_cursor = None
+    if after is not None:
+        probe_from = rows[0].id if rows else after - 1
+        newer_cursor = probe_from if images.filter(id__gt=probe_from).exists() else None
+    return GalleryPage(
+        images=rows,
+        older_cursor=rows[-1].id if has_older else None,
+        newer_cursor=newer_cursor,
+        is_first=newer_cursor is None,
+    )
+
+
+def filter_run_list() -> QuerySet[FilterRun]:
+    return (
+        FilterRun.objects.select_related("created_by")
+        .annotate(
+            batch_total=_count(ReviewBatch, "run"),
+            batch_pending=_count(ReviewBatch, "run", state=BatchState.PENDING),
+        )
+        .order_by("-id")
+    )
+
+
+def campaign_list() -> QuerySet[Campaign]:
+    return (
+        Campaign.objects.select_related("created_by")
+        .annotate(
+            task_total=_count(Task, "campaign"),
+            task_done=_count(Task, "campaign", state=TaskState.DONE),
+            annotation_count=_count(Annotation, "task__campaign", supersedes__isnull=True),
+            annotator_count=Count("annotators", distinct=True),
+        )
+        .order_by("-id")
+    )
+
+
+def dataset_version_list() -> QuerySet[DatasetVersion]:
+    return (
+        DatasetVersion.objects.select_related("created_by")
+        .annotate(
+            item_total=_count(DatasetItem, "version"),
+            item_train=_count(DatasetItem, "version", split="train"),
+            item_test=_count(DatasetItem, "version", split="test"),
+            export_count=_count(Export, "version"),
+        )
+        .order_by("name", "-version")
+    )
+
+
+def model_version_list() -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.select_related("dataset_version", "promoted_by").order_by("-promoted", "-id")
+
+
+def training_job_list() -> QuerySet[TrainingJob]:
+    return TrainingJob.objects.select_related("dataset_version", "created_by").defer("log", "loss_curve").order_by("-id")
+
+
+# --- admins -----------------------------------------------------------------------------------------------------
+
+
+def user_counts_by_role() -> dict[str, int]:
+    """Active users per role membership (admins: the admin group or superusers), plus the total."""
+    users = get_user_model().objects.filter(is_active=True)
+    counts = users.aggregate(
+        total=Count("id", distinct=True),
+        admin=Count("id", filter=Q(is_superuser=True) | Q(groups__name=Role.ADMIN.value), distinct=True),
+        curator=Count("id", filter=Q(groups__name=Role.CURATOR.value), distinct=True),
+        annotator=Count("id", filter=Q(groups__name=Role.ANNOTATOR.value), distinct=True),
+    )
+    return counts

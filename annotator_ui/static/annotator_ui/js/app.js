@@ -1,0 +1,28 @@
+// Small progressive enhancements for every page. No inline scripts anywhere: this file is loaded with `defer`.
+(function () {
+  "use strict";
+
+  // <select data-autosubmit> submits its form on change (the form's submit button keeps working without JS).
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (target instanceof HTMLSelectElement && target.hasAttribute("data-autosubmit") && target.form) {
+      if (typeof target.form.requestSubmit === "function") {
+        target.form.requestSubmit();
+      } else {
+        target.form.submit();
+      }
+    }
+  });
+
+  // A thumbnail that fails to load shows its frame with the alt text instead of a broken-image icon.
+  document.addEventListener(
+    "error",
+    function (event) {
+      var target = event.target;
+      if (target instanceof HTMLImageElement && target.closest(".tile__frame")) {
+        target.closest(".tile__frame").classList.add("tile__frame--missing");
+      }
+    },
+    true
+  );
+})();

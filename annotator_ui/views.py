@@ -1,0 +1,167 @@
+"""Server-rendered pages: the home page of each role and the list pages behind the navigation.
+
+Every view reads through annotator_ui.selectors; access is by role (accounts.permissions.RoleRequiredMixin:
+anonymous users go to the login page, users without the role get 403).
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.paginator import Paginator
+from django.views.generic import ListView, TemplateView
+
+from aesplatform.accounts.permissions import RoleRequiredMixin
+from aesplatform.accounts.roles import Role, user_has_role
+from aesplatform.catalog.models import ImageStatus
+
+from . import selectors
+
+LIST_PAGE_SIZE = 25
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+
+class HomeView(LoginRequiredMixin, TemplateView):
+    """One page, three depths: annotators see their campaigns, curators the catalog, admins also the users."""
+
+    template_name = "annotator_ui/home.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        user = self.request.user
+        if user_has_role(user, Role.ANNOTATOR):
+            context["campaigns"] = list(selectors.annotator_active_campaigns(user=user)[:10])
+        if user_has_role(user, Role.CURATOR):
+            counts = selectors.image_status_counts()
+            context["image_counts"] = [(ImageStatus(s).label, s, n) for s, n in counts.items()]
+            context["image_total"] = sum(counts.values())
+            context["import_jobs"] = selectors.import_jobs_recent(limit=5)
+            context["filter_runs"] = selectors.filter_runs_recent(limit=5)
+        if user_has_role(user, Role.ADMIN):
+            context["user_counts"] = selectors.user_counts_by_role()
+        return context
+
+
+class AnnotateView(RoleRequiredMixin, ListView):
+    required_role = Role.ANNOTATOR
+    template_name = "annotator_ui/annotate.html"
+    context_object_name = "campaigns"
+    paginate_by = LIST_PAGE_SIZE
+
+    def get_queryset(self):
+        return selectors.annotator_active_campaigns(user=self.request.user)
+
+
+class MyWorkView(RoleRequiredMixin, ListView):
+    required_role = Role.ANNOTATOR
+    template_name = "annotator_ui/my_work.html"
+    context_object_name = "annotations"
+    paginate_by = LIST_PAGE_SIZE
+
+    def get_queryset(self):
+        return selectors.annotator_annotations(user=self.request.user)
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["summary"] = selectors.annotator_work_summary(user=self.request.user)
+        return context
+
+
+class GalleryFilterForm(forms.Form):
+    status = forms.ChoiceField(choices=[("", "Any status"), *ImageStatus.choices], required=False)
+    source = forms.CharField(required=False, max_length=200)
+    after = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+
+class ImageGalleryView(RoleRequiredMixin, TemplateView):
+    """Thumbnails newest first, filtered by status and source, paged by keyset (stays fast at millions of rows).
+
+    With htmx, "Show older" appends the next page to the grid (the pager is swapped out of band); without
+    JavaScript the same links load whole pages.
+    """
+
+    required_role = Role.CURATOR
+    template_name = "annotator_ui/images.html"
+    partial_template_name = "annotator_ui/_gallery_more.html"
+
+    def get_template_names(self):
+        if self.request.htmx and not self.request.htmx.boosted:
+            return [self.partial_template_name]
+        return [self.template_name]
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        form = GalleryFilterForm(self.request.GET or None)
+        data = form.cleaned_data if form.is_valid() else {}
+        status, source = data.get("status") or "", (data.get("source") or "").strip()
+        page = selectors.image_gallery_page(
+            status=status, source=source, after=data.get("after"), before=data.get("before")
+        )
+        base_query = {k: v for k, v in (("status", status), ("source", source)) if v}
+        context.update(
+            form=form,
+            page=page,
+            filtered=bool(base_query),
+            status=status,
+            source=source,
+            base_query=base_query,
+            status_choices=ImageStatus.choices,
+            source_names=selectors.import_source_names(),
+            thumbnail_path="/api/images/{id}/thumbnail/",
+        )
+        return context
+
+
+class FilterRunListView(RoleRequiredMixin, ListView):
+    required_role = Role.CURATOR
+    template_name = "annotator_ui/filter_runs.html"
+    context_object_name = "runs"
+    paginate_by = LIST_PAGE_SIZE
+
+    def get_queryset(self):
+        return selectors.filter_run_list()
+
+
+class CampaignListView(RoleRequiredMixin, ListView):
+    required_role = Role.CURATOR
+    template_name = "annotator_ui/campaigns.html"
+    context_object_name = "campaigns"
+    paginate_by = LIST_PAGE_SIZE
+
+    def get_queryset(self):
+        return selectors.campaign_list()
+
+
+class DatasetListView(RoleRequiredMixin, ListView):
+    required_role = Role.CURATOR
+    template_name = "annotator_ui/datasets.html"
+    context_object_name = "versions"
+    paginate_by = LIST_PAGE_SIZE
+
+    def get_queryset(self):
+        return selectors.dataset_version_list()
+
+
+class ModelListView(RoleRequiredMixin, ListView):
+    """The model registry (paged by ?page=) and the training jobs (paged by ?jobs=)."""
+
+    required_role = Role.CURATOR
+    template_name = "annotator_ui/models.html"
+    context_object_name = "models"
+    paginate_by = LIST_PAGE_SIZE
+
+    def get_queryset(self):
+        return selectors.model_version_list()
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        jobs = Paginator(selectors.training_job_list(), LIST_PAGE_SIZE).get_page(self.request.GET.get("jobs"))
+        context["jobs_page"] = jobs
+        return context
+
