@@ -13,5 +13,6 @@ def navigation(request):
     return {
         "user_roles": sorted(r.value for r in roles),
         "top_role": top_role,
+        "other_roles": [r.value for r in (Role.CURATOR, Role.ANNOTATOR) if r in roles and r.value != top_role],
         "nav_items": nav_for(roles, current) if roles else [],
     }

@@ -36,6 +36,8 @@ class HomeView(LoginRequiredMixin, TemplateView):
         user = self.request.user
         if user_has_role(user, Role.ANNOTATOR):
             context["campaigns"] = list(selectors.annotator_active_campaigns(user=user)[:10])
+            if not user_has_role(user, Role.CURATOR):  # a curator's home is about the catalog
+                context["summary"] = selectors.annotator_work_summary(user=user)
         if user_has_role(user, Role.CURATOR):
             counts = selectors.image_status_counts()
             context["image_counts"] = [(ImageStatus(s).label, s, n) for s, n in counts.items()]

@@ -20,8 +20,8 @@ EXPECTED = {"annotator": ANNOTATOR_NAV, "curator": CURATOR_NAV, "admin": ADMIN_N
 LABEL_TO_KEY = {item.label: item.key for item in NAV_ITEMS}
 MAKE_USER = {"annotator": factories.annotator, "curator": factories.curator, "admin": factories.admin}
 HOME_SECTIONS = {
-    "annotator": (["home-campaigns"], ["home-catalog", "home-users"]),
-    "curator": (["home-catalog", "home-imports", "home-filter-runs", "home-campaigns"], ["home-users"]),
+    "annotator": (["home-work", "home-campaigns"], ["home-catalog", "home-users"]),
+    "curator": (["home-catalog", "home-imports", "home-filter-runs", "home-campaigns"], ["home-users", "home-work"]),
     "admin": (["home-users", "home-catalog", "home-imports", "home-filter-runs", "home-campaigns"], []),
 }
 
