@@ -27,3 +27,28 @@ urlpatterns += [
     path("annotations/<int:pk>/", annotation_api.AnnotationDetailView.as_view(), name="api-annotation"),
     path("annotations/<int:pk>/correct/", annotation_api.AnnotationCorrectView.as_view(), name="api-annotation-correct"),
 ]
+
+from aesplatform.curation import api as curation_api  # noqa: E402
+
+urlpatterns += [
+    path("filter-runs/", curation_api.FilterRunListCreateView.as_view(), name="api-filter-runs"),
+    path("filter-runs/defaults/", curation_api.FilterDefaultsView.as_view(), name="api-filter-defaults"),
+    path("filter-runs/<int:pk>/", curation_api.FilterRunDetailView.as_view(), name="api-filter-run"),
+    path("filter-runs/<int:pk>/thresholds/", curation_api.FilterRunThresholdsView.as_view(), name="api-filter-run-thresholds"),
+    path("filter-runs/<int:pk>/resume/", curation_api.FilterRunResumeView.as_view(), name="api-filter-run-resume"),
+    path("filter-runs/<int:pk>/cancel/", curation_api.FilterRunCancelView.as_view(), name="api-filter-run-cancel"),
+    path("filter-runs/<int:pk>/results/", curation_api.FilterResultListView.as_view(), name="api-filter-run-results"),
+    path("filter-runs/<int:pk>/batches/", curation_api.ReviewBatchListView.as_view(), name="api-filter-run-batches"),
+    path("review-batches/<int:pk>/", curation_api.ReviewBatchDetailView.as_view(), name="api-review-batch"),
+    path("review-batches/<int:pk>/decide/", curation_api.ReviewBatchDecideView.as_view(), name="api-review-batch-decide"),
+]
+
+# --- catalog: images and imports (issue 3, part 6) ---
+from rest_framework.routers import SimpleRouter  # noqa: E402
+
+from aesplatform.catalog import api as catalog_api  # noqa: E402
+
+catalog_router = SimpleRouter()
+catalog_router.register("images", catalog_api.ImageViewSet, basename="image")
+catalog_router.register("imports", catalog_api.ImportJobViewSet, basename="import-job")
+urlpatterns += catalog_router.urls

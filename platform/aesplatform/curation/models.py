@@ -54,6 +54,9 @@ class FilterResult(models.Model):
     largest_face_fraction = models.FloatField(null=True, blank=True, help_text="Largest face area / image area.")
     blur_variance = models.FloatField(null=True, blank=True, help_text="Variance of the Laplacian (low = blurry).")
     exposure = models.JSONField(default=dict, blank=True, help_text="Fractions of under- and over-exposed pixels.")
+    pixel_digest = models.CharField(
+        max_length=32, blank=True, default="", help_text="Digest of the decoded pixels: equal for pixel-identical images."
+    )
     is_exact_duplicate = models.BooleanField(default=False)
     near_duplicate_of = models.ForeignKey(
         "catalog.Image", null=True, blank=True, on_delete=models.SET_NULL, related_name="near_duplicate_results"

@@ -1,0 +1,615 @@
+"""Writes of curation: filter runs, their results and proposals, review batches and curator decisions.
+
+The life of a filter run:
+1. `filter_run_create` (web request): validates the selection, the CLIP model + checkpoint, the prompt set and
+   the thresholds; records the run with one pending FilterResult per image, all in one transaction, and queues
+   `workers.gpu.filter_run_execute` (queue `gpu`) once it commits. Any bad input: a 4xx and no row at all.
+2. `filter_run_execute` (GPU worker, CPU without one): scores the results that are still unscored, in chunks,
+   through the engine's batched pipeline; each model batch is written with one bulk UPDATE guarded by
+   `scored_at IS NULL`, so a redelivered task (acks_late: the worker was killed) picks up where the last
+   committed batch ended and no image is scored twice. A PostgreSQL advisory lock keeps two deliveries of the
+   same run from working at once. An image whose file vanished is marked (result error, image `broken`).
+3. `filter_run_finalize`: near-duplicate groups (ANN over the stored embeddings), proposals from thresholds,
+   ReviewBatches (a duplicate group never straddles two batches), images `imported` -> `filtered`.
+4. `filter_run_repropose`: new thresholds re-propose the undecided results from the stored signals (the model
+   does not run again) and rebuild the pending batches.
+5. `review_batch_decide`: a curator approves a batch with per-image overrides; one CuratorDecision per image
+   (who, when, what, whether it overrode the proposal); images become `approved` / `rejected`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from aesplatform.catalog.models import Image, ImageStatus
+from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
+
+from .engine import proposals as engine_proposals
+from .engine import prompts as engine_prompts
+from .models import BatchState, CuratorDecision, FilterResult, FilterRun, ProposedDecision, ReviewBatch
+
+logger = logging.getLogger(__name__)
+
+FILTERABLE_STATUSES = (ImageStatus.IMPORTED, ImageStatus.FILTERED)
+DECIDABLE_STATUSES = (ImageStatus.IMPORTED, ImageStatus.FILTERED, ImageStatus.APPROVED, ImageStatus.REJECTED)
+MAX_BATCH_SIZE = 1024
+MAX_REVIEW_BATCH_SIZE = 500
+_ADVISORY_LOCK_NAMESPACE = 0x46524E  # "FRN": filter runs
+_DECISION_FROM_PROPOSAL = {ProposedDecision.KEEP: CuratorDecision.Decision.APPROVE,
+                           ProposedDecision.REJECT: CuratorDecision.Decision.REJECT}
+
+
+# --- configuration -------------------------------------------------------------------------------------------
+
+
+def filter_config() -> dict[str, Any]:
+    """settings.AESP_FILTER over the defaults, then environment overrides (worker tuning without a deploy)."""
+    config: dict[str, Any] = {
+        "DEFAULT_MODEL": "ViT-L-14",
+        "DEFAULT_CHECKPOINT": "",
+        "CHECKPOINT_ROOTS": None,  # None: any absolute path; else checkpoints must lie below one of these
+        "DEVICE": "auto",  # auto: cuda when available
+        "NUM_WORKERS": min(8, os.cpu_count() or 1),
+        "CHUNK_SIZE": 4096,  # results fetched (and DataLoader workers started) per chunk
+        "BATCH_DELAY": 0.0,  # seconds to sleep after each model batch (tests, throttling a shared GPU)
+    }
+    config.update(getattr(settings, "AESP_FILTER", {}))
+    env = os.environ
+    config["DEFAULT_MODEL"] = env.get("AESP_CLIP_MODEL", config["DEFAULT_MODEL"])
+    config["DEFAULT_CHECKPOINT"] = env.get("AESP_CLIP_CHECKPOINT", config["DEFAULT_CHECKPOINT"])
+    config["DEVICE"] = env.get("AESP_FILTER_DEVICE", config["DEVICE"])
+    config["NUM_WORKERS"] = int(env.get("AESP_FILTER_NUM_WORKERS", config["NUM_WORKERS"]))
+    config["BATCH_DELAY"] = float(env.get("AESP_FILTER_BATCH_DELAY", config["BATCH_DELAY"]))
+    return config
+
+
+def _full_clean(obj, **kwargs) -> None:
+    try:
+        obj.full_clean(**kwargs)
+    except ValidationError as exc:
+        raise ServiceError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
+
+
+# --- creating a run ------------------------------------------------------------------------------------------
+
+
+def _busy_image_ids(image_ids: Iterable[int] | None = None) -> set[int]:
+    """Images another run is still scoring, or whose proposal still waits in a pending review batch."""
+    busy = FilterResult.objects.filter(Q(run__state__in=ACTIVE_JOB_STATES) | Q(batch__state=BatchState.PENDING))
+    if image_ids is not None:
+        busy = busy.filter(image_id__in=list(image_ids))
+    return set(busy.values_list("image_id", flat=True))
+
+
+def _select_images(*, image_ids: Sequence[int] | None, source: str | None, import_job: int | None) -> list[int]:
+    if image_ids is not None:
+        wanted = list(dict.fromkeys(int(i) for i in image_ids))
+        found = dict(Image.objects.filter(id__in=wanted).values_list("id", "status"))
+        unknown = [i for i in wanted if i not in found]
+        if unknown:
+            raise ServiceError(f"Unknown image id(s): {', '.join(map(str, unknown[:20]))}.", code="unknown_images")
+        wrong = [i for i in wanted if found[i] not in FILTERABLE_STATUSES]
+        if wrong:
+            listed = ", ".join(f"{i} ({found[i]})" for i in wrong[:20])
+            raise ServiceError(
+                f"Only imported or filtered images can be filtered; these are not: {listed}.", code="wrong_status"
+            )
+        busy = _busy_image_ids(wanted)
+        if busy:
+            raise ConflictError(
+                f"Image(s) {', '.join(map(str, sorted(busy)[:20]))} are in another run that is still scoring or "
+                "waiting for review.", code="images_busy",
+            )
+        return wanted
+    images = Image.objects.filter(status__in=FILTERABLE_STATUSES) if (source or import_job) else Image.objects.filter(
+        status=ImageStatus.IMPORTED
+    )
+    if source:
+        images = images.filter(source=source)
+    if import_job:
+        images = images.filter(import_job_id=import_job)
+    busy = FilterResult.objects.filter(Q(run__state__in=ACTIVE_JOB_STATES) | Q(batch__state=BatchState.PENDING))
+    return list(images.exclude(id__in=busy.values("image_id")).order_by("id").values_list("id", flat=True))
+
+
+def _checkpoint_validate(model_name: str, checkpoint: str) -> None:
+    from .engine.clip import CheckpointError, checkpoint_check
+
+    roots = filter_config()["CHECKPOINT_ROOTS"]
+    if checkpoint and roots is not None:
+        resolved = Path(checkpoint).resolve()
+        if not any(resolved.is_relative_to(Path(root).resolve()) for root in roots):
+            raise ServiceError(f"Checkpoint {checkpoint} is outside the allowed model folders.", code="bad_checkpoint")
+    try:
+        checkpoint_check(model_name, checkpoint)
+    except CheckpointError as exc:
+        raise ServiceError(str(exc), code="bad_checkpoint") from exc
+
+
+@transaction.atomic
+def filter_run_create(
+    *,
+    created_by,
+    name: str = "",
+    image_ids: Sequence[int] | None = None,
+    source: str | None = None,
+    import_job: int | None = None,
+    clip_model_name: str | None = None,
+    clip_checkpoint: str | None = None,
+    prompt_set: dict | None = None,
+    thresholds: dict | None = None,
+    batch_size: int = 64,
+    review_batch_size: int = 48,
+    enqueue: bool = True,
+) -> FilterRun:
+    """Record a run over the selected images and queue it (after commit).
+
+    Selection: `image_ids`, or every imported/filtered image of `source` and/or `import_job`, or (neither given)
+    every imported image; images another run is still scoring or reviewing are refused (ids) or left out.
+    """
+    config = filter_config()
+    model_name = (clip_model_name or config["DEFAULT_MODEL"]).strip()
+    checkpoint = (config["DEFAULT_CHECKPOINT"] if clip_checkpoint is None else clip_checkpoint).strip()
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ServiceError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}.")
+    if not 1 <= review_batch_size <= MAX_REVIEW_BATCH_SIZE:
+        raise ServiceError(f"review_batch_size must be between 1 and {MAX_REVIEW_BATCH_SIZE}.")
+    try:
+        prompts = engine_prompts.prompt_set_validate(prompt_set if prompt_set is not None else engine_prompts.default_prompt_set())
+        limits = engine_proposals.thresholds_validate(thresholds or {}, groups=list(prompts["groups"]))
+    except ValueError as exc:
+        raise ServiceError(str(exc), code="invalid_settings") from exc
+    _checkpoint_validate(model_name, checkpoint)
+    selected = _select_images(image_ids=image_ids, source=source, import_job=import_job)
+    if not selected:
+        raise ServiceError(
+            "The selection holds no image that can be filtered (imported or filtered, and not in another run that "
+            "is still scoring or waiting for review).", code="empty_selection",
+        )
+    run = FilterRun(
+        name=(name or f"Filter run {timezone.now():%Y-%m-%d %H:%M}")[:200],
+        clip_model_name=model_name,
+        clip_checkpoint=checkpoint,
+        prompt_set=prompts,
+        thresholds=limits,
+        batch_size=batch_size,
+        review_batch_size=review_batch_size,
+        total=len(selected),
+        created_by=created_by,
+    )
+    _full_clean(run)
+    run.save()
+    FilterResult.objects.bulk_create((FilterResult(run=run, image_id=i) for i in selected), batch_size=5000)
+    if enqueue:
+        filter_run_enqueue(run=run)
+    logger.info("filter run %s created over %s images (%s)", run.pk, run.total, model_name)
+    return run
+
+
+def filter_run_enqueue(*, run: FilterRun) -> None:
+    from workers.curation import filter_run_execute as task
+
+    run_id = run.pk
+    transaction.on_commit(lambda: task.delay(run_id))
+
+
+@transaction.atomic
+def filter_run_resume(*, run: FilterRun) -> FilterRun:
+    """Queue a run again (its worker died and the broker lost the task, or it failed): only what is left runs."""
+    run = FilterRun.objects.select_for_update().get(pk=run.pk)
+    if run.state in (JobState.SUCCEEDED, JobState.CANCELLED):
+        raise ConflictError(f"Filter run {run.pk} is {run.state}; there is nothing to resume.", code="not_resumable")
+    if run.state == JobState.FAILED:
+        _checkpoint_validate(run.clip_model_name, run.clip_checkpoint)
+        run.state, run.error, run.finished_at = JobState.PENDING, "", None
+        run.save(update_fields=["state", "error", "finished_at", "updated_at"])
+    filter_run_enqueue(run=run)
+    return run
+
+
+@transaction.atomic
+def filter_run_cancel(*, run: FilterRun) -> FilterRun:
+    """Stop a run that is still scoring (the worker stops after its current batch); nothing is proposed."""
+    run = FilterRun.objects.select_for_update().get(pk=run.pk)
+    if run.state not in ACTIVE_JOB_STATES:
+        raise ConflictError(f"Filter run {run.pk} is {run.state}; only a pending or running run can be cancelled.",
+                            code="not_cancellable")
+    run.state, run.finished_at = JobState.CANCELLED, timezone.now()
+    run.save(update_fields=["state", "finished_at", "updated_at"])
+    return run
+
+
+# --- scoring (the worker) ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _run_lock(run_id: int):
+    """A session-level PostgreSQL advisory lock: one worker per run; released when the worker dies."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_ADVISORY_LOCK_NAMESPACE, run_id])
+        acquired = cursor.fetchone()[0]
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_ADVISORY_LOCK_NAMESPACE, run_id])
+
+
+_scorer_cache: dict[tuple, Any] = {}
+_scorer_lock = threading.Lock()
+
+
+def _device(config: dict[str, Any], device: str | None) -> str:
+    import torch
+
+    wanted = device or config["DEVICE"]
+    if wanted == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return wanted
+
+
+def _scorer_for(run: FilterRun, device: str):
+    """The loaded model for this run, kept in the worker process for the next run with the same model."""
+    import json
+
+    from .engine.clip import ClipScorer
+
+    key = (run.clip_model_name, run.clip_checkpoint, device)
+    with _scorer_lock:
+        scorer = _scorer_cache.get(key)
+        if scorer is None:
+            _scorer_cache.clear()  # one model in memory at a time
+            scorer = ClipScorer(model_name=run.clip_model_name, checkpoint=run.clip_checkpoint,
+                                prompt_set=run.prompt_set, device=device)
+            scorer.prompt_key = json.dumps(run.prompt_set, sort_keys=True)
+            _scorer_cache[key] = scorer
+        prompt_key = json.dumps(run.prompt_set, sort_keys=True)
+        if scorer.prompt_key != prompt_key:
+            scorer.set_prompts(run.prompt_set)
+            scorer.prompt_key = prompt_key
+    return scorer
+
+
+def _storage_read(name: str) -> bytes:
+    with default_storage.open(name, "rb") as f:
+        return f.read()
+
+
+def _storage_access():
+    """(reader, how a stored name becomes what the reader takes): plain files when storage is local."""
+    from .engine.pipeline import read_file
+
+    try:
+        default_storage.path("probe")
+    except NotImplementedError:
+        return _storage_read, lambda name: name
+    return read_file, default_storage.path
+
+
+def _run_state(run_id: int) -> str:
+    return FilterRun.objects.filter(pk=run_id).values_list("state", flat=True).first() or JobState.CANCELLED
+
+
+def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: int | None = None) -> FilterRun | None:
+    """Score what is left of a run, then finalize it. Idempotent and resumable (see the module docstring)."""
+    run = FilterRun.objects.filter(pk=run_id).first()
+    if run is None or run.state not in ACTIVE_JOB_STATES:
+        return run
+    with _run_lock(run_id) as acquired:
+        if not acquired:
+            logger.warning("filter run %s is already being scored by another worker", run_id)
+            return run
+        config = filter_config()
+        updated = FilterRun.objects.filter(pk=run_id, state__in=ACTIVE_JOB_STATES).update(
+            state=JobState.RUNNING, started_at=run.started_at or timezone.now(), updated_at=timezone.now()
+        )
+        if not updated:
+            return FilterRun.objects.get(pk=run_id)
+        run.refresh_from_db()
+        from .engine.clip import CheckpointError
+        from .engine.pipeline import ImageItem, pipeline_run
+
+        try:
+            scorer = _scorer_for(run, _device(config, device))
+        except CheckpointError as exc:
+            return _filter_run_fail(run_id=run_id, error=str(exc))
+        reader, locate = _storage_access()
+        workers = config["NUM_WORKERS"] if num_workers is None else num_workers
+        while True:
+            if _run_state(run_id) != JobState.RUNNING:
+                logger.info("filter run %s stopped (%s)", run_id, _run_state(run_id))
+                return FilterRun.objects.get(pk=run_id)
+            chunk = list(
+                FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True)
+                .order_by("id").values_list("id", "image__file")[: config["CHUNK_SIZE"]]
+            )
+            if not chunk:
+                break
+            items = [ImageItem(result_id, locate(name)) for result_id, name in chunk]
+            for scored in pipeline_run(items, scorer, batch_size=run.batch_size, num_workers=workers, reader=reader,
+                                       batch_delay=config["BATCH_DELAY"]):
+                _results_write(run_id=run_id, scored=scored)
+                if _run_state(run_id) != JobState.RUNNING:
+                    break
+        return filter_run_finalize(run_id=run_id)
+
+
+@transaction.atomic
+def _results_write(*, run_id: int, scored: Sequence) -> int:
+    """One bulk UPDATE for a batch; rows another delivery already scored are left alone."""
+    keys = [s.key for s in scored]
+    rows = {
+        r.pk: r for r in FilterResult.objects.select_for_update()
+        .filter(run_id=run_id, pk__in=keys, scored_at__isnull=True).only("id", "image_id")
+    }
+    now = timezone.now()
+    broken: list[int] = []
+    for s in scored:
+        row = rows.get(s.key)
+        if row is None:
+            continue
+        row.scored_at = now
+        row.error = s.error[:2000]
+        row.clip_probabilities = s.probabilities
+        row.embedding = None if s.embedding is None else np.asarray(s.embedding, dtype=np.float16).tobytes()
+        row.face_count = s.face_count
+        row.largest_face_fraction = s.largest_face_fraction
+        row.blur_variance = s.blur_variance
+        row.exposure = s.exposure
+        row.pixel_digest = s.digest
+        if s.error:
+            broken.append(row.image_id)
+    FilterResult.objects.bulk_update(
+        rows.values(),
+        ["scored_at", "error", "clip_probabilities", "embedding", "face_count", "largest_face_fraction",
+         "blur_variance", "exposure", "pixel_digest"],
+    )
+    if broken:
+        Image.objects.filter(pk__in=broken, status__in=FILTERABLE_STATUSES).update(
+            status=ImageStatus.BROKEN, updated_at=now
+        )
+    _refresh_progress(run_id)
+    return len(rows)
+
+
+def _refresh_progress(run_id: int) -> None:
+    left = FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).count()
+    run = FilterRun.objects.only("total").get(pk=run_id)
+    FilterRun.objects.filter(pk=run_id).update(processed=max(0, run.total - left), updated_at=timezone.now())
+
+
+def _filter_run_fail(*, run_id: int, error: str) -> FilterRun:
+    FilterRun.objects.filter(pk=run_id).update(
+        state=JobState.FAILED, error=error[:4000], finished_at=timezone.now(), updated_at=timezone.now()
+    )
+    logger.error("filter run %s failed: %s", run_id, error)
+    return FilterRun.objects.get(pk=run_id)
+
+
+# --- proposals and review batches ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def filter_run_finalize(*, run_id: int) -> FilterRun:
+    """Group duplicates, propose, batch, mark images filtered; done once, in one transaction."""
+    run = FilterRun.objects.select_for_update().get(pk=run_id)
+    if run.state != JobState.RUNNING:
+        return run
+    if FilterResult.objects.filter(run=run, scored_at__isnull=True).exists():
+        raise ConflictError(f"Filter run {run.pk} still has unscored images.")
+    _propose(run, regroup=True)
+    scored_ok = FilterResult.objects.filter(run=run, error="").values("image_id")
+    Image.objects.filter(pk__in=scored_ok, status=ImageStatus.IMPORTED).update(
+        status=ImageStatus.FILTERED, updated_at=timezone.now()
+    )
+    run.state, run.processed, run.finished_at = JobState.SUCCEEDED, run.total, timezone.now()
+    run.save(update_fields=["state", "processed", "finished_at", "updated_at"])
+    logger.info("filter run %s finalized", run.pk)
+    return run
+
+
+@transaction.atomic
+def filter_run_repropose(*, run: FilterRun, thresholds: dict) -> FilterRun:
+    """New thresholds -> new proposals and pending batches for the undecided images; decided ones stay."""
+    run = FilterRun.objects.select_for_update().get(pk=run.pk)
+    if run.state != JobState.SUCCEEDED:
+        raise ConflictError(
+            f"Filter run {run.pk} is {run.state}; thresholds can be changed once it has scored every image.",
+            code="run_not_scored",
+        )
+    try:
+        merged = engine_proposals.thresholds_validate(
+            thresholds, groups=list(run.prompt_set.get("groups", {})), base=run.thresholds
+        )
+    except ValueError as exc:
+        raise ServiceError(str(exc), code="invalid_thresholds") from exc
+    regroup = merged["near_duplicate_cosine"] != run.thresholds.get("near_duplicate_cosine")
+    run.thresholds = merged
+    _full_clean(run)
+    run.save(update_fields=["thresholds", "updated_at"])
+    _propose(run, regroup=regroup)
+    return run
+
+
+def _propose(run: FilterRun, *, regroup: bool) -> None:
+    thresholds = run.thresholds
+    labels = {g: spec.get("label", g) for g, spec in run.prompt_set.get("groups", {}).items()}
+    fields = ["id", "image_id", "error", "clip_probabilities", "face_count", "largest_face_fraction",
+              "blur_variance", "exposure", "pixel_digest", "near_duplicate_of_id", "is_exact_duplicate",
+              "batch_id", "batch__state", "image__width", "image__height"]
+    if regroup:
+        fields.append("embedding")
+    rows = list(FilterResult.objects.filter(run=run, scored_at__isnull=False).order_by("id").values(*fields))
+    decided = {r["id"] for r in rows if r["batch__state"] == BatchState.DECIDED}
+    scored = [r for r in rows if not r["error"]]
+    group_rep: dict[int, int] = {}  # result id -> representative's result id
+    if regroup:
+        group_rep = _duplicate_groups(run, scored, thresholds["near_duplicate_cosine"])
+    else:
+        by_image = {r["image_id"]: r["id"] for r in scored}
+        for r in scored:
+            if r["near_duplicate_of_id"] in by_image:
+                group_rep[r["id"]] = by_image[r["near_duplicate_of_id"]]
+            else:
+                group_rep[r["id"]] = r["id"]
+    image_of = {r["id"]: r["image_id"] for r in rows}
+    digest_of = {r["id"]: r["pixel_digest"] for r in rows}
+    updates: list[FilterResult] = []
+    for r in rows:
+        if r["id"] in decided:
+            continue
+        rep = group_rep.get(r["id"], r["id"])
+        duplicate_of = image_of[rep] if rep != r["id"] else None
+        exact = bool(duplicate_of) and bool(r["pixel_digest"]) and r["pixel_digest"] == digest_of[rep]
+        signals = {
+            "error": r["error"], "width": r["image__width"], "height": r["image__height"],
+            "face_count": r["face_count"], "largest_face_fraction": r["largest_face_fraction"],
+            "blur_variance": r["blur_variance"], "exposure": r["exposure"], "clip": r["clip_probabilities"],
+            "duplicate_of": duplicate_of, "exact_duplicate": exact,
+        }
+        proposal = engine_proposals.proposal_compute(signals, thresholds, group_labels=labels)
+        updates.append(FilterResult(
+            pk=r["id"], proposed_decision=proposal.decision, reasons=proposal.reasons,
+            uncertainty=proposal.uncertainty, near_duplicate_of_id=duplicate_of, is_exact_duplicate=exact,
+        ))
+    FilterResult.objects.bulk_update(
+        updates, ["proposed_decision", "reasons", "uncertainty", "near_duplicate_of", "is_exact_duplicate"],
+        batch_size=2000,
+    )
+    _batches_rebuild(run, undecided=[r for r in rows if r["id"] not in decided and not r["error"]], group_rep=group_rep)
+
+
+def _duplicate_groups(run: FilterRun, scored: list[dict], threshold: float) -> dict[int, int]:
+    """result id -> representative result id; also merges the groups into Image.near_duplicate_group."""
+    from .engine.dedup import duplicate_groups
+
+    with_embedding = [r for r in scored if r["embedding"]]
+    if not with_embedding:
+        return {}
+    embeddings = np.stack([np.frombuffer(bytes(r["embedding"]), dtype=np.float16) for r in with_embedding]).astype(np.float32)
+    embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    rank = [(r["image__width"] * r["image__height"], -r["image_id"]) for r in with_embedding]
+    groups = duplicate_groups(embeddings, [r["pixel_digest"] for r in with_embedding], threshold=threshold, rank=rank)
+    rep = {r["id"]: with_embedding[groups.group_of[i]]["id"] for i, r in enumerate(with_embedding)}
+    members: dict[int, list[int]] = {}
+    for i, r in enumerate(with_embedding):
+        members.setdefault(groups.group_of[i], []).append(r["image_id"])
+    _near_duplicate_groups_merge([m for m in members.values() if len(m) > 1])
+    return rep
+
+
+def _near_duplicate_groups_merge(groups: list[list[int]]) -> None:
+    """Image.near_duplicate_group: one id per group (the smallest image id involved); groups only ever merge,
+    so a dataset split that keeps groups together never separates images once found to be duplicates."""
+    for image_ids in groups:
+        existing = set(
+            Image.objects.filter(pk__in=image_ids, near_duplicate_group__isnull=False)
+            .values_list("near_duplicate_group", flat=True)
+        )
+        group_id = min([*image_ids, *existing])
+        Image.objects.filter(Q(pk__in=image_ids) | Q(near_duplicate_group__in=existing)).exclude(
+            near_duplicate_group=group_id
+        ).update(near_duplicate_group=group_id)
+
+
+def _batches_rebuild(run: FilterRun, *, undecided: list[dict], group_rep: dict[int, int]) -> None:
+    """Pending batches are rebuilt from the undecided results: most uncertain first, groups kept together."""
+    ReviewBatch.objects.filter(run=run, state=BatchState.PENDING).delete()  # results' batch -> NULL
+    if not undecided:
+        return
+    uncertainty = dict(FilterResult.objects.filter(pk__in=[r["id"] for r in undecided]).values_list("id", "uncertainty"))
+    units: dict[int, list[int]] = {}
+    for r in undecided:
+        units.setdefault(group_rep.get(r["id"], r["id"]), []).append(r["id"])
+    ordered = sorted(units.values(), key=lambda ids: (-max(uncertainty[i] or 0.0 for i in ids), min(ids)))
+    size = run.review_batch_size
+    pages: list[list[int]] = [[]]
+    for ids in ordered:
+        if pages[-1] and len(pages[-1]) + len(ids) > size:
+            pages.append([])
+        pages[-1].extend(ids)
+    first = (ReviewBatch.objects.filter(run=run).aggregate(n=Max("number"))["n"] or 0) + 1
+    batches = ReviewBatch.objects.bulk_create(ReviewBatch(run=run, number=first + i) for i in range(len(pages)))
+    assignments = [FilterResult(pk=rid, batch_id=batch.pk) for batch, ids in zip(batches, pages) for rid in ids]
+    FilterResult.objects.bulk_update(assignments, ["batch"], batch_size=2000)
+
+
+# --- decisions -----------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def review_batch_decide(*, batch: ReviewBatch, decided_by, decisions: Sequence[dict] = ()) -> ReviewBatch:
+    """Decide a whole batch: every image gets the curator's decision where given, else its proposal.
+
+    `decisions`: [{"image": <image id>, "decision": "approve" | "reject"}]. Every image must belong to this
+    batch; a batch is decided once. One CuratorDecision row per image, flagged when it overrides the proposal.
+    """
+    batch = ReviewBatch.objects.select_for_update().select_related("run").filter(pk=batch.pk).first()
+    if batch is None:
+        raise ConflictError("This review batch no longer exists (the thresholds were changed); reload the run.",
+                            code="batch_gone")
+    if batch.state == BatchState.DECIDED:
+        who = batch.decided_by.get_username() if batch.decided_by else "someone"
+        raise ConflictError(
+            f"Review batch {batch.number} of run {batch.run_id} was already decided by {who} at "
+            f"{batch.decided_at:%Y-%m-%d %H:%M:%S} UTC.", code="already_decided",
+        )
+    results = {r.image_id: r for r in FilterResult.objects.filter(batch=batch).only("id", "image_id", "proposed_decision")}
+    explicit: dict[int, str] = {}
+    for entry in decisions:
+        image_id, decision = entry.get("image"), entry.get("decision")
+        if decision not in CuratorDecision.Decision.values:
+            raise ServiceError(f"Decision for image {image_id} must be 'approve' or 'reject', not {decision!r}.")
+        if image_id not in results:
+            where = FilterResult.objects.filter(image_id=image_id, batch__isnull=False).exclude(batch=batch).first()
+            extra = f" (it is in run {where.run_id})" if where else ""
+            raise ServiceError(
+                f"Image {image_id} is not in review batch {batch.number} of run {batch.run_id}{extra}.",
+                code="not_in_batch",
+            )
+        if image_id in explicit:
+            raise ServiceError(f"Image {image_id} has more than one decision.", code="duplicate_decision")
+        explicit[image_id] = decision
+    images = {i.pk: i for i in Image.objects.select_for_update().filter(pk__in=list(results)).only("id", "status")}
+    wrong = [f"{pk} ({img.status})" for pk, img in images.items() if img.status not in DECIDABLE_STATUSES]
+    if wrong:
+        raise ConflictError(f"Image(s) {', '.join(wrong)} can no longer be approved or rejected.", code="wrong_status")
+    now = timezone.now()
+    rows = []
+    for image_id, result in results.items():
+        proposed = _DECISION_FROM_PROPOSAL.get(result.proposed_decision, CuratorDecision.Decision.REJECT)
+        decision = explicit.get(image_id, proposed)
+        row = CuratorDecision(batch=batch, image_id=image_id, decision=decision,
+                              overrode_proposal=decision != proposed, decided_by=decided_by)
+        _full_clean(row, exclude=["batch", "image", "decided_by"], validate_unique=False, validate_constraints=False)
+        rows.append(row)
+    CuratorDecision.objects.bulk_create(rows)
+    approve = [r.image_id for r in rows if r.decision == CuratorDecision.Decision.APPROVE]
+    reject = [r.image_id for r in rows if r.decision == CuratorDecision.Decision.REJECT]
+    Image.objects.filter(pk__in=approve).update(status=ImageStatus.APPROVED, updated_at=now)
+    Image.objects.filter(pk__in=reject).update(status=ImageStatus.REJECTED, updated_at=now)
+    batch.state, batch.decided_by, batch.decided_at = BatchState.DECIDED, decided_by, now
+    _full_clean(batch, exclude=["run"])
+    batch.save(update_fields=["state", "decided_by", "decided_at", "updated_at"])
+    logger.info("review batch %s decided by %s: %s approved, %s rejected, %s overrides", batch.pk,
+                decided_by, len(approve), len(reject), sum(r.overrode_proposal for r in rows))
+    return batch
