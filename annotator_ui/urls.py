@@ -15,3 +15,14 @@ urlpatterns = [
     path("datasets/", views.DatasetListView.as_view(), name="datasets"),
     path("models/", views.ModelListView.as_view(), name="models"),
 ]
+
+# --- annotation (issue 4): the rating page and the curator's campaign pages ---
+from . import views_annotate, views_campaigns  # noqa: E402
+
+urlpatterns += [
+    path("annotate/<int:pk>/", views_annotate.AnnotateCampaignView.as_view(), name="annotate_campaign"),
+    path("campaigns/new/", views_campaigns.CampaignCreateView.as_view(), name="campaign_new"),
+    path("campaigns/<int:pk>/", views_campaigns.CampaignDashboardView.as_view(), name="campaign_detail"),
+    path("campaigns/<int:pk>/state/", views_campaigns.CampaignStateView.as_view(), name="campaign_state"),
+    path("campaigns/<int:pk>/annotations.csv", views_campaigns.CampaignCsvView.as_view(), name="campaign_csv"),
+]

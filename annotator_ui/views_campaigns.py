@@ -1,0 +1,160 @@
+"""Curator pages of a campaign: create, dashboard (progress, agreement, plots, annotator table), state, CSV export.
+
+The campaign list itself is `ui:campaigns` (views.CampaignListView); these pages hang below it.
+Plots are inline SVG rendered on the server (no script, no CDN).
+"""
+
+from __future__ import annotations
+
+import csv
+
+from django import forms
+from django.contrib import messages
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.views import View
+from django.views.generic import FormView, TemplateView
+
+from aesplatform.accounts.permissions import RoleRequiredMixin
+from aesplatform.accounts.roles import Role
+from aesplatform.annotation import selectors, services
+from aesplatform.annotation.models import Campaign, CampaignMode, CampaignState, TaskOrder
+from aesplatform.catalog.models import Image, ImageStatus
+from aesplatform.common.exceptions import ServiceError
+
+MAX_IMAGES_FROM_FORM = 200_000
+
+
+class CampaignForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    mode = forms.ChoiceField(choices=CampaignMode.choices, initial=CampaignMode.EXPERT)
+    redundancy = forms.IntegerField(min_value=1, max_value=50, initial=3, help_text="Distinct annotators per image.")
+    gold_ratio = forms.FloatField(
+        min_value=0.0, max_value=0.5, initial=0.0,
+        help_text="Share of images with an imported reference label, mixed in unannounced.",
+    )
+    image_source = forms.ChoiceField(required=False, help_text="Approved images of this source only (blank: any).")
+    image_limit = forms.IntegerField(min_value=1, max_value=MAX_IMAGES_FROM_FORM, initial=500, help_text="At most this many images.")
+    annotators = forms.ModelMultipleChoiceField(queryset=None, required=False)
+    instructions = forms.CharField(widget=forms.Textarea, required=False)
+    show_prescores = forms.BooleanField(required=False, help_text="Off by default, to avoid anchoring.")
+    task_order = forms.ChoiceField(choices=TaskOrder.choices, initial=TaskOrder.RANDOM)
+    lease_seconds = forms.IntegerField(min_value=30, max_value=86400, initial=900)
+    activate = forms.BooleanField(required=False, initial=True, help_text="Start handing out tasks right away.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["annotators"].queryset = selectors.annotator_candidates()
+        sources = (
+            Image.objects.filter(status=ImageStatus.APPROVED).order_by("source").values_list("source", flat=True).distinct()[:200]
+        )
+        self.fields["image_source"].choices = [("", "Any source"), *[(s, s) for s in sources]]
+
+
+class CampaignCreateView(RoleRequiredMixin, FormView):
+    required_role = Role.CURATOR
+    template_name = "annotator_ui/campaigns/new.html"
+    form_class = CampaignForm
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["approved_count"] = Image.objects.filter(status=ImageStatus.APPROVED).count()
+        return context
+
+    def form_valid(self, form):
+        data = form.cleaned_data
+        images = Image.objects.filter(status=ImageStatus.APPROVED)
+        if data["image_source"]:
+            images = images.filter(source=data["image_source"])
+        image_ids = list(images.order_by("id").values_list("id", flat=True)[: data["image_limit"]])
+        try:
+            campaign = services.campaign_create(
+                name=data["name"], mode=data["mode"], created_by=self.request.user, image_ids=image_ids,
+                redundancy=data["redundancy"], gold_ratio=data["gold_ratio"], show_prescores=data["show_prescores"],
+                instructions=data["instructions"], annotators=list(data["annotators"]), task_order=data["task_order"],
+                lease_seconds=data["lease_seconds"], state=CampaignState.ACTIVE if data["activate"] else CampaignState.DRAFT,
+            )
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+            return self.form_invalid(form)
+        messages.success(self.request, f"Campaign “{campaign.name}” created with {len(image_ids)} images.")
+        return redirect("ui:campaign_detail", pk=campaign.pk)
+
+
+def _bars(values: list[int], *, width: int = 240, height: int = 90, labels: list[str] | None = None) -> dict:
+    """Geometry of a bar chart for the template (inline SVG, attributes only: no style attributes for the CSP)."""
+    top = max(values) if values else 0
+    n = max(len(values), 1)
+    gap = 2
+    bar_w = (width - gap * (n - 1)) / n
+    bars = []
+    for i, v in enumerate(values):
+        h = 0 if not top else round((height - 12) * v / top, 1)
+        bars.append({
+            "x": round(i * (bar_w + gap), 1), "y": round(height - 12 - h, 1), "w": round(bar_w, 1), "h": h, "value": v,
+            "label": labels[i] if labels else "",
+        })
+    return {"width": width, "height": height, "bars": bars, "max": top, "baseline": height - 12}
+
+
+class CampaignDashboardView(RoleRequiredMixin, TemplateView):
+    required_role = Role.CURATOR
+    template_name = "annotator_ui/campaigns/detail.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        campaign = get_object_or_404(Campaign.objects.select_related("created_by"), pk=kwargs["pk"])
+        stats = selectors.campaign_stats(campaign=campaign)
+        bin_labels = [f"{i / 10:.1f}" for i in range(10)]
+        throughput = stats.throughput[-48:]
+        context.update(
+            campaign=campaign,
+            stats=stats,
+            histograms=[{"dim": d, "chart": _bars(d.histogram, labels=bin_labels)} for d in stats.dimensions],
+            agreement_chart=_bars(
+                [max(0, round(100 * (d.krippendorff_alpha or 0))) for d in stats.dimensions],
+                labels=[str(d.index + 1) for d in stats.dimensions],
+            ),
+            throughput_chart=_bars([n for _, n in throughput], width=480, labels=[h[11:13] for h, _ in throughput]),
+            throughput_total=sum(n for _, n in stats.throughput),
+            transitions=sorted(services.ALLOWED_TRANSITIONS.get(campaign.state, set())),
+            annotator_names=", ".join(campaign.annotators.order_by("username").values_list("username", flat=True)),
+        )
+        return context
+
+
+class CampaignStateView(RoleRequiredMixin, View):
+    required_role = Role.CURATOR
+
+    def post(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        state = request.POST.get("state", "")
+        if state not in CampaignState.values:
+            messages.error(request, "Unknown state.")
+        else:
+            try:
+                services.campaign_update(campaign=campaign, data={"state": state})
+                messages.success(request, f"The campaign is now {state}.")
+            except ServiceError as exc:
+                messages.error(request, exc.message)
+        return redirect(reverse("ui:campaign_detail", args=[pk]))
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+class CampaignCsvView(RoleRequiredMixin, View):
+    """Raw annotations of a campaign as CSV, streamed (constant memory whatever the size)."""
+
+    required_role = Role.CURATOR
+
+    def get(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        writer = csv.writer(_Echo())
+        rows = (writer.writerow(row) for row in selectors.annotation_csv_rows(campaign=campaign))
+        response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-annotations.csv"'
+        return response
