@@ -14,6 +14,12 @@
     }
   });
 
+  // On narrow screens the navigation scrolls sideways: bring the current item into view.
+  var current = document.querySelector('.main-nav__link[aria-current="page"]');
+  if (current && current.parentElement && current.closest(".main-nav").scrollWidth > current.closest(".main-nav").clientWidth) {
+    current.scrollIntoView({ block: "nearest", inline: "center" });
+  }
+
   // A thumbnail that fails to load shows its frame with the alt text instead of a broken-image icon.
   document.addEventListener(
     "error",
