@@ -10,4 +10,6 @@ os.environ.setdefault("AESP_IMPORT_ROOTS", os.path.join(os.environ["AESP_VAR_DIR
 from .settings import *  # noqa: E402,F401,F403
 
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  whitenoise warns about a missing dir
+# One test database per pytest process, so that parallel runs on one machine never drop each other's database.
+DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_{DATABASES['default']['NAME']}_{os.getpid()}"  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests only
