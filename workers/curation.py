@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -11,6 +13,9 @@ def filter_run_execute(self, run_id: int) -> dict:
     """Score what is left of a filter run, then propose and batch. Safe to deliver twice or after a kill."""
     from aesplatform.curation import services
 
+    # Celery's prefork children are daemonic, and multiprocessing refuses children of daemons; the DataLoader
+    # needs its decode workers. They are daemonic themselves and exit with this process, so lifting it is safe.
+    multiprocessing.current_process()._config.pop("daemon", None)
     try:
         run = services.filter_run_execute(run_id=run_id)
     except SoftTimeLimitExceeded:

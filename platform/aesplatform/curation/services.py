@@ -326,31 +326,41 @@ def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: i
             return FilterRun.objects.get(pk=run_id)
         run.refresh_from_db()
         from .engine.clip import CheckpointError
-        from .engine.pipeline import ImageItem, pipeline_run
 
         try:
             scorer = _scorer_for(run, _device(config, device))
         except CheckpointError as exc:
             return _filter_run_fail(run_id=run_id, error=str(exc))
-        reader, locate = _storage_access()
-        workers = config["NUM_WORKERS"] if num_workers is None else num_workers
-        while True:
+        try:
+            return _filter_run_score(run, scorer=scorer, config=config, num_workers=num_workers)
+        except Exception as exc:
+            _filter_run_fail(run_id=run_id, error=f"{type(exc).__name__}: {exc}")
+            raise
+
+
+def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_workers: int | None) -> FilterRun:
+    from .engine.pipeline import ImageItem, pipeline_run
+
+    run_id = run.pk
+    reader, locate = _storage_access()
+    workers = config["NUM_WORKERS"] if num_workers is None else num_workers
+    while True:
+        if _run_state(run_id) != JobState.RUNNING:
+            logger.info("filter run %s stopped (%s)", run_id, _run_state(run_id))
+            return FilterRun.objects.get(pk=run_id)
+        chunk = list(
+            FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True)
+            .order_by("id").values_list("id", "image__file")[: config["CHUNK_SIZE"]]
+        )
+        if not chunk:
+            break
+        items = [ImageItem(result_id, locate(name)) for result_id, name in chunk]
+        for scored in pipeline_run(items, scorer, batch_size=run.batch_size, num_workers=workers, reader=reader,
+                                   batch_delay=config["BATCH_DELAY"]):
+            _results_write(run_id=run_id, scored=scored)
             if _run_state(run_id) != JobState.RUNNING:
-                logger.info("filter run %s stopped (%s)", run_id, _run_state(run_id))
-                return FilterRun.objects.get(pk=run_id)
-            chunk = list(
-                FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True)
-                .order_by("id").values_list("id", "image__file")[: config["CHUNK_SIZE"]]
-            )
-            if not chunk:
                 break
-            items = [ImageItem(result_id, locate(name)) for result_id, name in chunk]
-            for scored in pipeline_run(items, scorer, batch_size=run.batch_size, num_workers=workers, reader=reader,
-                                       batch_delay=config["BATCH_DELAY"]):
-                _results_write(run_id=run_id, scored=scored)
-                if _run_state(run_id) != JobState.RUNNING:
-                    break
-        return filter_run_finalize(run_id=run_id)
+    return filter_run_finalize(run_id=run_id)
 
 
 @transaction.atomic
