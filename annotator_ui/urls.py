@@ -16,6 +16,15 @@ urlpatterns = [
     path("models/", views.ModelListView.as_view(), name="models"),
 ]
 
+# Import pages (issue 3, part 6: image import).
+from . import views_imports  # noqa: E402
+
+urlpatterns += [
+    path("imports/", views_imports.ImportListView.as_view(), name="imports"),
+    path("imports/<int:pk>/", views_imports.ImportDetailView.as_view(), name="import_detail"),
+    path("imports/<int:pk>/progress/", views_imports.ImportProgressView.as_view(), name="import_progress"),
+]
+
 # --- annotation (issue 4): the rating page and the curator's campaign pages ---
 from . import views_annotate, views_campaigns  # noqa: E402
 

@@ -48,7 +48,7 @@ from rest_framework.routers import SimpleRouter  # noqa: E402
 
 from aesplatform.catalog import api as catalog_api  # noqa: E402
 
-catalog_router = SimpleRouter()
+catalog_router = SimpleRouter(use_regex_path=False)
 catalog_router.register("images", catalog_api.ImageViewSet, basename="image")
 catalog_router.register("imports", catalog_api.ImportJobViewSet, basename="import-job")
 urlpatterns += catalog_router.urls
