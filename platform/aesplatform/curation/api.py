@@ -153,10 +153,10 @@ class ReviewBatchListView(ListAPIView):
 
 def batch_detail_data(batch_id: int) -> dict:
     batch = selectors.review_batch_get(batch_id=batch_id)
-    batch.results = list(selectors.review_batch_results(batch=batch))
-    batch.decisions = list(selectors.review_batch_decisions(batch=batch))
-    batch.size = len(batch.results)
-    batch.proposed_keep = sum(r.proposed_decision == ProposedDecision.KEEP for r in batch.results)
+    batch.ordered_results = list(selectors.review_batch_results(batch=batch))
+    batch.decision_rows = list(selectors.review_batch_decisions(batch=batch))
+    batch.size = len(batch.ordered_results)
+    batch.proposed_keep = sum(r.proposed_decision == ProposedDecision.KEEP for r in batch.ordered_results)
     return ReviewBatchDetailSerializer(batch).data
 
 

@@ -157,8 +157,9 @@ class ReviewBatchSerializer(serializers.ModelSerializer):
 
 
 class ReviewBatchDetailSerializer(ReviewBatchSerializer):
-    results = FilterResultSerializer(many=True, read_only=True)
-    decisions = CuratorDecisionSerializer(many=True, read_only=True)
+    results = FilterResultSerializer(many=True, read_only=True, source="ordered_results",
+                                     help_text="Most uncertain first (the order of the review grid).")
+    decisions = CuratorDecisionSerializer(many=True, read_only=True, source="decision_rows")
 
     class Meta(ReviewBatchSerializer.Meta):
         fields = [*ReviewBatchSerializer.Meta.fields, "results", "decisions"]
