@@ -35,3 +35,13 @@ urlpatterns += [
     path("campaigns/<int:pk>/state/", views_campaigns.CampaignStateView.as_view(), name="campaign_state"),
     path("campaigns/<int:pk>/annotations.csv", views_campaigns.CampaignCsvView.as_view(), name="campaign_csv"),
 ]
+
+# Filtering (issue 6): start a run, follow it, tune thresholds, review batches (annotator_ui/views_curation.py).
+from . import views_curation  # noqa: E402
+
+urlpatterns += [
+    path("filtering/new/", views_curation.FilterRunCreateView.as_view(), name="filter-run-new"),
+    path("filtering/<int:pk>/", views_curation.FilterRunDetailView.as_view(), name="filter-run"),
+    path("filtering/<int:pk>/thresholds/", views_curation.FilterRunThresholdsView.as_view(), name="filter-run-thresholds"),
+    path("filtering/batches/<int:pk>/", views_curation.ReviewBatchView.as_view(), name="review-batch"),
+]

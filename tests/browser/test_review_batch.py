@@ -1,0 +1,63 @@
+"""A curator reviews a proposed batch in Chromium: keyboard override of one image, approve; the DB records it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from aesplatform.catalog.models import Image, ImageStatus
+from aesplatform.curation import services
+from aesplatform.curation.models import BatchState, CuratorDecision, ReviewBatch
+from tests import factories
+from tests.curation_support import stored_scenes, tiny_run_kwargs
+
+pytestmark = pytest.mark.browser
+
+PIXEL_ONLY = {"clip": {"person_subject": None, "single_person": None, "photograph": None, "quality_problems": None},
+              "min_faces": 0, "max_faces": 10, "near_duplicate_cosine": 0.998}
+
+
+def test_curator_overrides_one_image_with_the_keyboard_and_approves(page, login):
+    curator = factories.curator()
+    images = stored_scenes(4)
+    run = services.filter_run_create(created_by=curator, image_ids=[i.pk for i in images], thresholds=PIXEL_ONLY,
+                                     enqueue=False, **tiny_run_kwargs())
+    services.filter_run_execute(run_id=run.pk, device="cpu", num_workers=0)
+    batch = ReviewBatch.objects.get(run=run)
+
+    login(page, curator)
+    page.goto(f"/filtering/{run.pk}/")
+    expect(page.get_by_test_id("count-keep")).to_have_text("4")
+    page.get_by_test_id("review-next").click()
+    form = page.get_by_test_id("review-form")
+    expect(form).to_have_attribute("data-review-ready", "true")
+    tiles = page.get_by_test_id("review-grid").locator("li.review__tile")
+    expect(tiles).to_have_count(4)
+    expect(page.get_by_test_id("keep-count")).to_have_text("4")
+    expect(tiles.nth(0)).to_be_focused()
+
+    page.keyboard.press("ArrowRight")
+    expect(tiles.nth(1)).to_be_focused()
+    overridden = int(tiles.nth(1).get_attribute("data-image"))
+    page.keyboard.press("x")
+    expect(page.get_by_test_id(f"keep-{overridden}")).not_to_be_checked()
+    expect(page.get_by_test_id("keep-count")).to_have_text("3")
+    expect(page.get_by_test_id("reject-count")).to_have_text("1")
+    expect(tiles.nth(1)).to_have_class(re.compile(r"review__tile--reject"))
+    with page.expect_navigation():
+        page.keyboard.press("a")
+    assert page.url.rstrip("/").endswith(f"/filtering/{run.pk}")  # no other batch waits: back to the run
+    expect(page.get_by_test_id(f"batch-{batch.number}")).to_contain_text("decided")
+
+    batch.refresh_from_db()
+    assert batch.state == BatchState.DECIDED and batch.decided_by == curator and batch.decided_at is not None
+    decisions = {d.image_id: d for d in CuratorDecision.objects.filter(batch=batch)}
+    assert set(decisions) == {i.pk for i in images}
+    for image_id, decision in decisions.items():
+        expected = "reject" if image_id == overridden else "approve"
+        assert (decision.decision, decision.overrode_proposal, decision.decided_by_id) == (
+            expected, image_id == overridden, curator.pk)
+    statuses = dict(Image.objects.filter(pk__in=decisions).values_list("id", "status"))
+    assert statuses == {i.pk: ImageStatus.REJECTED if i.pk == overridden else ImageStatus.APPROVED for i in images}
