@@ -1,0 +1,77 @@
+"""Demo users and demo images for `make run`. Idempotent: a second run creates nothing new."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from aesplatform.accounts.roles import Role
+from aesplatform.accounts.services import user_create
+from aesplatform.catalog.models import Image, ImportJob, ImportKind
+from aesplatform.catalog.services import import_job_create, import_job_run
+from model_core.synthetic import write_humanbeauty
+
+DEMO_SOURCE = "demo"
+
+DEMO_USERS: tuple[tuple[str, list[Role]], ...] = (
+    ("admin", [Role.ADMIN]),
+    ("curator", [Role.CURATOR]),
+    ("annotator1", [Role.ANNOTATOR]),
+    ("annotator2", [Role.ANNOTATOR]),
+    ("annotator3", [Role.ANNOTATOR]),
+)
+
+
+class Command(BaseCommand):
+    help = "Create demo users (passwords printed once) and import a few hundred synthetic demo images."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--overall", type=int, default=200, help="overall-only (58K-style) demo images")
+        parser.add_argument("--expert", type=int, default=100, help="expert (50K-style, 12 scores) demo images")
+        parser.add_argument("--seed", type=int, default=7)
+
+    def handle(self, *args, overall: int, expert: int, seed: int, **options):
+        created = self._users()
+        if created:
+            self.stdout.write(self.style.SUCCESS("Demo users (the passwords are shown only this once):"))
+            for username, password, roles in created:
+                self.stdout.write(f"  {username:<11} {password}   ({', '.join(r.value for r in roles)})")
+        else:
+            self.stdout.write("Demo users exist already (reset a password with: manage.py changepassword NAME).")
+        self._images(overall=overall, expert=expert, seed=seed)
+
+    def _users(self) -> list[tuple[str, str, list[Role]]]:
+        existing = set(get_user_model().objects.filter(username__in=[u for u, _ in DEMO_USERS]).values_list("username", flat=True))
+        created = []
+        for username, roles in DEMO_USERS:
+            if username in existing:
+                continue
+            password = secrets.token_urlsafe(12)
+            user_create(username=username, password=password, roles=roles, email=f"{username}@demo.invalid")
+            created.append((username, password, roles))
+        return created
+
+    def _images(self, *, overall: int, expert: int, seed: int) -> None:
+        """Synthetic people with known scores (model_core.synthetic), imported as a HumanBeauty folder."""
+        if ImportJob.objects.filter(source_name=DEMO_SOURCE).exists():
+            count = Image.objects.filter(import_job__source_name=DEMO_SOURCE).count()
+            self.stdout.write(f"Demo images exist already ({count} images).")
+            return
+        root = Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0]) / "demo-humanbeauty"
+        if root.exists():
+            shutil.rmtree(root)  # a half-written folder from an interrupted run
+        write_humanbeauty(root, n_overall=overall, n_expert=expert, seed=seed, size=(448, 448), image_format="jpg")
+        curator = get_user_model().objects.get(username="curator")
+        job = import_job_create(
+            created_by=curator, kind=ImportKind.HUMANBEAUTY, path=str(root), source_name=DEMO_SOURCE, enqueue=False
+        )
+        job = import_job_run(job_id=job.pk)
+        self.stdout.write(
+            f"Demo images: {job.imported_count} imported with {job.labels_count} labels "
+            f"({job.duplicate_count} duplicates, {job.error_count} errors)."
+        )
