@@ -1,0 +1,3 @@
+from model_core.cli import main
+
+raise SystemExit(main())

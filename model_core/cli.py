@@ -1,0 +1,208 @@
+"""``python -m model_core {train,evaluate,score,synth,bench}``: the same functions the platform calls, JSON out.
+
+Every command prints exactly one JSON document on stdout (logs go to stderr), so the output can be piped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+logger = logging.getLogger("model_core")
+
+
+def _print(payload: Any) -> None:
+    from model_core.evaluation import _json_safe
+
+    print(json.dumps(_json_safe(payload), indent=2, default=str))
+
+
+def _model_config(args: argparse.Namespace):
+    from model_core.model import BackboneConfig, LoraSpec, ModelConfig
+
+    if args.model_config:
+        return ModelConfig.from_dict(json.loads(Path(args.model_config).read_text()))
+    tiny = args.backbone == "tiny"
+    return ModelConfig(backbone=BackboneConfig(source=args.backbone), lora=LoraSpec(r=args.lora_r),
+                       train_vision=tiny, head_dropout=0.0 if tiny else 0.1)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from model_core.training import TrainConfig, train
+
+    if args.config:
+        config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+    else:
+        if not args.data or not args.output:
+            raise SystemExit("train: --data and --output are required without --config")
+        config = TrainConfig(
+            data=args.data, output_dir=args.output, model=_model_config(args), max_tiles=args.max_tiles,
+            epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
+            lr=args.lr, head_lr=args.head_lr, precision=args.precision, device=args.device,
+            checkpoint_every=args.checkpoint_every, num_workers=args.num_workers, seed=args.seed,
+            on_bad_image=args.on_bad_image, resume=not args.no_resume, init_checkpoint=args.init_checkpoint,
+            metavoter_fraction=args.metavoter_fraction,
+        )
+    result = train(config, show_progress=not args.quiet)
+    _print(result.to_dict())
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from model_core.evaluation import evaluate
+    from model_core.model import load_model
+
+    model = load_model(args.checkpoint, device=args.device, precision=args.precision)
+    report = evaluate(model, args.data, split=args.split, max_tiles=args.max_tiles, batch_size=args.batch_size,
+                      num_workers=args.num_workers, on_bad_image=args.on_bad_image, output_dir=args.output)
+    _print(report.to_dict())
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    paths = list(args.images)
+    if args.list:
+        paths += [line.strip() for line in Path(args.list).read_text().splitlines() if line.strip()]
+    if not paths:
+        raise SystemExit("score: give image paths or --list FILE")
+    if args.remote_code:
+        from model_core.scoring import RemoteCodeScorer
+
+        scorer = RemoteCodeScorer(args.checkpoint, device=args.device, precision=args.precision,
+                                  max_tiles=args.max_tiles)
+        results = scorer.score_images(paths, on_bad_image=args.on_bad_image)
+    else:
+        from model_core.model import load_model
+        from model_core.scoring import score_images
+
+        model = load_model(args.checkpoint, device=args.device, precision=args.precision)
+        results = score_images(model, paths, max_tiles=args.max_tiles, batch_size=args.batch_size,
+                               num_workers=args.num_workers, on_bad_image=args.on_bad_image)
+    _print([r.to_dict() for r in results])
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from model_core.synthetic import write_humanbeauty
+
+    summary = write_humanbeauty(args.output, n_overall=args.n_overall, n_expert=args.n_expert, seed=args.seed,
+                                size=(args.width, args.height), test_fraction=args.test_fraction,
+                                image_format=args.format)
+    _print(summary.to_dict())
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from model_core.benchmark import run_prescore_benchmark
+
+    _print(run_prescore_benchmark(tiny=args.tiny, device=args.device, n_images=args.n_images,
+                                  batch_size=args.batch_size, reference_images=args.reference_images))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m model_core", description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    def runtime(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+        p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                       help="auto = bf16 on a GPU that has it, fp32 otherwise; bf16 elsewhere is an error")
+        p.add_argument("--max-tiles", type=int, default=1,
+                       help="InternVL dynamic tiling: at most this many 448 px tiles (+ thumbnail); 1 = fastest")
+        p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+        p.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes for decoding")
+        p.add_argument("--on-bad-image", default="raise", choices=["raise", "skip"],
+                       help="a missing/corrupt image: stop with an error naming it, or skip it and count it")
+
+    p = sub.add_parser("train", help="train the heads (+ LoRA) and fit the MetaVoter", formatter_class=fmt)
+    p.add_argument("--config", help="a JSON TrainConfig (all other training options are then ignored)")
+    p.add_argument("--data", help="training jsonl (ms-swift style) or a HumanBeauty root (train_label.jsonl)")
+    p.add_argument("--output", help="run directory: checkpoints/, final/, result.json; re-running resumes")
+    p.add_argument("--backbone", default="tiny",
+                   help="'tiny' (random init), a local InternVL (-hf) directory, or a repo id in the HF cache")
+    p.add_argument("--model-config", help="a JSON ModelConfig (overrides --backbone/--lora-r)")
+    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank on the language model")
+    p.add_argument("--init-checkpoint", help="start from this saved model instead of the backbone")
+    p.add_argument("--epochs", type=float, default=1.0, help="passes over the training records")
+    p.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate of LoRA and trained backbone parts")
+    p.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the regression/expert heads")
+    p.add_argument("--checkpoint-every", type=int, default=200, help="optimizer steps between checkpoints")
+    p.add_argument("--metavoter-fraction", type=float, default=0.1,
+                   help="share of the training records held out to fit the MetaVoter")
+    p.add_argument("--seed", type=int, default=0, help="data order, prompt choice, hold-out split")
+    p.add_argument("--no-resume", action="store_true", help="start over even if output holds checkpoints")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    runtime(p)
+    p.set_defaults(func=cmd_train, max_tiles=6, batch_size=8)
+
+    p = sub.add_parser("evaluate", help="metrics per head and dimension, report.json + PNG plots",
+                       formatter_class=fmt)
+    p.add_argument("checkpoint", help="a model directory written by train (e.g. RUN/final)")
+    p.add_argument("data", help="a HumanBeauty root (reads <split>_label.jsonl) or a training jsonl")
+    p.add_argument("--split", default="test", choices=["train", "test"], help="which HumanBeauty split")
+    p.add_argument("--output", help="write report.json and plots here")
+    runtime(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("score", help="score images: all heads + MetaVoter, one JSON object per image",
+                       formatter_class=fmt)
+    p.add_argument("checkpoint", help="a model directory written by train, or (with --remote-code) a local "
+                                      "HumanAesExpert checkpoint")
+    p.add_argument("images", nargs="*", help="image files")
+    p.add_argument("--list", help="a file with one image path per line")
+    p.add_argument("--remote-code", action="store_true",
+                   help="the checkpoint is a released HumanAesExpert (trust_remote_code, local files only)")
+    runtime(p)
+    p.set_defaults(func=cmd_score, on_bad_image="skip")
+
+    p = sub.add_parser("synth", help="write synthetic images with known scores in the HumanBeauty layout",
+                       formatter_class=fmt)
+    p.add_argument("output", help="root folder to write")
+    p.add_argument("--n-overall", type=int, default=100, help="overall-only (58K style) images")
+    p.add_argument("--n-expert", type=int, default=100, help="12-dimension (50K style) images")
+    p.add_argument("--seed", type=int, default=0, help="the same seed writes the same files")
+    p.add_argument("--width", type=int, default=224, help="image width in pixels")
+    p.add_argument("--height", type=int, default=224, help="image height in pixels")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="share of each kind in test_label.jsonl")
+    p.add_argument("--format", default="png", choices=["png", "jpg"], help="image file format")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("bench", help="pre-scoring throughput: reference way vs ours (see bench/prescore.py)",
+                       formatter_class=fmt)
+    p.add_argument("--tiny", action="store_true", help="the tiny model instead of the InternVL2-1B shape")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--n-images", type=int, default=64, help="images per measured configuration")
+    p.add_argument("--reference-images", type=int, default=16, help="images for the (slow) reference way")
+    p.add_argument("--batch-size", type=int, default=0, help="0 = choose per configuration")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from model_core.data import DataError
+    from model_core.model import ModelLoadError, PrecisionError
+
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, ModelLoadError, PrecisionError, ValueError) as exc:
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc)}), file=sys.stdout)
+        logger.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

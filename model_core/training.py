@@ -1,0 +1,456 @@
+"""Training: LoRA on the language model + full training of the heads, then the MetaVoter on held-out records.
+
+``train(config, progress_callback=...)`` is what the platform's GPU worker calls; ``python -m model_core train``
+is the same function with a tqdm bar. Stages:
+
+1. heads: loss = lm_weight x answer-token CE + regression_weight x MSE(regression, overall)
+   + expert_weight x MSE(expert, scores) masked so that overall-only records train the expert head's overall
+   output only (their 11 sub-dimension placeholders never enter a loss);
+2. MetaVoter: the trained model scores a held-out part of the training records (``metavoter_fraction``, split
+   off before stage 1 and never trained on) and the MetaVoter is fitted on those head outputs.
+
+Reliability: a checkpoint (``model.safetensors`` + ``config.json`` + optimizer state) is written atomically every
+``checkpoint_every`` optimizer steps; starting again with the same ``output_dir`` resumes from the newest one at
+the exact data position (the order of each epoch is a pure function of seed and epoch). A finished run
+(``final/``) is returned as is, so a retried job is idempotent. Multi-GPU: run under ``torchrun`` or
+``accelerate launch``; ``accelerate`` wraps the model in DDP and every rank reads its shard of each epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model_core.data import ImageDataset, read_records
+from model_core.model import (
+    CheckpointMismatchError, HumanAesModel, ModelConfig, _from_dict, build_model, config_differences,
+    fit_metavoter, load_model, load_state, read_checkpoint_config, resolve_dtype, save_model,
+)
+from model_core.standard import NUM_DIMENSIONS
+
+logger = logging.getLogger(__name__)
+# Tokenisation runs in DataLoader workers (forked); the fast tokenizer's own thread pool must not be used there.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+CHECKPOINTS_DIR = "checkpoints"
+FINAL_DIR = "final"
+TRAINING_STATE = "training_state.pt"
+TRAINER_STATE = "trainer_state.json"
+RESULT_FILE = "result.json"
+# Fields that must not change when a run resumes (they decide the data order and the meaning of a "step").
+RESUME_KEYS = ("data", "seed", "batch_size", "grad_accum", "max_tiles", "metavoter_fraction", "epochs", "max_steps")
+
+
+@dataclass
+class TrainConfig:
+    data: str  # a training jsonl (ms-swift style) or a HumanBeauty root (reads train_label.jsonl)
+    output_dir: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    init_checkpoint: str | None = None  # start from a saved model (e.g. the promoted one) instead of the backbone
+    max_tiles: int = 6
+    epochs: float = 1.0
+    max_steps: int | None = None  # optimizer steps; when set it overrides epochs
+    batch_size: int = 8  # per process and micro-batch
+    grad_accum: int = 1
+    lr: float = 1e-4  # LoRA and the trained backbone parts
+    head_lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    lm_weight: float = 1.0
+    regression_weight: float = 1.0
+    expert_weight: float = 1.0
+    metavoter_fraction: float = 0.1
+    metavoter_steps: int = 300
+    precision: str = "auto"  # auto: bf16 on a GPU with bf16, fp32 otherwise
+    device: str = "auto"
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = 200  # optimizer steps; 0 = only the final model
+    keep_checkpoints: int = 2
+    resume: bool = True
+    num_workers: int = 2
+    seed: int = 0
+    on_bad_image: str = "raise"
+    log_every: int = 10
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        return _from_dict(cls, data, "train")
+
+    def validate(self) -> None:
+        problems = []
+        if self.batch_size < 1 or self.grad_accum < 1:
+            problems.append("batch_size and grad_accum must be >= 1")
+        if self.max_steps is None and not self.epochs > 0:
+            problems.append("epochs must be > 0 (or set max_steps)")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append("max_steps must be >= 1")
+        if not 0.0 <= self.metavoter_fraction < 1.0:
+            problems.append("metavoter_fraction must be in [0, 1)")
+        if self.max_tiles < 1:
+            problems.append("max_tiles must be >= 1")
+        if self.on_bad_image not in ("raise", "skip"):
+            problems.append("on_bad_image must be 'raise' or 'skip'")
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+
+@dataclass
+class TrainProgress:
+    """What the progress callback receives (main process only)."""
+
+    stage: str  # "train" | "metavoter" | "done"
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float | None
+    losses: dict[str, float]
+    lr: float
+    elapsed_s: float
+    eta_s: float | None
+    images_per_s: float | None
+
+
+@dataclass
+class TrainResult:
+    output_dir: str
+    final_checkpoint: str
+    steps: int
+    resumed_from: int | None
+    history: list[dict[str, Any]]
+    metavoter: dict[str, Any]
+    holdout: dict[str, Any]
+    skipped_images: int
+    elapsed_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class TrainingStopped(RuntimeError):
+    """Raised when ``should_stop`` asked to stop; a checkpoint of the last step has been written."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def compute_losses(heads, scores: torch.Tensor, is_expert: torch.Tensor, config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The three losses and their weighted sum. scores (B, 12), is_expert (B,)."""
+    overall = scores[:, -1]  # (B,)
+    regression = F.mse_loss(heads.regression, overall)
+    # Expert mask (B, 12): sub-dimensions only for expert records, the overall output for every record.
+    mask = is_expert[:, None].expand(-1, NUM_DIMENSIONS).clone()
+    mask[:, -1] = True
+    squared = (heads.expert - scores).square() * mask
+    expert = squared.sum() / mask.sum().clamp_min(1)
+    lm = heads.lm_loss if heads.lm_loss is not None else regression * 0.0
+    total = config.lm_weight * lm + config.regression_weight * regression + config.expert_weight * expert
+    return {"loss": total, "lm": lm, "regression": regression, "expert": expert}
+
+
+def _split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng([seed, 17]).permutation(n)
+    n_hold = int(round(n * fraction))
+    if fraction > 0 and n_hold < 4:
+        n_hold = min(4, n // 2)
+    return np.sort(order[n_hold:]), np.sort(order[:n_hold])
+
+
+def _epoch_batches(n: int, *, epoch: int, seed: int, batch_size: int, rank: int, world: int) -> list[list[int]]:
+    """This rank's micro-batches of one epoch: a seeded permutation, sharded, same count on every rank."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    per_rank = n // world
+    mine = order[rank::world][:per_rank].tolist()
+    return [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
+
+
+def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
+    def fn(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return fn
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _latest_checkpoint(output_dir: Path) -> Path | None:
+    root = output_dir / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return None
+    done = [p for p in root.glob("step-*") if p.is_dir() and (p / TRAINER_STATE).is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
+
+
+def _check_resume_compatible(checkpoint: Path, config: TrainConfig) -> None:
+    saved = json.loads((checkpoint / TRAINER_STATE).read_text())["train_config"]
+    current = config.to_dict()
+    diffs = [f"{k}: {saved.get(k)!r} != {current.get(k)!r}" for k in RESUME_KEYS if saved.get(k) != current.get(k)]
+    diffs += config_differences(saved.get("model", {}), current["model"], prefix="model.")
+    if diffs:
+        raise CheckpointMismatchError(
+            f"{checkpoint}: cannot resume, the run was started with another config ({'; '.join(diffs)}). Use a new "
+            "output_dir, or resume=False to start over."
+        )
+
+
+def _write_checkpoint(model: HumanAesModel, optimizer, scheduler, *, output_dir: Path, step: int,
+                      config: TrainConfig, history: list[dict[str, Any]], keep: int) -> Path:
+    root = output_dir / CHECKPOINTS_DIR
+    final = root / f"step-{step:08d}"
+    tmp = root / f".tmp-step-{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(model, tmp, metadata={"step": step})
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                "python_rng": random.getstate()}, tmp / TRAINING_STATE)
+    # trainer_state.json last: its presence marks a complete checkpoint.
+    (tmp / TRAINER_STATE).write_text(json.dumps({"step": step, "train_config": config.to_dict(),
+                                                  "history": history}, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    old = sorted((p for p in root.glob("step-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
+    for path in old[:-keep] if keep > 0 else []:
+        shutil.rmtree(path, ignore_errors=True)
+    logger.info("checkpoint written: %s", final)
+    return final
+
+
+def _progress(callback, bar, **kwargs) -> None:
+    progress = TrainProgress(**kwargs)
+    if callback is not None:
+        callback(progress)
+    if bar is not None and progress.stage == "train":
+        bar.n = progress.step
+        bar.set_postfix(loss=f"{progress.loss:.4f}" if progress.loss is not None else "-", refresh=False)
+        bar.refresh()
+
+
+def train(
+    config: TrainConfig, *, progress_callback: Callable[[TrainProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None, show_progress: bool = False,
+) -> TrainResult:
+    """Train the three heads (+ LoRA), fit the MetaVoter, write ``<output_dir>/final`` and return a summary.
+
+    ``progress_callback(TrainProgress)`` is called every ``log_every`` steps and at stage changes.
+    ``should_stop()`` is polled every optimizer step; when it returns True a checkpoint is written and
+    :class:`TrainingStopped` is raised (the next call with the same ``output_dir`` resumes).
+    """
+    from accelerate import Accelerator
+
+    config.validate()
+    started = time.monotonic()
+    output_dir = Path(config.output_dir)
+    final_dir = output_dir / FINAL_DIR
+    if config.resume and (output_dir / RESULT_FILE).is_file() and (final_dir / "config.json").is_file():
+        logger.info("%s already holds a finished run; returning it", output_dir)
+        return TrainResult(**json.loads((output_dir / RESULT_FILE).read_text()))
+
+    accelerator = Accelerator(cpu=config.device == "cpu")
+    device = accelerator.device if config.device in ("auto", "cpu") else torch.device(config.device)
+    resolve_dtype(config.precision, device)  # a clear error before any work when bf16 is impossible here
+    is_main = accelerator.is_main_process
+    _seed_everything(config.seed)
+
+    # -- data -------------------------------------------------------------------------------------------------
+    read = read_records(config.data, split="train", on_bad_image=config.on_bad_image)  # type: ignore[arg-type]
+    records = read.records
+    if len(records) < 2:
+        raise ValueError(f"{config.data}: need at least 2 training records, got {len(records)}")
+    train_idx, hold_idx = _split_holdout(len(records), config.metavoter_fraction, config.seed)
+    train_records = [records[i] for i in train_idx]
+    holdout_records = [records[i] for i in hold_idx]
+
+    # -- model ------------------------------------------------------------------------------------------------
+    if config.init_checkpoint:
+        model = load_model(config.init_checkpoint, device=device, precision=config.precision,
+                           expect_config=config.model)
+    else:
+        model = build_model(config.model, device=device, precision=config.precision)
+    if config.gradient_checkpointing:
+        model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.backbone.enable_input_require_grads()
+    model.set_trainable(heads=True)
+    head_ids = {id(p) for p in model.head_parameters()}
+    backbone_params = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+    optimizer = torch.optim.AdamW(
+        [{"params": backbone_params, "lr": config.lr}, {"params": model.head_parameters(), "lr": config.head_lr}],
+        weight_decay=config.weight_decay,
+    )
+    world, rank = accelerator.num_processes, accelerator.process_index
+    micro_per_epoch = len(_epoch_batches(len(train_records), epoch=0, seed=config.seed, batch_size=config.batch_size,
+                                         rank=rank, world=world))
+    if micro_per_epoch == 0:
+        raise ValueError(f"{config.data}: {len(train_records)} training records are too few for {world} process(es)")
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * micro_per_epoch / config.grad_accum))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.warmup_steps, total_steps))
+
+    start_step, resumed_from, history = 0, None, []
+    latest = _latest_checkpoint(output_dir) if config.resume else None
+    if latest is not None:
+        _check_resume_compatible(latest, config)
+        read_checkpoint_config(latest)
+        load_state(model, latest)
+        state = torch.load(latest / TRAINING_STATE, map_location=device, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        start_step = resumed_from = int(state["step"])
+        history = json.loads((latest / TRAINER_STATE).read_text()).get("history", [])
+        logger.info("resuming from %s (step %d of %d)", latest, start_step, total_steps)
+    elif not config.resume:
+        shutil.rmtree(output_dir / CHECKPOINTS_DIR, ignore_errors=True)
+    if is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+
+    wrapped = accelerator.prepare_model(model)  # DDP under torchrun/accelerate launch; the model itself otherwise
+    dataset = ImageDataset(train_records, tile_size=model.tile_size, max_tiles=config.max_tiles,
+                           on_bad_image=config.on_bad_image)  # type: ignore[arg-type]
+    collate = model.collator(train=True)
+
+    bar = None
+    if show_progress and is_main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+
+    # -- stage 1: heads + LoRA --------------------------------------------------------------------------------
+    step = start_step
+    micro = step * config.grad_accum  # global micro-batch counter: data position is a function of it
+    skipped = 0
+    window: dict[str, list[float]] = {"loss": [], "lm": [], "regression": [], "expert": []}
+    seen_images, t_window = 0, time.monotonic()
+    t_stage = time.monotonic()
+    wrapped.train()
+    while step < total_steps:
+        epoch, position = divmod(micro, micro_per_epoch)
+        batches = _epoch_batches(len(train_records), epoch=epoch, seed=config.seed, batch_size=config.batch_size,
+                                 rank=rank, world=world)[position:]
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
+                                             num_workers=config.num_workers, pin_memory=device.type == "cuda")
+        for batch in loader:
+            skipped += len(batch.failed)
+            last_micro = (micro + 1) % config.grad_accum == 0
+            sync = nullcontext() if last_micro or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
+            with sync:
+                if len(batch):
+                    b = batch.to(device)
+                    heads = wrapped(**b.model_inputs(), labels=b.labels)
+                    losses = compute_losses(heads, b.scores, b.is_expert, config)
+                    accelerator.backward(losses["loss"] / config.grad_accum)
+                    for k in window:
+                        window[k].append(float(losses[k].detach()))
+                    seen_images += len(batch)
+            micro += 1
+            if not last_micro:
+                continue
+            if config.max_grad_norm:
+                accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                            config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if step % config.log_every == 0 or step == total_steps:
+                now = time.monotonic()
+                means = {k: float(np.mean(v)) for k, v in window.items() if v}
+                rate = seen_images * world / max(now - t_window, 1e-9)
+                done_here = step - start_step
+                eta = (now - t_stage) / done_here * (total_steps - step) if done_here else None
+                entry = {"step": step, "epoch": round(micro / micro_per_epoch, 4), **means,
+                         "lr": scheduler.get_last_lr()[0]}
+                history.append(entry)
+                if is_main:
+                    _progress(progress_callback, bar, stage="train", step=step, total_steps=total_steps,
+                              epoch=entry["epoch"], loss=means.get("loss"), losses=means, lr=entry["lr"],
+                              elapsed_s=time.monotonic() - started, eta_s=eta, images_per_s=rate)
+                window = {k: [] for k in window}
+                seen_images, t_window = 0, now
+            checkpoint_due = config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps
+            stop = should_stop is not None and should_stop()
+            if checkpoint_due or stop:
+                accelerator.wait_for_everyone()
+                if is_main:
+                    _write_checkpoint(model, optimizer, scheduler, output_dir=output_dir, step=step, config=config,
+                                      history=history, keep=config.keep_checkpoints)
+                if stop:
+                    if bar is not None:
+                        bar.close()
+                    raise TrainingStopped(f"stopped at step {step} of {total_steps}; a checkpoint was written")
+            if step >= total_steps:
+                break
+    if bar is not None:
+        bar.close()
+    accelerator.wait_for_everyone()
+    model.eval()
+
+    # -- stage 2: MetaVoter on the held-out records -------------------------------------------------------------
+    from model_core.evaluation import compute_report
+    from model_core.scoring import predict
+
+    metavoter_stats: dict[str, Any] = {}
+    holdout: dict[str, Any] = {}
+    if holdout_records:
+        if is_main:
+            _progress(progress_callback, None, stage="metavoter", step=step, total_steps=total_steps,
+                      epoch=micro / micro_per_epoch, loss=None, losses={}, lr=0.0,
+                      elapsed_s=time.monotonic() - started, eta_s=None, images_per_s=None)
+        preds = predict(model, holdout_records, max_tiles=config.max_tiles, batch_size=config.batch_size,
+                        num_workers=config.num_workers, on_bad_image=config.on_bad_image)  # type: ignore[arg-type]
+        ok = preds.ok
+        target = torch.tensor([r.overall for r in holdout_records], dtype=torch.float32)[torch.from_numpy(ok)]
+        estimates = torch.from_numpy(preds.estimates[ok]).float()
+        spread = torch.from_numpy(preds.spread[ok]).float()
+        if len(target) >= 4:
+            metavoter_stats = fit_metavoter(model.metavoter, estimates, spread, target, steps=config.metavoter_steps)
+            preds = predict(model, holdout_records, max_tiles=config.max_tiles, batch_size=config.batch_size,
+                            num_workers=0, on_bad_image=config.on_bad_image)  # type: ignore[arg-type]
+            truth = np.array([r.scores for r in holdout_records])
+            report = compute_report(preds, truth, np.array([r.is_expert for r in holdout_records]))
+            holdout = {"overall_plcc": {h: m["plcc"] for h, m in report.overall.items()},
+                       "expert_mean_plcc": report.expert_mean_plcc, "n": report.n_records}
+        else:
+            logger.warning("only %d usable held-out records: the MetaVoter stays the plain mean", len(target))
+    else:
+        logger.warning("metavoter_fraction=0: the MetaVoter is not fitted and returns the mean of the heads")
+
+    result = TrainResult(output_dir=str(output_dir), final_checkpoint=str(final_dir), steps=step,
+                         resumed_from=resumed_from, history=history, metavoter=metavoter_stats, holdout=holdout,
+                         skipped_images=read.n_skipped + skipped, elapsed_s=time.monotonic() - started)
+    if is_main:
+        tmp = output_dir / ".tmp-final"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_model(model, tmp, metadata={"step": step, "train_config": config.to_dict(), "holdout": holdout})
+        shutil.rmtree(final_dir, ignore_errors=True)
+        os.replace(tmp, final_dir)
+        (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=1, default=str))
+        _progress(progress_callback, None, stage="done", step=step, total_steps=total_steps,
+                  epoch=micro / micro_per_epoch, loss=history[-1].get("loss") if history else None,
+                  losses={}, lr=0.0, elapsed_s=result.elapsed_s, eta_s=0.0, images_per_s=None)
+    accelerator.wait_for_everyone()
+    return result
