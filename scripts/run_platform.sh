@@ -25,4 +25,7 @@ echo
 echo "  HumanAes platform: http://$HOST:$PORT/   (API docs: http://$HOST:$PORT/api/docs/, admin: /admin/)"
 echo "  Ctrl-C stops the web server and the worker."
 echo
-wait -n "${pids[@]}"
+status=0
+wait -n "${pids[@]}" || status=$?
+echo "A process of the platform exited (status $status); stopping the others." >&2
+exit "$status"
