@@ -84,6 +84,7 @@ def test_an_api_upload_of_many_files_creates_a_job_with_an_item_per_file(curator
     body = response.json()
     assert (body["kind"], body["state"], body["total"], body["source_name"]) == ("upload", "pending", 3, "studio")
     job = ImportJob.objects.get(pk=body["id"])
+    assert job.total == 3  # stored, not only in the response
     assert sorted(job.items.values_list("name", flat=True)) == ["p0.jpg", "p1.jpg", "p2.jpg"]
 
 

@@ -159,7 +159,7 @@ def _stage_uploads(job: ImportJob, files: Sequence, *, limits: ImportLimits, sta
         staged_keys.append(_storage_save_exact(key, upload))
         items.append(ImportItem(job=job, name=name, staged_file=key))
     ImportItem.objects.bulk_create(items, batch_size=1000)
-    _refresh_counts(job)
+    _save_counts(job)
 
 
 _UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -307,9 +307,7 @@ def _import_job_plan(*, job: ImportJob, limits: ImportLimits) -> None:
     ImportItem.objects.bulk_create(
         [_planned_to_item(job, entry) for entry in planned], batch_size=2000, ignore_conflicts=True
     )
-    _refresh_counts(job)
-    job.save(update_fields=["total", "processed", "imported_count", "duplicate_count", "error_count",
-                            "labels_count", "updated_at"])
+    _save_counts(job)
 
 
 def _planned_to_item(job: ImportJob, entry: PlannedItem) -> ImportItem:
@@ -494,9 +492,7 @@ def _store_chunk_rows(*, job: ImportJob, chunk: list[_PendingItem], results: lis
         # One imported row per (image, dimension): a label already there (the same photo in 58K and 50K, a
         # re-import) is kept, not overwritten.
         Consensus.objects.bulk_create(consensus, ignore_conflicts=True)
-    _refresh_counts(job)
-    job.save(update_fields=["total", "processed", "imported_count", "duplicate_count", "error_count",
-                            "labels_count", "updated_at"])
+    _save_counts(job)
     return staged
 
 
@@ -543,6 +539,14 @@ def _imported_consensus(image: Image, entry: _PendingItem) -> Iterable[Consensus
             image=image, dimension=dimension, origin=ConsensusOrigin.IMPORTED, campaign=None,
             label_source=(label_source or "")[:200], method=IMPORTED_LABEL_METHOD, score=score, count=1,
         )
+
+
+_COUNT_FIELDS = ["total", "processed", "imported_count", "duplicate_count", "error_count", "labels_count"]
+
+
+def _save_counts(job: ImportJob) -> None:
+    _refresh_counts(job)
+    job.save(update_fields=[*_COUNT_FIELDS, "updated_at"])
 
 
 def _refresh_counts(job: ImportJob) -> None:
