@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import django_filters
-from django.http import FileResponse
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -18,6 +18,7 @@ from aesplatform.accounts.roles import Role, user_has_role
 from aesplatform.common.exceptions import ServiceError
 
 from . import selectors, services
+from .auth import HOT_PATH_AUTHENTICATION
 from .models import Annotation, Assignment, Campaign, CampaignMode, CampaignState, Consensus
 from .serializers import (
     AnnotationSerializer,
@@ -51,7 +52,7 @@ def prescore_payload(image_id: int) -> dict | None:
 
 
 def assignment_payload(assignment: Assignment) -> dict:
-    assignment = Assignment.objects.select_related("task__campaign", "task__image").get(pk=assignment.pk)
+    """From the objects the lease service returns (task, its image's size and the campaign are in memory)."""
     campaign = assignment.task.campaign
     prescore = prescore_payload(assignment.task.image_id) if campaign.show_prescores else None
     return AssignmentOutSerializer.build(assignment, prescore=prescore)
@@ -132,6 +133,7 @@ class CampaignDetailView(APIView):
 
 class NextTaskView(APIView):
     permission_classes = [IsAnnotator]
+    authentication_classes = HOT_PATH_AUTHENTICATION
 
     @extend_schema(
         tags=TAG,
@@ -142,7 +144,9 @@ class NextTaskView(APIView):
         responses={200: AssignmentOutSerializer, 204: OpenApiResponse(description="Nothing left for you.")},
     )
     def post(self, request, pk: int):
-        campaign = get_object_or_404(Campaign, pk=pk)
+        campaign = selectors.campaign_for_lease(campaign_id=pk, user=request.user)
+        if campaign is None:
+            raise Http404("No such campaign.")
         data = NextTaskRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         assignment = services.task_lease_next(campaign=campaign, annotator=request.user, held=data.validated_data["held"])
@@ -153,6 +157,7 @@ class NextTaskView(APIView):
 
 class AssignmentSubmitView(APIView):
     permission_classes = [IsAnnotator]
+    authentication_classes = HOT_PATH_AUTHENTICATION
 
     @extend_schema(
         tags=TAG,
@@ -171,6 +176,7 @@ class AssignmentSubmitView(APIView):
 
 class AssignmentSkipView(APIView):
     permission_classes = [IsAnnotator]
+    authentication_classes = HOT_PATH_AUTHENTICATION
 
     @extend_schema(tags=TAG, summary="Skip a leased task (you will not see the image again)", request=None, responses=AssignmentStateSerializer)
     def post(self, request, pk: int):
@@ -180,6 +186,7 @@ class AssignmentSkipView(APIView):
 
 class AssignmentFlagView(APIView):
     permission_classes = [IsAnnotator]
+    authentication_classes = HOT_PATH_AUTHENTICATION
 
     @extend_schema(tags=TAG, summary="Flag a leased task's image as broken", request=FlagSerializer, responses=AssignmentStateSerializer)
     def post(self, request, pk: int):

@@ -1,0 +1,190 @@
+"""The annotation hot path (next task + submit) stays lean: SQL statements per request are counted, so a change
+that adds a lookup per request fails here; and the shortcuts keep every rule (roles, membership, replay)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from aesplatform.accounts.roles import Role
+from aesplatform.accounts.services import user_set_roles
+from aesplatform.annotation import services
+from aesplatform.annotation.models import Annotation, Assignment, AssignmentState, Task, TaskState
+from aesplatform.catalog.models import ImageStatus
+from model_core.standard import OVERALL
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+# Inside the test's transaction every service transaction is a SAVEPOINT + RELEASE (2 statements); in production
+# they are BEGIN + COMMIT instead.
+NEXT_TASK_MAX_QUERIES = 9  # token+roles, campaign+membership, expire, own live leases, task, counter, insert (+2)
+SUBMIT_MAX_QUERIES = 7  # token+roles, lock the lease, task counters, insert, lease state (+2)
+
+
+def token_client(user) -> APIClient:
+    token, _ = Token.objects.get_or_create(user=user)
+    return APIClient(HTTP_AUTHORIZATION=f"Token {token.key}")
+
+
+def campaign_for(users, *, images=4, redundancy=2, mode="overall", show_prescores=False):
+    ids = [factories.ImageFactory(status=ImageStatus.APPROVED).id for _ in range(images)]
+    return services.campaign_create(
+        name="hot", mode=mode, created_by=factories.curator(), image_ids=ids, redundancy=redundancy,
+        annotators=list(users), state="active", show_prescores=show_prescores,
+    )
+
+
+def submit_body(value=0.5, key=None):
+    return {"scores": {OVERALL.key: value}, "idempotency_key": str(key or uuid.uuid4()), "time_spent_ms": 900}
+
+
+def test_next_task_and_submit_sql_per_request(django_assert_max_num_queries):
+    ann = factories.annotator()
+    campaign = campaign_for([ann])
+    client = token_client(ann)
+    for _ in range(2):  # the first and a later cycle cost the same
+        with django_assert_max_num_queries(NEXT_TASK_MAX_QUERIES):
+            r = client.post(f"/api/campaigns/{campaign.id}/next-task/", {}, format="json")
+        assert r.status_code == 200, r.content
+        lease = r.json()
+        task = Task.objects.select_related("image").get(pk=lease["task_id"])
+        assert lease["campaign_id"] == campaign.id and lease["mode"] == "overall" and lease["dimensions"] == [OVERALL.key]
+        assert (lease["image_width"], lease["image_height"]) == (task.image.width, task.image.height)
+        assert lease["image_url"] == f"/api/assignments/{lease['id']}/image/" and lease["prescore"] is None
+        with django_assert_max_num_queries(SUBMIT_MAX_QUERIES):
+            r = client.post(f"/api/assignments/{lease['id']}/submit/", submit_body(), format="json")
+        assert r.status_code == 201, r.content
+        body = r.json()
+        assert body["task"] == task.id and body["image_id"] == task.image_id and body["campaign_id"] == campaign.id
+        assert body["scores"] == {OVERALL.key: 0.5} and body["annotator"] == ann.id
+
+
+def test_resumed_lease_has_the_same_response():
+    ann = factories.annotator()
+    campaign = campaign_for([ann])
+    client = token_client(ann)
+    first = client.post(f"/api/campaigns/{campaign.id}/next-task/", {}, format="json").json()
+    again = client.post(f"/api/campaigns/{campaign.id}/next-task/", {}, format="json").json()  # a reload
+    assert again == first
+
+
+def test_submit_counters_and_done_state_through_the_single_update():
+    a, b = factories.annotator(), factories.annotator()
+    campaign = campaign_for([a, b], images=1, redundancy=2)
+    la = services.task_lease_next(campaign=campaign, annotator=a)
+    lb = services.task_lease_next(campaign=campaign, annotator=b)
+    task = Task.objects.get(pk=la.task_id)
+    assert (task.active_lease_count, task.submitted_count, task.state) == (2, 0, TaskState.OPEN)
+    services.annotation_submit(assignment_id=la.id, annotator=a, scores={OVERALL.key: 0.2}, idempotency_key=uuid.uuid4())
+    task.refresh_from_db()
+    assert (task.active_lease_count, task.submitted_count, task.state) == (1, 1, TaskState.OPEN)
+    services.annotation_submit(assignment_id=lb.id, annotator=b, scores={OVERALL.key: 0.4}, idempotency_key=uuid.uuid4())
+    task.refresh_from_db()
+    assert (task.active_lease_count, task.submitted_count, task.state) == (0, 2, TaskState.DONE)
+
+
+def test_token_roles_are_read_per_request_and_membership_still_checked():
+    ann, outsider = factories.annotator(), factories.annotator()
+    campaign = campaign_for([ann])
+    client = token_client(ann)
+    assert client.post(f"/api/campaigns/{campaign.id}/next-task/", {}, format="json").status_code == 200
+    # an annotator who is not in the campaign: 403, nothing leased
+    r = token_client(outsider).post(f"/api/campaigns/{campaign.id}/next-task/", {}, format="json")
+    assert r.status_code == 403 and r.json()["code"] == "not_in_campaign"
+    assert not Assignment.objects.filter(annotator=outsider).exists()
+    # a missing campaign: 404
+    assert client.post("/api/campaigns/999999/next-task/", {}, format="json").status_code == 404
+    # the role is taken away: the very next request with the same token is refused
+    user_set_roles(user=ann, roles=[])
+    assert client.post(f"/api/campaigns/{campaign.id}/next-task/", {}, format="json").status_code == 403
+    # curators (and admins) hold the annotator role through IMPLIED_ROLES
+    user_set_roles(user=ann, roles=[Role.CURATOR])
+    r = client.post(f"/api/campaigns/{campaign.id}/next-task/", {}, format="json")
+    assert r.status_code == 200, r.content
+    # an inactive user's token is refused; a wrong token too (403 rather than 401: session auth comes first, as in
+    # the project's default authentication classes)
+    leases = Assignment.objects.count()
+    ann.is_active = False
+    ann.save(update_fields=["is_active"])
+    r = client.post(f"/api/campaigns/{campaign.id}/next-task/", {}, format="json")
+    assert r.status_code in (401, 403) and "inactive" in r.json()["detail"].lower()
+    bad = APIClient(HTTP_AUTHORIZATION="Token " + "0" * 40)
+    r = bad.post(f"/api/campaigns/{campaign.id}/next-task/", {}, format="json")
+    assert r.status_code in (401, 403) and "invalid token" in r.json()["detail"].lower()
+    assert Assignment.objects.count() == leases
+
+
+def test_replay_and_key_reuse_without_the_pre_insert_lookup():
+    ann = factories.annotator()
+    campaign = campaign_for([ann], images=3)
+    client = token_client(ann)
+    first = client.post(f"/api/campaigns/{campaign.id}/next-task/", {}, format="json").json()
+    key = uuid.uuid4()
+    r1 = client.post(f"/api/assignments/{first['id']}/submit/", submit_body(0.3, key), format="json")
+    r2 = client.post(f"/api/assignments/{first['id']}/submit/", submit_body(0.3, key), format="json")
+    assert (r1.status_code, r2.status_code) == (201, 200) and r1.json() == r2.json()
+    # the same key on another lease: a 409, nothing stored, the other lease stays live
+    second = client.post(f"/api/campaigns/{campaign.id}/next-task/", {}, format="json").json()
+    r3 = client.post(f"/api/assignments/{second['id']}/submit/", submit_body(0.3, key), format="json")
+    assert r3.status_code == 409 and r3.json()["code"] == "idempotency_conflict"
+    assert Annotation.objects.count() == 1
+    assert Assignment.objects.get(pk=second["id"]).state == AssignmentState.LEASED
+    assert Task.objects.get(pk=second["task_id"]).submitted_count == 0
+    # an out-of-range score is still refused by the field validators before anything is written
+    r4 = client.post(f"/api/assignments/{second['id']}/submit/", submit_body(1.5), format="json")
+    assert r4.status_code == 400 and Annotation.objects.count() == 1
+
+
+def test_quality_updates_are_queued_once_per_window_and_stamped_with_its_end(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    from workers.annotation import campaign_quality_update
+
+    sent = []
+    monkeypatch.setattr(campaign_quality_update, "apply_async", lambda args, countdown: sent.append((args, countdown)))
+    monkeypatch.setattr(services, "_quality_window_ends", {})
+    ann = factories.annotator()
+    campaign = campaign_for([ann], images=4, redundancy=1)
+    before = timezone.now()
+    for _ in range(3):
+        lease = services.task_lease_next(campaign=campaign, annotator=ann)
+        with django_capture_on_commit_callbacks(execute=True):
+            services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5}, idempotency_key=uuid.uuid4())
+    assert len(sent) == 1
+    (campaign_id, requested_at), countdown = sent[0]
+    assert campaign_id == campaign.id
+    # stamped with the end of the window, and run after it: it reads every submit the window left unqueued
+    stamp = timezone.datetime.fromisoformat(requested_at)
+    assert stamp >= before + timezone.timedelta(seconds=services.QUALITY_UPDATE_WINDOW_S)
+    assert countdown > services.QUALITY_UPDATE_WINDOW_S
+    # once the window is over, the next submit queues again
+    services._quality_window_ends[campaign.id] = 0.0
+    lease = services.task_lease_next(campaign=campaign, annotator=ann)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5}, idempotency_key=uuid.uuid4())
+    assert len(sent) == 2
+
+
+def test_a_failed_publish_leaves_the_window_open_for_the_next_submit(monkeypatch, django_capture_on_commit_callbacks):
+    from workers.annotation import campaign_quality_update
+
+    calls = []
+
+    def broken(args, countdown):
+        calls.append(args)
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(campaign_quality_update, "apply_async", broken)
+    monkeypatch.setattr(services, "_quality_window_ends", {})
+    ann = factories.annotator()
+    campaign = campaign_for([ann], images=2, redundancy=1)
+    for _ in range(2):
+        lease = services.task_lease_next(campaign=campaign, annotator=ann)
+        with pytest.raises(ConnectionError), django_capture_on_commit_callbacks(execute=True):
+            services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5}, idempotency_key=uuid.uuid4())
+    assert len(calls) == 2  # the second submit tried again
