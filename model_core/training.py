@@ -225,6 +225,7 @@ def _write_checkpoint(model: HumanAesModel, optimizer, scheduler, *, output_dir:
     save_model(model, tmp, metadata={"step": step})
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                 "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "python_rng": random.getstate()}, tmp / TRAINING_STATE)
     # trainer_state.json last: its presence marks a complete checkpoint.
     (tmp / TRAINER_STATE).write_text(json.dumps({"step": step, "train_config": config.to_dict(),
@@ -317,6 +318,8 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"].cpu())
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
         start_step = resumed_from = int(state["step"])
@@ -351,8 +354,11 @@ def train(
         epoch, position = divmod(micro, micro_per_epoch)
         batches = _epoch_batches(len(train_records), epoch=epoch, seed=config.seed, batch_size=config.batch_size,
                                  rank=rank, world=world)[position:]
+        # Its own generator: creating a DataLoader iterator draws a seed, and drawing it from the global RNG would
+        # shift the dropout masks of a resumed run away from those of an uninterrupted one.
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
-                                             num_workers=config.num_workers, pin_memory=device.type == "cuda")
+                                             num_workers=config.num_workers, pin_memory=device.type == "cuda",
+                                             generator=torch.Generator().manual_seed(config.seed + epoch))
         for batch in loader:
             skipped += len(batch.failed)
             last_micro = (micro + 1) % config.grad_accum == 0

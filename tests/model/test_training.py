@@ -1,0 +1,84 @@
+"""Training mechanics: masked expert loss, checkpoints, stop + resume equals an uninterrupted run, bad configs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from model_core.model import CheckpointMismatchError, HeadOutputs, ModelConfig, PrecisionError
+from model_core.training import TrainConfig, TrainingStopped, compute_losses, train
+
+
+def _config(data, out, **overrides) -> TrainConfig:
+    base = dict(data=str(data), output_dir=str(out), model=ModelConfig(train_vision=True, head_dropout=0.0),
+                max_tiles=1, max_steps=6, batch_size=4, grad_accum=2, lr=5e-4, head_lr=2e-3, num_workers=0,
+                checkpoint_every=2, log_every=1, device="cpu", precision="fp32", metavoter_fraction=0.25,
+                metavoter_steps=20)
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def test_overall_only_records_never_train_the_sub_dimensions():
+    expert = torch.full((2, 12), 0.5, requires_grad=True)
+    heads = HeadOutputs(level_probs=torch.full((2, 5), 0.2), lm_score=torch.zeros(2), lm_spread=torch.zeros(2),
+                        regression=torch.full((2,), 0.5), expert=expert, metavoter=torch.zeros(2),
+                        metavoter_weights=torch.zeros(2, 3), lm_loss=torch.tensor(0.0))
+    scores = torch.tensor([[0.0] * 11 + [0.9], [0.1] * 12])
+    losses = compute_losses(heads, scores, torch.tensor([False, True]), _config("d", "o"))
+    losses["loss"].backward()
+    assert torch.all(expert.grad[0, :11] == 0)  # the placeholders of the overall-only record
+    assert expert.grad[0, 11] != 0 and torch.all(expert.grad[1] != 0)
+
+
+def test_stopped_run_resumes_to_the_same_weights_as_an_uninterrupted_run(tmp_path, small_data):
+    progress = []
+    whole = train(_config(small_data, tmp_path / "whole"), progress_callback=progress.append)
+    assert whole.steps == 6 and progress[-1].stage == "done"
+    train_events = [p for p in progress if p.stage == "train"]
+    assert [p.step for p in train_events] == [1, 2, 3, 4, 5, 6] and train_events[-1].eta_s == 0
+    assert all(p.loss is not None and p.loss > 0 for p in train_events)
+
+    calls = {"n": 0}
+
+    def stop_after_three() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 3
+
+    with pytest.raises(TrainingStopped, match="step 3 of 6"):
+        train(_config(small_data, tmp_path / "split"), should_stop=stop_after_three)
+    assert (tmp_path / "split" / "checkpoints" / "step-00000003" / "trainer_state.json").is_file()
+    resumed = train(_config(small_data, tmp_path / "split"))
+    assert resumed.resumed_from == 3 and resumed.steps == 6
+
+    a = load_file(str(tmp_path / "whole" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "split" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4, msg=key)
+    # keep_checkpoints=2: only the newest two survive
+    kept = sorted(p.name for p in (tmp_path / "whole" / "checkpoints").iterdir())
+    assert kept == ["step-00000002", "step-00000004"]
+    # a finished run is returned as is (idempotent retries)
+    again = train(_config(small_data, tmp_path / "whole"))
+    assert again.steps == 6 and json.loads((tmp_path / "whole" / "result.json").read_text())["steps"] == 6
+
+
+def test_resuming_with_another_config_is_refused(tmp_path, small_data):
+    with pytest.raises(TrainingStopped):
+        train(_config(small_data, tmp_path / "run"), should_stop=lambda: True)
+    with pytest.raises(CheckpointMismatchError, match=r"batch_size: 4 != 2"):
+        train(_config(small_data, tmp_path / "run", batch_size=2))
+
+
+def test_bf16_training_on_cpu_is_refused_before_any_work(tmp_path, small_data):
+    with pytest.raises(PrecisionError, match="bf16"):
+        train(_config(small_data, tmp_path / "run", precision="bf16"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_invalid_training_config_lists_the_problems(tmp_path, small_data):
+    with pytest.raises(ValueError, match="batch_size and grad_accum must be >= 1; metavoter_fraction"):
+        train(_config(small_data, tmp_path / "run", batch_size=0, metavoter_fraction=1.5))
