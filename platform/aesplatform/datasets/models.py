@@ -21,11 +21,27 @@ class DatasetState(models.TextChoices):
     FROZEN = "frozen"
 
 
+class DatasetKind(models.TextChoices):
+    """Which labels a version needs: both kinds as each image's labels allow, or one kind for every image."""
+
+    MIXED = "mixed", "Overall-only and expert images"
+    EXPERT = "expert", "Expert only (all 12 dimensions required)"
+    OVERALL = "overall", "Overall score only"
+
+
+# Fields that define a frozen version: the database refuses to change them once state is frozen (migration 0002).
+FROZEN_VERSION_FIELDS = (
+    "name", "version", "state", "kind", "include_imported_labels", "consensus_method", "min_ratings",
+    "split_seed", "test_ratio", "code_version", "counts", "frozen_at", "created_by_id",
+)
+
+
 class DatasetVersion(TimeStampedModel):
     name = models.CharField(max_length=200)
     version = models.PositiveIntegerField()
     state = models.CharField(max_length=8, choices=DatasetState.choices, default=DatasetState.DRAFT)
     description = models.TextField(blank=True)
+    kind = models.CharField(max_length=8, choices=DatasetKind.choices, default=DatasetKind.MIXED)
     campaigns = models.ManyToManyField("annotation.Campaign", blank=True, related_name="dataset_versions")
     include_imported_labels = models.BooleanField(default=True)
     consensus_method = models.CharField(max_length=40, default="bt500")
@@ -43,6 +59,7 @@ class DatasetVersion(TimeStampedModel):
             models.UniqueConstraint(fields=["name", "version"], name="datasetversion_unique_name_version"),
             models.CheckConstraint(condition=models.Q(state__in=DatasetState.values), name="datasetversion_state_valid"),
             models.CheckConstraint(condition=models.Q(test_ratio__gt=0, test_ratio__lt=1), name="datasetversion_test_ratio_range"),
+            models.CheckConstraint(condition=models.Q(kind__in=DatasetKind.values), name="datasetversion_kind_valid"),
             models.CheckConstraint(
                 condition=models.Q(state=DatasetState.DRAFT) | models.Q(frozen_at__isnull=False),
                 name="datasetversion_frozen_has_time",

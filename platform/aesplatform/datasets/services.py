@@ -1,0 +1,492 @@
+"""Dataset versions (create, freeze) and exports (create, run): the writes of the datasets app.
+
+A version is a draft until frozen; freezing selects the labels (selection.py), splits them (splits.py) and
+inserts the items in one transaction; from then on the database itself refuses any change (migration 0002).
+An export is a worker job: it writes into a temporary directory next to its target, renames it into place when
+complete (no half-written export is ever visible), then writes the download archive the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import re
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from aesplatform.annotation.consensus import METHOD as BT500_METHOD
+from aesplatform.annotation.models import Campaign
+from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.common.models import DIMENSION_FIELDS, JobState
+
+from . import selection as selection_mod
+from . import writers
+from .models import DatasetItem, DatasetKind, DatasetState, DatasetVersion, Export, ExportFormat, Split
+from .splits import assign_splits
+
+logger = logging.getLogger(__name__)
+
+CONSENSUS_METHODS = (BT500_METHOD,)
+INSERT_BATCH = 5000
+ITEM_CHUNK = 2000
+PROGRESS_EVERY = 5000
+_ADVISORY_LOCK_NAMESPACE = 7_000_007  # exports; other apps use their own namespaces
+
+
+def code_version() -> str:
+    try:
+        package = importlib.metadata.version("humanaes-platform")
+    except importlib.metadata.PackageNotFoundError:
+        package = "unknown"
+    return f"humanaes-platform {package}; export-format {writers.FORMAT_VERSION}"
+
+
+# --- versions -------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def dataset_version_create(
+    *,
+    created_by,
+    name: str,
+    campaigns: list[Campaign] | None = None,
+    include_imported_labels: bool = True,
+    kind: str = DatasetKind.MIXED,
+    consensus_method: str = BT500_METHOD,
+    min_ratings: int = 1,
+    split_seed: int = 0,
+    test_ratio: float = 0.1,
+    description: str = "",
+) -> DatasetVersion:
+    """A draft version: the selection (campaigns and/or imported labels), the label rules and the split."""
+    campaigns = list(campaigns or [])
+    name = (name or "").strip()
+    if not campaigns and not include_imported_labels:
+        raise ServiceError("Empty selection: choose at least one campaign or include the imported labels.",
+                           code="empty_selection")
+    if consensus_method not in CONSENSUS_METHODS:
+        raise ServiceError(f"Unknown consensus method {consensus_method!r}; expected one of "
+                           f"{', '.join(CONSENSUS_METHODS)}.", code="unknown_consensus_method")
+    if kind not in DatasetKind.values:
+        raise ServiceError(f"Unknown kind {kind!r}; expected one of {', '.join(DatasetKind.values)}.",
+                           code="unknown_kind")
+    number = (DatasetVersion.objects.select_for_update().filter(name=name).aggregate(n=Max("version"))["n"] or 0) + 1
+    version = DatasetVersion(
+        name=name, version=number, kind=kind, include_imported_labels=include_imported_labels,
+        consensus_method=consensus_method, min_ratings=min_ratings, split_seed=split_seed, test_ratio=test_ratio,
+        description=description, created_by=created_by,
+    )
+    version.full_clean()
+    try:
+        with transaction.atomic():
+            version.save()
+    except IntegrityError:
+        raise ConflictError(f"Version {number} of {name!r} was created at the same time; try again.",
+                            code="version_exists") from None
+    if campaigns:
+        version.campaigns.set(campaigns)
+    return version
+
+
+def _insert_items(version: DatasetVersion, selection: selection_mod.Selection, is_test: list[bool]) -> None:
+    columns = ["version_id", "image_id", "split", "is_expert", "source", "rating_count", *DIMENSION_FIELDS]
+
+    def rows() -> Iterator[tuple]:
+        for i, image_id in enumerate(selection.image_ids):
+            yield (version.pk, image_id, Split.TEST if is_test[i] else Split.TRAIN, selection.is_expert[i],
+                   selection.sources[i], selection.rating_counts[i], *selection.scores[i])
+
+    table = connection.ops.quote_name(DatasetItem._meta.db_table)
+    quoted = ", ".join(connection.ops.quote_name(DatasetItem._meta.get_field(c.removesuffix("_id")).column)
+                       if c.endswith("_id") else connection.ops.quote_name(c) for c in columns)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
+                for row in rows():
+                    copy.write_row(row)
+        else:
+            sql = f"INSERT INTO {table} ({quoted}) VALUES ({', '.join(['%s'] * len(columns))})"
+            for batch in writers.iter_chunks(rows(), INSERT_BATCH):
+                cursor.executemany(sql, batch)
+
+
+def _counts(selection: selection_mod.Selection, is_test: list[bool], report: dict) -> dict:
+    by_split = {s: {"overall": 0, "expert": 0, "total": 0} for s in Split.values}
+    by_source: dict[str, dict[str, int]] = {}
+    for i, test in enumerate(is_test):
+        split = Split.TEST if test else Split.TRAIN
+        kind = "expert" if selection.is_expert[i] else "overall"
+        by_split[split][kind] += 1
+        by_split[split]["total"] += 1
+        source = by_source.setdefault(selection.sources[i], {"train": 0, "test": 0, "overall": 0, "expert": 0})
+        source[split] += 1
+        source[kind] += 1
+    return {
+        "total": len(is_test),
+        "by_split": by_split,
+        "by_source": dict(sorted(by_source.items())),
+        "by_kind": {k: by_split["train"][k] + by_split["test"][k] for k in ("overall", "expert")},
+        "label_origin": selection.origins,
+        "excluded": {"rejected_or_broken_images": selection.excluded_status},
+        "balance": report,
+    }
+
+
+@transaction.atomic
+def dataset_version_freeze(*, version: DatasetVersion) -> DatasetVersion:
+    """Select the labels, split, insert the items and freeze: all or nothing."""
+    version = DatasetVersion.objects.select_for_update().get(pk=version.pk)
+    if version.state == DatasetState.FROZEN:
+        raise ConflictError(f"{version} is already frozen.", code="already_frozen")
+    version.items.all().delete()
+    selection = selection_mod.select_labels(version)
+    if selection.lacking_count:
+        need = "all 12 dimensions" if version.kind == DatasetKind.EXPERT else "an overall score"
+        raise ServiceError(
+            f"{selection.lacking_count} image(s) lack the labels a {version.kind} version needs ({need}); "
+            f"first image ids: {', '.join(map(str, selection.lacking))}. Choose kind 'mixed' or label them first.",
+            code="missing_labels",
+        )
+    if not len(selection):
+        raise ServiceError(
+            "Empty selection: no image of the chosen campaigns or imported labels has a label "
+            f"(consensus method {version.consensus_method}, at least {version.min_ratings} rating(s)).",
+            code="empty_selection",
+        )
+    split = assign_splits(
+        keys=selection.keys, sources=selection.sources, is_expert=selection.is_expert, levels=selection.levels,
+        groups=selection.groups, seed=version.split_seed, test_ratio=version.test_ratio,
+    )
+    _insert_items(version, selection, split.is_test)
+    version.counts = _counts(selection, split.is_test, split.report)
+    version.state = DatasetState.FROZEN
+    version.frozen_at = timezone.now()
+    version.code_version = code_version()
+    version.full_clean()
+    version.save()
+    logger.info("froze %s: %s images", version, len(selection))
+    return version
+
+
+# --- export options -------------------------------------------------------------------------------------------
+
+IMAGE_MODES = ("hardlink", "symlink", "copy")
+COMMON_OPTIONS: dict[str, Any] = {"images": "hardlink", "archive": True, "target_dir": ""}
+FORMAT_OPTIONS: dict[str, dict[str, Any]] = {
+    ExportFormat.HUMANBEAUTY: {},
+    ExportFormat.TRAINING_JSONL: {"image_paths": "absolute", "prompts": False, "prompt_seed": None},
+}
+OPTION_HELP = {
+    "images": "how images get into the export: hardlink (falls back to copy), symlink or copy",
+    "archive": "also write one .tar of the export for download (true/false)",
+    "target_dir": "absolute directory inside the export roots; must not exist or be empty (default: automatic)",
+    "image_paths": "training jsonl: absolute or relative (to the jsonl's folder) image paths",
+    "prompts": "training jsonl: fill `query` with a prompt chosen from the seed (default: empty, as DESIGN.md)",
+    "prompt_seed": "training jsonl: the seed of the prompts (default: the version's split seed)",
+}
+
+
+def export_roots() -> list[Path]:
+    """Where exports may be written: the default root and any configured AESP_EXPORT_ROOTS."""
+    extra = getattr(settings, "AESP_EXPORT_ROOTS", None)
+    if extra is None:
+        extra = [p for p in os.environ.get("AESP_EXPORT_ROOTS", "").split(",") if p.strip()]
+    return [export_root(), *[Path(p).resolve() for p in extra]]
+
+
+def export_root() -> Path:
+    root = getattr(settings, "AESP_EXPORT_ROOT", None) or Path(settings.VAR_DIR) / "exports"
+    return Path(root).resolve()
+
+
+def export_options_normalize(*, format: str, options: dict | None, version: DatasetVersion) -> dict:
+    """Defaults filled in, every value checked; an unknown option or value is a ServiceError naming it."""
+    if format not in ExportFormat.values:
+        raise ServiceError(f"Unknown format {format!r}; expected one of {', '.join(ExportFormat.values)}.",
+                           code="unknown_format")
+    options = dict(options or {})
+    if not isinstance(options, dict):
+        raise ServiceError("options must be an object.", code="invalid_options")
+    allowed = {**COMMON_OPTIONS, **FORMAT_OPTIONS[format]}
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ServiceError(
+            f"Unknown option(s) for {format}: {', '.join(unknown)}. Allowed: "
+            + "; ".join(f"{k} ({OPTION_HELP[k]})" for k in sorted(allowed)),
+            code="unknown_option",
+        )
+    out = {**allowed, **options}
+    if out["images"] not in IMAGE_MODES:
+        raise ServiceError(f"images must be one of {', '.join(IMAGE_MODES)}, got {out['images']!r}.",
+                           code="invalid_option")
+    if not isinstance(out["archive"], bool):
+        raise ServiceError("archive must be true or false.", code="invalid_option")
+    if not isinstance(out["target_dir"], str):
+        raise ServiceError("target_dir must be a string.", code="invalid_option")
+    if format == ExportFormat.TRAINING_JSONL:
+        if out["image_paths"] not in ("absolute", "relative"):
+            raise ServiceError(f"image_paths must be absolute or relative, got {out['image_paths']!r}.",
+                               code="invalid_option")
+        if not isinstance(out["prompts"], bool):
+            raise ServiceError("prompts must be true or false.", code="invalid_option")
+        if out["prompt_seed"] is None:
+            out["prompt_seed"] = version.split_seed
+        if isinstance(out["prompt_seed"], bool) or not isinstance(out["prompt_seed"], int):
+            raise ServiceError("prompt_seed must be an integer.", code="invalid_option")
+    out["target_dir"] = str(_target_dir(out["target_dir"], version=version, format=format)) if out["target_dir"] else ""
+    return dict(sorted(out.items()))
+
+
+def options_digest(options: dict) -> str:
+    return hashlib.sha256(json.dumps(options, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:80] or "dataset"
+
+
+def _target_dir(raw: str, *, version: DatasetVersion, format: str) -> Path:
+    path = Path(raw)
+    if not path.is_absolute():
+        raise ServiceError(f"target_dir must be an absolute path, got {raw!r}.", code="invalid_option")
+    resolved = path.resolve()
+    if not any(resolved == root or root in resolved.parents for root in export_roots()):
+        raise ServiceError(
+            f"target_dir {raw!r} is outside the export folders ({', '.join(map(str, export_roots()))}).",
+            code="target_outside_roots",
+        )
+    return resolved
+
+
+def export_target(export: Export) -> Path:
+    """The directory of a finished export: the chosen target_dir or one named after the version and choices."""
+    if export.options.get("target_dir"):
+        return Path(export.options["target_dir"])
+    version = export.version
+    return export_root() / f"{_slug(version.name)}-v{version.version}-{export.format}-{export.options_digest[:12]}"
+
+
+def _check_target_free(target: Path) -> None:
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ServiceError(f"The target directory {target} exists and is not empty.", code="target_not_empty")
+
+
+# --- exports --------------------------------------------------------------------------------------------------
+
+
+def _live_export(version: DatasetVersion, format: str, digest: str) -> Export | None:
+    return (Export.objects.filter(version=version, format=format, options_digest=digest)
+            .exclude(state__in=[JobState.FAILED, JobState.CANCELLED]).first())
+
+
+@transaction.atomic
+def export_create(
+    *, version: DatasetVersion, format: str, options: dict | None, created_by, enqueue: bool = True
+) -> tuple[Export, bool]:
+    """Queue an export. The same version, format and options while one is pending, running or done give that
+    one back (created False): two requests at once make one export."""
+    if version.state != DatasetState.FROZEN:
+        raise ConflictError(f"{version} is a draft: freeze it before exporting.", code="not_frozen")
+    normalized = export_options_normalize(format=format, options=options, version=version)
+    digest = options_digest(normalized)
+    existing = _live_export(version, format, digest)
+    if existing is not None:
+        return existing, False
+    export = Export(version=version, format=format, options=normalized, options_digest=digest,
+                    created_by=created_by, total=int(version.counts.get("total", 0)) * (2 if normalized["archive"] else 1))
+    _check_target_free(export_target(export))
+    export.full_clean(validate_constraints=False)
+    try:
+        with transaction.atomic():
+            export.save()
+    except IntegrityError:
+        existing = _live_export(version, format, digest)
+        if existing is None:
+            raise
+        return existing, False
+    if enqueue:
+        _enqueue_run(export)
+    return export, True
+
+
+def _enqueue_run(export: Export) -> None:
+    from workers.datasets import export_run as export_run_task
+
+    export_id = export.pk
+    transaction.on_commit(lambda: export_run_task.delay(export_id))
+
+
+@contextmanager
+def _export_lock(export_id: int):
+    """A session-level PostgreSQL advisory lock: one worker per export; released if the worker dies."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_ADVISORY_LOCK_NAMESPACE, export_id])
+        acquired = cursor.fetchone()[0]
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_ADVISORY_LOCK_NAMESPACE, export_id])
+
+
+def export_rows(version: DatasetVersion) -> Iterator[writers.ExportRow]:
+    """The items of a version in export order (overall-only first, then expert; by image sha256), streamed."""
+    rows = (
+        DatasetItem.objects.filter(version=version).order_by("is_expert", "image__sha256")
+        .values_list("is_expert", "split", "source", "image__sha256", "image__file", *DIMENSION_FIELDS)
+        .iterator(chunk_size=ITEM_CHUNK)
+    )
+    for is_expert, split, source, sha256, file, *scores in rows:
+        extension = Path(file).suffix.lower() or ".jpg"
+        yield writers.ExportRow(image_name=f"{sha256}{extension}", image_sha256=sha256, image_file=file,
+                                source=source, split=split, is_expert=is_expert, scores=tuple(scores))
+
+
+def _local_path(key: str) -> str | None:
+    try:
+        return default_storage.path(key)
+    except NotImplementedError:
+        return None
+
+
+def _save_progress(export_id: int, processed: int) -> None:
+    Export.objects.filter(pk=export_id, state=JobState.RUNNING).update(processed=processed, updated_at=timezone.now())
+
+
+def export_manifest(export: Export) -> dict:
+    version = export.version
+    return {
+        "format": export.format,
+        "format_version": writers.FORMAT_VERSION,
+        "options": {k: v for k, v in export.options.items() if k != "target_dir"},
+        "dataset_version": {"name": version.name, "version": version.version, "kind": version.kind,
+                            "frozen_at": version.frozen_at.isoformat() if version.frozen_at else None,
+                            "campaigns": sorted(version.campaigns.values_list("pk", flat=True)),
+                            "include_imported_labels": version.include_imported_labels,
+                            "min_ratings": version.min_ratings},
+        "split_seed": version.split_seed,
+        "test_ratio": version.test_ratio,
+        "consensus_method": version.consensus_method,
+        "code_version": version.code_version,
+        "counts": {k: version.counts.get(k) for k in ("total", "by_split", "by_source", "by_kind")},
+    }
+
+
+def _claim(export_id: int) -> Export | None:
+    with transaction.atomic():
+        export = Export.objects.select_for_update().select_related("version").filter(pk=export_id).first()
+        if export is None or export.state not in (JobState.PENDING, JobState.RUNNING):
+            return None  # gone, finished, failed or cancelled: a redelivery does nothing
+        export.state, export.processed, export.error = JobState.RUNNING, 0, ""
+        export.save(update_fields=["state", "processed", "error", "updated_at"])
+        return export
+
+
+def export_run(*, export_id: int) -> Export | None:
+    """Write an export (worker). Idempotent: a finished export is left alone; an interrupted one starts over
+    in a fresh temporary directory; a second delivery while one runs does nothing."""
+    with _export_lock(export_id) as acquired:
+        if not acquired:
+            logger.info("export %s is being written by another worker", export_id)
+            return Export.objects.filter(pk=export_id).first()
+        export = _claim(export_id)
+        if export is None:
+            return Export.objects.filter(pk=export_id).first()
+        target = export_target(export)
+        temp = target.parent / f".{target.name}.partial-{export.pk}"
+        archive = target.parent / f"{target.name}.tar"
+        temp_archive = target.parent / f".{target.name}.tar.partial-{export.pk}"
+        try:
+            _remove(temp)
+            _remove(temp_archive)
+            summary = _write_export(export, target=target, temp=temp, archive=archive, temp_archive=temp_archive)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job, none leaves files behind
+            _remove(temp)
+            _remove(temp_archive)
+            if isinstance(exc, ServiceError):
+                message = exc.message
+                logger.info("export %s refused: %s", export_id, message)
+            else:
+                message = str(exc) if isinstance(exc, (writers.ExportWriteError, OSError)) else repr(exc)
+                logger.exception("export %s failed", export_id)
+            Export.objects.filter(pk=export_id).update(state=JobState.FAILED, error=message[:4000],
+                                                       finished_at=timezone.now(), updated_at=timezone.now())
+            return Export.objects.get(pk=export_id)
+        with transaction.atomic():
+            export = Export.objects.select_for_update().get(pk=export_id)
+            export.state = JobState.SUCCEEDED
+            export.path = str(target)
+            export.archive_path = str(archive) if export.options.get("archive") else ""
+            export.archive_size = summary.pop("archive_bytes", None)
+            export.manifest = summary
+            export.processed = export.total
+            export.finished_at = timezone.now()
+            export.full_clean(validate_constraints=False)
+            export.save()
+        return export
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+def _write_export(export: Export, *, target: Path, temp: Path, archive: Path, temp_archive: Path) -> dict:
+    _check_target_free(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp.mkdir()
+    options = export.options
+    version = export.version
+    n_items = int(version.counts.get("total", 0))
+    placer = writers.ImagePlacer(mode=options["images"], local_path=_local_path, open_file=lambda k: default_storage.open(k, "rb"))
+    last = [0]
+
+    def progress(done: int) -> None:
+        if done - last[0] >= PROGRESS_EVERY:
+            last[0] = done
+            _save_progress(export.pk, done)
+
+    rows = export_rows(version)
+    if export.format == ExportFormat.HUMANBEAUTY:
+        files = writers.write_humanbeauty(temp, rows, placer=placer, progress=progress)
+    else:
+        files = writers.write_training_jsonl(
+            temp, rows, placer=placer, progress=progress, final_root=target, image_paths=options["image_paths"],
+            prompts=options["prompts"], prompt_seed=options["prompt_seed"],
+        )
+    files = writers.fill_sizes(temp, files)
+    manifest_entry = writers.write_manifest(temp, export_manifest(export), files)
+    files.append(manifest_entry)
+    summary = {**export_manifest(export), "files_count": len(files), "manifest_sha256": manifest_entry.sha256,
+               "images": placer.counts}
+    if options.get("archive"):
+        # Written from the temporary directory, before anything is renamed into place.
+        size, digest = writers.write_archive(
+            temp, files, temp_archive, prefix=target.name, progress=lambda done: progress(n_items + done),
+        )
+        summary["archive_bytes"] = size
+        summary["archive_sha256"] = digest
+    if target.exists():  # an empty directory that was there already (checked again: the check above was earlier)
+        _check_target_free(target)
+        target.rmdir()
+    os.rename(temp, target)
+    if options.get("archive"):
+        os.replace(temp_archive, archive)
+    return summary

@@ -1,0 +1,317 @@
+"""Export writers: the HumanBeauty layout and the training jsonl (DESIGN.md, "Formats", field for field).
+
+A writer takes the version's items as a stream of :class:`ExportRow` (sorted: overall-only first, then expert,
+each by image name), writes into a fresh directory, and returns the list of files it wrote with their sha256 and
+size (what manifest.json lists). Nothing here holds the dataset in memory but that file list.
+
+Byte-identical output for the same rows and options: records are written in the order given, with one fixed
+JSON formatting (`json.dumps(..., ensure_ascii=False)` with the default separators, keys in the order of the
+format), floats as Python writes them (the shortest repr that reads back to the same float), prompts from a seed.
+Images are named `<sha256>.<ext>`: content-addressed, unique, and the same after an export is imported again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from model_core.standard import (
+    DIMENSIONS,
+    expert_answer,
+    overall_answer,
+    pick_prompt,
+    score_to_level,
+    training_scores,
+)
+
+DIR_58K = "HumanBeauty-58K"
+DIR_50K = "HumanBeauty-50K"
+LABEL_FILE = "label.jsonl"
+IMAGES_DIR = "images"
+MANIFEST = "manifest.json"
+TRAINING_FILES = {"train": "train.jsonl", "test": "test.jsonl"}
+HUMANBEAUTY_SPLIT_FILES = {"train": "train_label.jsonl", "test": "test_label.jsonl"}
+FORMAT_VERSION = 1
+_BUFFER = 1 << 20
+
+
+class ExportWriteError(Exception):
+    """A file that cannot be written or an image that cannot be read; the message names it."""
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    image_name: str  # <sha256>.<ext>
+    image_sha256: str
+    image_file: str  # storage key of the original
+    source: str
+    split: str  # "train" | "test"
+    is_expert: bool
+    scores: tuple[float | None, ...]  # the 12 scores in the standard's order (None where unknown)
+
+    @property
+    def overall(self) -> float:
+        return self.scores[-1]
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # relative to the export root, POSIX separators
+    sha256: str
+    size: int
+
+
+def dumps(record: dict) -> str:
+    """The one JSON formatting of every record line."""
+    return json.dumps(record, ensure_ascii=False)
+
+
+class _HashingWriter:
+    """A text file written once, hashed as it is written."""
+
+    def __init__(self, root: Path, relpath: str):
+        self.relpath = relpath
+        path = root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(path, "wb", buffering=_BUFFER)
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    def line(self, text: str) -> None:
+        data = (text + "\n").encode("utf-8")
+        self._handle.write(data)
+        self._hash.update(data)
+        self._size += len(data)
+
+    def close(self) -> FileEntry:
+        self._handle.close()
+        return FileEntry(self.relpath, self._hash.hexdigest(), self._size)
+
+
+# --- images ---------------------------------------------------------------------------------------------------
+
+
+class ImagePlacer:
+    """Puts an image into the export by hard link, symlink or copy.
+
+    `local_path(key)` gives the filesystem path of a stored file (None for storages without one, e.g. S3);
+    `open_file(key)` opens it for reading. A hard link that the filesystem refuses (another device, no
+    permission) falls back to a copy; a storage without local paths always copies (streamed).
+    """
+
+    def __init__(self, *, mode: str, local_path: Callable[[str], str | None], open_file: Callable[[str], object]):
+        if mode not in ("hardlink", "symlink", "copy"):
+            raise ValueError(f"unknown image mode {mode!r}")
+        self.mode = mode
+        self.local_path = local_path
+        self.open_file = open_file
+        self.counts = {"hardlink": 0, "symlink": 0, "copy": 0}
+
+    def place(self, row: ExportRow, target: Path) -> None:
+        source = self.local_path(row.image_file)
+        try:
+            if source is not None and self.mode == "hardlink":
+                try:
+                    os.link(source, target)
+                    self.counts["hardlink"] += 1
+                    return
+                except FileNotFoundError:
+                    raise
+                except OSError:
+                    pass  # another filesystem, or links not allowed: copy below
+            if source is not None and self.mode == "symlink":
+                if not os.path.isfile(source):
+                    raise FileNotFoundError(source)
+                os.symlink(os.path.abspath(source), target)
+                self.counts["symlink"] += 1
+                return
+            if source is not None:
+                shutil.copyfile(source, target)
+            else:
+                with self.open_file(row.image_file) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst, _BUFFER)
+            self.counts["copy"] += 1
+        except FileNotFoundError:
+            raise ExportWriteError(
+                f"the stored file of image {row.image_sha256} ({row.image_file}) is missing"
+            ) from None
+        except OSError as exc:
+            raise ExportWriteError(f"cannot write image {row.image_name}: {exc}") from None
+
+
+# --- the two formats ------------------------------------------------------------------------------------------
+
+
+def humanbeauty_label(row: ExportRow) -> dict:
+    """The label.jsonl record of a row (image_name inside its folder's images/)."""
+    if row.is_expert:
+        return {"image_name": row.image_name, "source": row.source, "score": [float(s) for s in row.scores]}
+    return {"image_name": row.image_name, "source": row.source, "score": float(row.overall),
+            "text_level": score_to_level(row.overall)}
+
+
+def write_humanbeauty(
+    root: Path, rows: Iterable[ExportRow], *, placer: ImagePlacer, progress: Callable[[int], None],
+) -> list[FileEntry]:
+    """HumanBeauty-58K/ and -50K/ (images/ + label.jsonl), train_label.jsonl and test_label.jsonl."""
+    files: list[FileEntry] = []
+    labels: dict[str, _HashingWriter] = {}
+    splits = {split: _HashingWriter(root, name) for split, name in HUMANBEAUTY_SPLIT_FILES.items()}
+    made_dirs: set[str] = set()
+    for count, row in enumerate(rows, start=1):
+        folder = DIR_50K if row.is_expert else DIR_58K
+        if folder not in made_dirs:
+            (root / folder / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+            made_dirs.add(folder)
+        relpath = f"{folder}/{IMAGES_DIR}/{row.image_name}"
+        placer.place(row, root / relpath)
+        files.append(FileEntry(relpath, row.image_sha256, -1))
+        record = humanbeauty_label(row)
+        if folder not in labels:
+            labels[folder] = _HashingWriter(root, f"{folder}/{LABEL_FILE}")
+        labels[folder].line(dumps(record))
+        split_record = {**record, "image_name": relpath, "is_expert": row.is_expert}
+        if row.split not in splits:
+            raise ExportWriteError(f"unknown split {row.split!r} for image {row.image_name}")
+        splits[row.split].line(dumps(split_record))
+        if count % 1000 == 0:
+            progress(count)
+    for writer in [*labels.values(), *splits.values()]:
+        files.append(writer.close())
+    return files
+
+
+def training_record(row: ExportRow, *, image_path: str, query: str = "") -> dict:
+    """One ms-swift style record: query, response, history, images, scores (12), is_expert (0|1)."""
+    if row.is_expert:
+        response = expert_answer([float(s) for s in row.scores])
+        scores = training_scores(overall=row.overall, expert=[float(s) for s in row.scores])
+    else:
+        response = overall_answer(row.overall)
+        scores = training_scores(overall=row.overall, expert=None)
+    return {"query": query, "response": response, "history": [], "images": [image_path], "scores": scores,
+            "is_expert": 1 if row.is_expert else 0}
+
+
+def write_training_jsonl(
+    root: Path, rows: Iterable[ExportRow], *, placer: ImagePlacer, progress: Callable[[int], None],
+    final_root: Path, image_paths: str, prompts: bool, prompt_seed: int,
+) -> list[FileEntry]:
+    """train.jsonl and test.jsonl with images/<name>; image paths absolute (under `final_root`, where the export
+    will be once renamed) or relative to the jsonl's folder."""
+    files: list[FileEntry] = []
+    (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    writers = {split: _HashingWriter(root, name) for split, name in TRAINING_FILES.items()}
+    record_index = {split: 0 for split in TRAINING_FILES}
+    for count, row in enumerate(rows, start=1):
+        relpath = f"{IMAGES_DIR}/{row.image_name}"
+        placer.place(row, root / relpath)
+        files.append(FileEntry(relpath, row.image_sha256, -1))
+        if row.split not in writers:
+            raise ExportWriteError(f"unknown split {row.split!r} for image {row.image_name}")
+        image_path = str(final_root / relpath) if image_paths == "absolute" else relpath
+        index = record_index[row.split]
+        record_index[row.split] += 1
+        query = pick_prompt(is_expert=row.is_expert, seed=prompt_seed, record_index=index) if prompts else ""
+        writers[row.split].line(dumps(training_record(row, image_path=image_path, query=query)))
+        if count % 1000 == 0:
+            progress(count)
+    files.extend(writer.close() for writer in writers.values())
+    return files
+
+
+# --- manifest and archive -------------------------------------------------------------------------------------
+
+
+def fill_sizes(root: Path, files: list[FileEntry]) -> list[FileEntry]:
+    """Sizes of the image entries (written with -1 while placing), sorted by path."""
+    out = []
+    for entry in files:
+        if entry.size < 0:
+            entry = FileEntry(entry.path, entry.sha256, os.stat(root / entry.path).st_size)
+        out.append(entry)
+    out.sort(key=lambda e: e.path)
+    return out
+
+
+def write_manifest(root: Path, manifest: dict, files: Sequence[FileEntry]) -> FileEntry:
+    """manifest.json: the given fields plus `files` (path -> sha256 and bytes), keys sorted, indented."""
+    body = {**manifest, "files": {e.path: {"bytes": e.size, "sha256": e.sha256} for e in files}}
+    data = (json.dumps(body, ensure_ascii=False, indent=1, sort_keys=True) + "\n").encode("utf-8")
+    (root / MANIFEST).write_bytes(data)
+    return FileEntry(MANIFEST, hashlib.sha256(data).hexdigest(), len(data))
+
+
+def _tar_header(name: str, size: int, *, directory: bool = False) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = 0 if directory else size
+    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+    info.mode = 0o755 if directory else 0o644
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8")
+
+
+def write_archive(
+    root: Path, files: Sequence[FileEntry], archive: Path, *, prefix: str, progress: Callable[[int], None],
+) -> tuple[int, str]:
+    """An uncompressed tar of the export under `prefix/`: entries sorted by path, fixed mtime/owner, symlinks
+    followed (the archive is self-contained). Returns (size, sha256)."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(archive, "wb", buffering=_BUFFER) as out:
+        def emit(data: bytes) -> None:
+            nonlocal size
+            out.write(data)
+            digest.update(data)
+            size += len(data)
+
+        dirs_done: set[str] = set()
+        for count, entry in enumerate(sorted(files, key=lambda e: e.path), start=1):
+            parts = entry.path.split("/")[:-1]
+            for depth in range(len(parts) + 1):
+                directory = "/".join([prefix, *parts[:depth]])
+                if directory not in dirs_done:
+                    dirs_done.add(directory)
+                    emit(_tar_header(directory + "/", 0, directory=True))
+            emit(_tar_header(f"{prefix}/{entry.path}", entry.size))
+            with open(root / entry.path, "rb") as handle:
+                copied = 0
+                while True:
+                    chunk = handle.read(_BUFFER)
+                    if not chunk:
+                        break
+                    emit(chunk)
+                    copied += len(chunk)
+            if copied != entry.size:
+                raise ExportWriteError(f"{entry.path} changed size while being archived")
+            if entry.size % tarfile.BLOCKSIZE:
+                emit(tarfile.NUL * (tarfile.BLOCKSIZE - entry.size % tarfile.BLOCKSIZE))
+            if count % 1000 == 0:
+                progress(count)
+        emit(tarfile.NUL * (tarfile.BLOCKSIZE * 2))
+        remainder = size % tarfile.RECORDSIZE
+        if remainder:
+            emit(tarfile.NUL * (tarfile.RECORDSIZE - remainder))
+    return size, digest.hexdigest()
+
+
+def iter_chunks(iterable: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in iterable:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+DIMENSION_COUNT = len(DIMENSIONS)
