@@ -1,0 +1,263 @@
+"""Exports: the HumanBeauty layout and the training jsonl as DESIGN.md defines them, read back by model_core;
+byte-identical for the same version and options; manifest; bad input leaves nothing half-written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.datasets import services
+from aesplatform.datasets.models import Export
+from model_core.data import read_humanbeauty, read_records, read_training_jsonl
+from model_core.standard import DIMENSIONS, LEVELS
+from tests import factories
+from tests.unit.test_dataset_support import labelled_set
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def export_root(settings, tmp_path):
+    root = tmp_path / "exports"
+    settings.AESP_EXPORT_ROOT = root
+    settings.AESP_EXPORT_ROOTS = [tmp_path / "targets"]
+    (tmp_path / "targets").mkdir()
+    return root
+
+
+@pytest.fixture
+def curator(db):
+    return factories.curator()
+
+
+@pytest.fixture
+def version(curator):
+    labelled_set(12, 8, groups={0: 5, 2: 5})
+    draft = services.dataset_version_create(created_by=curator, name="HB set", split_seed=1, test_ratio=0.25)
+    return services.dataset_version_freeze(version=draft)
+
+
+def run_export(version, curator, format, options=None) -> Export:
+    export, created = services.export_create(version=version, format=format, options=options or {},
+                                             created_by=curator, enqueue=False)
+    assert created
+    return services.export_run(export_id=export.pk)
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_humanbeauty_layout_field_for_field_and_read_by_model_core(version, curator, export_root):
+    export = run_export(version, curator, "humanbeauty")
+    assert export.state == "succeeded", export.error
+    root = Path(export.path)
+    assert root.parent == export_root and not list(export_root.glob(".*"))  # no temporary leftovers
+    labels_58k = read_lines(root / "HumanBeauty-58K/label.jsonl")
+    labels_50k = read_lines(root / "HumanBeauty-50K/label.jsonl")
+    assert len(labels_58k) == 12 and len(labels_50k) == 8
+    rec = labels_58k[0]
+    assert list(rec) == ["image_name", "source", "score", "text_level"]
+    assert isinstance(rec["score"], float) and rec["text_level"] in LEVELS
+    assert (root / "HumanBeauty-58K/images" / rec["image_name"]).is_file()
+    assert "/" not in rec["image_name"]
+    rec = labels_50k[0]
+    assert list(rec) == ["image_name", "source", "score"] and len(rec["score"]) == 12
+    assert [r["image_name"] for r in labels_58k] == sorted(r["image_name"] for r in labels_58k)
+    train, test = read_lines(root / "train_label.jsonl"), read_lines(root / "test_label.jsonl")
+    assert len(train) + len(test) == 20
+    assert len(test) == version.counts["by_split"]["test"]["total"]
+    for record in train + test:
+        assert record["is_expert"] is (record["image_name"].startswith("HumanBeauty-50K/images/"))
+        assert list(record)[-1] == "is_expert"
+    # model_core reads it as written (images decoded and checked)
+    read_train = read_humanbeauty(root, split="train")
+    read_test = read_records(root, split="test")
+    assert len(read_train.records) == len(train) and len(read_test.records) == len(test)
+    assert {r.is_expert for r in read_train.records} == {True, False}
+    expected = {i.image.sha256: i for i in version.items.select_related("image")}
+    for record in read_train.records + read_test.records:
+        item = expected[record.image.stem]
+        assert record.overall == item.overall_score
+        if item.is_expert:
+            assert list(record.scores) == item.scores_list()
+
+
+def test_training_jsonl_field_for_field_absolute_and_relative_and_read_by_model_core(version, curator, export_root):
+    export = run_export(version, curator, "training_jsonl")
+    assert export.state == "succeeded", export.error
+    root = Path(export.path)
+    records = read_lines(root / "train.jsonl") + read_lines(root / "test.jsonl")
+    assert len(records) == 20
+    for record in records:
+        assert list(record) == ["query", "response", "history", "images", "scores", "is_expert"]
+        assert record["query"] == "" and record["history"] == [] and record["is_expert"] in (0, 1)
+        assert os.path.isabs(record["images"][0]) and Path(record["images"][0]).is_file()
+        assert len(record["scores"]) == 12
+        if record["is_expert"]:
+            lines = record["response"].split("\n")
+            assert len(lines) == 12 and not record["response"].endswith("\n")
+            for i, (line, dim) in enumerate(zip(lines, DIMENSIONS), start=1):
+                assert line.startswith(f"{i}. {dim.name} : ") and line.split(" : ")[1] in LEVELS
+            assert lines[-1].startswith("12. Comprehensive Aesthetic Score : ")
+        else:
+            assert record["scores"][:11] == [0.0] * 11
+            assert record["response"].startswith("The aesthetics of the human image is ")
+            assert record["response"].split()[-1] in LEVELS and not record["response"].endswith(".")
+    result = read_training_jsonl(root / "train.jsonl")
+    assert len(result.records) == version.counts["by_split"]["train"]["total"]
+
+    relative = run_export(version, curator, "training_jsonl", {"image_paths": "relative", "prompts": True,
+                                                               "archive": False})
+    rel_root = Path(relative.path)
+    rel_records = read_lines(rel_root / "test.jsonl")
+    assert all(r["images"][0].startswith("images/") for r in rel_records)
+    assert all(r["query"] for r in rel_records)  # prompts filled from the seed
+    assert len(read_training_jsonl(rel_root / "test.jsonl").records) == len(rel_records)
+    assert relative.archive_path == "" and not Path(rel_root.parent, rel_root.name + ".tar").exists()
+
+
+def test_manifest_counts_and_a_sha256_of_every_file(version, curator, export_root):
+    export = run_export(version, curator, "humanbeauty", {"images": "copy"})
+    root = Path(export.path)
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["split_seed"] == 1 and manifest["consensus_method"] == "bt500"
+    assert manifest["code_version"] == version.code_version
+    assert manifest["dataset_version"]["name"] == "HB set" and manifest["dataset_version"]["version"] == 1
+    assert manifest["counts"]["by_kind"] == {"overall": 12, "expert": 8}
+    assert set(manifest["counts"]["by_split"]) == {"train", "test"}
+    on_disk = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != "manifest.json")
+    assert sorted(manifest["files"]) == on_disk and len(on_disk) == 20 + 4
+    for name, entry in manifest["files"].items():
+        data = (root / name).read_bytes()
+        assert entry == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert export.manifest["files_count"] == len(on_disk) + 1 and export.manifest["images"]["copy"] == 20
+
+
+def test_the_same_version_and_options_give_byte_identical_exports(version, curator, export_root, settings, tmp_path):
+    first = run_export(version, curator, "training_jsonl", {"image_paths": "relative"})
+    first_files = {p.relative_to(first.path): p.read_bytes() for p in Path(first.path).rglob("*") if p.is_file()}
+    first_archive = Path(first.archive_path).read_bytes()
+    # the same choices again, after the first export's files were moved away
+    os.rename(first.path, tmp_path / "moved")
+    os.rename(first.archive_path, tmp_path / "moved.tar")
+    Export.objects.filter(pk=first.pk).update(state="failed")
+    second = run_export(version, curator, "training_jsonl", {"image_paths": "relative"})
+    second_files = {p.relative_to(second.path): p.read_bytes() for p in Path(second.path).rglob("*") if p.is_file()}
+    assert second_files == first_files
+    assert Path(second.archive_path).read_bytes() == first_archive
+    # the archive holds the export under one folder, deterministic and complete
+    with tarfile.open(second.archive_path) as tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+        assert {m.name.split("/", 1)[1] for m in members} == {str(p) for p in second_files}
+        assert {m.mtime for m in tar.getmembers()} == {0}
+
+
+def test_hardlink_and_symlink_modes(version, curator, export_root):
+    linked = run_export(version, curator, "humanbeauty", {"images": "hardlink", "archive": False})
+    assert linked.manifest["images"]["hardlink"] == 20
+    image = next(Path(linked.path).glob("HumanBeauty-5*K/images/*"))
+    assert image.stat().st_nlink >= 2
+    symlinked = run_export(version, curator, "humanbeauty", {"images": "symlink"})
+    image = next(Path(symlinked.path).glob("HumanBeauty-5*K/images/*"))
+    assert image.is_symlink() and image.resolve().is_file()
+    with tarfile.open(symlinked.archive_path) as tar:  # the archive holds the files, not the links
+        assert all(m.isfile() or m.isdir() for m in tar.getmembers())
+
+
+def test_a_chosen_target_dir(version, curator, export_root, tmp_path):
+    target = tmp_path / "targets" / "hb-export"
+    export = run_export(version, curator, "humanbeauty", {"target_dir": str(target), "archive": False})
+    assert export.state == "succeeded" and Path(export.path) == target.resolve()
+    assert (target / "train_label.jsonl").is_file()
+
+
+# --- bad input ------------------------------------------------------------------------------------------------
+
+
+def test_unknown_options_and_values_are_refused(version, curator, export_root):
+    cases = [
+        ("humanbeauty", {"image_paths": "relative"}, "unknown_option"),  # a training-jsonl option
+        ("humanbeauty", {"compression": "gzip"}, "unknown_option"),
+        ("humanbeauty", {"images": "move"}, "invalid_option"),
+        ("training_jsonl", {"prompt_seed": "x"}, "invalid_option"),
+        ("training_jsonl", {"target_dir": "relative/dir"}, "invalid_option"),
+        ("training_jsonl", {"target_dir": "/etc/exports"}, "target_outside_roots"),
+        ("coco", {}, "unknown_format"),
+    ]
+    for fmt, options, code in cases:
+        with pytest.raises(ServiceError) as caught:
+            services.export_create(version=version, format=fmt, options=options, created_by=curator, enqueue=False)
+        assert caught.value.code == code, (fmt, options, caught.value.message)
+    assert not Export.objects.exists()
+
+
+def test_a_draft_cannot_be_exported(curator, export_root):
+    labelled_set(2, 0)
+    draft = services.dataset_version_create(created_by=curator, name="d")
+    with pytest.raises(ConflictError):
+        services.export_create(version=draft, format="humanbeauty", options={}, created_by=curator, enqueue=False)
+
+
+def test_a_target_dir_that_exists_and_is_not_empty_is_refused(version, curator, export_root, tmp_path):
+    target = tmp_path / "targets" / "busy"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(ServiceError) as caught:
+        services.export_create(version=version, format="humanbeauty", options={"target_dir": str(target)},
+                               created_by=curator, enqueue=False)
+    assert caught.value.code == "target_not_empty"
+    # and when it fills up between the request and the job: the job fails, the folder is untouched
+    target2 = tmp_path / "targets" / "later"
+    export, _ = services.export_create(version=version, format="humanbeauty",
+                                       options={"target_dir": str(target2)}, created_by=curator, enqueue=False)
+    target2.mkdir()
+    (target2 / "x").write_text("someone else's")
+    export = services.export_run(export_id=export.pk)
+    assert export.state == "failed" and "not empty" in export.error
+    assert [p.name for p in target2.iterdir()] == ["x"]
+    assert not [p for p in target2.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_a_missing_image_file_fails_the_export_and_leaves_nothing_visible(version, curator, export_root):
+    from django.core.files.storage import default_storage
+
+    item = version.items.select_related("image").first()
+    default_storage.delete(item.image.file.name)
+    export = run_export(version, curator, "humanbeauty")
+    assert export.state == "failed" and item.image.sha256 in export.error
+    assert not export_root.exists() or list(export_root.iterdir()) == []
+    # a failed export frees its choice: the same request queues a new one
+    again, created = services.export_create(version=version, format="humanbeauty", options={}, created_by=curator,
+                                            enqueue=False)
+    assert created and again.pk != export.pk
+
+
+def test_two_exports_of_the_same_choice_give_one_result(version, curator, export_root):
+    a, created_a = services.export_create(version=version, format="humanbeauty", options={"images": "hardlink"},
+                                          created_by=curator, enqueue=False)
+    b, created_b = services.export_create(version=version, format="humanbeauty", options={}, created_by=curator,
+                                          enqueue=False)  # the defaults are the same choice
+    assert created_a and not created_b and a.pk == b.pk
+    # the database enforces it too (two requests that both passed the check)
+    with pytest.raises(IntegrityError):
+        with transaction.atomic():
+            Export.objects.create(version=version, format="humanbeauty", options=a.options,
+                                  options_digest=a.options_digest, created_by=curator)
+    # a different choice is a different export
+    c, created_c = services.export_create(version=version, format="training_jsonl", options={}, created_by=curator,
+                                          enqueue=False)
+    assert created_c and c.pk != a.pk
+    # running it twice: the second delivery does nothing
+    done = services.export_run(export_id=a.pk)
+    assert done.state == "succeeded"
+    mtime = Path(done.path, "manifest.json").stat().st_mtime_ns
+    assert services.export_run(export_id=a.pk).state == "succeeded"
+    assert Path(done.path, "manifest.json").stat().st_mtime_ns == mtime
