@@ -52,3 +52,16 @@ catalog_router = SimpleRouter(use_regex_path=False)
 catalog_router.register("images", catalog_api.ImageViewSet, basename="image")
 catalog_router.register("imports", catalog_api.ImportJobViewSet, basename="import-job")
 urlpatterns += catalog_router.urls
+
+# --- datasets: versions and exports (issue 7) ---
+from aesplatform.datasets import api as datasets_api  # noqa: E402
+
+urlpatterns += [
+    path("dataset-versions/", datasets_api.DatasetVersionListCreateView.as_view(), name="api-dataset-versions"),
+    path("dataset-versions/<int:pk>/", datasets_api.DatasetVersionDetailView.as_view(), name="api-dataset-version"),
+    path("dataset-versions/<int:pk>/freeze/", datasets_api.DatasetVersionFreezeView.as_view(), name="api-dataset-version-freeze"),
+    path("dataset-versions/<int:pk>/items/", datasets_api.DatasetItemListView.as_view(), name="api-dataset-version-items"),
+    path("exports/", datasets_api.ExportListCreateView.as_view(), name="api-exports"),
+    path("exports/<int:pk>/", datasets_api.ExportDetailView.as_view(), name="api-export"),
+    path("exports/<int:pk>/download/", datasets_api.ExportDownloadView.as_view(), name="api-export-download"),
+]

@@ -1,0 +1,286 @@
+"""Datasets API (curators and admins only): versions (create, freeze, items), exports (create, follow, download).
+
+Lists use keyset (cursor) pagination: no OFFSET and no COUNT(*) over large item tables.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import CursorPagination
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from aesplatform.accounts.permissions import IsCurator
+from aesplatform.annotation.models import Campaign
+from aesplatform.common.exceptions import ConflictError
+from aesplatform.common.models import DIMENSION_FIELDS
+
+from . import selectors, services
+from .downloads import ranged_file_response
+from .models import DatasetItem, DatasetKind, DatasetVersion, Export, ExportFormat, Split
+
+TAGS = ["datasets"]
+
+
+class KeysetPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class ItemPagination(KeysetPagination):
+    ordering = "id"
+
+
+# --- serializers ----------------------------------------------------------------------------------------------
+
+
+# `state` and `kind` are plain strings in the schema: an enum of that name in another app's components already
+# (import kinds, job states), and drf-spectacular names shared property names by hash with a warning.
+_VERSION_STATES = "draft | frozen"
+_KINDS = " | ".join(DatasetKind.values)
+_JOB_STATES = "pending | running | succeeded | failed | cancelled"
+
+
+class DatasetVersionSerializer(serializers.ModelSerializer):
+    state = serializers.CharField(read_only=True, help_text=_VERSION_STATES)
+    kind = serializers.CharField(read_only=True, help_text=_KINDS)
+    campaigns = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True)
+
+    class Meta:
+        model = DatasetVersion
+        fields = ["id", "name", "version", "state", "kind", "description", "campaigns", "include_imported_labels",
+                  "consensus_method", "min_ratings", "split_seed", "test_ratio", "code_version", "counts",
+                  "created_by", "created_at", "frozen_at"]
+        read_only_fields = fields
+
+
+class DatasetVersionCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    campaigns = serializers.PrimaryKeyRelatedField(many=True, queryset=Campaign.objects.all(), required=False,
+                                                   default=list)
+    include_imported_labels = serializers.BooleanField(default=True)
+    kind = serializers.CharField(default=DatasetKind.MIXED, help_text=f"{_KINDS}: expert needs all 12 dimensions "
+                                 "for every image, overall keeps the overall score only")
+    consensus_method = serializers.ChoiceField(choices=[(m, m) for m in services.CONSENSUS_METHODS],
+                                               default=services.CONSENSUS_METHODS[0])
+    min_ratings = serializers.IntegerField(min_value=1, max_value=1000, default=1)
+    split_seed = serializers.IntegerField(min_value=-(2**63), max_value=2**63 - 1, default=0)
+    test_ratio = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.1)
+    freeze = serializers.BooleanField(default=False, help_text="Freeze right away (select, split, snapshot).")
+
+    def validate_test_ratio(self, value):
+        if not 0.0 < value < 1.0:
+            raise serializers.ValidationError("test_ratio must be between 0 and 1 (exclusive).")
+        return value
+
+
+class DatasetItemSerializer(serializers.ModelSerializer):
+    image_sha256 = serializers.CharField(source="image.sha256", read_only=True)
+
+    class Meta:
+        model = DatasetItem
+        fields = ["id", "image", "image_sha256", "split", "is_expert", "source", "rating_count", *DIMENSION_FIELDS]
+        read_only_fields = fields
+
+
+class ExportSerializer(serializers.ModelSerializer):
+    state = serializers.CharField(read_only=True, help_text=_JOB_STATES)
+    version = serializers.PrimaryKeyRelatedField(read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True)
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Export
+        fields = ["id", "version", "format", "options", "state", "total", "processed", "path", "archive_size",
+                  "manifest", "error", "created_by", "created_at", "finished_at", "download_url"]
+        read_only_fields = fields
+
+    def get_download_url(self, export: Export) -> str | None:
+        if export.state != "succeeded" or not export.archive_path:
+            return None
+        request = self.context.get("request")
+        url = f"/api/exports/{export.pk}/download/"
+        return request.build_absolute_uri(url) if request else url
+
+
+class ExportCreateSerializer(serializers.Serializer):
+    version = serializers.PrimaryKeyRelatedField(queryset=DatasetVersion.objects.all())
+    format = serializers.ChoiceField(choices=ExportFormat.choices)
+    options = serializers.DictField(
+        required=False, default=dict,
+        help_text="images: hardlink|symlink|copy; archive: bool; target_dir: absolute path inside the export "
+                  "roots; training_jsonl only: image_paths: absolute|relative, prompts: bool, prompt_seed: int.",
+    )
+
+
+# --- views ----------------------------------------------------------------------------------------------------
+
+
+class DatasetVersionListCreateView(generics.ListAPIView):
+    permission_classes = [IsCurator]
+    serializer_class = DatasetVersionSerializer
+    pagination_class = KeysetPagination
+    filter_backends: list = []
+
+    def get_queryset(self):
+        return selectors.dataset_version_list()
+
+    @extend_schema(tags=TAGS, summary="Dataset versions, newest first")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(tags=TAGS, summary="Create a dataset version (a draft; optionally frozen at once)",
+                   request=DatasetVersionCreateSerializer, responses={201: DatasetVersionSerializer})
+    def post(self, request):
+        data = DatasetVersionCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        freeze = values.pop("freeze")
+        version = services.dataset_version_create(created_by=request.user, **values)
+        if freeze:
+            version = services.dataset_version_freeze(version=version)
+        return Response(DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetVersionDetailView(generics.RetrieveAPIView):
+    permission_classes = [IsCurator]
+    serializer_class = DatasetVersionSerializer
+
+    def get_queryset(self):
+        return selectors.dataset_version_list()
+
+    @extend_schema(tags=TAGS, summary="A dataset version with its counts and split balance report")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class DatasetVersionFreezeView(APIView):
+    permission_classes = [IsCurator]
+
+    @extend_schema(tags=TAGS, summary="Freeze a draft: select labels, split, snapshot (then immutable)",
+                   request=None, responses={200: DatasetVersionSerializer,
+                                            400: OpenApiResponse(description="Empty selection or missing labels"),
+                                            409: OpenApiResponse(description="Already frozen")})
+    def post(self, request, pk: int):
+        version = generics.get_object_or_404(DatasetVersion, pk=pk)
+        version = services.dataset_version_freeze(version=version)
+        return Response(DatasetVersionSerializer(version).data)
+
+
+class DatasetItemListView(generics.ListAPIView):
+    permission_classes = [IsCurator]
+    serializer_class = DatasetItemSerializer
+    pagination_class = ItemPagination
+    filter_backends: list = []
+
+    def get_queryset(self):
+        version = generics.get_object_or_404(DatasetVersion, pk=self.kwargs["pk"])
+        split = self.request.query_params.get("split") or None
+        if split is not None and split not in Split.values:
+            raise serializers.ValidationError({"split": f"must be one of {', '.join(Split.values)}"})
+        return selectors.dataset_item_list(version=version, split=split)
+
+    @extend_schema(tags=TAGS, summary="The items (image, labels, split) of a version, keyset-paged",
+                   parameters=[OpenApiParameter("split", str, enum=Split.values, required=False)])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class ExportListCreateView(generics.ListAPIView):
+    permission_classes = [IsCurator]
+    serializer_class = ExportSerializer
+    pagination_class = KeysetPagination
+    filter_backends: list = []
+
+    def get_queryset(self):
+        return selectors.export_list()
+
+    @extend_schema(tags=TAGS, summary="Exports, newest first")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=TAGS, summary="Export a frozen version (a worker job); the same choice while one is live gives it back",
+        request=ExportCreateSerializer,
+        responses={201: ExportSerializer, 200: OpenApiResponse(ExportSerializer, description="That export exists"),
+                   400: OpenApiResponse(description="Unknown option, bad value or target directory not empty"),
+                   409: OpenApiResponse(description="The version is a draft")},
+    )
+    def post(self, request):
+        data = ExportCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        export, created = services.export_create(
+            version=data.validated_data["version"], format=data.validated_data["format"],
+            options=data.validated_data["options"], created_by=request.user,
+        )
+        return Response(ExportSerializer(export, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class ExportDetailView(generics.RetrieveAPIView):
+    permission_classes = [IsCurator]
+    serializer_class = ExportSerializer
+
+    def get_queryset(self):
+        return selectors.export_list()
+
+    @extend_schema(tags=TAGS, summary="An export: state, progress, manifest summary")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class TarRenderer(BaseRenderer):
+    """Lets `Accept: application/x-tar` through content negotiation; errors are rendered as JSON."""
+
+    media_type = "application/x-tar"
+    format = "tar"
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return JSONRenderer().render(data)
+
+
+def archive_response(request, export: Export):
+    """The export's archive, streamed, with Range/If-Range support; 409 while not finished, 404 when gone."""
+    from pathlib import Path
+
+    if export.state != "succeeded":
+        raise ConflictError(f"Export {export.pk} is {export.state}; the archive exists once it has succeeded.",
+                            code="not_ready")
+    if not export.archive_path:
+        raise NotFound("This export was made without an archive (option archive=false).")
+    path = Path(export.archive_path)
+    if not path.is_file():
+        raise NotFound("The archive file is missing.")
+    digest = (export.manifest or {}).get("archive_sha256", "")
+    etag = f'"export-{export.pk}-{digest[:32] or export.archive_size}"'
+    return ranged_file_response(request, path, filename=path.name, etag=etag, content_type="application/x-tar")
+
+
+class ExportDownloadView(APIView):
+    permission_classes = [IsCurator]
+    renderer_classes = [JSONRenderer, TarRenderer]
+
+    @extend_schema(
+        tags=TAGS, summary="Download the export as one tar archive: streamed, resumable (Range, If-Range)",
+        parameters=[OpenApiParameter("Range", str, OpenApiParameter.HEADER, required=False,
+                                     description="bytes=START-[END] or bytes=-SUFFIX"),
+                    OpenApiParameter("If-Range", str, OpenApiParameter.HEADER, required=False,
+                                     description="The ETag of the first part")],
+        responses={(200, "application/x-tar"): OpenApiTypes.BINARY,
+                   (206, "application/x-tar"): OpenApiTypes.BINARY,
+                   404: OpenApiResponse(description="No archive"),
+                   409: OpenApiResponse(description="Not finished"),
+                   416: OpenApiResponse(description="Range not satisfiable")},
+    )
+    def get(self, request, pk: int):
+        export = generics.get_object_or_404(Export, pk=pk)
+        return archive_response(request, export)
