@@ -45,3 +45,15 @@ urlpatterns += [
     path("filtering/<int:pk>/thresholds/", views_curation.FilterRunThresholdsView.as_view(), name="filter-run-thresholds"),
     path("filtering/batches/<int:pk>/", views_curation.ReviewBatchView.as_view(), name="review-batch"),
 ]
+
+# Dataset versions and exports (issue 7): annotator_ui/views_datasets.py; the list is ui:datasets above.
+from . import views_datasets  # noqa: E402
+
+urlpatterns += [
+    path("datasets/new/", views_datasets.DatasetVersionCreateView.as_view(), name="dataset_new"),
+    path("datasets/<int:pk>/", views_datasets.DatasetVersionDetailView.as_view(), name="dataset_detail"),
+    path("datasets/<int:pk>/freeze/", views_datasets.DatasetVersionFreezeView.as_view(), name="dataset_freeze"),
+    path("datasets/<int:pk>/exports/", views_datasets.ExportCreateView.as_view(), name="dataset_export"),
+    path("exports/<int:pk>/progress/", views_datasets.ExportProgressView.as_view(), name="export_progress"),
+    path("exports/<int:pk>/download/", views_datasets.ExportDownloadView.as_view(), name="export_download"),
+]
