@@ -15,7 +15,7 @@ from aesplatform.accounts.services import user_set_roles
 from aesplatform.annotation import services
 from aesplatform.annotation.models import Annotation, Assignment, AssignmentState, Task, TaskState
 from aesplatform.catalog.models import ImageStatus
-from model_core.standard import OVERALL
+from model_core.standard import DIMENSION_KEYS, OVERALL
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -188,3 +188,45 @@ def test_a_failed_publish_leaves_the_window_open_for_the_next_submit(monkeypatch
         with pytest.raises(ConnectionError), django_capture_on_commit_callbacks(execute=True):
             services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5}, idempotency_key=uuid.uuid4())
     assert len(calls) == 2  # the second submit tried again
+
+
+def test_hot_path_sql_reads_the_same_rows_as_the_orm():
+    """hotpath.py writes the ORM's statements by hand: what they return must equal what the ORM reads."""
+    from aesplatform.annotation import hotpath
+    from aesplatform.annotation.models import Campaign
+    from aesplatform.annotation.serializers import AnnotationSerializer
+
+    a, b = factories.annotator(), factories.annotator()
+    campaign = campaign_for([a], images=2, redundancy=2, mode="expert")
+    user, groups = hotpath.token_user_and_groups(Token.objects.create(user=a).key)
+    assert user == a and groups == ["annotator"] and user.username == a.username and user.is_active
+    assert user.date_joined == a.date_joined  # converted like the ORM's (aware datetimes)
+    assert hotpath.token_user_and_groups("nope") is None
+
+    found, member = hotpath.campaign_with_membership(campaign_id=campaign.id, user_id=a.id)
+    orm = Campaign.objects.get(pk=campaign.id)
+    assert member is True and [getattr(found, f.attname) for f in Campaign._meta.concrete_fields] == [
+        getattr(orm, f.attname) for f in Campaign._meta.concrete_fields
+    ]
+    assert hotpath.campaign_with_membership(campaign_id=campaign.id, user_id=b.id)[1] is False
+
+    lease = services.task_lease_next(campaign=campaign, annotator=a)
+    locked = hotpath.assignment_locked(assignment_id=lease.id)
+    stored = Assignment.objects.select_related("task__campaign").get(pk=lease.id)
+    for f in Assignment._meta.concrete_fields:
+        assert getattr(locked, f.attname) == getattr(stored, f.attname), f.name
+    assert (locked.task.pk, locked.task.campaign_id, locked.task.image_id) == (stored.task.pk, campaign.id, stored.task.image_id)
+    c = locked.task.campaign
+    assert (c.pk, c.mode, c.state, c.redundancy, c.lease_seconds) == (campaign.id, "expert", "active", 2, campaign.lease_seconds)
+    assert hotpath.live_lease_ids(campaign_id=campaign.id, annotator_id=a.id, now=timezone.now()) == [lease.id]
+    later = timezone.now() + timezone.timedelta(seconds=campaign.lease_seconds + 1)
+    assert hotpath.live_lease_ids(campaign_id=campaign.id, annotator_id=a.id, now=later) == []
+    assert hotpath.expired_leases_locked(now=later, limit=10) == [(lease.id, lease.task_id)]
+    assert hotpath.expired_leases_locked(now=timezone.now(), limit=10) == []
+
+    annotation, _ = services.annotation_submit(
+        assignment_id=lease.id, annotator=a, scores={k: 0.25 for k in DIMENSION_KEYS},
+        idempotency_key=uuid.uuid4(), ui_version="t/1",
+    )
+    fresh = Annotation.objects.select_related("task").get(pk=annotation.pk)
+    assert hotpath.annotation_payload(annotation) == AnnotationSerializer(fresh).data

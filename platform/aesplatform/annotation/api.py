@@ -17,7 +17,7 @@ from aesplatform.accounts.permissions import IsAnnotator, IsCurator
 from aesplatform.accounts.roles import Role, user_has_role
 from aesplatform.common.exceptions import ServiceError
 
-from . import selectors, services
+from . import hotpath, selectors, services
 from .auth import HOT_PATH_AUTHENTICATION
 from .models import Annotation, Assignment, Campaign, CampaignMode, CampaignState, Consensus
 from .serializers import (
@@ -171,7 +171,9 @@ class AssignmentSubmitView(APIView):
         data = SubmitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         annotation, created = services.annotation_submit(assignment_id=pk, annotator=request.user, **data.validated_data)
-        return Response(AnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            hotpath.annotation_payload(annotation), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class AssignmentSkipView(APIView):

@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncHour
 
 from aesplatform.accounts.roles import Role, user_has_role
 from model_core.standard import DIMENSIONS, OVERALL
 
 from . import agreement as agreement_math
+from . import hotpath
 from . import consensus as consensus_math
 from .models import (
     Agreement,
@@ -39,10 +40,11 @@ def campaigns_visible_to(*, user) -> QuerySet[Campaign]:
 
 def campaign_for_lease(*, campaign_id: int, user) -> Campaign | None:
     """The campaign with whether `user` is one of its annotators, in one query (the next-task hot path)."""
-    member = Campaign.annotators.through.objects.filter(campaign_id=OuterRef("pk"), user_id=user.pk)
-    campaign = Campaign.objects.annotate(user_is_member=Exists(member)).filter(pk=campaign_id).first()
-    if campaign is not None:
-        campaign.membership_checked = (user.pk, campaign.user_is_member)  # read by services._check_annotator_in
+    found = hotpath.campaign_with_membership(campaign_id=campaign_id, user_id=user.pk)
+    if found is None:
+        return None
+    campaign, member = found
+    campaign.membership_checked = (user.pk, member)  # read by services._check_annotator_in
     return campaign
 
 

@@ -24,8 +24,7 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Exists, F, OuterRef, Value, When
-from django.db.models.functions import Greatest
+from django.db.models import F
 from django.utils import timezone
 
 from aesplatform.accounts.roles import Role, user_has_role
@@ -34,6 +33,7 @@ from aesplatform.common.exceptions import ConflictError, ServiceError
 from model_core.standard import DIMENSIONS, OVERALL, ScoreError, validate_score
 
 from . import agreement as agreement_math
+from . import hotpath
 from . import consensus as consensus_math
 from .models import (
     Agreement,
@@ -222,12 +222,7 @@ def _release_leases(task_ids: list[int]) -> None:
 def leases_expire(*, now=None, limit: int = EXPIRE_BATCH) -> int:
     """Expire up to `limit` leases whose time is up and give their tasks back to the pool. Call inside atomic."""
     now = now or timezone.now()
-    expired = list(
-        Assignment.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(state=AssignmentState.LEASED, leased_until__lte=now)
-        .order_by("id")
-        .values_list("id", "task_id")[:limit]
-    )
+    expired = hotpath.expired_leases_locked(now=now, limit=limit)  # FOR UPDATE SKIP LOCKED, in id order
     if not expired:
         return 0
     Assignment.objects.filter(id__in=[a for a, _ in expired]).update(state=AssignmentState.EXPIRED, finished_at=now)
@@ -260,11 +255,7 @@ def task_lease_next(*, campaign: Campaign, annotator, held: list[int] | tuple = 
     _check_annotator_in(campaign, annotator)
     leases_expire(now=now)
 
-    live = list(
-        Assignment.objects.filter(
-            task__campaign=campaign, annotator=annotator, state=AssignmentState.LEASED, leased_until__gt=now
-        ).order_by("id").values_list("id", flat=True)
-    )
+    live = hotpath.live_lease_ids(campaign_id=campaign.pk, annotator_id=annotator.pk, now=now)
     held_ids = {int(h) for h in held}
     for assignment_id in live:
         if assignment_id not in held_ids:
@@ -277,37 +268,26 @@ def task_lease_next(*, campaign: Campaign, annotator, held: list[int] | tuple = 
             f"you already hold {len(live)} leased tasks in this campaign; submit or skip one first", code="too_many_leases"
         )
 
-    mine = Assignment.objects.filter(task=OuterRef("pk"), annotator=annotator)
-    task = (
-        Task.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(campaign=campaign, state=TaskState.OPEN)
-        .alias(load=F("submitted_count") + F("active_lease_count"))
-        .filter(load__lt=campaign.redundancy)
-        .filter(~Exists(mine))
-        .order_by("-priority", "id")
-        .select_related("image")
-        .only("id", "image_id", "is_gold", "campaign_id", "image__width", "image__height")
-        .first()
-    )
+    # SELECT ... FOR UPDATE SKIP LOCKED over the partial index task_open_by_priority: the first open task whose
+    # live leases + submissions are below the redundancy and that this annotator never had
+    task = hotpath.next_task_locked(campaign_id=campaign.pk, redundancy=campaign.redundancy, annotator_id=annotator.pk)
     if task is None:
         return None
-    Task.objects.filter(pk=task.pk).update(active_lease_count=F("active_lease_count") + 1)
+    hotpath.task_lease_taken(task_id=task.pk)  # under the row lock just taken
     task.campaign = campaign  # the response is built from what is in memory, not read again
     assignment = Assignment(
         task=task, annotator=annotator, state=AssignmentState.LEASED, leased_until=now + timedelta(seconds=campaign.lease_seconds)
     )
     assignment.leased_at = now
-    assignment.save(force_insert=True)
+    hotpath.insert(assignment)
     return assignment
 
 
 def _lock_own_assignment(*, assignment_id: int, annotator) -> Assignment:
-    try:
-        assignment = (
-            Assignment.objects.select_for_update(of=("self",)).select_related("task__campaign").get(pk=assignment_id)
-        )
-    except Assignment.DoesNotExist:
-        raise NotFound("no such task lease") from None
+    # SELECT ... FOR UPDATE OF the assignment, with its task and campaign
+    assignment = hotpath.assignment_locked(assignment_id=assignment_id)
+    if assignment is None:
+        raise NotFound("no such task lease")
     if assignment.annotator_id != annotator.pk:
         raise Forbidden("this task is leased to another annotator", code="not_your_lease")
     return assignment
@@ -323,9 +303,7 @@ def _check_live(assignment: Assignment, now) -> None:
 
 
 def _finish(assignment: Assignment, state: str, now) -> None:
-    assignment.state = state
-    assignment.finished_at = now
-    assignment.save(update_fields=["state", "finished_at"])
+    hotpath.assignment_finished(assignment=assignment, state=state, now=now)
 
 
 @transaction.atomic
@@ -514,12 +492,8 @@ def _annotation_submit(*, assignment_id, annotator, scores, key, time_spent_ms, 
         raise ServiceError(f"invalid annotation: {exc.messages}") from None
     # The task's row is locked first (as before: task, then the annotation row that references it), by one UPDATE
     # that changes the counters atomically; the task is done once `redundancy` annotators submitted.
-    Task.objects.filter(pk=task.pk).update(
-        submitted_count=F("submitted_count") + 1,
-        active_lease_count=Greatest(F("active_lease_count") - 1, Value(0)),
-        state=Case(When(submitted_count__gte=campaign.redundancy - 1, then=Value(TaskState.DONE)), default=F("state")),
-    )
-    annotation.save(force_insert=True)
+    hotpath.task_submitted(task_id=task.pk, redundancy=campaign.redundancy)
+    hotpath.insert(annotation)
     _finish(assignment, AssignmentState.SUBMITTED, now)
     _queue_quality_update(campaign.pk)
     return annotation, True
