@@ -5,8 +5,16 @@
 
 It creates its own PostgreSQL database (default `aesp_bench`, on the server of $BENCH_PG_URL or
 postgres://postgres@127.0.0.1:5432), migrates it, bulk-loads images and tasks with generate_series (3 campaigns
-over the same images: 3 tasks per image), measures, and drops the database at the end (--keep keeps it).
+over the same images: 3 tasks per image; secondary indexes built after the rows, FK triggers off while loading),
+measures, and drops the database at the end (--keep keeps it, --reuse measures a kept one again).
 Everything stays on loopback. Prints one JSON line of figures.
+
+HTTP phase: gunicorn (gthread, --workers x --threads), persistent database connections (DJANGO_CONN_MAX_AGE)
+and prepared statements (DJANGO_DB_PREPARED_STATEMENTS=1, see settings.py; --no-prepared without); 50 clients in
+one asyncio loop, each a keep-alive connection with its own API token, next-task then submit, no think time,
+after an unmeasured warm-up. The figures include the CPU each party spent per cycle (client, gunicorn, the
+bench database's PostgreSQL backends), how busy the whole machine was and its load average: the client shares
+the machine's cores with the server, and so do other users of a shared machine.
 """
 
 from __future__ import annotations
@@ -18,7 +26,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -42,12 +49,48 @@ def admin_sql(base_url: str, sql: str) -> None:
         conn.execute(sql)
 
 
+BULK_TABLES = ("catalog_image", "annotation_task")
+
+
+def _drop_secondary_indexes(conn) -> list[str]:
+    """Drop the bulk tables' indexes and UNIQUE constraints except primary keys; return the SQL that rebuilds them.
+
+    Building an index once over loaded rows is several times faster than maintaining it row by row.
+    """
+    rebuild = []
+    for table in BULK_TABLES:
+        for name, definition in conn.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'u'",
+            (table,),
+        ).fetchall():
+            conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+            rebuild.append(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+        for name, definition in conn.execute(
+            """SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+               WHERE x.indrelid = %s::regclass AND NOT x.indisprimary
+                 AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)""",
+            (table,),
+        ).fetchall():
+            conn.execute(f'DROP INDEX "{name}"')
+            rebuild.append(definition)
+    return rebuild
+
+
 def load(db_url: str, *, images: int, campaigns: int, annotators: int) -> dict:
+    """generate_series INSERTs with the bulk tables' secondary indexes dropped and rebuilt after, and the foreign
+    key triggers off during the load (session_replication_role = replica: the rows are consistent by
+    construction; needs a superuser, else the load just runs with them)."""
     import psycopg
 
     t0 = time.monotonic()
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        try:
+            conn.execute("SET session_replication_role = replica")
+        except psycopg.Error:
+            pass
+        rebuild = _drop_secondary_indexes(conn)
         conn.execute(
             """
             INSERT INTO catalog_image (created_at, updated_at, sha256, phash, width, height, format, mode, file_size,
@@ -84,30 +127,38 @@ def load(db_url: str, *, images: int, campaigns: int, annotators: int) -> dict:
                     (f"bench {c}", creator),
                 ).fetchone()[0]
             )
-        for cid in campaign_ids:
             conn.execute(
                 "INSERT INTO annotation_campaign_annotators (campaign_id, user_id) "
                 "SELECT %s, id FROM auth_user WHERE username LIKE 'bench%%'",
-                (cid,),
+                (campaign_ids[-1],),
             )
-            conn.execute(
-                """INSERT INTO annotation_task (campaign_id, image_id, is_gold, priority, state, submitted_count, active_lease_count)
-                   SELECT %s, id, false, random(), 'open', 0, 0 FROM catalog_image""",
-                (cid,),
-            )
-        conn.execute("VACUUM ANALYZE")
+        conn.execute(
+            """INSERT INTO annotation_task (campaign_id, image_id, is_gold, priority, state, submitted_count, active_lease_count)
+               SELECT c, i.id, false, random(), 'open', 0, 0 FROM unnest(%s::bigint[]) AS c, catalog_image i""",
+            (campaign_ids,),
+        )
+        loaded_s = time.monotonic() - t0
+        conn.execute("SET session_replication_role = DEFAULT")
+        for sql in rebuild:
+            conn.execute(sql)
+        indexed_s = time.monotonic() - t0 - loaded_s
+        conn.execute("VACUUM (FREEZE, ANALYZE)")
         tasks = conn.execute("SELECT count(*) FROM annotation_task").fetchone()[0]
-    return {"load_s": round(time.monotonic() - t0, 1), "campaign_ids": campaign_ids, "tasks": tasks}
+    return {
+        "load_s": round(time.monotonic() - t0, 1), "load_rows_s": round(loaded_s, 1), "load_index_s": round(indexed_s, 1),
+        "campaign_ids": campaign_ids, "tasks": tasks,
+    }
 
 
 def query_latency(env: dict, campaign_id: int, samples: int) -> dict:
-    """p50/p99 of the next-task SELECT ... FOR UPDATE SKIP LOCKED (and of the whole lease service), in-process."""
+    """p50/p99 of the next-task SELECT ... FOR UPDATE SKIP LOCKED (and of the whole lease service), in-process,
+    for a random annotator each time (the statement of hotpath.next_task_locked)."""
     code = f"""
 import json, time, random, django
 django.setup()
 from django.db import connection, transaction
 from django.contrib.auth import get_user_model
-from aesplatform.annotation import services
+from aesplatform.annotation import selectors, services
 from aesplatform.annotation.models import Campaign
 campaign = Campaign.objects.get(pk={campaign_id})
 users = list(get_user_model().objects.filter(username__startswith='bench'))
@@ -118,19 +169,14 @@ for k in range({samples}):
     with transaction.atomic():
         sid = transaction.savepoint()
         t = time.perf_counter()
-        a = services.task_lease_next(campaign=campaign, annotator=user, held=[-1, -2])
+        mine = selectors.campaign_for_lease(campaign_id=campaign.id, user=user)  # as the view does
+        a = services.task_lease_next(campaign=mine, annotator=user, held=[-1, -2])
         lease_ms.append((time.perf_counter() - t) * 1000)
         transaction.savepoint_rollback(sid)
     if sql is None:
-        from django.db.models import Exists, F, OuterRef
-        from aesplatform.annotation.models import Assignment, Task
-        qs = (Task.objects.select_for_update(skip_locked=True, of=("self",))
-              .filter(campaign=campaign, state="open").alias(load=F("submitted_count") + F("active_lease_count"))
-              .filter(load__lt=campaign.redundancy)
-              .filter(~Exists(Assignment.objects.filter(task=OuterRef("pk"), annotator=user)))
-              .order_by("-priority", "id").only("id")[:1])
-        with transaction.atomic():
-            sql, params = qs.query.sql_with_params()
+        from aesplatform.annotation import hotpath
+        sql = hotpath._next_task_sql(connection.vendor)  # the statement task_lease_next runs
+    params = [campaign.id, campaign.redundancy, user.id]
     with transaction.atomic():
         with connection.cursor() as cur:
             p = list(params)
@@ -156,10 +202,82 @@ print(json.dumps({{"query_ms": query_ms, "lease_ms": lease_ms, "plan": plan}}))
     }
 
 
-def http_cycles(env: dict, *, campaign_ids, clients: int, seconds: float, max_cycles: int, workers: int, port: int) -> dict:
+class _Client:
+    """One keep-alive HTTP/1.1 connection over asyncio streams: the least client CPU per request in pure Python
+    (no thread per client, no GIL hand-offs), so that the 2 cores the bench shares go to the server."""
+
+    def __init__(self, port: int, token: str):
+        self.port = port
+        self.head = f"Authorization: Token {token}\r\nContent-Type: application/json\r\nHost: 127.0.0.1\r\n"
+        self.reader = self.writer = None
+
+    async def connect(self):
+        import asyncio
+
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            await self.connect()
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        keep = True
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
+                keep = False
+        data = await self.reader.readexactly(length) if length else b""
+        if not keep:
+            self.close()
+        return status, data
+
+
+def _cpu_seconds(pids) -> float:
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine from /proc/stat (every process, the other users' included)."""
+    with open("/proc/stat") as f:
+        fields = [float(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def http_cycles(
+    env: dict, *, db_url: str, campaign_ids, clients: int, seconds: float, warmup: float, max_cycles: int, workers: int,
+    threads: int, port: int, worker_class: str = "gthread",
+) -> dict:
+    import asyncio
+    import hashlib
+
+    import psutil
+    import psycopg
+
     server = subprocess.Popen(
-        [PY, "-m", "gunicorn", "aesplatform.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers), "-k", "gthread",
-         "--threads", "8", "--backlog", "256", "--log-level", "warning"],
+        [PY, "-m", "gunicorn", "aesplatform.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers), "-k", worker_class,
+         "--threads", str(threads), "--backlog", "512", "--keep-alive", "30", "--log-level", "warning"],
         env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
@@ -172,73 +290,91 @@ def http_cycles(env: dict, *, campaign_ids, clients: int, seconds: float, max_cy
                 break
             except OSError:
                 time.sleep(0.3)
-        import hashlib
 
         tokens = [hashlib.md5(f"bench{i}".encode()).hexdigest() for i in range(1, clients + 1)]
-        lock = threading.Lock()
         latencies: list[float] = []
         errors: list[str] = []
+        measuring = [False]
         count = [0]
-        stop_at = time.monotonic() + seconds
 
-        def client(index: int):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            headers = {"Authorization": f"Token {tokens[index]}", "Content-Type": "application/json"}
+        async def client(index: int, stop_at: float):
+            conn = _Client(port, tokens[index])
             campaign = campaign_ids[index % len(campaign_ids)]
-            while time.monotonic() < stop_at:
-                with lock:
-                    if count[0] >= max_cycles:
-                        return
-                    count[0] += 1
+            next_path = f"/api/campaigns/{campaign}/next-task/"
+            while time.monotonic() < stop_at and count[0] < max_cycles:
                 t = time.perf_counter()
                 try:
-                    conn.request("POST", f"/api/campaigns/{campaign}/next-task/", body=b"{}", headers=headers)
-                    r = conn.getresponse()
-                    body = r.read()
-                    if r.status != 200:
-                        with lock:
-                            errors.append(f"next {r.status} {body[:120]!r}")
+                    status, body = await conn.post(next_path, b"{}")
+                    if status != 200:
+                        errors.append(f"next {status} {body[:120]!r}")
                         continue
                     assignment = json.loads(body)["id"]
-                    payload = json.dumps({"scores": {"comprehensive": 0.5}, "idempotency_key": str(uuid.uuid4()), "time_spent_ms": 1000})
-                    conn.request("POST", f"/api/assignments/{assignment}/submit/", body=payload, headers=headers)
-                    r = conn.getresponse()
-                    body = r.read()
-                    if r.status != 201:
-                        with lock:
-                            errors.append(f"submit {r.status} {body[:120]!r}")
+                    payload = (
+                        '{"scores": {"comprehensive": 0.5}, "idempotency_key": "%s", "time_spent_ms": 1000}' % uuid.uuid4()
+                    ).encode()
+                    status, body = await conn.post(f"/api/assignments/{assignment}/submit/", payload)
+                    if status != 201:
+                        errors.append(f"submit {status} {body[:120]!r}")
                         continue
-                except (OSError, http.client.HTTPException) as exc:
-                    with lock:
-                        errors.append(repr(exc))
+                except (OSError, EOFError, asyncio.IncompleteReadError, ValueError) as exc:
+                    errors.append(repr(exc))
                     conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                     continue
-                with lock:
+                if measuring[0]:
                     latencies.append((time.perf_counter() - t) * 1000)
+                    count[0] += 1
+            conn.close()
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        async def run(duration: float):
+            stop_at = time.monotonic() + duration
+            await asyncio.gather(*(client(i, stop_at) for i in range(clients)))
+
+        # warm-up (imports, connections, caches), not measured
+        asyncio.run(run(warmup))
+        errors.clear()
+
+        gunicorn = [server.pid] + [p.pid for p in psutil.Process(server.pid).children(recursive=True)]
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            db_backends = [
+                r[0] for r in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchall()
+            ]
+        load_before = os.getloadavg()
+        cpu0 = (time.process_time(), _cpu_seconds(gunicorn), _cpu_seconds(db_backends), _machine_busy())
+        measuring[0] = True
         t0 = time.monotonic()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        asyncio.run(run(seconds))
         elapsed = time.monotonic() - t0
+        cpu1 = (time.process_time(), _cpu_seconds(gunicorn), _cpu_seconds(db_backends), _machine_busy())
+        load_after = os.getloadavg()
     finally:
         server.terminate()
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+    cycles = len(latencies)
+    busy = (cpu1[3][0] - cpu0[3][0]) / max(cpu1[3][1] - cpu0[3][1], 1.0)
+    per_cycle = lambda seconds_: round(seconds_ * 1000 / cycles, 3) if cycles else None  # noqa: E731
     return {
         "http_clients": clients,
+        "gunicorn": f"{workers} workers x {threads} threads ({worker_class})" if worker_class == "gthread" else f"{workers} workers ({worker_class})",
         "http_seconds": round(elapsed, 1),
-        "cycles": len(latencies),
-        "cycles_per_s": round(len(latencies) / elapsed, 1),
+        "cycles": cycles,
+        "cycles_per_s": round(cycles / elapsed, 1),
         "cycle_p50_ms": round(pct(latencies, 50) or 0, 1),
         "cycle_p99_ms": round(pct(latencies, 99) or 0, 1),
         "errors": len(errors),
         "error_samples": errors[:3],
+        # CPU per cycle by who spent it, and how busy the whole (shared) machine was meanwhile
+        "cpu_ms_per_cycle_client": per_cycle(cpu1[0] - cpu0[0]),
+        "cpu_ms_per_cycle_gunicorn": per_cycle(cpu1[1] - cpu0[1]),
+        "cpu_ms_per_cycle_postgres": per_cycle(cpu1[2] - cpu0[2]),
+        "client_cpu_share": round((cpu1[0] - cpu0[0]) / elapsed / (os.cpu_count() or 1), 3),
+        "machine_busy_share": round(busy, 3),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in load_after],
     }
 
 
@@ -249,8 +385,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2000, help="next-task query samples")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0, help="HTTP phase time bound")
-    parser.add_argument("--max-cycles", type=int, default=100_000, help="HTTP phase count bound")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured HTTP warm-up before it")
+    parser.add_argument("--max-cycles", type=int, default=1_000_000, help="HTTP phase count bound")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread, sync)")
+    parser.add_argument("--no-prepared", action="store_true", help="without DJANGO_DB_PREPARED_STATEMENTS=1")
+    parser.add_argument("--reuse", action="store_true", help="measure an existing bench database (from --keep) as it is")
     parser.add_argument("--port", type=int, default=18431)
     parser.add_argument("--database", default="aesp_bench")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
@@ -269,18 +410,34 @@ def main() -> None:
         "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/15"),
         "PYTHONPATH": os.pathsep.join([str(REPO / "platform"), str(REPO)]),
     }
-    admin_sql(db_url, f'DROP DATABASE IF EXISTS "{args.database}"')
-    admin_sql(db_url, f'CREATE DATABASE "{args.database}"')
+    if not args.no_prepared:
+        env["DJANGO_DB_PREPARED_STATEMENTS"] = "1"  # psycopg prepares the repeated hot-path statements
+    if not args.reuse:
+        admin_sql(db_url, f'DROP DATABASE IF EXISTS "{args.database}"')
+        admin_sql(db_url, f'CREATE DATABASE "{args.database}"')
     try:
-        subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=REPO, check=True)
-        loaded = load(db_url, images=args.images, campaigns=args.campaigns, annotators=args.clients)
-        figures = {"images": args.images, "tasks": loaded["tasks"], "load_s": loaded["load_s"]}
+        if args.reuse:
+            import psycopg
+
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                ids = [r[0] for r in conn.execute("SELECT id FROM annotation_campaign ORDER BY id").fetchall()]
+                n_images = conn.execute("SELECT count(*) FROM catalog_image").fetchone()[0]
+                n_tasks = conn.execute("SELECT count(*) FROM annotation_task").fetchone()[0]
+            loaded = {"campaign_ids": ids, "tasks": n_tasks, "load_s": None}
+            args.images = n_images
+        else:
+            subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=REPO, check=True)
+            loaded = load(db_url, images=args.images, campaigns=args.campaigns, annotators=args.clients)
+        figures = {"images": args.images, "tasks": loaded["tasks"], "load_s": loaded["load_s"],
+                   "load_rows_s": loaded.get("load_rows_s"), "load_index_s": loaded.get("load_index_s")}
         figures.update(query_latency(env, loaded["campaign_ids"][0], args.samples))
         figures.update(
-            http_cycles(env, campaign_ids=loaded["campaign_ids"], clients=args.clients, seconds=args.seconds,
-                        max_cycles=args.max_cycles, workers=args.workers, port=args.port)
+            http_cycles(env, db_url=db_url, campaign_ids=loaded["campaign_ids"], clients=args.clients,
+                        seconds=args.seconds, warmup=args.warmup, max_cycles=args.max_cycles, workers=args.workers,
+                        threads=args.threads, port=args.port, worker_class=args.worker_class)
         )
         figures["cpu_count"] = os.cpu_count()
+        figures["prepared_statements"] = not args.no_prepared
         print(json.dumps(figures))
     finally:
         try:
@@ -289,7 +446,7 @@ def main() -> None:
             Celery(broker=env["CELERY_BROKER_URL"]).control.purge()
         except Exception:  # noqa: BLE001  the queue is the bench's own; a failed purge is harmless
             pass
-        if not args.keep:
+        if not (args.keep or args.reuse):
             time.sleep(0.5)
             admin_sql(db_url, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
 
