@@ -4,3 +4,4 @@ from . import catalog  # noqa: F401
 from . import annotation  # noqa: F401
 from . import curation  # noqa: F401
 from . import datasets  # noqa: F401
+from . import modeling  # noqa: F401

@@ -65,3 +65,18 @@ urlpatterns += [
     path("exports/<int:pk>/", datasets_api.ExportDetailView.as_view(), name="api-export"),
     path("exports/<int:pk>/download/", datasets_api.ExportDownloadView.as_view(), name="api-export-download"),
 ]
+
+# --- modeling: training jobs, model registry, pre-scoring (issue 8) ---
+from aesplatform.modeling import api as modeling_api  # noqa: E402
+
+urlpatterns += [
+    path("training-jobs/", modeling_api.TrainingJobListCreateView.as_view(), name="api-training-jobs"),
+    path("training-jobs/<int:pk>/", modeling_api.TrainingJobDetailView.as_view(), name="api-training-job"),
+    path("training-jobs/<int:pk>/cancel/", modeling_api.TrainingJobCancelView.as_view(), name="api-training-job-cancel"),
+    path("model-versions/", modeling_api.ModelVersionListCreateView.as_view(), name="api-model-versions"),
+    path("model-versions/<int:pk>/", modeling_api.ModelVersionDetailView.as_view(), name="api-model-version"),
+    path("model-versions/<int:pk>/promote/", modeling_api.ModelVersionPromoteView.as_view(), name="api-model-version-promote"),
+    path("prescore-runs/", modeling_api.PrescoreRunListCreateView.as_view(), name="api-prescore-runs"),
+    path("prescore-runs/<int:pk>/", modeling_api.PrescoreRunDetailView.as_view(), name="api-prescore-run"),
+    path("prescores/", modeling_api.PrescoreListView.as_view(), name="api-prescores"),
+]

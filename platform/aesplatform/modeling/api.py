@@ -1,0 +1,274 @@
+"""Modeling API (curators and admins only): training jobs, the model registry, pre-scoring runs and pre-scores."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from aesplatform.accounts.permissions import IsCurator
+from aesplatform.common.models import DIMENSION_FIELDS
+from aesplatform.datasets.models import DatasetVersion
+
+from . import presets, selectors, services
+from .models import ModelVersion, Prescore, PrescoreRun, TrainingJob
+
+TAGS = ["modeling"]
+_JOB_STATES = "pending | running | succeeded | failed | cancelled"
+
+
+class KeysetPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+# --- serializers ----------------------------------------------------------------------------------------------
+
+
+class TrainingJobSerializer(serializers.ModelSerializer):
+    state = serializers.CharField(read_only=True, help_text=_JOB_STATES)
+    created_by = serializers.CharField(source="created_by.username", read_only=True)
+    model_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingJob
+        fields = ["id", "dataset_version", "preset", "config", "state", "cancel_requested", "step", "total_steps",
+                  "loss", "eta_seconds", "loss_curve", "metrics", "log", "output_dir", "error", "created_by",
+                  "created_at", "started_at", "finished_at", "model_version"]
+        read_only_fields = fields
+
+    def get_model_version(self, job: TrainingJob) -> int | None:
+        version = getattr(job, "model_version", None)
+        return version.pk if version is not None else None
+
+
+class TrainingJobCreateSerializer(serializers.Serializer):
+    dataset_version = serializers.PrimaryKeyRelatedField(queryset=DatasetVersion.objects.all())
+    preset = serializers.ChoiceField(choices=[(p, p) for p in presets.preset_names()])
+    config = serializers.DictField(required=False, default=dict,
+                                   help_text="Overrides of the preset: " + ", ".join(sorted(presets.OVERRIDES)))
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    promoted_by = serializers.CharField(source="promoted_by.username", read_only=True, default=None)
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "name", "backend", "training_job", "dataset_version", "checkpoint_path", "config", "metrics",
+                  "report_dir", "promoted", "promoted_at", "promoted_by", "created_at"]
+        read_only_fields = fields
+
+
+class ModelVersionRegisterSerializer(serializers.Serializer):
+    training_job = serializers.PrimaryKeyRelatedField(queryset=TrainingJob.objects.all(), required=False,
+                                                      allow_null=True, default=None)
+    checkpoint_path = serializers.CharField(required=False, allow_blank=True, default="", max_length=1024)
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    dataset_version = serializers.PrimaryKeyRelatedField(queryset=DatasetVersion.objects.all(), required=False,
+                                                         allow_null=True, default=None)
+
+    def validate(self, attrs):
+        if (attrs["training_job"] is None) == (not attrs["checkpoint_path"]):
+            raise serializers.ValidationError("Give either training_job or checkpoint_path (exactly one).")
+        return attrs
+
+
+class PrescoreRunSerializer(serializers.ModelSerializer):
+    state = serializers.CharField(read_only=True, help_text=_JOB_STATES)
+    created_by = serializers.CharField(source="created_by.username", read_only=True)
+
+    class Meta:
+        model = PrescoreRun
+        fields = ["id", "model_version", "image_ids", "state", "total", "processed", "max_tiles", "batch_size",
+                  "error", "created_by", "created_at", "finished_at"]
+        read_only_fields = fields
+
+
+class PrescoreRunCreateSerializer(serializers.Serializer):
+    model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all(), required=False,
+                                                       allow_null=True, default=None,
+                                                       help_text="Default: the promoted model.")
+    image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list,
+                                      max_length=1_000_000, help_text="Default: every approved image.")
+    max_tiles = serializers.IntegerField(min_value=1, max_value=12, default=1)
+    batch_size = serializers.IntegerField(min_value=1, max_value=1024, default=32)
+
+
+class ModelPrescoreSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Prescore
+        fields = ["id", "image", "model_version", "lm_score", "regression_score", "metavoter_score", "uncertainty",
+                  *DIMENSION_FIELDS, "created_at"]
+        read_only_fields = fields
+
+
+# --- views ----------------------------------------------------------------------------------------------------
+
+
+class TrainingJobListCreateView(generics.ListAPIView):
+    permission_classes = [IsCurator]
+    serializer_class = TrainingJobSerializer
+    pagination_class = KeysetPagination
+    filter_backends: list = []
+
+    def get_queryset(self):
+        return selectors.training_job_list()
+
+    @extend_schema(tags=TAGS, summary="Training jobs, newest first")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(tags=TAGS, summary="Start a training job on a frozen dataset version (runs on the gpu queue)",
+                   request=TrainingJobCreateSerializer,
+                   responses={201: TrainingJobSerializer,
+                              400: OpenApiResponse(description="Empty version, unknown preset or config key, "
+                                                               "missing backbone path"),
+                              409: OpenApiResponse(description="The dataset version is not frozen")})
+    def post(self, request):
+        data = TrainingJobCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = services.training_job_create(created_by=request.user, **data.validated_data)
+        return Response(TrainingJobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class TrainingJobDetailView(generics.RetrieveAPIView):
+    permission_classes = [IsCurator]
+    serializer_class = TrainingJobSerializer
+
+    def get_queryset(self):
+        return selectors.training_job_list()
+
+    @extend_schema(tags=TAGS, summary="A training job: progress, loss curve, ETA, metrics, log")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class TrainingJobCancelView(APIView):
+    permission_classes = [IsCurator]
+
+    @extend_schema(tags=TAGS, summary="Cancel a training job (a running one stops at its next step, checkpointed)",
+                   request=None, responses={200: TrainingJobSerializer,
+                                            409: OpenApiResponse(description="Already finished")})
+    def post(self, request, pk: int):
+        job = generics.get_object_or_404(TrainingJob, pk=pk)
+        return Response(TrainingJobSerializer(services.training_job_cancel(job=job)).data)
+
+
+class ModelVersionListCreateView(generics.ListAPIView):
+    permission_classes = [IsCurator]
+    serializer_class = ModelVersionSerializer
+    pagination_class = KeysetPagination
+    filter_backends: list = []
+
+    def get_queryset(self):
+        return selectors.model_version_list()
+
+    @extend_schema(tags=TAGS, summary="Model versions, newest first")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(tags=TAGS, summary="Register a model: a succeeded training job's, or an existing checkpoint "
+                   "directory (model_core or a released HumanAesExpert checkpoint)",
+                   request=ModelVersionRegisterSerializer,
+                   responses={201: ModelVersionSerializer,
+                              400: OpenApiResponse(description="Not a checkpoint directory"),
+                              409: OpenApiResponse(description="The training job did not succeed")})
+    def post(self, request):
+        data = ModelVersionRegisterSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = services.model_version_register(**data.validated_data)
+        return Response(ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class ModelVersionDetailView(generics.RetrieveAPIView):
+    permission_classes = [IsCurator]
+    serializer_class = ModelVersionSerializer
+
+    def get_queryset(self):
+        return selectors.model_version_list()
+
+    @extend_schema(tags=TAGS, summary="A model version with its evaluation report")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class ModelVersionPromoteView(APIView):
+    permission_classes = [IsCurator]
+
+    @extend_schema(tags=TAGS, summary="Promote a model version (exactly one is promoted at a time)", request=None,
+                   responses={200: ModelVersionSerializer,
+                              409: OpenApiResponse(description="Its job failed, checkpoint gone, or another "
+                                                               "promotion is in progress")})
+    def post(self, request, pk: int):
+        version = generics.get_object_or_404(ModelVersion, pk=pk)
+        return Response(ModelVersionSerializer(services.model_version_promote(model_version=version,
+                                                                              user=request.user)).data)
+
+
+class PrescoreRunListCreateView(generics.ListAPIView):
+    permission_classes = [IsCurator]
+    serializer_class = PrescoreRunSerializer
+    pagination_class = KeysetPagination
+    filter_backends: list = []
+
+    def get_queryset(self):
+        return selectors.prescore_run_list()
+
+    @extend_schema(tags=TAGS, summary="Pre-scoring runs, newest first")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(tags=TAGS, summary="Pre-score images with the promoted model (or a named one) on the gpu queue",
+                   request=PrescoreRunCreateSerializer,
+                   responses={201: PrescoreRunSerializer,
+                              400: OpenApiResponse(description="Unknown image ids or no images"),
+                              409: OpenApiResponse(description="No promoted model")})
+    def post(self, request):
+        data = PrescoreRunCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        run = services.prescore_run_create(created_by=request.user, **data.validated_data)
+        return Response(PrescoreRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class PrescoreRunDetailView(generics.RetrieveAPIView):
+    permission_classes = [IsCurator]
+    serializer_class = PrescoreRunSerializer
+
+    def get_queryset(self):
+        return selectors.prescore_run_list()
+
+    @extend_schema(tags=TAGS, summary="A pre-scoring run and its progress")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class PrescoreListView(generics.ListAPIView):
+    permission_classes = [IsCurator]
+    serializer_class = ModelPrescoreSerializer
+    filter_backends: list = []
+
+    def get_queryset(self):
+        raw = self.request.query_params.get("model_version")
+        if raw is None:
+            version = selectors.model_version_promoted()
+            if version is None:
+                raise serializers.ValidationError({"model_version": "no model is promoted; name a model version"})
+        else:
+            if not raw.isdigit():
+                raise serializers.ValidationError({"model_version": "must be a model version id"})
+            version = generics.get_object_or_404(ModelVersion, pk=int(raw))
+        ordering = self.request.query_params.get("ordering", "-metavoter_score")
+        if ordering not in selectors.PRESCORE_ORDERINGS:
+            raise serializers.ValidationError({"ordering": f"must be one of {', '.join(selectors.PRESCORE_ORDERINGS)}"})
+        return selectors.prescore_list(model_version=version, ordering=ordering)
+
+    @extend_schema(tags=TAGS, summary="Pre-scores of one model (default: the promoted one), sortable",
+                   parameters=[OpenApiParameter("model_version", int, required=False),
+                               OpenApiParameter("ordering", str, enum=list(selectors.PRESCORE_ORDERINGS),
+                                                required=False)])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)

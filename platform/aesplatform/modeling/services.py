@@ -1,0 +1,556 @@
+"""Modeling services: training jobs, the model registry (exactly one promoted model) and pre-scoring runs.
+
+Jobs run in the `gpu` queue (workers/modeling.py) and are safe to deliver twice: a per-job advisory lock keeps a
+second delivery from running beside the first; a delivery after a killed worker resumes training from the newest
+checkpoint (model_core resumes from the same output_dir) and pre-scoring from the first image without a score.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage, default_storage
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from aesplatform.catalog.models import Image, ImageStatus
+from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.common.models import DIMENSION_FIELDS, JobState
+from aesplatform.datasets.models import DatasetItem, DatasetState, DatasetVersion, Split
+
+from . import presets
+from .models import ModelBackend, ModelVersion, Prescore, PrescoreRun, TrainingJob
+
+logger = logging.getLogger(__name__)
+
+_LOCK_TRAINING = 7_000_008  # advisory-lock namespaces (exports use 7_000_007)
+_LOCK_PRESCORE = 7_000_009
+_LOCK_PROMOTE = 7_000_010
+LOG_LINES_KEPT = 400
+PROGRESS_MIN_INTERVAL_S = 0.5
+FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+# --- helpers --------------------------------------------------------------------------------------------------
+
+
+def training_root() -> Path:
+    return Path(getattr(settings, "AESP_TRAINING_ROOT", None) or Path(settings.VAR_DIR) / "training").resolve()
+
+
+def image_path(key: str) -> str:
+    """Filesystem path of a stored image (the local storage; other storages need a local cache first)."""
+    storage = default_storage
+    if isinstance(storage, FileSystemStorage):
+        return os.path.join(os.path.abspath(storage.location), key)
+    return storage.path(key)
+
+
+@contextmanager
+def _try_lock(namespace: int, key: int) -> Iterator[bool]:
+    """A session-level PostgreSQL advisory lock held while the block runs (always granted on SQLite)."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [namespace, key])
+        acquired = cursor.fetchone()[0]
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
+
+
+def _try_xact_lock(namespace: int, key: int) -> bool:
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [namespace, key])
+        return bool(cursor.fetchone()[0])
+
+
+# --- training jobs --------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def training_job_create(*, dataset_version: DatasetVersion, preset: str, config: dict | None = None, created_by,
+                        enqueue: bool = True) -> TrainingJob:
+    """Check everything that can be checked before a worker starts, then queue the job on the `gpu` queue."""
+    if dataset_version.state != DatasetState.FROZEN:
+        raise ConflictError(f"{dataset_version} is a draft: freeze it before training on it.", code="not_frozen")
+    n_train = DatasetItem.objects.filter(version=dataset_version, split=Split.TRAIN).count()
+    if n_train < 2:
+        raise ServiceError(f"{dataset_version} has {n_train} training item(s); training needs at least 2.",
+                           code="empty_dataset")
+    resolved = presets.resolve_config(preset=preset, overrides=config)
+    job = TrainingJob(dataset_version=dataset_version, preset=preset, config=resolved, created_by=created_by,
+                      state=JobState.PENDING)
+    job.full_clean()
+    job.save()
+    job.output_dir = str(training_root() / f"job-{job.pk}")
+    job.save(update_fields=["output_dir", "updated_at"])
+    if enqueue:
+        _enqueue_training(job.pk)
+    return job
+
+
+def _enqueue_training(job_id: int) -> None:
+    from workers.modeling import training_job_run as task
+
+    transaction.on_commit(lambda: task.delay(job_id))
+
+
+@transaction.atomic
+def training_job_cancel(*, job: TrainingJob) -> TrainingJob:
+    """Pending: cancelled at once. Running: the trainer stops at its next step, writes a checkpoint, and the job
+    ends cancelled. Finished jobs cannot be cancelled (409)."""
+    job = TrainingJob.objects.select_for_update().get(pk=job.pk)
+    if job.state in FINISHED:
+        raise ConflictError(f"Training job {job.pk} is {job.state}; only pending or running jobs can be cancelled.",
+                            code="already_finished")
+    job.cancel_requested = True
+    if job.state == JobState.PENDING:
+        job.state = JobState.CANCELLED
+        job.finished_at = timezone.now()
+    job.save(update_fields=["cancel_requested", "state", "finished_at", "updated_at"])
+    return job
+
+
+def _training_data(job: TrainingJob, data_dir: Path) -> dict[str, str]:
+    """train.jsonl / test.jsonl of the job's dataset version (absolute image paths), written once, atomically."""
+    from aesplatform.datasets import writers
+
+    files = {split: data_dir / name for split, name in writers.TRAINING_FILES.items()}
+    if all(p.is_file() for p in files.values()):
+        return {k: str(v) for k, v in files.items()}
+    tmp = data_dir.with_name(data_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    handles = {split: open(tmp / files[split].name, "w") for split in files}
+    try:
+        rows = (DatasetItem.objects.filter(version_id=job.dataset_version_id).order_by("id")
+                .values_list("split", "is_expert", "source", "image__sha256", "image__file", "image__file_size",
+                             *DIMENSION_FIELDS).iterator(chunk_size=2000))
+        for split, is_expert, source, sha, key, size, *scores in rows:
+            row = writers.ExportRow(image_name=os.path.basename(key), image_sha256=sha, image_file=key,
+                                    image_size=size, source=source, split=split, is_expert=is_expert,
+                                    scores=tuple(scores))
+            handles[split].write(writers.dumps(writers.training_record(row, image_path=image_path(key))) + "\n")
+    finally:
+        for handle in handles.values():
+            handle.close()
+    shutil.rmtree(data_dir, ignore_errors=True)
+    os.replace(tmp, data_dir)
+    return {k: str(v) for k, v in files.items()}
+
+
+class _JobReporter:
+    """Progress callback and stop flag of one training job, writing to the database at most every 0.5 s."""
+
+    def __init__(self, job: TrainingJob) -> None:
+        self.job_id = job.pk
+        self.curve: list[list[float]] = [list(p) for p in job.loss_curve]
+        self.lines: list[str] = job.log.splitlines()
+        self.last_stop_check = 0.0
+        self.stop = False
+
+    def log(self, message: str) -> None:
+        self.lines.append(f"{timezone.now():%Y-%m-%d %H:%M:%S} {message}")
+        self.lines = self.lines[-LOG_LINES_KEPT:]
+        TrainingJob.objects.filter(pk=self.job_id).update(log="\n".join(self.lines), updated_at=timezone.now())
+
+    def progress(self, p) -> None:
+        fields: dict[str, Any] = {"updated_at": timezone.now()}
+        if p.stage == "train":
+            self.curve = [pt for pt in self.curve if pt[0] < p.step]
+            if p.loss is not None:
+                self.curve.append([p.step, round(float(p.loss), 6)])
+            fields.update(step=min(p.step, p.total_steps), total_steps=p.total_steps, loss=p.loss,
+                          eta_seconds=p.eta_s, loss_curve=self.curve)
+            losses = " ".join(f"{k}={v:.4f}" for k, v in p.losses.items())
+            self.lines.append(f"{timezone.now():%Y-%m-%d %H:%M:%S} step {p.step}/{p.total_steps} epoch {p.epoch:.2f} "
+                              f"{losses} lr={p.lr:.2e}" + (f" {p.images_per_s:.1f} img/s" if p.images_per_s else ""))
+        else:
+            fields.update(eta_seconds=p.eta_s)
+            self.lines.append(f"{timezone.now():%Y-%m-%d %H:%M:%S} stage {p.stage}")
+        self.lines = self.lines[-LOG_LINES_KEPT:]
+        fields["log"] = "\n".join(self.lines)
+        TrainingJob.objects.filter(pk=self.job_id).update(**fields)
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if not self.stop and now - self.last_stop_check >= PROGRESS_MIN_INTERVAL_S:
+            self.last_stop_check = now
+            self.stop = TrainingJob.objects.filter(pk=self.job_id, cancel_requested=True).exists()
+        return self.stop
+
+
+def _claim_training(job_id: int) -> TrainingJob | None:
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.state in FINISHED:
+            return None
+        if job.cancel_requested:
+            job.state, job.finished_at = JobState.CANCELLED, timezone.now()
+            job.save(update_fields=["state", "finished_at", "updated_at"])
+            return None
+        resumed = job.state == JobState.RUNNING
+        job.state = JobState.RUNNING
+        job.started_at = job.started_at or timezone.now()
+        job.save(update_fields=["state", "started_at", "updated_at"])
+    job.resumed = resumed  # type: ignore[attr-defined]
+    return job
+
+
+def training_job_run(*, job_id: int) -> TrainingJob | None:
+    """Run (or resume) a training job: write its data, train, evaluate on the test split, register the model.
+
+    Returns None when there is nothing to do (finished, missing, or another delivery is running it)."""
+    with _try_lock(_LOCK_TRAINING, job_id) as acquired:
+        if not acquired:
+            logger.info("training job %s is being run by another delivery", job_id)
+            return None
+        job = _claim_training(job_id)
+        if job is None:
+            return TrainingJob.objects.filter(pk=job_id).first()
+        reporter = _JobReporter(job)
+        reporter.log(("resuming after an interrupted run" if job.resumed else "started") +
+                     f" (preset {job.preset}, dataset {job.dataset_version})")
+        try:
+            from model_core.training import TrainingStopped, train
+
+            output = Path(job.output_dir)
+            data = _training_data(job, output / "data")
+            config = presets.train_config(job.config, data=data["train"], output_dir=str(output / "run"))
+            result = train(config, progress_callback=reporter.progress, should_stop=reporter.should_stop)
+            reporter.log(f"training done in {result.elapsed_s:.0f} s ({result.steps} steps"
+                         + (f", resumed from step {result.resumed_from}" if result.resumed_from else "") + ")")
+            metrics = _evaluate(job, result, data, reporter)
+        except TrainingStopped as exc:
+            reporter.log(f"cancelled: {exc}")
+            TrainingJob.objects.filter(pk=job_id).update(state=JobState.CANCELLED, finished_at=timezone.now(),
+                                                         eta_seconds=None, updated_at=timezone.now())
+            return TrainingJob.objects.get(pk=job_id)
+        except Exception as exc:  # noqa: BLE001 - any failure ends the job with its message and traceback
+            logger.exception("training job %s failed", job_id)
+            reporter.lines.extend(traceback.format_exc().splitlines()[-30:])
+            reporter.log(f"failed: {exc}")
+            TrainingJob.objects.filter(pk=job_id).update(state=JobState.FAILED, error=f"{type(exc).__name__}: {exc}",
+                                                         finished_at=timezone.now(), eta_seconds=None,
+                                                         updated_at=timezone.now())
+            return TrainingJob.objects.get(pk=job_id)
+        with transaction.atomic():
+            job = TrainingJob.objects.select_for_update().get(pk=job_id)
+            job.metrics = metrics
+            job.state = JobState.SUCCEEDED
+            job.finished_at = timezone.now()
+            job.eta_seconds = 0.0
+            job.step = job.total_steps
+            job.save()
+            if not ModelVersion.objects.filter(training_job=job).exists():
+                model_version_register(training_job=job)
+        reporter.log("registered as a model version")
+        return job
+
+
+def _evaluate(job: TrainingJob, result, data: dict[str, str], reporter: _JobReporter) -> list[dict]:
+    """Evaluation report on the version's test split (per head and dimension) + model_core's plots."""
+    from model_core.evaluation import evaluate
+    from model_core.model import load_model
+
+    entry: dict[str, Any] = {"stage": "final", "steps": result.steps, "holdout": result.holdout,
+                             "metavoter_fit": result.metavoter, "train_history_tail": result.history[-5:]}
+    if Path(data["test"]).stat().st_size == 0:
+        reporter.log("the dataset version has no test items: no evaluation report")
+        return [entry]
+    reporter.log("evaluating on the test split")
+    model = load_model(result.final_checkpoint, device=job.config["train"].get("device", "auto"),
+                       precision=job.config["train"].get("precision", "auto"))
+    report_dir = Path(job.output_dir) / "evaluation"
+    report = evaluate(model, data["test"], split="test", max_tiles=job.config["train"].get("max_tiles", 1),
+                      output_dir=report_dir, num_workers=0)
+    entry["report"] = json.loads((report_dir / "report.json").read_text())
+    entry["report_dir"] = str(report_dir)
+    overall = {head: m.get("plcc") for head, m in report.overall.items()}
+    reporter.log("test PLCC " + ", ".join(f"{h}={v:.3f}" for h, v in overall.items() if v is not None))
+    return [entry]
+
+
+# --- model registry -------------------------------------------------------------------------------------------
+
+
+def _unique_name(base: str) -> str:
+    name, n = base, 1
+    while ModelVersion.objects.filter(name=name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def _detect_backend(path: Path) -> tuple[str, dict]:
+    """model_core checkpoint (config.json with its format) or a released HumanAesExpert (remote-code) directory."""
+    from model_core.model import CHECKPOINT_FORMAT, ModelLoadError, read_checkpoint_config
+
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ServiceError(f"{path} has no config.json: not a model checkpoint directory.", code="not_a_checkpoint")
+    try:
+        payload = json.loads(config_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ServiceError(f"{config_file}: unreadable ({exc}).", code="not_a_checkpoint") from None
+    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+        try:
+            payload = read_checkpoint_config(path)
+        except ModelLoadError as exc:
+            raise ServiceError(str(exc), code="not_a_checkpoint") from None
+        if not (path / "model.safetensors").is_file():
+            raise ServiceError(f"{path}: model.safetensors is missing.", code="not_a_checkpoint")
+        return ModelBackend.MODEL_CORE, payload
+    text = json.dumps(payload) if isinstance(payload, dict) else ""
+    has_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+    if "HumanAesExpert" in text or (isinstance(payload, dict) and payload.get("auto_map") and has_weights):
+        if not has_weights:
+            raise ServiceError(f"{path}: a HumanAesExpert config without weights (*.safetensors).",
+                               code="not_a_checkpoint")
+        keep = {k: payload.get(k) for k in ("architectures", "auto_map", "model_type", "torch_dtype") if k in payload}
+        return ModelBackend.HUMANAESEXPERT, keep
+    raise ServiceError(f"{path}: neither a model_core checkpoint nor a HumanAesExpert (remote code) checkpoint.",
+                       code="not_a_checkpoint")
+
+
+@transaction.atomic
+def model_version_register(*, training_job: TrainingJob | None = None, checkpoint_path: str = "", name: str = "",
+                           dataset_version: DatasetVersion | None = None) -> ModelVersion:
+    """Register a finished job's model (with its evaluation report), or an existing checkpoint directory."""
+    if (training_job is None) == (not checkpoint_path):
+        raise ServiceError("Give either a training job or a checkpoint path.", code="invalid")
+    if training_job is not None:
+        job = TrainingJob.objects.select_for_update().get(pk=training_job.pk)
+        if job.state != JobState.SUCCEEDED:
+            raise ConflictError(f"Training job {job.pk} is {job.state}; only a succeeded job has a model to register.",
+                                code="job_not_succeeded")
+        existing = ModelVersion.objects.filter(training_job=job).first()
+        if existing is not None:
+            return existing
+        final = Path(job.output_dir) / "run" / "final"
+        metrics = job.metrics[-1] if job.metrics else {}
+        version = ModelVersion(
+            name=_unique_name(name or f"{job.preset}-job{job.pk}"), backend=ModelBackend.MODEL_CORE,
+            training_job=job, dataset_version=job.dataset_version, checkpoint_path=str(final),
+            config=job.config, metrics=metrics.get("report", {}) | {"holdout": metrics.get("holdout", {})},
+            report_dir=metrics.get("report_dir", ""),
+        )
+    else:
+        path = Path(checkpoint_path)
+        if not path.is_absolute():
+            raise ServiceError(f"checkpoint_path must be absolute, got {checkpoint_path!r}.", code="invalid_path")
+        if not path.is_dir():
+            raise ServiceError(f"{checkpoint_path} is not a directory on this machine.", code="not_a_checkpoint")
+        backend, config = _detect_backend(path.resolve())
+        report, report_dir = {}, ""
+        for candidate in (path / "report.json", path / "evaluation" / "report.json"):
+            if candidate.is_file():
+                try:
+                    report, report_dir = json.loads(candidate.read_text()), str(candidate.parent)
+                except (OSError, json.JSONDecodeError):
+                    pass
+                break
+        version = ModelVersion(name=_unique_name(name or path.name), backend=backend, checkpoint_path=str(path.resolve()),
+                               config=config, metrics=report, report_dir=report_dir, dataset_version=dataset_version)
+    version.full_clean()
+    version.save()
+    return version
+
+
+@transaction.atomic
+def model_version_promote(*, model_version: ModelVersion, user) -> ModelVersion:
+    """Make this the one promoted model (the previous one is demoted in the same transaction)."""
+    if not _try_xact_lock(_LOCK_PROMOTE, 0):
+        raise ConflictError("Another promotion is in progress; try again in a moment.", code="promotion_in_progress")
+    version = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
+    job = version.training_job
+    if job is not None and job.state != JobState.SUCCEEDED:
+        raise ConflictError(f"{version.name}: its training job {job.pk} is {job.state}; only a model of a succeeded "
+                            "job can be promoted.", code="job_not_succeeded")
+    if not Path(version.checkpoint_path).is_dir():
+        raise ConflictError(f"{version.name}: its checkpoint {version.checkpoint_path} is gone.",
+                            code="checkpoint_missing")
+    if version.promoted:
+        return version
+    ModelVersion.objects.filter(promoted=True).exclude(pk=version.pk).update(promoted=False, updated_at=timezone.now())
+    version.promoted, version.promoted_at, version.promoted_by = True, timezone.now(), user
+    try:
+        with transaction.atomic():
+            version.save(update_fields=["promoted", "promoted_at", "promoted_by", "updated_at"])
+    except IntegrityError:
+        raise ConflictError("Another model was promoted at the same time; reload and try again.",
+                            code="promotion_in_progress") from None
+    return version
+
+
+# --- pre-scoring ----------------------------------------------------------------------------------------------
+
+
+def _promoted() -> ModelVersion | None:
+    return ModelVersion.objects.filter(promoted=True).first()
+
+
+@transaction.atomic
+def prescore_run_create(*, created_by, image_ids: list[int] | None = None, model_version: ModelVersion | None = None,
+                        max_tiles: int = 1, batch_size: int = 32, enqueue: bool = True) -> PrescoreRun:
+    """Queue a pre-scoring pass (default model: the promoted one; default images: every approved image)."""
+    model_version = model_version or _promoted()
+    if model_version is None:
+        raise ConflictError("No model is promoted: promote a model version (or name one) before pre-scoring.",
+                            code="no_promoted_model")
+    if not 1 <= max_tiles <= 12:
+        raise ServiceError("max_tiles must be between 1 and 12.", code="invalid")
+    if not 1 <= batch_size <= 1024:
+        raise ServiceError("batch_size must be between 1 and 1024.", code="invalid")
+    image_ids = sorted(set(image_ids or []))
+    if image_ids:
+        found = set(Image.objects.filter(pk__in=image_ids).values_list("pk", flat=True))
+        missing = [i for i in image_ids if i not in found]
+        if missing:
+            raise ServiceError(f"{len(missing)} unknown image id(s): {', '.join(map(str, missing[:10]))}.",
+                               code="unknown_images")
+        total = len(image_ids)
+    else:
+        total = _default_images().count()
+        if total == 0:
+            raise ServiceError("No approved images to pre-score; choose images or approve some first.",
+                               code="no_images")
+    run = PrescoreRun(model_version=model_version, image_ids=image_ids, total=total, max_tiles=max_tiles,
+                      batch_size=batch_size, created_by=created_by)
+    run.full_clean()
+    run.save()
+    if enqueue:
+        run_id = run.pk
+        from workers.modeling import prescore_run_execute as task
+
+        transaction.on_commit(lambda: task.delay(run_id))
+    return run
+
+
+def _default_images():
+    return Image.objects.filter(status__in=[ImageStatus.APPROVED, ImageStatus.IN_CAMPAIGN])
+
+
+def _run_images(run: PrescoreRun):
+    return Image.objects.filter(pk__in=run.image_ids) if run.image_ids else _default_images()
+
+
+_SCORERS: dict[int, Any] = {}
+
+
+def load_scorer(model_version: ModelVersion, *, device: str = "auto"):
+    """The model of a version, cached per process (a worker scores many runs with the same promoted model)."""
+    cached = _SCORERS.get(model_version.pk)
+    if cached is not None:
+        return cached
+    if model_version.backend == ModelBackend.HUMANAESEXPERT:
+        from model_core.scoring import RemoteCodeScorer
+
+        scorer = RemoteCodeScorer(model_version.checkpoint_path, device=device)
+    else:
+        from model_core.model import load_model
+
+        scorer = load_model(model_version.checkpoint_path, device=device, precision="auto")
+    _SCORERS.clear()
+    _SCORERS[model_version.pk] = scorer
+    return scorer
+
+
+def _clip(value: float | None) -> float | None:
+    if value is None or value != value:  # None or NaN
+        return None
+    return min(1.0, max(0.0, float(value)))
+
+
+def prescore_rows(model_version_id: int, images: list[tuple[int, str]], scores) -> list[Prescore]:
+    """Prescore rows from model_core ImageScores; every score clipped into [0, 1] (the DB CHECKs)."""
+    rows = []
+    for (image_id, _), s in zip(images, scores):
+        if s.error or s.metavoter_score is None:
+            continue
+        expert = [_clip(v) for v in (s.expert_scores or [None] * len(DIMENSION_FIELDS))]
+        lm = _clip(s.lm_score)
+        regression = _clip(s.regression_score)
+        mv = _clip(s.metavoter_score)
+        heads = [v for v in (lm, regression, expert[-1]) if v is not None]
+        row = Prescore(image_id=image_id, model_version_id=model_version_id, metavoter_score=mv,
+                       lm_score=lm if lm is not None else mv, regression_score=regression if regression is not None
+                       else (sum(heads) / len(heads) if heads else mv),
+                       uncertainty=max(0.0, float(s.uncertainty or 0.0)))
+        row.set_scores(dict(zip(DIMENSION_FIELDS, expert)))
+        rows.append(row)
+    return rows
+
+
+def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | None:
+    """Score, batch by batch, the run's images that this model has not scored yet. Resumable and idempotent."""
+    with _try_lock(_LOCK_PRESCORE, run_id) as acquired:
+        if not acquired:
+            return None
+        with transaction.atomic():
+            run = PrescoreRun.objects.select_for_update().select_related("model_version").filter(pk=run_id).first()
+            if run is None or run.state in FINISHED:
+                return run
+            run.state = JobState.RUNNING
+            run.save(update_fields=["state", "updated_at"])
+        version = run.model_version
+        try:
+            scorer = load_scorer(version, device=device)
+            todo = (_run_images(run).exclude(prescores__model_version=version).exclude(status=ImageStatus.BROKEN)
+                    .order_by("id")
+                    .values_list("id", "file"))
+            while True:
+                if PrescoreRun.objects.filter(pk=run_id, state=JobState.CANCELLED).exists():
+                    return PrescoreRun.objects.get(pk=run_id)
+                # Fetch a chunk of several batches at once; score them in one call (the batches stay run.batch_size).
+                chunk = [(i, image_path(key)) for i, key in todo[: run.batch_size * 8]]
+                if not chunk:
+                    break
+                _score_chunk(run, version, scorer, chunk)
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("prescore run %s failed", run_id)
+            PrescoreRun.objects.filter(pk=run_id).update(state=JobState.FAILED, error=f"{type(exc).__name__}: {exc}",
+                                                         finished_at=timezone.now(), updated_at=timezone.now())
+            return PrescoreRun.objects.get(pk=run_id)
+        done = _run_images(run).filter(prescores__model_version=version).count()
+        PrescoreRun.objects.filter(pk=run_id).update(state=JobState.SUCCEEDED, processed=min(done, run.total),
+                                                     finished_at=timezone.now(), updated_at=timezone.now())
+        return PrescoreRun.objects.get(pk=run_id)
+
+
+def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tuple[int, str]]) -> None:
+    paths = [p for _, p in chunk]
+    if version.backend == ModelBackend.HUMANAESEXPERT:
+        scores = scorer.score_images(paths, on_bad_image="skip")
+    else:
+        from model_core.scoring import score_images
+
+        scores = score_images(scorer, paths, max_tiles=run.max_tiles, batch_size=run.batch_size, num_workers=0,
+                              on_bad_image="skip")
+    rows = prescore_rows(version.pk, chunk, scores)
+    failed = [image_id for (image_id, _), s in zip(chunk, scores) if s.error or s.metavoter_score is None]
+    with transaction.atomic():
+        Prescore.objects.bulk_create(rows, ignore_conflicts=True)
+        if failed:
+            # Unreadable files: marked broken, so the run does not try them forever.
+            Image.objects.filter(pk__in=failed).update(status=ImageStatus.BROKEN)
+        done = _run_images(run).filter(prescores__model_version=version).count()
+        PrescoreRun.objects.filter(pk=run.pk).update(processed=min(done, run.total), updated_at=timezone.now())
+    if failed:
+        logger.warning("prescore run %s: %d unreadable image(s) marked broken", run.pk, len(failed))

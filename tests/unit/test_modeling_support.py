@@ -1,0 +1,118 @@
+"""Helpers of the modeling tests (synthetic images stored as catalog images, frozen dataset versions), and the
+unit tests of the pure parts: clipping into [0, 1], histograms, presets."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from aesplatform.common.exceptions import ServiceError
+from aesplatform.common.models import DIMENSION_FIELDS
+from tests import factories
+from tests.curation_support import stored_image
+
+
+def synthetic_images(count: int, *, seed: int = 0, size=(64, 64), **kwargs) -> list[tuple]:
+    """(Image row, 12 scores) for `count` synthetic images stored in default storage."""
+    from model_core.synthetic import generate_image
+
+    out = []
+    for i in range(count):
+        image, scores = generate_image(rng=np.random.default_rng([seed, 7, i]), size=size)
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG", compress_level=1)
+        out.append((stored_image(buffer.getvalue(), source="synthetic", format="PNG", **kwargs), scores))
+    return out
+
+
+def frozen_version(images: list[tuple], *, test_every: int = 5, user=None, name: str = "synthetic"):
+    """A frozen DatasetVersion holding the images (every `test_every`-th in test; even ones expert)."""
+    from aesplatform.datasets.models import DatasetItem, DatasetVersion
+
+    user = user or factories.curator()
+    version = DatasetVersion.objects.create(name=name, version=DatasetVersion.objects.filter(name=name).count() + 1,
+                                            created_by=user)
+    items = []
+    for i, (image, scores) in enumerate(images):
+        expert = i % 2 == 0
+        values = dict(zip(DIMENSION_FIELDS, scores if expert else [None] * 11 + [scores[-1]]))
+        items.append(DatasetItem(version=version, image=image, split="test" if i % test_every == 0 else "train",
+                                 is_expert=expert, source="synthetic", rating_count=1, **values))
+    DatasetItem.objects.bulk_create(items)
+    version.state, version.frozen_at = "frozen", timezone.now()
+    version.counts = {"total": len(items)}
+    version.save()
+    return version
+
+
+def draft_version(user=None):
+    from aesplatform.datasets.models import DatasetVersion
+
+    return DatasetVersion.objects.create(name="draft", version=1, created_by=user or factories.curator())
+
+
+FAST = {"max_steps": 2, "batch_size": 4, "checkpoint_every": 1, "log_every": 1, "metavoter_steps": 20}
+
+
+# --- unit tests -------------------------------------------------------------------------------------------------
+
+
+def test_prescore_rows_clip_every_score_into_unit_range():
+    from model_core.scoring import ImageScore
+
+    from aesplatform.modeling.services import prescore_rows
+
+    scores = [ImageScore(path="a", lm_score=1.3, regression_score=-0.2, expert_scores=[1.5] * 11 + [-0.1],
+                         metavoter_score=1.01, uncertainty=0.3),
+              ImageScore(path="b", error="unreadable")]
+    rows = prescore_rows(5, [(1, "a"), (2, "b")], scores)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row.lm_score, row.regression_score, row.metavoter_score) == (1.0, 0.0, 1.0)
+    assert row.scores_list() == [1.0] * 11 + [0.0]
+    assert row.image_id == 1 and row.model_version_id == 5
+
+
+def test_remote_code_scores_without_regression_head_fall_back_to_the_other_heads():
+    from model_core.scoring import ImageScore
+
+    from aesplatform.modeling.services import prescore_rows
+
+    row = prescore_rows(1, [(1, "a")], [ImageScore(path="a", lm_score=0.4, expert_scores=[0.6] * 12,
+                                                   metavoter_score=0.5)])[0]
+    assert row.regression_score == pytest.approx(0.5) and row.uncertainty == 0.0
+
+
+def test_histogram_counts_edges():
+    from aesplatform.modeling.selectors import histogram
+
+    assert histogram([0.0, 0.04, 0.05, 0.999, 1.0], bins=20) == [2, 1] + [0] * 17 + [2]
+
+
+@pytest.mark.parametrize("preset,overrides,code", [
+    ("huge", {}, "unknown_preset"),
+    ("tiny-cpu", {"learning_rate": 1}, "unknown_config_key"),
+    ("tiny-cpu", {"epochs": "7"}, "invalid_config"),
+    ("tiny-cpu", {"batch_size": 0}, "invalid_config"),
+    ("tiny-cpu", {"backbone_path": "/x"}, "invalid_config"),
+    ("1B-LoRA", {}, "backbone_missing"),
+    ("8B-LoRA", {"backbone_path": "/no/such/InternVL2-8B"}, "backbone_missing"),
+])
+def test_bad_presets_and_configs_are_refused(preset, overrides, code):
+    from aesplatform.modeling.presets import resolve_config
+
+    with pytest.raises(ServiceError) as info:
+        resolve_config(preset=preset, overrides=overrides)
+    assert info.value.code == code
+
+
+def test_lora_preset_accepts_a_local_backbone_dir(tmp_path):
+    from aesplatform.modeling.presets import resolve_config
+
+    (tmp_path / "config.json").write_text("{}")
+    config = resolve_config(preset="1B-LoRA", overrides={"backbone_path": str(tmp_path), "epochs": 2})
+    assert config["model"]["backbone"]["source"] == str(tmp_path)
+    assert config["train"]["epochs"] == 2 and config["model"]["lora"] is not None
