@@ -162,6 +162,7 @@ def test_an_interrupted_job_resumes_from_its_last_checkpoint(curator_client, ver
     job = services.training_job_run(job_id=job_id)
     assert job.state == "succeeded", job.error
     assert "resuming after an interrupted run" in job.log and "resumed from step 2" in job.log
+    assert "continuing from the checkpoint of step 2" in job.log
     assert [p[0] for p in job.loss_curve] == [1, 2, 3, 4]
 
 

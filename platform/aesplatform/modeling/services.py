@@ -196,6 +196,15 @@ class _JobReporter:
         return self.stop
 
 
+def latest_checkpoint_step(job: TrainingJob) -> int | None:
+    """The step of the newest complete checkpoint model_core wrote for this job (training resumes there)."""
+    from model_core.training import CHECKPOINTS_DIR, TRAINER_STATE
+
+    root = Path(job.output_dir) / "run" / CHECKPOINTS_DIR
+    steps = [int(p.name.split("-")[1]) for p in root.glob("step-*") if (p / TRAINER_STATE).is_file()]
+    return max(steps) if steps else None
+
+
 def _claim_training(job_id: int) -> TrainingJob | None:
     with transaction.atomic():
         job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
@@ -225,8 +234,10 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
         if job is None:
             return TrainingJob.objects.filter(pk=job_id).first()
         reporter = _JobReporter(job)
+        checkpoint = latest_checkpoint_step(job)
         reporter.log(("resuming after an interrupted run" if job.resumed else "started") +
-                     f" (preset {job.preset}, dataset {job.dataset_version})")
+                     f" (preset {job.preset}, dataset {job.dataset_version})" +
+                     (f"; continuing from the checkpoint of step {checkpoint}" if checkpoint else ""))
         try:
             from model_core.training import TrainingStopped, train
 
