@@ -261,3 +261,16 @@ def test_two_exports_of_the_same_choice_give_one_result(version, curator, export
     mtime = Path(done.path, "manifest.json").stat().st_mtime_ns
     assert services.export_run(export_id=a.pk).state == "succeeded"
     assert Path(done.path, "manifest.json").stat().st_mtime_ns == mtime
+
+
+def test_the_direct_record_formatting_is_json_dumps_byte_for_byte():
+    from aesplatform.datasets.writers import ExportRow, dumps, humanbeauty_label, humanbeauty_line
+
+    expert = ExportRow("a.png", "a" * 64, "images/a.png", 3, 'Ünï "src"', "test", True,
+                       tuple([1 / 3, 0.0, 1.0, 0.1 + 0.2, 1e-7, 0.5, 0.25, 0.75, 0.999, 0.01, 0.2, 0.6]))
+    overall = ExportRow("b.jpg", "b" * 64, "images/b.jpg", 3, "FFHQ", "train", False, (None,) * 11 + (2 / 3,))
+    for row in (expert, overall):
+        assert humanbeauty_line(row, image_name=row.image_name) == dumps(humanbeauty_label(row))
+        for name in ("HumanBeauty-50K/images/a.png", "x/y"):
+            expected = dumps({**humanbeauty_label(row), "image_name": name, "is_expert": row.is_expert})
+            assert humanbeauty_line(row, image_name=name, is_expert=row.is_expert) == expected

@@ -260,8 +260,9 @@ def archive_response(request, export: Export):
     path = Path(export.archive_path)
     if not path.is_file():
         raise NotFound("The archive file is missing.")
-    digest = (export.manifest or {}).get("archive_sha256", "")
-    etag = f'"export-{export.pk}-{digest[:32] or export.archive_size}"'
+    # The archive is a function of the files, which the manifest's hash covers: a strong validator.
+    digest = (export.manifest or {}).get("manifest_sha256", "")
+    etag = f'"export-{export.pk}-{export.archive_size}-{digest[:32]}"'
     return ranged_file_response(request, path, filename=path.name, etag=etag, content_type="application/x-tar")
 
 

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from django.conf import settings
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from aesplatform.annotation.consensus import METHOD as BT500_METHOD
-from aesplatform.annotation.models import Campaign
+from aesplatform.annotation.models import Campaign, Consensus
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 
@@ -37,6 +36,9 @@ from .splits import assign_splits
 
 logger = logging.getLogger(__name__)
 
+# The campaign consensus method (annotation.consensus.METHOD, "bt500"), read from the model's default so that
+# this module does not import numpy/scipy (100 MB of a worker's memory) just for a name.
+BT500_METHOD = Consensus._meta.get_field("method").default
 CONSENSUS_METHODS = (BT500_METHOD,)
 INSERT_BATCH = 5000
 ITEM_CHUNK = 2000
@@ -348,20 +350,38 @@ def export_rows(version: DatasetVersion) -> Iterator[writers.ExportRow]:
     """The items of a version in export order (overall-only first, then expert; by image sha256), streamed."""
     rows = (
         DatasetItem.objects.filter(version=version).order_by("is_expert", "image__sha256")
-        .values_list("is_expert", "split", "source", "image__sha256", "image__file", *DIMENSION_FIELDS)
+        .values_list("is_expert", "split", "source", "image__sha256", "image__file", "image__file_size",
+                     *DIMENSION_FIELDS)
         .iterator(chunk_size=ITEM_CHUNK)
     )
-    for is_expert, split, source, sha256, file, *scores in rows:
-        extension = Path(file).suffix.lower() or ".jpg"
+    for is_expert, split, source, sha256, file, size, *scores in rows:
+        extension = os.path.splitext(file)[1].lower() or ".jpg"
         yield writers.ExportRow(image_name=f"{sha256}{extension}", image_sha256=sha256, image_file=file,
-                                source=source, split=split, is_expert=is_expert, scores=tuple(scores))
+                                image_size=size, source=source, split=split, is_expert=is_expert,
+                                scores=tuple(scores))
 
 
-def _local_path(key: str) -> str | None:
-    try:
-        return default_storage.path(key)
-    except NotImplementedError:
-        return None
+def _local_path_function():
+    """key -> filesystem path of a stored file, or None for storages without one (S3: images are copied)."""
+    storage = default_storage
+    if isinstance(storage, FileSystemStorage):  # (a LazyObject reports the class it wraps)
+        location = os.path.abspath(storage.location)
+
+        def fast(key: str) -> str:
+            # keys are the catalog's own (images/ab/<sha>.<ext>); anything else goes through the safe join
+            if key.startswith(("/", "\\")) or ".." in key or "\\" in key:
+                return storage.path(key)
+            return f"{location}/{key}"
+
+        return fast
+
+    def generic(key: str) -> str | None:
+        try:
+            return storage.path(key)
+        except NotImplementedError:
+            return None
+
+    return generic
 
 
 def _save_progress(export_id: int, processed: int) -> None:
@@ -455,7 +475,7 @@ def _write_export(export: Export, *, target: Path, temp: Path, archive: Path, te
     options = export.options
     version = export.version
     n_items = int(version.counts.get("total", 0))
-    placer = writers.ImagePlacer(mode=options["images"], local_path=_local_path, open_file=lambda k: default_storage.open(k, "rb"))
+    placer = writers.ImagePlacer(mode=options["images"], local_path=_local_path_function(), open_file=lambda k: default_storage.open(k, "rb"))
     last = [0]
 
     def progress(done: int) -> None:
@@ -471,18 +491,17 @@ def _write_export(export: Export, *, target: Path, temp: Path, archive: Path, te
             temp, rows, placer=placer, progress=progress, final_root=target, image_paths=options["image_paths"],
             prompts=options["prompts"], prompt_seed=options["prompt_seed"],
         )
-    files = writers.fill_sizes(temp, files)
+    files = writers.sort_files(files)
     manifest_entry = writers.write_manifest(temp, export_manifest(export), files)
     files.append(manifest_entry)
     summary = {**export_manifest(export), "files_count": len(files), "manifest_sha256": manifest_entry.sha256,
                "images": placer.counts}
     if options.get("archive"):
         # Written from the temporary directory, before anything is renamed into place.
-        size, digest = writers.write_archive(
+        size = writers.write_archive(
             temp, files, temp_archive, prefix=target.name, progress=lambda done: progress(n_items + done),
         )
         summary["archive_bytes"] = size
-        summary["archive_sha256"] = digest
     if target.exists():  # an empty directory that was there already (checked again: the check above was earlier)
         _check_target_free(target)
         target.rmdir()
