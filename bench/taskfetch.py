@@ -23,7 +23,6 @@ import argparse
 import http.client
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -143,6 +142,10 @@ def load(db_url: str, *, images: int, campaigns: int, annotators: int) -> dict:
             conn.execute(sql)
         indexed_s = time.monotonic() - t0 - loaded_s
         conn.execute("VACUUM (FREEZE, ANALYZE)")
+        try:  # write the loaded pages out now, not during the measurement (commits would wait behind it)
+            conn.execute("CHECKPOINT")
+        except psycopg.Error:
+            pass
         tasks = conn.execute("SELECT count(*) FROM annotation_task").fetchone()[0]
     return {
         "load_s": round(time.monotonic() - t0, 1), "load_rows_s": round(loaded_s, 1), "load_index_s": round(indexed_s, 1),
@@ -357,6 +360,7 @@ def http_cycles(
     cycles = len(latencies)
     busy = (cpu1[3][0] - cpu0[3][0]) / max(cpu1[3][1] - cpu0[3][1], 1.0)
     per_cycle = lambda seconds_: round(seconds_ * 1000 / cycles, 3) if cycles else None  # noqa: E731
+    ours = (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1]) + (cpu1[2] - cpu0[2])
     return {
         "http_clients": clients,
         "gunicorn": f"{workers} workers x {threads} threads ({worker_class})" if worker_class == "gthread" else f"{workers} workers ({worker_class})",
@@ -372,6 +376,8 @@ def http_cycles(
         "cpu_ms_per_cycle_gunicorn": per_cycle(cpu1[1] - cpu0[1]),
         "cpu_ms_per_cycle_postgres": per_cycle(cpu1[2] - cpu0[2]),
         "client_cpu_share": round((cpu1[0] - cpu0[0]) / elapsed / (os.cpu_count() or 1), 3),
+        # what the machine's cores would sustain at these CPU costs if nothing else ran on them (an estimate)
+        "cpu_bound_cycles_per_s": round((os.cpu_count() or 1) * cycles / ours, 1) if ours else None,
         "machine_busy_share": round(busy, 3),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in load_after],
