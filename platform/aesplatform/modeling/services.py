@@ -127,9 +127,30 @@ def training_job_cancel(*, job: TrainingJob) -> TrainingJob:
     return job
 
 
-def _training_data(job: TrainingJob, data_dir: Path) -> dict[str, str]:
-    """train.jsonl / test.jsonl of the job's dataset version (absolute image paths), written once, atomically."""
+def _export_files(job: TrainingJob) -> dict[str, str] | None:
+    """The train/test jsonl of a finished training-jsonl export of the job's version (absolute image paths)."""
     from aesplatform.datasets import writers
+    from aesplatform.datasets.models import Export, ExportFormat
+
+    exports = Export.objects.filter(version_id=job.dataset_version_id, format=ExportFormat.TRAINING_JSONL,
+                                    state=JobState.SUCCEEDED).order_by("-id")
+    for export in exports:
+        if export.options.get("image_paths", "absolute") != "absolute" or not export.path:
+            continue
+        files = {split: Path(export.path) / name for split, name in writers.TRAINING_FILES.items()}
+        if all(p.is_file() for p in files.values()):
+            return {k: str(v) for k, v in files.items()}
+    return None
+
+
+def _training_data(job: TrainingJob, data_dir: Path) -> dict[str, str]:
+    """The version's train.jsonl / test.jsonl: those of its training-jsonl export when one exists, else written
+    here once, atomically, from the frozen items (absolute paths to the stored images)."""
+    from aesplatform.datasets import writers
+
+    exported = _export_files(job)
+    if exported is not None:
+        return exported
 
     files = {split: data_dir / name for split, name in writers.TRAINING_FILES.items()}
     if all(p.is_file() for p in files.values()):
@@ -243,6 +264,7 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
 
             output = Path(job.output_dir)
             data = _training_data(job, output / "data")
+            reporter.log(f"training data: {data['train']}")
             config = presets.train_config(job.config, data=data["train"], output_dir=str(output / "run"))
             result = train(config, progress_callback=reporter.progress, should_stop=reporter.should_stop)
             reporter.log(f"training done in {result.elapsed_s:.0f} s ({result.steps} steps"
