@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 # Inside the test's transaction every service transaction is a SAVEPOINT + RELEASE (2 statements); in production
 # they are BEGIN + COMMIT instead.
-NEXT_TASK_MAX_QUERIES = 9  # token+roles, campaign+membership, expire, own live leases, task, counter, insert (+2)
+NEXT_TASK_MAX_QUERIES = 8  # token+roles, campaign+membership+own live leases, expire, task, counter, insert (+2)
 SUBMIT_MAX_QUERIES = 7  # token+roles, lock the lease, task counters, insert, lease state (+2)
 
 
@@ -219,6 +219,10 @@ def test_hot_path_sql_reads_the_same_rows_as_the_orm():
     c = locked.task.campaign
     assert (c.pk, c.mode, c.state, c.redundancy, c.lease_seconds) == (campaign.id, "expert", "active", 2, campaign.lease_seconds)
     assert hotpath.live_lease_ids(campaign_id=campaign.id, annotator_id=a.id, now=timezone.now()) == [lease.id]
+    read, member, live = hotpath.campaign_for_next_task(campaign_id=campaign.id, user_id=a.id, now=timezone.now())
+    assert read == campaign and read.mode == "expert" and member is True and live == [lease.id]
+    assert hotpath.campaign_for_next_task(campaign_id=campaign.id, user_id=b.id, now=timezone.now())[1:] == (False, [])
+    assert hotpath.campaign_for_next_task(campaign_id=999999, user_id=a.id, now=timezone.now()) is None
     later = timezone.now() + timezone.timedelta(seconds=campaign.lease_seconds + 1)
     assert hotpath.live_lease_ids(campaign_id=campaign.id, annotator_id=a.id, now=later) == []
     assert hotpath.expired_leases_locked(now=later, limit=10) == [(lease.id, lease.task_id)]
@@ -230,3 +234,18 @@ def test_hot_path_sql_reads_the_same_rows_as_the_orm():
     )
     fresh = Annotation.objects.select_related("task").get(pk=annotation.pk)
     assert hotpath.annotation_payload(annotation) == AnnotationSerializer(fresh).data
+
+
+def test_a_lease_that_ended_after_the_campaign_read_is_not_resumed():
+    """task_lease_next trusts the live leases read with the campaign only for "nothing to resume, below the cap"."""
+    from aesplatform.annotation import selectors
+
+    ann = factories.annotator()
+    campaign = campaign_for([ann], images=3)
+    first = services.task_lease_next(campaign=campaign, annotator=ann)
+    read = selectors.campaign_for_lease(campaign_id=campaign.id, user=ann)
+    assert read.live_leases_read == (ann.id, [first.id])
+    # the lease ends in between (its time is up when the service runs)
+    later = timezone.now() + timezone.timedelta(seconds=campaign.lease_seconds + 1)
+    nxt = services.task_lease_next(campaign=read, annotator=ann, now=later)
+    assert nxt.id != first.id and Assignment.objects.get(pk=first.id).state == AssignmentState.EXPIRED

@@ -158,6 +158,23 @@ def campaign_with_membership(*, campaign_id: int, user_id: int) -> tuple[Campaig
 
 
 @cache
+def _campaign_for_next_sql(vendor: str) -> str:
+    # the campaign, the membership, and the caller's live leases in it (one row each, or one row with NULL)
+    return _campaign_sql(vendor).replace(
+        f" FROM {_table(Campaign)} c ", f", l.id FROM {_table(Campaign)} c LEFT JOIN ({_live_sql(vendor)}) l ON 1 = 1 ", 1
+    ) + " ORDER BY l.id"
+
+
+def campaign_for_next_task(*, campaign_id: int, user_id: int, now) -> tuple[Campaign, bool, list[int]] | None:
+    """(campaign, whether the user is one of its annotators, ids of the user's leases in it live at `now`)."""
+    rows = _fetch(_campaign_for_next_sql(connection.vendor), [user_id, campaign_id, user_id, _dt(now), campaign_id])
+    if not rows:
+        return None
+    n = len(_CAMPAIGN)
+    return _CAMPAIGN.build(rows[0][:n]), bool(rows[0][n]), [r[n + 1] for r in rows if r[n + 1] is not None]
+
+
+@cache
 def _expired_sql(vendor: str) -> str:
     return (
         f"SELECT a.{_col(Assignment, 'id')}, a.{_col(Assignment, 'task')} FROM {_table(Assignment)} a "

@@ -9,6 +9,7 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncHour
+from django.utils import timezone
 
 from aesplatform.accounts.roles import Role, user_has_role
 from model_core.standard import DIMENSIONS, OVERALL
@@ -39,12 +40,14 @@ def campaigns_visible_to(*, user) -> QuerySet[Campaign]:
 
 
 def campaign_for_lease(*, campaign_id: int, user) -> Campaign | None:
-    """The campaign with whether `user` is one of its annotators, in one query (the next-task hot path)."""
-    found = hotpath.campaign_with_membership(campaign_id=campaign_id, user_id=user.pk)
+    """The campaign with whether `user` is one of its annotators and the user's live leases in it, in one query
+    (the next-task hot path; services.task_lease_next reads both instead of asking again)."""
+    found = hotpath.campaign_for_next_task(campaign_id=campaign_id, user_id=user.pk, now=timezone.now())
     if found is None:
         return None
-    campaign, member = found
-    campaign.membership_checked = (user.pk, member)  # read by services._check_annotator_in
+    campaign, member, live = found
+    campaign.membership_checked = (user.pk, member)
+    campaign.live_leases_read = (user.pk, live)
     return campaign
 
 

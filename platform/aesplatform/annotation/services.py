@@ -255,8 +255,16 @@ def task_lease_next(*, campaign: Campaign, annotator, held: list[int] | tuple = 
     _check_annotator_in(campaign, annotator)
     leases_expire(now=now)
 
-    live = hotpath.live_lease_ids(campaign_id=campaign.pk, annotator_id=annotator.pk, now=now)
     held_ids = {int(h) for h in held}
+    # The caller's live leases as selectors.campaign_for_lease read them just before: a superset of those live now
+    # (leases only end with time), so "nothing to resume, below the cap" holds now too. Anything else (a lease to
+    # resume, the cap) is decided on a read inside this transaction.
+    known = getattr(campaign, "live_leases_read", None)
+    live = known[1] if known and known[0] == annotator.pk else None
+    if live is not None and (len(live) >= MAX_LIVE_LEASES or any(i not in held_ids for i in live)):
+        live = None
+    if live is None:
+        live = hotpath.live_lease_ids(campaign_id=campaign.pk, annotator_id=annotator.pk, now=now)
     for assignment_id in live:
         if assignment_id not in held_ids:
             # a reload resumes the same image (rare: read it with what the response needs)
