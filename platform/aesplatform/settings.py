@@ -160,6 +160,9 @@ AESP_IMPORT = {
     # Server-side folder and zip imports may only read below these roots (path traversal is refused).
     "ALLOWED_ROOTS": [Path(p) for p in env.list("AESP_IMPORT_ROOTS", default=[str(VAR_DIR / "incoming")])],
 }
+# Dataset exports: written below AESP_EXPORT_ROOT by default; a target_dir may also lie below AESP_EXPORT_ROOTS.
+AESP_EXPORT_ROOT = Path(env.str("AESP_EXPORT_ROOT", default=str(VAR_DIR / "exports")))
+AESP_EXPORT_ROOTS = [Path(p) for p in env.list("AESP_EXPORT_ROOTS", default=[])]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -188,6 +191,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Enums of fields that share a name across apps (state, kind, format, split) get explicit names; the first
+    # two keep the names they had before datasets' enums joined the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "KindEnum": "aesplatform.catalog.models.ImportKind",
+        "StateEnum": "aesplatform.annotation.models.CampaignState",
+        "DatasetVersionStateEnum": "aesplatform.datasets.models.DatasetState",
+        "DatasetKindEnum": "aesplatform.datasets.models.DatasetKind",
+        "DatasetSplitEnum": "aesplatform.datasets.models.Split",
+        "ExportFormatEnum": "aesplatform.datasets.models.ExportFormat",
+    },
 }
 
 # Celery: JSON only, late acks (a killed worker's task is redelivered), results stored, two queues.

@@ -40,16 +40,12 @@ class ItemPagination(KeysetPagination):
 # --- serializers ----------------------------------------------------------------------------------------------
 
 
-# `state` and `kind` are plain strings in the schema: an enum of that name in another app's components already
-# (import kinds, job states), and drf-spectacular names shared property names by hash with a warning.
-_VERSION_STATES = "draft | frozen"
+# `state`, `kind`, `format` and `split` are enums in the schema, named by SPECTACULAR_SETTINGS'
+# ENUM_NAME_OVERRIDES (DatasetVersionStateEnum, DatasetKindEnum, ...): other apps have fields of the same names.
 _KINDS = " | ".join(DatasetKind.values)
-_JOB_STATES = "pending | running | succeeded | failed | cancelled"
 
 
 class DatasetVersionSerializer(serializers.ModelSerializer):
-    state = serializers.CharField(read_only=True, help_text=_VERSION_STATES)
-    kind = serializers.CharField(read_only=True, help_text=_KINDS)
     campaigns = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
     created_by = serializers.CharField(source="created_by.username", read_only=True)
 
@@ -92,7 +88,6 @@ class DatasetItemSerializer(serializers.ModelSerializer):
 
 
 class ExportSerializer(serializers.ModelSerializer):
-    state = serializers.CharField(read_only=True, help_text=_JOB_STATES)
     version = serializers.PrimaryKeyRelatedField(read_only=True)
     created_by = serializers.CharField(source="created_by.username", read_only=True)
     download_url = serializers.SerializerMethodField()

@@ -201,15 +201,11 @@ OPTION_HELP = {
 
 def export_roots() -> list[Path]:
     """Where exports may be written: the default root and any configured AESP_EXPORT_ROOTS."""
-    extra = getattr(settings, "AESP_EXPORT_ROOTS", None)
-    if extra is None:
-        extra = [p for p in os.environ.get("AESP_EXPORT_ROOTS", "").split(",") if p.strip()]
-    return [export_root(), *[Path(p).resolve() for p in extra]]
+    return [export_root(), *[Path(p).resolve() for p in settings.AESP_EXPORT_ROOTS]]
 
 
 def export_root() -> Path:
-    root = getattr(settings, "AESP_EXPORT_ROOT", None) or Path(settings.VAR_DIR) / "exports"
-    return Path(root).resolve()
+    return Path(settings.AESP_EXPORT_ROOT).resolve()
 
 
 def export_options_normalize(*, format: str, options: dict | None, version: DatasetVersion) -> dict:
