@@ -193,3 +193,83 @@ def test_the_database_refuses_changes_to_a_frozen_version(curator):
     # a draft can still be edited and deleted
     DatasetItem.objects.filter(pk=draft_item.pk).update(comprehensive=0.7)
     draft.delete()
+
+
+def test_the_database_refuses_bulk_writes_into_a_frozen_version(curator):
+    """The item triggers run per statement (migration 0003 on PostgreSQL): a COPY or a multi-row INSERT that
+    touches a frozen version anywhere is refused as a whole; the same into a draft goes through."""
+    from django.db import connection
+
+    labelled_set(4, 2)
+    version = freeze(curator)
+    draft = services.dataset_version_create(created_by=curator, name="draft")
+    a, b = make_image(97), make_image(98)
+    table = DatasetItem._meta.db_table
+    insert = (f"INSERT INTO {table} (version_id, image_id, split, is_expert, source, rating_count, comprehensive) "
+              "VALUES (%s, %s, 'train', false, 'x', 1, 0.5), (%s, %s, 'train', false, 'x', 1, 0.5)")
+
+    def run(sql, params):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+    _refused(lambda: run(insert, [draft.pk, a.pk, version.pk, b.pk]))
+    if connection.vendor == "postgresql":
+        def copy(version_id):
+            with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(
+                f"COPY {table} (version_id, image_id, split, is_expert, source, rating_count, comprehensive) "
+                "FROM STDIN"
+            ) as stream:
+                stream.write_row((version_id, a.pk, "train", False, "x", 1, 0.5))
+
+        _refused(lambda: copy(version.pk))
+        copy(draft.pk)
+    _refused(lambda: DatasetItem.objects.filter(version__in=[draft, version]).update(rating_count=3))
+    _refused(lambda: DatasetItem.objects.filter(version__in=[draft, version]).delete())
+    assert version.items.count() == 6
+    run(insert.replace("(%s, %s, 'train', false, 'x', 1, 0.5), ", ""), [draft.pk, b.pk])
+    assert draft.items.count() == (2 if connection.vendor == "postgresql" else 1)
+
+
+SQLITE_CHECK = """
+import django
+django.setup()
+from django.db import IntegrityError, transaction
+from aesplatform.datasets import services
+from aesplatform.datasets.models import DatasetItem, DatasetVersion
+from aesplatform.annotation.models import Consensus
+from aesplatform.catalog.models import Image
+from django.contrib.auth import get_user_model
+user = get_user_model().objects.create(username="c")
+image = Image.objects.create(sha256="a" * 64, width=1, height=1, file_size=1, source="s", file="images/aa/a.png")
+Consensus.objects.create(image=image, dimension=11, origin="imported", label_source="s", method="imported",
+                         score=0.5, count=1)
+version = services.dataset_version_freeze(version=services.dataset_version_create(created_by=user, name="v"))
+assert version.items.count() == 1
+refused = 0
+for statement in (lambda: DatasetItem.objects.update(split="test"), lambda: DatasetItem.objects.all().delete(),
+                  lambda: DatasetVersion.objects.update(split_seed=5), lambda: version.delete()):
+    try:
+        with transaction.atomic():
+            statement()
+    except IntegrityError as exc:
+        assert "frozen" in str(exc), exc
+        refused += 1
+print("refused", refused)
+"""
+
+
+def test_sqlite_refuses_changes_to_a_frozen_version_too(tmp_path):
+    """The embedded default database (SQLite) keeps migration 0002's row-level triggers."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DJANGO_ENV": "development", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+           "AESP_VAR_DIR": str(tmp_path / "var"), "DJANGO_SETTINGS_MODULE": "aesplatform.settings",
+           "PYTHONPATH": os.pathsep.join([str(repo / "platform"), str(repo)])}
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=repo, env=env, check=True)
+    done = subprocess.run([sys.executable, "-c", SQLITE_CHECK], cwd=repo, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "refused 4"
