@@ -80,3 +80,7 @@ urlpatterns += [
     path("prescore-runs/<int:pk>/", modeling_api.PrescoreRunDetailView.as_view(), name="api-prescore-run"),
     path("prescores/", modeling_api.PrescoreListView.as_view(), name="api-prescores"),
 ]
+urlpatterns += [
+    path("campaigns/<int:pk>/active-priorities/", modeling_api.CampaignPrioritiesRefreshView.as_view(),
+         name="api-campaign-active-priorities"),
+]

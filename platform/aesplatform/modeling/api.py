@@ -272,3 +272,23 @@ class PrescoreListView(generics.ListAPIView):
                                                 required=False)])
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
+
+
+class CampaignPrioritiesSerializer(serializers.Serializer):
+    campaign = serializers.IntegerField(read_only=True)
+    reordered_tasks = serializers.IntegerField(read_only=True)
+
+
+class CampaignPrioritiesRefreshView(APIView):
+    permission_classes = [IsCurator]
+
+    @extend_schema(tags=TAGS, summary="Re-order an active-learning campaign's open tasks from the promoted model's "
+                   "pre-scores (head disagreement, uncertainty, diversity over CLIP embeddings)", request=None,
+                   responses={200: CampaignPrioritiesSerializer,
+                              409: OpenApiResponse(description="Random-order campaign or no promoted model")})
+    def post(self, request, pk: int):
+        from aesplatform.annotation.models import Campaign
+
+        campaign = generics.get_object_or_404(Campaign, pk=pk)
+        count = services.campaign_priorities_refresh(campaign=campaign)
+        return Response({"campaign": campaign.pk, "reordered_tasks": count})

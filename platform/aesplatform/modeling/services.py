@@ -564,6 +564,12 @@ def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | 
         done = _run_images(run).filter(prescores__model_version=version).count()
         PrescoreRun.objects.filter(pk=run_id).update(state=JobState.SUCCEEDED, processed=min(done, run.total),
                                                      finished_at=timezone.now(), updated_at=timezone.now())
+        if version.promoted:
+            from .active import campaigns_refresh_for_images
+
+            refreshed = campaigns_refresh_for_images(image_ids=run.image_ids or None, model_version=version)
+            logger.info("prescore run %s: %d open task(s) of active-learning campaigns re-prioritised", run_id,
+                        refreshed)
         return PrescoreRun.objects.get(pk=run_id)
 
 
@@ -587,3 +593,18 @@ def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tu
         PrescoreRun.objects.filter(pk=run.pk).update(processed=min(done, run.total), updated_at=timezone.now())
     if failed:
         logger.warning("prescore run %s: %d unreadable image(s) marked broken", run.pk, len(failed))
+
+
+def campaign_priorities_refresh(*, campaign, model_version: ModelVersion | None = None) -> int:
+    """Re-order a campaign's open tasks by informativeness (task_order "active"); 409 for a random-order one."""
+    from aesplatform.annotation.models import TaskOrder
+
+    from .active import campaign_priorities_refresh as refresh
+
+    if campaign.task_order != TaskOrder.ACTIVE_LEARNING:
+        raise ConflictError(f"Campaign {campaign.pk} uses task order {campaign.task_order!r}; only 'active' campaigns "
+                            "are ordered by informativeness.", code="not_active_learning")
+    model_version = model_version or _promoted()
+    if model_version is None:
+        raise ConflictError("No model is promoted: there are no pre-scores to order by.", code="no_promoted_model")
+    return refresh(campaign=campaign, model_version=model_version)
