@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
 
 from aesplatform.datasets import services
 from aesplatform.datasets.models import DatasetVersion, Export
-from tests.unit.test_dataset_support import labelled_set
+from tests.unit.test_dataset_support import archive_bytes, labelled_set
 
 pytestmark = pytest.mark.django_db
 
@@ -114,7 +115,8 @@ def test_download_is_streamed_and_resumable_with_range(curator_client, finished_
     assert whole.status_code == 200 and whole.streaming and whole["Accept-Ranges"] == "bytes"
     data = _body(whole)
     assert len(data) == finished_export.archive_size == int(whole["Content-Length"])
-    assert hashlib.sha256(data).hexdigest() == hashlib.sha256(Path(finished_export.archive_path).read_bytes()).hexdigest()
+    assert hashlib.sha256(data).hexdigest() == hashlib.sha256(archive_bytes(finished_export)).hexdigest()
+    assert finished_export.archive_path == ""  # not written by the job: streamed from the export's files
     assert whole["Content-Type"] == "application/x-tar" and "attachment" in whole["Content-Disposition"]
     etag = whole["ETag"]
     # resume after 1000 bytes, guarded by If-Range
@@ -135,9 +137,18 @@ def test_download_is_streamed_and_resumable_with_range(curator_client, finished_
     assert head.status_code == 200 and head["Content-Length"] == str(len(data))
 
 
-def test_a_missing_archive_is_a_404(curator_client, finished_export):
-    Path(finished_export.archive_path).unlink()
-    assert curator_client.get(f"/api/exports/{finished_export.pk}/download/").status_code == 404
+def test_a_missing_or_changed_export_is_a_404(curator_client, finished_export):
+    url = f"/api/exports/{finished_export.pk}/download/"
+    manifest = Path(finished_export.path) / "manifest.json"
+    original = manifest.read_bytes()
+    manifest.write_bytes(original.replace(b'"format"', b'"formaT"'))  # changed: the archive would differ
+    assert curator_client.get(url).status_code == 404
+    manifest.unlink()
+    assert curator_client.get(url).status_code == 404
+    manifest.write_bytes(original)
+    assert curator_client.get(url).status_code == 200
+    shutil.rmtree(finished_export.path)
+    assert curator_client.get(url).status_code == 404
 
 
 def test_annotators_and_anonymous_users_are_refused_everywhere(annotator_client, anonymous_client, finished_export):

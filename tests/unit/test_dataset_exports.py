@@ -4,6 +4,7 @@ byte-identical for the same version and options; manifest; bad input leaves noth
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tarfile
@@ -18,7 +19,7 @@ from aesplatform.datasets.models import Export
 from model_core.data import read_humanbeauty, read_records, read_training_jsonl
 from model_core.standard import DIMENSIONS, LEVELS
 from tests import factories
-from tests.unit.test_dataset_support import labelled_set
+from tests.unit.test_dataset_support import archive_bytes, labelled_set
 
 pytestmark = pytest.mark.django_db
 
@@ -144,17 +145,16 @@ def test_manifest_counts_and_a_sha256_of_every_file(version, curator, export_roo
 def test_the_same_version_and_options_give_byte_identical_exports(version, curator, export_root, settings, tmp_path):
     first = run_export(version, curator, "training_jsonl", {"image_paths": "relative"})
     first_files = {p.relative_to(first.path): p.read_bytes() for p in Path(first.path).rglob("*") if p.is_file()}
-    first_archive = Path(first.archive_path).read_bytes()
+    first_archive = archive_bytes(first)
     # the same choices again, after the first export's files were moved away
     os.rename(first.path, tmp_path / "moved")
-    os.rename(first.archive_path, tmp_path / "moved.tar")
     Export.objects.filter(pk=first.pk).update(state="failed")
     second = run_export(version, curator, "training_jsonl", {"image_paths": "relative"})
     second_files = {p.relative_to(second.path): p.read_bytes() for p in Path(second.path).rglob("*") if p.is_file()}
     assert second_files == first_files
-    assert Path(second.archive_path).read_bytes() == first_archive
+    assert archive_bytes(second) == first_archive and len(first_archive) == second.archive_size
     # the archive holds the export under one folder, deterministic and complete
-    with tarfile.open(second.archive_path) as tar:
+    with tarfile.open(fileobj=io.BytesIO(archive_bytes(second))) as tar:
         members = [m for m in tar.getmembers() if m.isfile()]
         assert {m.name.split("/", 1)[1] for m in members} == {str(p) for p in second_files}
         assert {m.mtime for m in tar.getmembers()} == {0}
@@ -168,7 +168,7 @@ def test_hardlink_and_symlink_modes(version, curator, export_root):
     symlinked = run_export(version, curator, "humanbeauty", {"images": "symlink"})
     image = next(Path(symlinked.path).glob("HumanBeauty-5*K/images/*"))
     assert image.is_symlink() and image.resolve().is_file()
-    with tarfile.open(symlinked.archive_path) as tar:  # the archive holds the files, not the links
+    with tarfile.open(fileobj=io.BytesIO(archive_bytes(symlinked))) as tar:  # the files, not the links
         assert all(m.isfile() or m.isdir() for m in tar.getmembers())
 
 
@@ -274,3 +274,40 @@ def test_the_direct_record_formatting_is_json_dumps_byte_for_byte():
         for name in ("HumanBeauty-50K/images/a.png", "x/y"):
             expected = dumps({**humanbeauty_label(row), "image_name": name, "is_expert": row.is_expert})
             assert humanbeauty_line(row, image_name=name, is_expert=row.is_expert) == expected
+
+
+def test_the_streamed_archive_is_the_written_one_byte_for_byte(tmp_path):
+    """writers.iter_archive (the download, any range) gives exactly write_archive's tar: ustar and PAX headers
+    (long and non-ASCII names), empty files, sizes around the 512-byte block."""
+    import hashlib
+    import os
+    import random
+
+    from aesplatform.datasets import writers
+
+    root = tmp_path / "export"
+    rnd = random.Random(7)
+    names = ["a.txt", "empty", "m/n/o/p.jpg", "d/" + "é" * 60 + ".bin", "x/" + "y" * 120 + ".txt",
+             *(f"HumanBeauty-50K/images/{i:064x}.png" for i in range(60))]
+    files = []
+    for name in names:
+        data = os.urandom(rnd.choice([0, 1, 511, 512, 513, 3000, 70000])) if name != "empty" else b""
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+        files.append(writers.FileEntry(name, hashlib.sha256(data).hexdigest(), len(data)))
+    for prefix in ("short", "p" * 90):
+        written = tmp_path / f"{prefix[:10]}.tar"
+        size = writers.write_archive(root, files, written, prefix=prefix, progress=lambda done: None)
+        reference = written.read_bytes()
+        layout = writers.archive_layout(files, prefix=prefix)
+        assert layout.size == size == len(reference) == writers.archive_size(files, prefix=prefix)
+        assert b"".join(writers.iter_archive(root, layout)) == reference
+        for _ in range(200):
+            start = rnd.randrange(len(reference))
+            end = rnd.randrange(start, len(reference))
+            chunk = rnd.choice([7, 4096, 1 << 20])
+            assert b"".join(writers.iter_archive(root, layout, start=start, end=end, chunk=chunk)) == \
+                reference[start:end + 1], (start, end)
+    (root / "a.txt").write_bytes(b"changed size")
+    with pytest.raises(writers.ExportWriteError, match="changed size"):
+        b"".join(writers.iter_archive(root, layout))

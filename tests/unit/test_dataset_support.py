@@ -71,3 +71,11 @@ def labelled_set(n_overall: int = 12, n_expert: int = 8, *, groups: dict[int, in
             label_imported(image, overall=round(((i * 37) % 100) / 100, 2), source=source)
         images.append(image)
     return images
+
+
+def archive_bytes(export) -> bytes:
+    """The download archive of a finished export, as streamed (built from its files)."""
+    from aesplatform.datasets import services, writers
+
+    root, layout = services.export_archive(export)
+    return b"".join(writers.iter_archive(root, layout))

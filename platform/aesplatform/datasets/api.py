@@ -19,8 +19,8 @@ from aesplatform.annotation.models import Campaign
 from aesplatform.common.exceptions import ConflictError
 from aesplatform.common.models import DIMENSION_FIELDS
 
-from . import selectors, services
-from .downloads import ranged_file_response
+from . import selectors, services, writers
+from .downloads import ranged_file_response, ranged_response
 from .models import DatasetItem, DatasetKind, DatasetVersion, Export, ExportFormat, Split
 
 TAGS = ["datasets"]
@@ -99,7 +99,7 @@ class ExportSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_download_url(self, export: Export) -> str | None:
-        if export.state != "succeeded" or not export.archive_path:
+        if export.state != "succeeded" or export.archive_size is None:
             return None
         request = self.context.get("request")
         url = f"/api/exports/{export.pk}/download/"
@@ -244,21 +244,32 @@ class TarRenderer(BaseRenderer):
 
 
 def archive_response(request, export: Export):
-    """The export's archive, streamed, with Range/If-Range support; 409 while not finished, 404 when gone."""
+    """The export's archive, streamed, with Range/If-Range support; 409 while not finished, 404 when gone.
+
+    The tar is built from the export's files as it is sent (services.export_archive: layout from the manifest),
+    byte-identical for the same version and options; an archive file written by an earlier version of the job
+    (archive_path) is served as it is."""
     from pathlib import Path
 
     if export.state != "succeeded":
         raise ConflictError(f"Export {export.pk} is {export.state}; the archive exists once it has succeeded.",
                             code="not_ready")
-    if not export.archive_path:
-        raise NotFound("This export was made without an archive (option archive=false).")
-    path = Path(export.archive_path)
-    if not path.is_file():
-        raise NotFound("The archive file is missing.")
     # The archive is a function of the files, which the manifest's hash covers: a strong validator.
     digest = (export.manifest or {}).get("manifest_sha256", "")
     etag = f'"export-{export.pk}-{export.archive_size}-{digest[:32]}"'
-    return ranged_file_response(request, path, filename=path.name, etag=etag, content_type="application/x-tar")
+    if export.archive_path:  # written by the job before archives were streamed
+        path = Path(export.archive_path)
+        if not path.is_file():
+            raise NotFound("The archive file is missing.")
+        return ranged_file_response(request, path, filename=path.name, etag=etag, content_type="application/x-tar")
+    try:
+        root, layout = services.export_archive(export)
+    except services.ArchiveUnavailable as exc:
+        raise NotFound(str(exc)) from None
+    return ranged_response(
+        request, size=layout.size, body=lambda start, end: writers.iter_archive(root, layout, start=start, end=end),
+        filename=f"{root.name}.tar", etag=etag, content_type="application/x-tar",
+    )
 
 
 class ExportDownloadView(APIView):

@@ -1,4 +1,5 @@
-"""Streaming, resumable file downloads (HTTP Range, If-Range with a strong ETag) for export archives.
+"""Streaming, resumable downloads (HTTP Range, If-Range with a strong ETag) for export archives: of a file, or
+of bytes produced on the fly (the export's tar, built from its files).
 
 One byte range per request (what download managers and `curl -C -` ask for); a multi-range request gets the
 whole file (RFC 9110 allows ignoring Range). An unsatisfiable range is a 416 with `Content-Range: bytes */size`.
@@ -49,7 +50,12 @@ def _read(path: Path, start: int, length: int):
 
 
 def ranged_file_response(request, path: Path, *, filename: str, etag: str, content_type: str) -> HttpResponse:
-    size = os.path.getsize(path)
+    return ranged_response(request, size=os.path.getsize(path), body=lambda start, end: _read(path, start, end - start + 1),
+                           filename=filename, etag=etag, content_type=content_type)
+
+
+def ranged_response(request, *, size: int, body, filename: str, etag: str, content_type: str) -> HttpResponse:
+    """A download of `size` bytes whose bytes [start, end] (inclusive) `body(start, end)` yields."""
     headers = {
         "Accept-Ranges": "bytes",
         "ETag": etag,
@@ -74,8 +80,8 @@ def ranged_file_response(request, path: Path, *, filename: str, etag: str, conte
         start, end = span
         status = 206
     length = end - start + 1 if size else 0
-    body = iter(()) if request.method == "HEAD" else _read(path, start, length)
-    response = StreamingHttpResponse(body, status=status, content_type=content_type)
+    content = iter(()) if request.method == "HEAD" or not length else body(start, end)
+    response = StreamingHttpResponse(content, status=status, content_type=content_type)
     for key, value in headers.items():
         response[key] = value
     response["Content-Length"] = str(length)

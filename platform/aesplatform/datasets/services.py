@@ -3,7 +3,8 @@
 A version is a draft until frozen; freezing selects the labels (selection.py), splits them (splits.py) and
 inserts the items in one transaction; from then on the database itself refuses any change (migration 0002).
 An export is a worker job: it writes into a temporary directory next to its target, renames it into place when
-complete (no half-written export is ever visible), then writes the download archive the same way.
+complete (no half-written export is ever visible). The download archive (one tar) is not written: it is a
+function of the export's files, streamed at download time (writers.iter_archive); the job records its size.
 """
 
 from __future__ import annotations
@@ -191,7 +192,7 @@ FORMAT_OPTIONS: dict[str, dict[str, Any]] = {
 }
 OPTION_HELP = {
     "images": "how images get into the export: hardlink (falls back to copy), symlink or copy",
-    "archive": "also write one .tar of the export for download (true/false)",
+    "archive": "offer the export as one .tar download, streamed from its files (true/false)",
     "target_dir": "absolute directory inside the export roots; must not exist or be empty (default: automatic)",
     "image_paths": "training jsonl: absolute or relative (to the jsonl's folder) image paths",
     "prompts": "training jsonl: fill `query` with a prompt chosen from the seed (default: empty, as DESIGN.md)",
@@ -302,7 +303,7 @@ def export_create(
     if existing is not None:
         return existing, False
     export = Export(version=version, format=format, options=normalized, options_digest=digest,
-                    created_by=created_by, total=int(version.counts.get("total", 0)) * (2 if normalized["archive"] else 1))
+                    created_by=created_by, total=int(version.counts.get("total", 0)))
     _check_target_free(export_target(export))
     export.full_clean(validate_constraints=False)
     try:
@@ -425,15 +426,11 @@ def export_run(*, export_id: int) -> Export | None:
             return Export.objects.filter(pk=export_id).first()
         target = export_target(export)
         temp = target.parent / f".{target.name}.partial-{export.pk}"
-        archive = target.parent / f"{target.name}.tar"
-        temp_archive = target.parent / f".{target.name}.tar.partial-{export.pk}"
         try:
             _remove(temp)
-            _remove(temp_archive)
-            summary = _write_export(export, target=target, temp=temp, archive=archive, temp_archive=temp_archive)
+            summary = _write_export(export, target=target, temp=temp)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job, none leaves files behind
             _remove(temp)
-            _remove(temp_archive)
             if isinstance(exc, ServiceError):
                 message = exc.message
                 logger.info("export %s refused: %s", export_id, message)
@@ -447,7 +444,7 @@ def export_run(*, export_id: int) -> Export | None:
             export = Export.objects.select_for_update().get(pk=export_id)
             export.state = JobState.SUCCEEDED
             export.path = str(target)
-            export.archive_path = str(archive) if export.options.get("archive") else ""
+            export.archive_path = ""  # streamed from `path` at download time (archive_response)
             export.archive_size = summary.pop("archive_bytes", None)
             export.manifest = summary
             export.processed = export.total
@@ -464,13 +461,12 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _write_export(export: Export, *, target: Path, temp: Path, archive: Path, temp_archive: Path) -> dict:
+def _write_export(export: Export, *, target: Path, temp: Path) -> dict:
     _check_target_free(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp.mkdir()
     options = export.options
     version = export.version
-    n_items = int(version.counts.get("total", 0))
     placer = writers.ImagePlacer(mode=options["images"], local_path=_local_path_function(), open_file=lambda k: default_storage.open(k, "rb"))
     last = [0]
 
@@ -493,15 +489,37 @@ def _write_export(export: Export, *, target: Path, temp: Path, archive: Path, te
     summary = {**export_manifest(export), "files_count": len(files), "manifest_sha256": manifest_entry.sha256,
                "images": placer.counts}
     if options.get("archive"):
-        # Written from the temporary directory, before anything is renamed into place.
-        size = writers.write_archive(
-            temp, files, temp_archive, prefix=target.name, progress=lambda done: progress(n_items + done),
-        )
-        summary["archive_bytes"] = size
+        summary["archive_bytes"] = writers.archive_size(files, prefix=target.name)
     if target.exists():  # an empty directory that was there already (checked again: the check above was earlier)
         _check_target_free(target)
         target.rmdir()
     os.rename(temp, target)
-    if options.get("archive"):
-        os.replace(temp_archive, archive)
     return summary
+
+
+# --- the download archive -------------------------------------------------------------------------------------
+
+
+class ArchiveUnavailable(Exception):
+    """The export has no archive, or its files are gone or changed; the message says which."""
+
+
+def export_archive(export: Export) -> tuple[Path, writers.ArchiveLayout]:
+    """The root and the tar layout of a finished export's download archive, from its manifest (checked against
+    the hash recorded when it was written: the archive streamed is the one its ETag names)."""
+    if not export.options.get("archive") or export.archive_size is None:
+        raise ArchiveUnavailable("This export was made without an archive (option archive=false).")
+    root = Path(export.path)
+    manifest = root / writers.MANIFEST
+    try:
+        with open(manifest, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        files = writers.read_manifest_files(root)
+    except (OSError, ValueError, KeyError):
+        raise ArchiveUnavailable("The export's files are missing.") from None
+    if digest != export.manifest.get("manifest_sha256"):
+        raise ArchiveUnavailable("The export's files changed since it was written.")
+    layout = writers.archive_layout(files, prefix=root.name)
+    if layout.size != export.archive_size:
+        raise ArchiveUnavailable("The export's files changed since it was written.")
+    return root, layout

@@ -276,16 +276,21 @@ def write_manifest(root: Path, manifest: dict, files: Sequence[FileEntry]) -> Fi
 _USTAR_MAX_SIZE = 8**11 - 1
 
 
+def _ustar_split(encoded: bytes) -> tuple[bytes, bytes]:
+    """(prefix, name) of a ustar header; a name that does not fit is left whole (longer than 100)."""
+    if len(encoded) > 100:
+        cut = encoded.rfind(b"/", 0, 156)
+        if cut > 0 and len(encoded) - cut - 1 <= 100:
+            return encoded[:cut], encoded[cut + 1:]
+    return b"", encoded
+
+
 def _tar_header(name: str, size: int, *, directory: bool = False) -> bytes:
     """One POSIX ustar header (mtime 0, owner 0/0, no user names), built directly: tarfile's PAX path costs ~100 µs
     a member, which is most of an archive of 100,000 small files. Names that do not fit ustar (or files of 8 GiB
     and more) get tarfile's PAX header."""
     encoded = name.encode("utf-8")
-    prefix, base = b"", encoded
-    if len(encoded) > 100:
-        cut = encoded.rfind(b"/", 0, 156)
-        if cut > 0 and len(encoded) - cut - 1 <= 100:
-            prefix, base = encoded[:cut], encoded[cut + 1:]
+    prefix, base = _ustar_split(encoded)
     if len(base) > 100 or len(prefix) > 155 or size > _USTAR_MAX_SIZE:
         info = tarfile.TarInfo(name)
         info.size = 0 if directory else size
@@ -357,6 +362,141 @@ def write_archive(
         if remainder:
             emit(tarfile.NUL * (tarfile.RECORDSIZE - remainder))
     return size
+
+
+# --- the archive, streamed at download time -------------------------------------------------------------------
+#
+# The job does not write the tar: it is a function of the export's files (path, size and content), so the download
+# builds it on the fly, byte for byte what write_archive writes (a test holds the two equal). Its layout (every
+# member's offset) follows from the paths and sizes alone, which the manifest lists: a Range request reads only
+# the files its bytes come from.
+
+
+def _dir_names(files: Sequence[FileEntry], prefix: str) -> Iterator[tuple[str, FileEntry | None]]:
+    """(member name, entry) in write_archive's order; directories have no entry."""
+    dirs_done: set[str] = set()
+    for entry in sorted(files, key=lambda e: e.path):
+        folder = entry.path.rpartition("/")[0]
+        if folder not in dirs_done:
+            parts = folder.split("/") if folder else []
+            for depth in range(len(parts) + 1):
+                directory = "/".join([prefix, *parts[:depth]])
+                if directory not in dirs_done:
+                    dirs_done.add(directory)
+                    yield directory + "/", None
+            dirs_done.add(folder)
+        yield f"{prefix}/{entry.path}", entry
+
+
+def _header_length(name: str, size: int) -> int:
+    """len(_tar_header(name, size)) without building it: 512 for ustar, more for a PAX header."""
+    prefix, base = _ustar_split(name.encode("utf-8"))
+    if len(base) <= 100 and len(prefix) <= 155 and size <= _USTAR_MAX_SIZE:
+        return tarfile.BLOCKSIZE
+    return len(_tar_header(name, size, directory=name.endswith("/")))
+
+
+@dataclass(frozen=True)
+class ArchiveLayout:
+    """Where each member of the archive lies: offsets[i] is where member i's header starts."""
+
+    names: list[str]
+    entries: list[FileEntry | None]
+    offsets: list[int]
+    header_lengths: list[int]
+    size: int
+
+
+def archive_layout(files: Sequence[FileEntry], *, prefix: str) -> ArchiveLayout:
+    names, entries, offsets, lengths = [], [], [], []
+    offset = 0
+    for name, entry in _dir_names(files, prefix):
+        size = entry.size if entry is not None else 0
+        length = _header_length(name, size)
+        names.append(name)
+        entries.append(entry)
+        offsets.append(offset)
+        lengths.append(length)
+        offset += length + size + (-size % tarfile.BLOCKSIZE)
+    offset += 2 * tarfile.BLOCKSIZE
+    offset += -offset % tarfile.RECORDSIZE
+    return ArchiveLayout(names, entries, offsets, lengths, offset)
+
+
+def archive_size(files: Sequence[FileEntry], *, prefix: str) -> int:
+    return archive_layout(files, prefix=prefix).size
+
+
+def iter_archive(root: Path, layout: ArchiveLayout, *, start: int = 0, end: int | None = None,
+                 chunk: int = _BUFFER) -> Iterator[bytes]:
+    """Bytes [start, end] (inclusive) of the archive of the files under `root`, in chunks of about `chunk` bytes.
+    A file whose size differs from its entry raises ExportWriteError (the archive would not match its layout)."""
+    import bisect
+
+    end = layout.size - 1 if end is None else min(end, layout.size - 1)
+    if start > end:
+        return
+    base = str(root)
+    buffer = bytearray()
+    position = start
+    first = max(0, bisect.bisect_right(layout.offsets, start) - 1)
+    for index in range(first, len(layout.offsets)):
+        member_start = layout.offsets[index]
+        if member_start > end:
+            break
+        entry = layout.entries[index]
+        size = entry.size if entry is not None else 0
+        header_length = layout.header_lengths[index]
+        member_end = member_start + header_length + size + (-size % tarfile.BLOCKSIZE)  # exclusive
+        if member_end <= position:
+            continue
+        header = _tar_header(layout.names[index], size, directory=entry is None)
+        if len(header) != header_length:
+            raise ExportWriteError(f"archive layout mismatch at {layout.names[index]}")
+        data_start = member_start + header_length
+        pad = -size % tarfile.BLOCKSIZE
+        # the member's three parts: header, file data, padding
+        if position < data_start:
+            hi = min(data_start, end + 1)
+            buffer += header[position - member_start:hi - member_start]
+            position = hi
+        if entry is not None and size and data_start <= position <= end and position < data_start + size:
+            hi = min(data_start + size, end + 1)
+            with open(f"{base}/{entry.path}", "rb") as handle:
+                if os.fstat(handle.fileno()).st_size != size:
+                    raise ExportWriteError(f"{entry.path} changed size since the export was written")
+                handle.seek(position - data_start)
+                while position < hi:
+                    piece = handle.read(min(chunk, hi - position))
+                    if not piece:
+                        raise ExportWriteError(f"{entry.path} changed size since the export was written")
+                    buffer += piece
+                    position += len(piece)
+                    if len(buffer) >= chunk:
+                        yield bytes(buffer)
+                        buffer.clear()
+        if pad and position <= end and position < member_end:
+            hi = min(member_end, end + 1)
+            buffer += tarfile.NUL * (hi - position)
+            position = hi
+        if len(buffer) >= chunk:
+            yield bytes(buffer)
+            buffer.clear()
+        if position > end:
+            break
+    if position <= end:  # the end-of-archive blocks
+        buffer += tarfile.NUL * (end + 1 - position)
+    if buffer:
+        yield bytes(buffer)
+
+
+def read_manifest_files(root: Path) -> list[FileEntry]:
+    """The files of a finished export as its manifest lists them, plus manifest.json itself (its size on disk)."""
+    with open(root / MANIFEST, "rb") as handle:
+        manifest = json.load(handle)
+    files = [FileEntry(path, entry["sha256"], entry["bytes"]) for path, entry in manifest["files"].items()]
+    files.append(FileEntry(MANIFEST, "", os.path.getsize(root / MANIFEST)))
+    return files
 
 
 def iter_chunks(iterable: Iterable, size: int) -> Iterator[list]:
