@@ -398,6 +398,7 @@ def main() -> None:
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread, sync)")
     parser.add_argument("--no-prepared", action="store_true", help="without DJANGO_DB_PREPARED_STATEMENTS=1")
     parser.add_argument("--reuse", action="store_true", help="measure an existing bench database (from --keep) as it is")
+    parser.add_argument("--http-only", action="store_true", help="skip the in-process query latency phase")
     parser.add_argument("--port", type=int, default=18431)
     parser.add_argument("--database", default="aesp_bench")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
@@ -436,7 +437,8 @@ def main() -> None:
             loaded = load(db_url, images=args.images, campaigns=args.campaigns, annotators=args.clients)
         figures = {"images": args.images, "tasks": loaded["tasks"], "load_s": loaded["load_s"],
                    "load_rows_s": loaded.get("load_rows_s"), "load_index_s": loaded.get("load_index_s")}
-        figures.update(query_latency(env, loaded["campaign_ids"][0], args.samples))
+        if not args.http_only:
+            figures.update(query_latency(env, loaded["campaign_ids"][0], args.samples))
         figures.update(
             http_cycles(env, db_url=db_url, campaign_ids=loaded["campaign_ids"], clients=args.clients,
                         seconds=args.seconds, warmup=args.warmup, max_cycles=args.max_cycles, workers=args.workers,
