@@ -57,3 +57,19 @@ urlpatterns += [
     path("exports/<int:pk>/progress/", views_datasets.ExportProgressView.as_view(), name="export_progress"),
     path("exports/<int:pk>/download/", views_datasets.ExportDownloadView.as_view(), name="export_download"),
 ]
+
+# Training jobs, models and pre-scores (issue 8): annotator_ui/views_modeling.py; the list is ui:models above.
+from . import views_modeling  # noqa: E402
+
+urlpatterns += [
+    path("models/jobs/new/", views_modeling.TrainingJobCreateView.as_view(), name="training_job_new"),
+    path("models/jobs/<int:pk>/", views_modeling.TrainingJobDetailView.as_view(), name="training_job"),
+    path("models/jobs/<int:pk>/live/", views_modeling.TrainingJobLiveView.as_view(), name="training_job_live"),
+    path("models/jobs/<int:pk>/cancel/", views_modeling.TrainingJobCancelView.as_view(), name="training_job_cancel"),
+    path("models/<int:pk>/", views_modeling.ModelDetailView.as_view(), name="model_detail"),
+    path("models/<int:pk>/plots/<str:name>", views_modeling.ModelPlotView.as_view(), name="model_plot"),
+    path("models/<int:pk>/promote/", views_modeling.ModelPromoteView.as_view(), name="model_promote"),
+    path("models/<int:pk>/compare/", views_modeling.ModelCompareView.as_view(), name="model_compare"),
+    path("models/prescores/", views_modeling.PrescoresView.as_view(), name="prescores"),
+    path("models/prescores/runs/", views_modeling.PrescoreRunCreateView.as_view(), name="prescore_run_new"),
+]

@@ -1,0 +1,320 @@
+"""Modeling pages (curators): start a training job and follow it (progress, ETA, loss curve as server-rendered
+SVG, log; htmx polls while it runs), a model's evaluation report and plots, compare it with the promoted model,
+promote it, and pre-scores (runs, histograms, sortable list). The list page is ui:models (views.ModelListView).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django import forms
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+from django.views import View
+from django.views.generic import TemplateView
+
+from aesplatform.accounts.permissions import RoleRequiredMixin
+from aesplatform.accounts.roles import Role
+from aesplatform.common.exceptions import ServiceError
+from aesplatform.common.models import ACTIVE_JOB_STATES, DIMENSION_FIELDS
+from aesplatform.datasets.models import DatasetState, DatasetVersion
+from aesplatform.modeling import presets, selectors, services
+from model_core.standard import DIMENSIONS
+
+HEADS = ("lm", "regression", "expert", "metavoter")
+METRICS = ("plcc", "srcc", "krcc", "rmse", "mae")
+PLOT_FILES = ("scatter.png", "confusion.png", "dimensions.png", "per_dimension.png", "residuals.png")
+
+
+# --- SVG (numbers only go in; no user text) ---------------------------------------------------------------------
+
+
+def loss_curve_svg(points: list, *, width: int = 640, height: int = 220) -> str:
+    if not points:
+        return ""
+    pad = 36
+    xs = [float(p[0]) for p in points]
+    ys = [float(p[1]) for p in points]
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y0, y1 = min(0.0, min(ys)), max(ys) if max(ys) > 0 else 1.0
+
+    def sx(x: float) -> float:
+        return pad + (x - x0) / (x1 - x0) * (width - 2 * pad)
+
+    def sy(y: float) -> float:
+        return height - pad - (y - y0) / ((y1 - y0) or 1.0) * (height - 2 * pad)
+
+    path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys))
+    dots = "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2" fill="#2563eb"/>' for x, y in zip(xs, ys)) \
+        if len(xs) <= 60 else ""
+    return mark_safe(
+        f'<svg class="chart" data-testid="loss-curve" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="Training loss from {ys[0]:.4f} at step {int(xs[0])} to {ys[-1]:.4f} at step {int(xs[-1])}">'
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>'
+        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#999"/>'
+        f'<text x="{pad}" y="{pad - 8}" font-size="11" fill="#555">loss {y1:.3f}</text>'
+        f'<text x="{pad}" y="{height - pad + 16}" font-size="11" fill="#555">step {int(x0)}</text>'
+        f'<text x="{width - pad}" y="{height - pad + 16}" font-size="11" fill="#555" text-anchor="end">'
+        f'step {int(x1)}</text>'
+        f'<polyline points="{path}" fill="none" stroke="#2563eb" stroke-width="2"/>{dots}</svg>'
+    )
+
+
+def histogram_svg(counts: list[int], *, label: str, width: int = 320, height: int = 120) -> str:
+    pad = 18
+    top = max(counts) if counts and max(counts) > 0 else 1
+    bar = (width - 2 * pad) / max(1, len(counts))
+    bars = []
+    for i, c in enumerate(counts):
+        h = c / top * (height - 2 * pad)
+        lo, hi = i / len(counts), (i + 1) / len(counts)
+        bars.append(f'<rect x="{pad + i * bar:.1f}" y="{height - pad - h:.1f}" width="{bar - 1:.1f}" height="{h:.1f}" '
+                    f'fill="#0f766e"><title>{lo:.2f}-{hi:.2f}: {c}</title></rect>')
+    return format_html(
+        '<svg class="chart" data-testid="histogram" viewBox="0 0 {} {}" width="100%" role="img" aria-label="{}">'
+        '{}<text x="{}" y="{}" font-size="10" fill="#555">0</text>'
+        '<text x="{}" y="{}" font-size="10" fill="#555" text-anchor="end">1</text></svg>',
+        width, height, f"Histogram of {label}: {sum(counts)} images", mark_safe("".join(bars)), pad, height - 4,
+        width - pad, height - 4,
+    )
+
+
+def _report_rows(metrics: dict) -> list[dict]:
+    overall = (metrics or {}).get("overall") or {}
+    return [{"head": h, **{m: (overall.get(h) or {}).get(m) for m in METRICS}} for h in HEADS if h in overall]
+
+
+def _dimension_rows(metrics: dict) -> list[dict]:
+    dims = (metrics or {}).get("dimensions") or {}
+    rows = []
+    for d in DIMENSIONS:
+        entry = dims.get(d.key) or dims.get(d.name) or {}
+        if entry:
+            rows.append({"name": d.name, "plcc": entry.get("plcc"), "srcc": entry.get("srcc"), "n": entry.get("n")})
+    return rows
+
+
+# --- training jobs ----------------------------------------------------------------------------------------------
+
+
+class TrainingJobForm(forms.Form):
+    dataset_version = forms.ModelChoiceField(queryset=DatasetVersion.objects.filter(state=DatasetState.FROZEN)
+                                             .order_by("-id"), help_text="A frozen version.")
+    preset = forms.ChoiceField(choices=[(p, f"{p}: {presets.PRESETS[p]['description']}") for p in presets.PRESETS])
+    epochs = forms.FloatField(required=False, min_value=0.01, help_text="Default: the preset's.")
+    max_steps = forms.IntegerField(required=False, min_value=1, help_text="Overrides epochs.")
+    backbone_path = forms.CharField(required=False, max_length=1024, label="Backbone path",
+                                    help_text="LoRA presets: a local InternVL directory.")
+
+    def overrides(self) -> dict:
+        data = self.cleaned_data
+        out = {k: data[k] for k in ("epochs", "max_steps") if data.get(k) is not None}
+        if data.get("backbone_path"):
+            out["backbone_path"] = data["backbone_path"].strip()
+        return out
+
+
+class TrainingJobCreateView(RoleRequiredMixin, TemplateView):
+    required_role = Role.CURATOR
+    template_name = "annotator_ui/modeling/job_new.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["form"] = kwargs.get("form") or TrainingJobForm(initial={"preset": "tiny-cpu"})
+        return context
+
+    def post(self, request, *args, **kwargs):
+        form = TrainingJobForm(request.POST)
+        status = 400
+        if form.is_valid():
+            try:
+                job = services.training_job_create(dataset_version=form.cleaned_data["dataset_version"],
+                                                   preset=form.cleaned_data["preset"], config=form.overrides(),
+                                                   created_by=request.user)
+                return redirect("ui:training_job", pk=job.pk)
+            except ServiceError as exc:
+                form.add_error(None, exc.message)
+                status = exc.status_code
+        return self.render_to_response(self.get_context_data(form=form), status=status)
+
+
+def _job_context(job) -> dict:
+    metrics = job.metrics[-1] if job.metrics else {}
+    return {
+        "job": job, "active_states": ACTIVE_JOB_STATES, "loss_svg": loss_curve_svg(job.loss_curve),
+        "percent": round(100 * job.step / job.total_steps) if job.total_steps else 0,
+        "report_rows": _report_rows(metrics.get("report") or {}),
+        "model_version": getattr(job, "model_version", None) if hasattr(job, "model_version") else None,
+        "log_tail": "\n".join(job.log.splitlines()[-40:]),
+    }
+
+
+class TrainingJobDetailView(RoleRequiredMixin, TemplateView):
+    required_role = Role.CURATOR
+    template_name = "annotator_ui/modeling/job_detail.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        job = get_object_or_404(selectors.training_job_list(), pk=self.kwargs["pk"])
+        context.update(_job_context(job), cancel_error=kwargs.get("cancel_error", ""))
+        return context
+
+
+class TrainingJobLiveView(TrainingJobDetailView):
+    """The fragment htmx swaps in every 2 s while the job is pending or running; then it stops asking."""
+
+    template_name = "annotator_ui/modeling/_job_live.html"
+
+
+class TrainingJobCancelView(RoleRequiredMixin, View):
+    required_role = Role.CURATOR
+
+    def post(self, request, pk: int):
+        job = get_object_or_404(selectors.training_job_list(), pk=pk)
+        try:
+            services.training_job_cancel(job=job)
+        except ServiceError as exc:
+            request.method = "GET"
+            response = TrainingJobDetailView.as_view()(request, pk=pk, cancel_error=exc.message)
+            response.status_code = exc.status_code
+            return response
+        return redirect("ui:training_job", pk=pk)
+
+
+# --- models -----------------------------------------------------------------------------------------------------
+
+
+class ModelDetailView(RoleRequiredMixin, TemplateView):
+    required_role = Role.CURATOR
+    template_name = "annotator_ui/modeling/model_detail.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        model = get_object_or_404(selectors.model_version_list(), pk=self.kwargs["pk"])
+        plots = [name for name in PLOT_FILES if model.report_dir and (Path(model.report_dir) / name).is_file()]
+        context.update(model=model, report_rows=_report_rows(model.metrics), dimension_rows=_dimension_rows(model.metrics),
+                       promoted=selectors.model_version_promoted(), plots=plots,
+                       promote_error=kwargs.get("promote_error", ""))
+        return context
+
+
+class ModelPlotView(RoleRequiredMixin, View):
+    required_role = Role.CURATOR
+
+    def get(self, request, pk: int, name: str):
+        model = get_object_or_404(selectors.model_version_list(), pk=pk)
+        if name not in PLOT_FILES or not model.report_dir:
+            raise Http404("No such plot.")
+        path = Path(model.report_dir) / name
+        if not path.is_file():
+            raise Http404("No such plot.")
+        return FileResponse(path.open("rb"), content_type="image/png")
+
+
+class ModelPromoteView(RoleRequiredMixin, View):
+    required_role = Role.CURATOR
+
+    def post(self, request, pk: int):
+        model = get_object_or_404(selectors.model_version_list(), pk=pk)
+        try:
+            services.model_version_promote(model_version=model, user=request.user)
+        except ServiceError as exc:
+            request.method = "GET"
+            response = ModelDetailView.as_view()(request, pk=pk, promote_error=exc.message)
+            response.status_code = exc.status_code
+            return response
+        return redirect("ui:model_detail", pk=pk)
+
+
+class ModelCompareView(RoleRequiredMixin, TemplateView):
+    """Two models side by side (default: this one against the promoted one), per head and per dimension."""
+
+    required_role = Role.CURATOR
+    template_name = "annotator_ui/modeling/compare.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        models = selectors.model_version_list()
+        a = get_object_or_404(models, pk=self.kwargs["pk"])
+        other = self.request.GET.get("with")
+        if other:
+            if not other.isdigit():
+                raise Http404("No such model.")
+            b = get_object_or_404(models, pk=int(other))
+        else:
+            b = selectors.model_version_promoted()
+        rows = []
+        if b is not None:
+            ra = {r["head"]: r for r in _report_rows(a.metrics)}
+            rb = {r["head"]: r for r in _report_rows(b.metrics)}
+            for head in HEADS:
+                for metric in ("plcc", "srcc", "rmse"):
+                    va, vb = (ra.get(head) or {}).get(metric), (rb.get(head) or {}).get(metric)
+                    if va is None and vb is None:
+                        continue
+                    better = None
+                    if va is not None and vb is not None and va != vb:
+                        better = "a" if (va > vb) == (metric != "rmse") else "b"
+                    rows.append({"head": head, "metric": metric, "a": va, "b": vb, "better": better})
+        context.update(a=a, b=b, rows=rows, choices=models.exclude(pk=a.pk)[:100])
+        return context
+
+
+# --- pre-scores -------------------------------------------------------------------------------------------------
+
+PRESCORES_SHOWN = 100
+
+
+class PrescoreRunForm(forms.Form):
+    max_tiles = forms.IntegerField(min_value=1, max_value=12, initial=1)
+    batch_size = forms.IntegerField(min_value=1, max_value=1024, initial=32)
+
+
+class PrescoresView(RoleRequiredMixin, TemplateView):
+    required_role = Role.CURATOR
+    template_name = "annotator_ui/modeling/prescores.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        raw = self.request.GET.get("model")
+        model = None
+        if raw and raw.isdigit():
+            model = get_object_or_404(selectors.model_version_list(), pk=int(raw))
+        else:
+            model = selectors.model_version_promoted()
+        ordering = self.request.GET.get("order", "-metavoter_score")
+        if ordering not in selectors.PRESCORE_ORDERINGS:
+            ordering = "-metavoter_score"
+        histograms, rows = [], []
+        if model is not None:
+            hist = selectors.prescore_histograms(model_version=model)
+            labels = {"metavoter_score": "MetaVoter score", "lm_score": "LM head", "regression_score": "Regression head",
+                      "uncertainty": "Uncertainty"}
+            histograms = [{"label": labels[k], "svg": histogram_svg(v, label=labels[k])} for k, v in hist.items()]
+            rows = list(selectors.prescore_list(model_version=model, ordering=ordering)
+                        .select_related("image")[:PRESCORES_SHOWN])
+        context.update(model=model, histograms=histograms, rows=rows, ordering=ordering,
+                       orderings=selectors.PRESCORE_ORDERINGS, runs=list(selectors.prescore_run_list()[:20]),
+                       form=kwargs.get("form") or PrescoreRunForm(), run_error=kwargs.get("run_error", ""),
+                       active_states=ACTIVE_JOB_STATES, overall_key=DIMENSION_FIELDS[-1])
+        return context
+
+
+class PrescoreRunCreateView(RoleRequiredMixin, View):
+    required_role = Role.CURATOR
+
+    def post(self, request):
+        form = PrescoreRunForm(request.POST)
+        error, status = "Check the pre-scoring choices.", 400
+        if form.is_valid():
+            try:
+                services.prescore_run_create(created_by=request.user, **form.cleaned_data)
+                return redirect("ui:prescores")
+            except ServiceError as exc:
+                error, status = exc.message, exc.status_code
+        request.method = "GET"
+        response = PrescoresView.as_view()(request, form=form, run_error=error)
+        response.status_code = status
+        return response
