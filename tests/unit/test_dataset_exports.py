@@ -276,6 +276,41 @@ def test_the_direct_record_formatting_is_json_dumps_byte_for_byte():
             assert humanbeauty_line(row, image_name=name, is_expert=row.is_expert) == expected
 
 
+def test_write_humanbeauty_lines_are_json_dumps_byte_for_byte(tmp_path):
+    """The writer's inlined records (shared tails, quoted names without json) equal dumps() of the records, for
+    plain, quoted and non-ASCII names and sources, integer and float scores; images placed in the background."""
+    from aesplatform.datasets import writers
+
+    scores = tuple([1 / 3, 0, 1, 0.1 + 0.2, 1e-7, 0.5, 0.25, 0.75, 0.999, 0.01, 0.2, 0.6])
+    rows = [writers.ExportRow(name, "a" * 64, f"k{i}", 1, source, split, expert,
+                              scores if expert else (None,) * 11 + (scores[i % 12],))
+            for i, (name, source, split, expert) in enumerate([
+                ("a" * 64 + ".png", "FFHQ", "train", False), ('q"uo\\te.png', 'Ünï "src"', "test", False),
+                ("é.jpg", "x/y", "train", True), ("b.png", "FFHQ", "test", True), ("c d.png", "FFHQ", "train", False)])]
+    (tmp_path / "src").mkdir()
+    for row in rows:
+        (tmp_path / "src" / row.image_file).write_bytes(b"x")
+    placer = writers.ImagePlacer(mode="hardlink", local_path=lambda key: str(tmp_path / "src" / key),
+                                 open_file=None, background=True)
+    root = tmp_path / "out"
+    writers.write_humanbeauty(root, rows, placer=placer, progress=lambda done: None)
+    assert placer.counts["hardlink"] == len(rows)
+    for folder, expert in (("HumanBeauty-58K", False), ("HumanBeauty-50K", True)):
+        mine = [r for r in rows if r.is_expert == expert]
+        assert (root / folder / "label.jsonl").read_text().splitlines() == \
+            [writers.dumps(writers.humanbeauty_label(r)) for r in mine]
+    for split in ("train", "test"):
+        expected = [writers.dumps({**writers.humanbeauty_label(r),
+                                   "image_name": f"HumanBeauty-{'50K' if r.is_expert else '58K'}/images/{r.image_name}",
+                                   "is_expert": r.is_expert}) for r in rows if r.split == split]
+        assert (root / f"{split}_label.jsonl").read_text().splitlines() == expected
+    # a missing image is an error raised by close(), and nothing keeps running
+    missing = writers.ImagePlacer(mode="hardlink", local_path=lambda key: str(tmp_path / "nope" / key),
+                                  open_file=None, background=True)
+    with pytest.raises(writers.ExportWriteError, match="missing"):
+        writers.write_humanbeauty(tmp_path / "out2", rows, placer=missing, progress=lambda done: None)
+
+
 def test_the_streamed_archive_is_the_written_one_byte_for_byte(tmp_path):
     """writers.iter_archive (the download, any range) gives exactly write_archive's tar: ustar and PAX headers
     (long and non-ASCII names), empty files, sizes around the 512-byte block."""

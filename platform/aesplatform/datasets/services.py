@@ -467,7 +467,8 @@ def _write_export(export: Export, *, target: Path, temp: Path) -> dict:
     temp.mkdir()
     options = export.options
     version = export.version
-    placer = writers.ImagePlacer(mode=options["images"], local_path=_local_path_function(), open_file=lambda k: default_storage.open(k, "rb"))
+    placer = writers.ImagePlacer(mode=options["images"], local_path=_local_path_function(),
+                                 open_file=lambda k: default_storage.open(k, "rb"), background=True)
     last = [0]
 
     def progress(done: int) -> None:
