@@ -63,3 +63,23 @@ def test_killed_worker_resumes_and_scores_every_image_exactly_once(slow_scoring,
     assert "filter_run_execute" in second.logs()
     assert ReviewBatch.objects.filter(run=run).count() == 3
     assert set(results.values_list("image__status", flat=True)) == {ImageStatus.FILTERED}
+
+
+@pytest.mark.timeout(180)
+def test_decode_workers_start_cleanly_in_a_process_that_used_the_broker(tmp_path):
+    """Regression: forked decode workers inherited kombu's pooled Redis connections and hung on them."""
+    from aesplatform.celery import app
+    from aesplatform.curation.engine import pipeline, prompts
+    from aesplatform.curation.engine.clip import TINY_MODEL, ClipScorer
+    from tests.curation_support import jpeg_bytes, scene
+
+    app.control.inspect(timeout=0.5).ping()  # leaves a pooled broker connection mid-BRPOP in this process
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"{i}.jpg"
+        path.write_bytes(jpeg_bytes(scene(i)))
+        paths.append(str(path))
+    scorer = ClipScorer(model_name=TINY_MODEL, checkpoint="", prompt_set=prompts.default_prompt_set())
+    scored = [s for batch in pipeline.pipeline_run([pipeline.ImageItem(i, p) for i, p in enumerate(paths)], scorer,
+                                                   batch_size=2, num_workers=2) for s in batch]
+    assert sorted(s.key for s in scored) == [0, 1, 2] and not any(s.error for s in scored)

@@ -289,19 +289,15 @@ def _scorer_for(run: FilterRun, device: str):
     return scorer
 
 
-def _storage_read(name: str) -> bytes:
-    with default_storage.open(name, "rb") as f:
-        return f.read()
-
-
 def _storage_access():
     """(reader, how a stored name becomes what the reader takes): plain files when storage is local."""
     from .engine.pipeline import read_file
+    from .storage import storage_read
 
     try:
         default_storage.path("probe")
     except NotImplementedError:
-        return _storage_read, lambda name: name
+        return storage_read, lambda name: name
     return read_file, default_storage.path
 
 

@@ -1,6 +1,6 @@
 """The batched scoring pipeline: files -> decode (DataLoader workers) -> CLIP + pixel signals -> ScoredImage.
 
-CPU: each DataLoader worker reads a file, decodes it with Pillow (JPEG draft mode), computes the pixel
+CPU: each DataLoader worker (started from a forkserver, see _worker_context) reads a file, decodes it with Pillow (JPEG draft mode), computes the pixel
 signals (faces, sharpness, exposure) and the CLIP crop; the main process batches the crops through the model in
 fp32. CUDA: the workers only read bytes; the main process decodes the JPEGs of a batch together on the GPU
 (torchvision.io.decode_jpeg on device = nvjpeg), crops and measures there, runs the model in bf16, and the face
@@ -12,6 +12,7 @@ decoded by the workers on both paths. A file that vanished or no longer decodes 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -82,11 +83,25 @@ def _collate(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return samples
 
 
+def _worker_context():
+    """Decode workers start from a forkserver, not by forking this process.
+
+    A plain fork copies whatever this process holds: in a Celery worker, kombu's pooled broker connections,
+    whose after-fork hook then blocks the child on the parent's socket (seen as a hung run). The forkserver is
+    a clean process, started once, with this module (torch, OpenCV, Pillow) already imported, so a worker starts
+    in milliseconds. The dataset and the reader must therefore be picklable (module-level functions).
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
 def _make_loader(items, *, scorer: ClipScorer, batch_size: int, num_workers: int, reader: Reader) -> DataLoader:
     dataset = _FileDataset(items, clip_size=scorer.image_size, reader=reader, raw_jpeg=scorer.device.type == "cuda")
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate,
         prefetch_factor=4 if num_workers else None, persistent_workers=False,
+        multiprocessing_context=_worker_context() if num_workers else None,
     )
 
 

@@ -110,12 +110,15 @@ def faces_detect(gray: np.ndarray) -> tuple[int, float]:
 
 def gray_signals(gray: np.ndarray) -> tuple[float, dict[str, float]]:
     """(Laplacian variance, exposure fractions) on a grey uint8 image of at most SIGNAL_SIZE."""
-    blur = float(cv2.Laplacian(gray, cv2.CV_64F).var())
+    laplacian = cv2.Laplacian(gray, cv2.CV_16S)  # exact for uint8 input (|value| <= 4 * 255 * 2)
+    _, std = cv2.meanStdDev(laplacian)
+    blur = float(std[0, 0]) ** 2
+    histogram = cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel()
     total = float(gray.size)
     exposure = {
-        "under": round(float(np.count_nonzero(gray <= DARK_LEVEL)) / total, 6),
-        "over": round(float(np.count_nonzero(gray >= BRIGHT_LEVEL)) / total, 6),
-        "mean": round(float(gray.mean()) / 255.0, 6),
+        "under": round(float(histogram[: DARK_LEVEL + 1].sum()) / total, 6),
+        "over": round(float(histogram[BRIGHT_LEVEL:].sum()) / total, 6),
+        "mean": round(float(histogram @ np.arange(256)) / total / 255.0, 6),
     }
     return blur, exposure
 
