@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from aesplatform.accounts.roles import Role
 
@@ -21,20 +21,18 @@ class NavItem:
     role: Role
     # url_names (without namespace) under which this item is shown as the current page
     active_for: tuple[str, ...] = ()
-    # used when url_name does not resolve (a route another part adds); must be a real path
-    fallback_path: str | None = None
 
 
 NAV_ITEMS: tuple[NavItem, ...] = (
-    NavItem("annotate", "Annotate", "ui:annotate", Role.ANNOTATOR, ("annotate",)),
+    NavItem("annotate", "Annotate", "ui:annotate", Role.ANNOTATOR, ("annotate", "annotate_campaign")),
     NavItem("my-work", "My work", "ui:my_work", Role.ANNOTATOR, ("my_work",)),
     NavItem("images", "Images", "ui:images", Role.CURATOR, ("images",)),
-    # The import pages belong to the image-import part; until its route exists the API list is the way in.
-    NavItem("imports", "Imports", "ui:imports", Role.CURATOR, ("imports", "import_detail", "import_new"), "/api/imports/"),
-    NavItem("filtering", "Filtering", "ui:filter_runs", Role.CURATOR, ("filter_runs",)),
-    NavItem("campaigns", "Campaigns", "ui:campaigns", Role.CURATOR, ("campaigns",)),
-    NavItem("datasets", "Datasets", "ui:datasets", Role.CURATOR, ("datasets",)),
-    NavItem("models", "Models", "ui:models", Role.CURATOR, ("models",)),
+    NavItem("imports", "Imports", "ui:imports", Role.CURATOR, ("imports", "import_detail", "import_progress")),
+    NavItem("filtering", "Filtering", "ui:filter_runs", Role.CURATOR, ("filter_runs", "filter-run-new", "filter-run", "review-batch")),
+    NavItem("campaigns", "Campaigns", "ui:campaigns", Role.CURATOR, ("campaigns", "campaign_new", "campaign_detail")),
+    NavItem("datasets", "Datasets", "ui:datasets", Role.CURATOR, ("datasets", "dataset_new", "dataset_detail")),
+    NavItem("models", "Models", "ui:models", Role.CURATOR,
+            ("models", "training_job_new", "training_job", "model_detail", "model_compare", "prescores", "prescore_run_new")),
     NavItem("admin", "Admin", "admin:index", Role.ADMIN),
     NavItem("api-docs", "API docs", "api-docs", Role.ADMIN),
 )
@@ -45,22 +43,17 @@ def nav_keys_for(roles) -> list[str]:
     return [item.key for item in NAV_ITEMS if item.role in roles]
 
 
-def _url(item: NavItem) -> str | None:
-    try:
-        return reverse(item.url_name)
-    except NoReverseMatch:
-        return item.fallback_path
-
-
 def nav_for(roles, current_url_name: str | None = None) -> list[dict]:
     entries = []
     for item in NAV_ITEMS:
         if item.role not in roles:
             continue
-        url = _url(item)
-        if url is None:
-            continue
         entries.append(
-            {"key": item.key, "label": item.label, "url": url, "current": current_url_name in item.active_for}
+            {
+                "key": item.key,
+                "label": item.label,
+                "url": reverse(item.url_name),
+                "current": current_url_name in item.active_for,
+            }
         )
     return entries
