@@ -357,7 +357,7 @@ def write_manifest(root: Path, manifest: dict, files: Sequence[FileEntry]) -> Fi
     last = len(files) - 1
     for index, entry in enumerate(files):
         comma = "," if index < last else ""
-        writer.line(f'  {dumps(entry.path)}: {{"bytes": {entry.size}, "sha256": "{entry.sha256}"}}{comma}')
+        writer.line(f'  {_json_string(entry.path)}: {{"bytes": {entry.size}, "sha256": "{entry.sha256}"}}{comma}')
     writer.line(" }")
     writer.line("}")
     return writer.close()
