@@ -33,6 +33,7 @@ from .serializers import (
     FlagSerializer,
     NextTaskRequestSerializer,
     SubmitSerializer,
+    validated,
 )
 
 TAG = ["annotation"]
@@ -147,9 +148,8 @@ class NextTaskView(APIView):
         campaign = selectors.campaign_for_lease(campaign_id=pk, user=request.user)
         if campaign is None:
             raise Http404("No such campaign.")
-        data = NextTaskRequestSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        assignment = services.task_lease_next(campaign=campaign, annotator=request.user, held=data.validated_data["held"])
+        held = validated(NextTaskRequestSerializer, request.data)["held"]
+        assignment = services.task_lease_next(campaign=campaign, annotator=request.user, held=held)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(assignment_payload(assignment))
@@ -168,9 +168,8 @@ class AssignmentSubmitView(APIView):
         responses={201: AnnotationSerializer, 200: AnnotationSerializer},
     )
     def post(self, request, pk: int):
-        data = SubmitSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        annotation, created = services.annotation_submit(assignment_id=pk, annotator=request.user, **data.validated_data)
+        values = validated(SubmitSerializer, request.data)
+        annotation, created = services.annotation_submit(assignment_id=pk, annotator=request.user, **values)
         return Response(
             hotpath.annotation_payload(annotation), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
