@@ -50,3 +50,9 @@ compose-config:
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# The loop end to end on synthetic images (issue 8): needs the platform running (`make run` in another terminal:
+# its worker serves the cpu and gpu queues). DEMO_LOOP_ARGS="--images 300 --epochs 12" to change the size.
+.PHONY: demo-loop
+demo-loop: migrate
+	$(PY) manage.py demo_loop $(DEMO_LOOP_ARGS)
