@@ -15,7 +15,7 @@ from functools import cache
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from rest_framework.authtoken.models import Token
 
 from aesplatform.catalog.models import Image
@@ -73,11 +73,12 @@ class Columns:
         return out
 
     def build(self, values):
+        conn = _db()
         values = list(values)
-        for i, converters, col in self._converters(connection.vendor):
+        for i, converters, col in self._converters(conn.vendor):
             for convert in converters:
-                values[i] = convert(values[i], col, connection)
-        return self.model.from_db(connection.alias, self.attnames, values)
+                values[i] = convert(values[i], col, conn)
+        return self.model.from_db(conn.alias, self.attnames, values)
 
 
 def _literal(value: str) -> str:
@@ -87,18 +88,24 @@ def _literal(value: str) -> str:
     return f"'{value}'"
 
 
+def _db():
+    """This thread's default connection itself. `connection` is a proxy that looks the connection up (a
+    thread-local read) on every attribute access, also inside the Django functions it is passed to."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
 def _dt(value):
-    return connection.ops.adapt_datetimefield_value(value)
+    return _db().ops.adapt_datetimefield_value(value)
 
 
 def _fetch(sql: str, params) -> list[tuple]:
-    with connection.cursor() as cursor:
+    with _db().cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
 
 
 def _execute(sql: str, params) -> int:
-    with connection.cursor() as cursor:
+    with _db().cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 
@@ -323,15 +330,15 @@ def insert(obj) -> None:
     """INSERT one new row the way Model.save(force_insert=True) does (field pre_save: auto_now_add, defaults; the
     fields' database preparation; the generated primary key set on the instance), without the query compiler.
     Sends no pre_save/post_save signals (the annotation app has no receivers)."""
-    model = type(obj)
-    fields, sql, returning = _insert_plan(model, connection.vendor)
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    with connection.cursor() as cursor:
+    model, conn = type(obj), _db()
+    fields, sql, returning = _insert_plan(model, conn.vendor)
+    values = [f.get_db_prep_save(f.pre_save(obj, True), conn) for f in fields]
+    with conn.cursor() as cursor:
         cursor.execute(sql, values)
-        pk = cursor.fetchone()[0] if returning else connection.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column)
+        pk = cursor.fetchone()[0] if returning else conn.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column)
     obj.pk = pk
     obj._state.adding = False
-    obj._state.db = connection.alias
+    obj._state.db = conn.alias
 
 
 # --- the submit response, without a ModelSerializer per request --------------------------------------------------------
