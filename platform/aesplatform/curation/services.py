@@ -23,7 +23,6 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from django.utils import timezone
 
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.common.locks import LockNamespace, advisory_lock
 from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
 
 from .engine import proposals as engine_proposals
@@ -49,7 +49,6 @@ FILTERABLE_STATUSES = (ImageStatus.IMPORTED, ImageStatus.FILTERED)
 DECIDABLE_STATUSES = (ImageStatus.IMPORTED, ImageStatus.FILTERED, ImageStatus.APPROVED, ImageStatus.REJECTED)
 MAX_BATCH_SIZE = 1024
 MAX_REVIEW_BATCH_SIZE = 500
-_ADVISORY_LOCK_NAMESPACE = 0x46524E  # "FRN": filter runs
 _DECISION_FROM_PROPOSAL = {ProposedDecision.KEEP: CuratorDecision.Decision.APPROVE,
                            ProposedDecision.REJECT: CuratorDecision.Decision.REJECT}
 
@@ -237,23 +236,6 @@ def filter_run_cancel(*, run: FilterRun) -> FilterRun:
 # --- scoring (the worker) ------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _run_lock(run_id: int):
-    """A session-level PostgreSQL advisory lock: one worker per run; released when the worker dies."""
-    if connection.vendor != "postgresql":
-        yield True
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_ADVISORY_LOCK_NAMESPACE, run_id])
-        acquired = cursor.fetchone()[0]
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_ADVISORY_LOCK_NAMESPACE, run_id])
-
-
 _scorer_cache: dict[tuple, Any] = {}
 _scorer_lock = threading.Lock()
 
@@ -310,7 +292,7 @@ def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: i
     run = FilterRun.objects.filter(pk=run_id).first()
     if run is None or run.state not in ACTIVE_JOB_STATES:
         return run
-    with _run_lock(run_id) as acquired:
+    with advisory_lock(LockNamespace.FILTER_RUN, run_id) as acquired:
         if not acquired:
             logger.warning("filter run %s is already being scored by another worker", run_id)
             return run

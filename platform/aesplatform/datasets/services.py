@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,6 +27,7 @@ from django.utils import timezone
 
 from aesplatform.annotation.models import Campaign, Consensus
 from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.common.locks import LockNamespace, advisory_lock
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 
 from . import selection as selection_mod
@@ -44,7 +44,6 @@ CONSENSUS_METHODS = (BT500_METHOD,)
 INSERT_BATCH = 5000
 ITEM_CHUNK = 2000
 PROGRESS_EVERY = 5000
-_ADVISORY_LOCK_NAMESPACE = 7_000_007  # exports; other apps use their own namespaces
 
 
 def code_version() -> str:
@@ -326,23 +325,6 @@ def _enqueue_run(export: Export) -> None:
     transaction.on_commit(lambda: export_run_task.delay(export_id))
 
 
-@contextmanager
-def _export_lock(export_id: int):
-    """A session-level PostgreSQL advisory lock: one worker per export; released if the worker dies."""
-    if connection.vendor != "postgresql":
-        yield True
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_ADVISORY_LOCK_NAMESPACE, export_id])
-        acquired = cursor.fetchone()[0]
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_ADVISORY_LOCK_NAMESPACE, export_id])
-
-
 def export_rows(version: DatasetVersion) -> Iterator[writers.ExportRow]:
     """The items of a version in export order (overall-only first, then expert; by image sha256), streamed."""
     rows = (
@@ -417,7 +399,7 @@ def _claim(export_id: int) -> Export | None:
 def export_run(*, export_id: int) -> Export | None:
     """Write an export (worker). Idempotent: a finished export is left alone; an interrupted one starts over
     in a fresh temporary directory; a second delivery while one runs does nothing."""
-    with _export_lock(export_id) as acquired:
+    with advisory_lock(LockNamespace.EXPORT, export_id) as acquired:
         if not acquired:
             logger.info("export %s is being written by another worker", export_id)
             return Export.objects.filter(pk=export_id).first()
