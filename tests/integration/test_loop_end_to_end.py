@@ -4,9 +4,10 @@ queues), PostgreSQL and Redis -- the same code `manage.py demo_loop` runs (aespl
 import -> filter -> approve -> campaign -> simulated annotators -> consensus -> dataset version -> export ->
 tiny training job -> model version with held-out PLCC >= 0.7 -> promote -> pre-score.
 
-Size: 200 synthetic expert images (150 train / 50 test), 10 epochs of the tiny model: measured held-out MetaVoter
+Size: 200 synthetic expert images (150 train / 50 test), 14 epochs of the tiny model. Measured held-out MetaVoter
 PLCC ~0.89 on model_core directly with exact labels (150 images, 10 epochs); 100 images with noisier annotators
-gave 0.66, too close to the bar; held-out labels are noisy consensus too, which caps the measurable PLCC.
+gave 0.66; with 10 epochs four runs gave 0.73-0.85 (the task order, hence which noise lands where, differs run to
+run), so 14 epochs for margin.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def test_the_whole_loop_on_synthetic_images(celery_worker, settings, capsys):
     annotators = [factories.annotator() for _ in range(3)]
     lines: list[str] = []
     figures = run_loop(curator_api=_api_client(curator), annotators=[(a, _api_client(a)) for a in annotators],
-                       incoming=Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0]), n_images=200, epochs=10,
+                       incoming=Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0]), n_images=200, epochs=14,
                        say=lines.append)
     n = figures["n_images"]
     assert n == 200 and figures["ratings"] == 2 * n

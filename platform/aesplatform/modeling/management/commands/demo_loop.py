@@ -19,7 +19,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--images", type=int, default=200, help="synthetic images (default 200)")
-        parser.add_argument("--epochs", type=float, default=10.0, help="tiny-cpu training epochs (default 10)")
+        parser.add_argument("--epochs", type=float, default=14.0, help="tiny-cpu training epochs (default 14)")
         parser.add_argument("--annotators", type=int, default=3)
         parser.add_argument("--redundancy", type=int, default=2)
         parser.add_argument("--seed", type=int, default=3)
