@@ -226,3 +226,17 @@ def test_prescoring_bad_input(curator_client, curator_user, tmp_path):
     assert response.status_code == 400 and response.json()["code"] == "no_images"
     assert curator_client.post("/api/prescore-runs/", {"max_tiles": 0}, format="json").status_code == 400
     assert not PrescoreRun.objects.exists()
+
+
+def test_a_training_failure_ends_the_job_failed_with_its_reason(curator_client, version):
+    import os
+
+    from django.core.files.storage import default_storage
+
+    job_id = _job(curator_client, version).json()["id"]
+    item = version.items.filter(split="train").select_related("image").first()
+    os.remove(default_storage.path(item.image.file.name))  # an image file went missing before training
+    job = services.training_job_run(job_id=job_id)
+    assert job.state == "failed" and job.finished_at is not None
+    assert job.error and "failed:" in job.log and not ModelVersion.objects.exists()
+    assert curator_client.post("/api/model-versions/", {"training_job": job_id}, format="json").status_code == 409

@@ -116,3 +116,10 @@ def test_lora_preset_accepts_a_local_backbone_dir(tmp_path):
     config = resolve_config(preset="1B-LoRA", overrides={"backbone_path": str(tmp_path), "epochs": 2})
     assert config["model"]["backbone"]["source"] == str(tmp_path)
     assert config["train"]["epochs"] == 2 and config["model"]["lora"] is not None
+
+
+def test_json_safe_turns_nan_and_infinities_into_null():
+    from aesplatform.modeling.services import json_safe
+
+    assert json_safe({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf"), "e": "x"}}) == \
+        {"a": None, "b": [1.0, None], "c": {"d": None, "e": "x"}}

@@ -80,6 +80,17 @@ def _try_xact_lock(namespace: int, key: int) -> bool:
         return bool(cursor.fetchone()[0])
 
 
+def json_safe(value: Any) -> Any:
+    """NaN and infinities -> None, recursively (PostgreSQL's json refuses NaN; degenerate metrics produce it)."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 # --- training jobs --------------------------------------------------------------------------------------------
 
 
@@ -195,9 +206,10 @@ class _JobReporter:
         fields: dict[str, Any] = {"updated_at": timezone.now()}
         if p.stage == "train":
             self.curve = [pt for pt in self.curve if pt[0] < p.step]
-            if p.loss is not None:
-                self.curve.append([p.step, round(float(p.loss), 6)])
-            fields.update(step=min(p.step, p.total_steps), total_steps=p.total_steps, loss=p.loss,
+            loss = json_safe(float(p.loss)) if p.loss is not None else None
+            if loss is not None:
+                self.curve.append([p.step, round(loss, 6)])
+            fields.update(step=min(p.step, p.total_steps), total_steps=p.total_steps, loss=loss,
                           eta_seconds=p.eta_s, loss_curve=self.curve)
             losses = " ".join(f"{k}={v:.4f}" for k, v in p.losses.items())
             self.lines.append(f"{timezone.now():%Y-%m-%d %H:%M:%S} step {p.step}/{p.total_steps} epoch {p.epoch:.2f} "
@@ -283,16 +295,23 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
                                                          finished_at=timezone.now(), eta_seconds=None,
                                                          updated_at=timezone.now())
             return TrainingJob.objects.get(pk=job_id)
-        with transaction.atomic():
-            job = TrainingJob.objects.select_for_update().get(pk=job_id)
-            job.metrics = metrics
-            job.state = JobState.SUCCEEDED
-            job.finished_at = timezone.now()
-            job.eta_seconds = 0.0
-            job.step = job.total_steps
-            job.save()
-            if not ModelVersion.objects.filter(training_job=job).exists():
-                model_version_register(training_job=job)
+        try:
+            with transaction.atomic():
+                job = TrainingJob.objects.select_for_update().get(pk=job_id)
+                job.metrics = json_safe(metrics)
+                job.state = JobState.SUCCEEDED
+                job.finished_at = timezone.now()
+                job.eta_seconds = 0.0
+                job.step = job.total_steps
+                job.save()
+                if not ModelVersion.objects.filter(training_job=job).exists():
+                    model_version_register(training_job=job)
+        except Exception as exc:  # noqa: BLE001 - the job must not stay "running" when its bookkeeping fails
+            logger.exception("training job %s: recording the result failed", job_id)
+            reporter.log(f"failed while recording the result: {exc}")
+            TrainingJob.objects.filter(pk=job_id).update(state=JobState.FAILED, error=f"{type(exc).__name__}: {exc}",
+                                                         finished_at=timezone.now(), updated_at=timezone.now())
+            return TrainingJob.objects.get(pk=job_id)
         reporter.log("registered as a model version")
         return job
 
@@ -381,7 +400,7 @@ def model_version_register(*, training_job: TrainingJob | None = None, checkpoin
         version = ModelVersion(
             name=_unique_name(name or f"{job.preset}-job{job.pk}"), backend=ModelBackend.MODEL_CORE,
             training_job=job, dataset_version=job.dataset_version, checkpoint_path=str(final),
-            config=job.config, metrics=metrics.get("report", {}) | {"holdout": metrics.get("holdout", {})},
+            config=job.config, metrics=json_safe(metrics.get("report", {}) | {"holdout": metrics.get("holdout", {})}),
             report_dir=metrics.get("report_dir", ""),
         )
     else:
@@ -395,7 +414,7 @@ def model_version_register(*, training_job: TrainingJob | None = None, checkpoin
         for candidate in (path / "report.json", path / "evaluation" / "report.json"):
             if candidate.is_file():
                 try:
-                    report, report_dir = json.loads(candidate.read_text()), str(candidate.parent)
+                    report, report_dir = json_safe(json.loads(candidate.read_text())), str(candidate.parent)
                 except (OSError, json.JSONDecodeError):
                     pass
                 break
