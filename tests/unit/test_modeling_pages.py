@@ -9,7 +9,6 @@ from django.test import Client
 from django.urls import reverse
 
 from aesplatform.modeling.models import ModelVersion, Prescore, PrescoreRun, TrainingJob
-from tests import factories
 from tests.unit.test_modeling_support import draft_version, frozen_version, synthetic_images
 
 pytestmark = pytest.mark.django_db

@@ -592,6 +592,21 @@ def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | 
         return PrescoreRun.objects.get(pk=run_id)
 
 
+def prescore_num_workers() -> int:
+    """Decode workers of the pre-scoring DataLoader (AESP_PRESCORE_NUM_WORKERS; default 0 = decode in the task).
+
+    On a GPU machine set it to a few (the GPU outruns one decoding core); the gpu task lifts the daemon flag so
+    the workers can start. Forked workers of a process whose torch already ran OpenMP threads can hang on CPU-only
+    hosts, which is why the default is 0."""
+    value = getattr(settings, "AESP_PRESCORE_NUM_WORKERS", None)
+    if value is None:
+        value = os.environ.get("AESP_PRESCORE_NUM_WORKERS", "0")
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
+
+
 def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tuple[int, str]]) -> None:
     paths = [p for _, p in chunk]
     if version.backend == ModelBackend.HUMANAESEXPERT:
@@ -599,8 +614,8 @@ def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tu
     else:
         from model_core.scoring import score_images
 
-        scores = score_images(scorer, paths, max_tiles=run.max_tiles, batch_size=run.batch_size, num_workers=0,
-                              on_bad_image="skip")
+        scores = score_images(scorer, paths, max_tiles=run.max_tiles, batch_size=run.batch_size,
+                              num_workers=prescore_num_workers(), on_bad_image="skip")
     rows = prescore_rows(version.pk, chunk, scores)
     failed = [image_id for (image_id, _), s in zip(chunk, scores) if s.error or s.metavoter_score is None]
     with transaction.atomic():
