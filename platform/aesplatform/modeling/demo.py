@@ -105,6 +105,11 @@ def run_loop(*, curator_api, annotators: list[tuple], incoming: Path, n_images: 
                                          "source_name": "synthetic-loop"}, format="multipart"), 201)
     job = wait_done(api, f"/api/imports/{job['id']}/", timeout=300 * timeout_scale, what="the import")
     images = dict(Image.objects.filter(import_job_id=job["id"]).values_list("pk", "original_name"))
+    if len(images) < n_images:
+        say(f"note: {n_images - len(images)} of the images were in the catalog already (same seed as an earlier "
+            "run); the loop goes on with the new ones")
+    if len(images) < 8:
+        raise LoopError(f"only {len(images)} new images were imported; run again with another --seed")
     truth = {pk: truth_by_name[name] for pk, name in images.items()}
     stage("import", f"{job['imported_count']} synthetic images from {root}")
 

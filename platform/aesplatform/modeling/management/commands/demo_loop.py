@@ -22,7 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("--epochs", type=float, default=14.0, help="tiny-cpu training epochs (default 14)")
         parser.add_argument("--annotators", type=int, default=3)
         parser.add_argument("--redundancy", type=int, default=2)
-        parser.add_argument("--seed", type=int, default=3)
+        parser.add_argument("--seed", type=int, default=None,
+                            help="synthetic data seed (default: a new one each run; the catalog skips images it "
+                                 "already holds, so a repeated seed would import nothing new)")
         parser.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
 
     def handle(self, *args, **options):
@@ -60,12 +62,16 @@ class Command(BaseCommand):
             api.force_authenticate(account)
             return api
 
+        if options["seed"] is None:
+            import secrets
+
+            options["seed"] = secrets.randbelow(2**31)
         curator = user("loop-curator", Role.CURATOR)
         annotators = [user(f"loop-annotator{i + 1}", Role.ANNOTATOR) for i in range(options["annotators"])]
         incoming = Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0])
         incoming.mkdir(parents=True, exist_ok=True)
         self.stdout.write(f"demo loop: {options['images']} synthetic images under {incoming}, "
-                          f"{len(annotators)} simulated annotators, tiny-cpu {options['epochs']} epochs")
+                          f"{len(annotators)} simulated annotators, tiny-cpu {options['epochs']} epochs, seed {options['seed']}")
         try:
             figures = run_loop(curator_api=client(curator), annotators=[(a, client(a)) for a in annotators],
                                incoming=incoming, n_images=options["images"], epochs=options["epochs"],
