@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from django.db import connection
 
+from aesplatform.common.locks import LockNamespace
 from aesplatform.common.models import JobState
 from aesplatform.modeling import services
 from aesplatform.modeling.models import ModelVersion, Prescore, PrescoreRun, TrainingJob
@@ -205,11 +206,11 @@ def test_two_promotions_at_once_the_second_gets_a_conflict(curator_client, tmp_p
     other = psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"] or "postgres",
                             password=db["PASSWORD"] or None, dbname=db["NAME"], autocommit=True)
     try:
-        other.execute("SELECT pg_advisory_lock(%s, %s)", [services._LOCK_PROMOTE, 0])  # a promotion in flight
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [int(LockNamespace.PROMOTION), 0])  # a promotion in flight
         response = curator_client.post(f"/api/model-versions/{model.pk}/promote/")
         assert response.status_code == 409 and response.json()["code"] == "promotion_in_progress"
         assert not ModelVersion.objects.filter(promoted=True).exists()
-        other.execute("SELECT pg_advisory_unlock(%s, %s)", [services._LOCK_PROMOTE, 0])  # it finished
+        other.execute("SELECT pg_advisory_unlock(%s, %s)", [int(LockNamespace.PROMOTION), 0])  # it finished
     finally:
         other.close()
     response = curator_client.post(f"/api/model-versions/{model.pk}/promote/")

@@ -98,7 +98,7 @@ def test_job_form_starts_a_job_and_refuses_bad_input(world, curator, curator_use
 
 
 def test_model_page_compare_and_promote(world, curator, curator_user):
-    model, promoted = world["model"], world["promoted"]
+    model = world["model"]
     page = curator.get(reverse("ui:model_detail", args=[model.pk])).content.decode()
     assert 'data-testid="model-report"' in page and "0.830" in page and "Comprehensive" in page
     assert reverse("ui:model_plot", args=[model.pk, "scatter.png"]) in page and "replaces current" in page

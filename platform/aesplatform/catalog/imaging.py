@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import imagehash
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 # Pillow format name -> (file extension, Content-Type). Only these are imported: browsers can show them all
 # except TIFF/BMP in some, which is what the thumbnail is for.

@@ -13,17 +13,17 @@ import os
 import shutil
 import time
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, default_storage
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.common.locks import LockNamespace, advisory_lock, advisory_xact_lock
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 from aesplatform.datasets.models import DatasetItem, DatasetState, DatasetVersion, Split
 
@@ -32,9 +32,6 @@ from .models import ModelBackend, ModelVersion, Prescore, PrescoreRun, TrainingJ
 
 logger = logging.getLogger(__name__)
 
-_LOCK_TRAINING = 7_000_008  # advisory-lock namespaces (exports use 7_000_007)
-_LOCK_PRESCORE = 7_000_009
-_LOCK_PROMOTE = 7_000_010
 LOG_LINES_KEPT = 400
 PROGRESS_MIN_INTERVAL_S = 0.5
 FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
@@ -53,31 +50,6 @@ def image_path(key: str) -> str:
     if isinstance(storage, FileSystemStorage):
         return os.path.join(os.path.abspath(storage.location), key)
     return storage.path(key)
-
-
-@contextmanager
-def _try_lock(namespace: int, key: int) -> Iterator[bool]:
-    """A session-level PostgreSQL advisory lock held while the block runs (always granted on SQLite)."""
-    if connection.vendor != "postgresql":
-        yield True
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [namespace, key])
-        acquired = cursor.fetchone()[0]
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
-
-
-def _try_xact_lock(namespace: int, key: int) -> bool:
-    if connection.vendor != "postgresql":
-        return True
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [namespace, key])
-        return bool(cursor.fetchone()[0])
 
 
 def json_safe(value: Any) -> Any:
@@ -259,7 +231,7 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
     """Run (or resume) a training job: write its data, train, evaluate on the test split, register the model.
 
     Returns None when there is nothing to do (finished, missing, or another delivery is running it)."""
-    with _try_lock(_LOCK_TRAINING, job_id) as acquired:
+    with advisory_lock(LockNamespace.TRAINING_JOB, job_id) as acquired:
         if not acquired:
             logger.info("training job %s is being run by another delivery", job_id)
             return None
@@ -428,7 +400,7 @@ def model_version_register(*, training_job: TrainingJob | None = None, checkpoin
 @transaction.atomic
 def model_version_promote(*, model_version: ModelVersion, user) -> ModelVersion:
     """Make this the one promoted model (the previous one is demoted in the same transaction)."""
-    if not _try_xact_lock(_LOCK_PROMOTE, 0):
+    if not advisory_xact_lock(LockNamespace.PROMOTION, 0):
         raise ConflictError("Another promotion is in progress; try again in a moment.", code="promotion_in_progress")
     version = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
     job = version.training_job
@@ -552,7 +524,7 @@ def prescore_rows(model_version_id: int, images: list[tuple[int, str]], scores) 
 
 def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | None:
     """Score, batch by batch, the run's images that this model has not scored yet. Resumable and idempotent."""
-    with _try_lock(_LOCK_PRESCORE, run_id) as acquired:
+    with advisory_lock(LockNamespace.PRESCORE_RUN, run_id) as acquired:
         if not acquired:
             return None
         with transaction.atomic():
