@@ -6,6 +6,9 @@ import tempfile
 os.environ.setdefault("DJANGO_ENV", "test")
 os.environ.setdefault("AESP_VAR_DIR", tempfile.mkdtemp(prefix="aesp-test-var-"))
 os.environ.setdefault("AESP_IMPORT_ROOTS", os.path.join(os.environ["AESP_VAR_DIR"], "incoming"))
+# One broker namespace per test run (the workers it starts inherit it): runs sharing a Redis never purge, consume
+# or answer each other's messages.
+os.environ.setdefault("CELERY_BROKER_KEY_PREFIX", f"aesp-test-{os.getpid()}:")
 
 from .settings import *  # noqa: E402,F401,F403
 
