@@ -23,6 +23,8 @@ from aesplatform.datasets.api import archive_response
 from aesplatform.datasets.models import DatasetKind, ExportFormat
 from model_core.standard import LEVELS
 
+from .rerender import page_with_error
+
 EXPORTS_SHOWN = 50
 
 
@@ -132,11 +134,8 @@ class DatasetVersionFreezeView(RoleRequiredMixin, View):
         try:
             services.dataset_version_freeze(version=version)
         except ServiceError as exc:
-            view = DatasetVersionDetailView.as_view()
-            request.method = "GET"
-            response = view(request, pk=pk, freeze_error=exc.message)
-            response.status_code = exc.status_code
-            return response
+            return page_with_error(DatasetVersionDetailView, request, status=exc.status_code, pk=pk,
+                                   freeze_error=exc.message)
         return redirect("ui:dataset_detail", pk=pk)
 
 
@@ -154,11 +153,8 @@ class ExportCreateView(RoleRequiredMixin, View):
                 return redirect("ui:dataset_detail", pk=pk)
             except ServiceError as exc:
                 error = exc.message
-        detail = DatasetVersionDetailView.as_view()
-        request.method = "GET"
-        response = detail(request, pk=pk, export_form=form, export_error=error or "Check the export choices.")
-        response.status_code = 400
-        return response
+        return page_with_error(DatasetVersionDetailView, request, status=400, pk=pk, export_form=form,
+                               export_error=error or "Check the export choices.")
 
 
 class ExportProgressView(RoleRequiredMixin, TemplateView):

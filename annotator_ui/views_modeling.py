@@ -23,6 +23,8 @@ from aesplatform.datasets.models import DatasetState, DatasetVersion
 from aesplatform.modeling import presets, selectors, services
 from model_core.standard import DIMENSIONS
 
+from .rerender import page_with_error
+
 HEADS = ("lm", "regression", "expert", "metavoter")
 METRICS = ("plcc", "srcc", "krcc", "rmse", "mae")
 PLOT_FILES = ("scatter.png", "confusion.png", "dimensions.png", "per_dimension.png", "residuals.png")
@@ -176,10 +178,8 @@ class TrainingJobCancelView(RoleRequiredMixin, View):
         try:
             services.training_job_cancel(job=job)
         except ServiceError as exc:
-            request.method = "GET"
-            response = TrainingJobDetailView.as_view()(request, pk=pk, cancel_error=exc.message)
-            response.status_code = exc.status_code
-            return response
+            return page_with_error(TrainingJobDetailView, request, status=exc.status_code, pk=pk,
+                                   cancel_error=exc.message)
         return redirect("ui:training_job", pk=pk)
 
 
@@ -221,10 +221,7 @@ class ModelPromoteView(RoleRequiredMixin, View):
         try:
             services.model_version_promote(model_version=model, user=request.user)
         except ServiceError as exc:
-            request.method = "GET"
-            response = ModelDetailView.as_view()(request, pk=pk, promote_error=exc.message)
-            response.status_code = exc.status_code
-            return response
+            return page_with_error(ModelDetailView, request, status=exc.status_code, pk=pk, promote_error=exc.message)
         return redirect("ui:model_detail", pk=pk)
 
 
@@ -314,7 +311,4 @@ class PrescoreRunCreateView(RoleRequiredMixin, View):
                 return redirect("ui:prescores")
             except ServiceError as exc:
                 error, status = exc.message, exc.status_code
-        request.method = "GET"
-        response = PrescoresView.as_view()(request, form=form, run_error=error)
-        response.status_code = status
-        return response
+        return page_with_error(PrescoresView, request, status=status, form=form, run_error=error)
