@@ -33,6 +33,19 @@ def stored_image(db):
     return image
 
 
+def lease_to(image, annotator):
+    """Make `image` one the annotator rates (annotators fetch only the files of images leased to them)."""
+    from aesplatform.annotation import services as annotation_services
+    from aesplatform.catalog.models import ImageStatus
+
+    Image.objects.filter(pk=image.pk).update(status=ImageStatus.APPROVED)
+    campaign = annotation_services.campaign_create(
+        name="c", mode="expert", created_by=factories.curator(), image_ids=[image.pk], annotators=[annotator],
+        state="active",
+    )
+    assert annotation_services.task_lease_next(campaign=campaign, annotator=annotator).task.image_id == image.pk
+
+
 @pytest.fixture
 def finished_job(curator_user, import_root):
     folder = import_root / "f"
@@ -56,8 +69,9 @@ READ_ENDPOINTS = {
 
 @pytest.mark.parametrize("endpoint", list(READ_ENDPOINTS))
 def test_read_endpoints_by_role(endpoint, stored_image, finished_job, anonymous_client, annotator_client,
-                                curator_client, admin_client_api):
+                                annotator_user, curator_client, admin_client_api):
     template, least_role = READ_ENDPOINTS[endpoint]
+    lease_to(stored_image, annotator_user)
     url = template.format(image=stored_image.pk, job=finished_job.pk)
     assert anonymous_client.get(url).status_code in (401, 403)
     assert annotator_client.get(url).status_code == (200 if least_role == "annotator" else 403)
@@ -120,7 +134,8 @@ def test_images_are_filterable_by_status_source_and_format(curator_client, db):
     assert ordered[0]["id"] > ordered[1]["id"]
 
 
-def test_the_file_is_streamed_with_a_safe_type_nosniff_and_a_sanitised_name(annotator_client, stored_image):
+def test_the_file_is_streamed_with_a_safe_type_nosniff_and_a_sanitised_name(annotator_client, annotator_user, stored_image):
+    lease_to(stored_image, annotator_user)
     response = annotator_client.get(f"/api/images/{stored_image.pk}/file/", HTTP_ACCEPT="image/jpeg")
     assert response.status_code == 200
     assert response["Content-Type"] == "image/jpeg"
@@ -131,15 +146,15 @@ def test_the_file_is_streamed_with_a_safe_type_nosniff_and_a_sanitised_name(anno
     assert b"".join(response.streaming_content) == default_storage.open(stored_image.file.name).read()
 
 
-def test_an_unknown_stored_format_is_served_as_octet_stream(annotator_client, stored_image):
+def test_an_unknown_stored_format_is_served_as_octet_stream(curator_client, stored_image):
     Image.objects.filter(pk=stored_image.pk).update(format="HTML")
-    response = annotator_client.get(f"/api/images/{stored_image.pk}/file/")
+    response = curator_client.get(f"/api/images/{stored_image.pk}/file/")
     assert response["Content-Type"] == "application/octet-stream"
 
 
-def test_a_missing_stored_file_is_a_404(annotator_client, db):
+def test_a_missing_stored_file_is_a_404(curator_client, db):
     image = factories.ImageFactory()
-    assert annotator_client.get(f"/api/images/{image.pk}/thumbnail/").status_code == 404
+    assert curator_client.get(f"/api/images/{image.pk}/thumbnail/").status_code == 404
 
 
 # --- pages ---------------------------------------------------------------------------------------------------

@@ -204,9 +204,8 @@ class AssignmentImageView(APIView):
 
     @extend_schema(tags=TAG, summary="The image of a leased task", responses={(200, "image/*"): OpenApiTypes.BINARY})
     def get(self, request, pk: int):
-        assignment = get_object_or_404(Assignment.objects.select_related("task__image"), pk=pk)
-        if assignment.annotator_id != request.user.pk and not _is_curator(request):
-            raise PermissionDenied("This task is leased to another annotator.")
+        # another annotator's assignment is a 404, as for annotations and campaigns: ids are not confirmed
+        assignment = get_object_or_404(selectors.assignments_visible_to(user=request.user).select_related("task__image"), pk=pk)
         image = assignment.task.image
         try:
             handle = image.file.open("rb")

@@ -55,6 +55,14 @@ def campaign_for_annotator(*, campaign_id: int, user) -> Campaign | None:
     return Campaign.objects.filter(pk=campaign_id, annotators=user).first()
 
 
+def assignments_visible_to(*, user) -> QuerySet[Assignment]:
+    """Curators read every assignment; an annotator only their own, in campaigns that still list them."""
+    rows = Assignment.objects.all()
+    if user_has_role(user, Role.CURATOR):
+        return rows
+    return rows.filter(annotator=user, task__campaign__annotators=user)
+
+
 def annotations_visible_to(*, user) -> QuerySet[Annotation]:
     """Curators read every annotation; an annotator only their own."""
     rows = Annotation.objects.select_related("task")

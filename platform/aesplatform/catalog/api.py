@@ -1,5 +1,5 @@
-"""Catalog API: images (curators list them; every role may fetch the files it annotates) and import jobs
-(curators and admins only)."""
+"""Catalog API: images (curators list them; an annotator may fetch the files of the images leased to them, and
+gets a 404 for any other id) and import jobs (curators and admins only)."""
 
 from __future__ import annotations
 
@@ -97,6 +97,9 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
     ordering = ["id"]
 
     def get_queryset(self):
+        if self.action in ("file", "thumbnail"):
+            # object level: an annotator guessing ids gets a 404 for images never leased to them
+            return selectors.image_files_visible_to(user=self.request.user)
         return selectors.image_list()
 
     def get_permissions(self):
@@ -106,7 +109,7 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
         return [IsCurator()]
 
     @extend_schema(
-        tags=IMAGES_TAG, summary="The original file (any role)",
+        tags=IMAGES_TAG, summary="The original file (curators; annotators: images leased to them)",
         responses={(200, "image/*"): OpenApiTypes.BINARY, 404: OpenApiResponse(description="Missing")},
     )
     @action(detail=True, methods=["get"], url_path="file", filter_backends=[], pagination_class=None,
@@ -120,7 +123,7 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
         )
 
     @extend_schema(
-        tags=IMAGES_TAG, summary="The JPEG thumbnail (any role)",
+        tags=IMAGES_TAG, summary="The JPEG thumbnail (curators; annotators: images leased to them)",
         responses={(200, "image/jpeg"): OpenApiTypes.BINARY, 404: OpenApiResponse(description="Missing")},
     )
     @action(detail=True, methods=["get"], url_path="thumbnail", filter_backends=[], pagination_class=None,

@@ -6,12 +6,27 @@ from pathlib import Path
 
 from django.db.models import QuerySet
 
+from aesplatform.accounts.roles import Role, user_has_role
+
 from .models import Image, ImportItem, ImportJob
 from .sources import allowed_roots
 
 
 def image_list() -> QuerySet[Image]:
     return Image.objects.all().order_by("id")
+
+
+def image_files_visible_to(*, user) -> QuerySet[Image]:
+    """The images whose pixels `user` may fetch: curators and admins every one; an annotator only the images of
+    tasks leased to them (now or before) in campaigns that still list them as an annotator. (Lookups by name
+    through the annotation app's reverse relations: the catalog imports nothing of it.)"""
+    if user_has_role(user, Role.CURATOR):
+        return image_list()
+    if not user_has_role(user, Role.ANNOTATOR):
+        return Image.objects.none()
+    # one filter() call: the assignment and the membership are of the same task
+    leased = Image.objects.filter(tasks__assignments__annotator=user, tasks__campaign__annotators=user)
+    return Image.objects.filter(pk__in=leased.values("pk")).order_by("id")
 
 
 def import_job_list() -> QuerySet[ImportJob]:
