@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -36,6 +37,52 @@ def test_production_settings_pass_check_deploy():
     result = _manage("check", "--deploy", "--fail-level", "WARNING", env=_production_env())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+_SHOW_SECURITY_SETTINGS = """
+import json
+from django.conf import settings as s
+names = ["DEBUG", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SESSION_COOKIE_HTTPONLY", "CSRF_COOKIE_HTTPONLY",
+         "SESSION_COOKIE_SAMESITE", "CSRF_COOKIE_SAMESITE", "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+         "SECURE_HSTS_PRELOAD", "SECURE_SSL_REDIRECT", "SECURE_PROXY_SSL_HEADER", "SECURE_CONTENT_TYPE_NOSNIFF",
+         "SECURE_REFERRER_POLICY", "X_FRAME_OPTIONS", "AXES_ENABLED", "AXES_FAILURE_LIMIT"]
+print(json.dumps({n: getattr(s, n) for n in names} | {"csp": s.CONTENT_SECURITY_POLICY["DIRECTIVES"]}))
+"""
+
+
+def _production_settings(**extra: str) -> dict:
+    result = _manage("shell", "-c", _SHOW_SECURITY_SETTINGS, env=_production_env(**extra))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_production_has_secure_cookies_hsts_https_and_strict_headers():
+    s = _production_settings()
+    assert s["DEBUG"] is False
+    assert s["SESSION_COOKIE_SECURE"] and s["CSRF_COOKIE_SECURE"]
+    assert s["SESSION_COOKIE_HTTPONLY"] and s["CSRF_COOKIE_HTTPONLY"]
+    assert s["SESSION_COOKIE_SAMESITE"] == "Lax" and s["CSRF_COOKIE_SAMESITE"] == "Lax"
+    assert s["SECURE_HSTS_SECONDS"] >= 31_536_000
+    assert s["SECURE_HSTS_INCLUDE_SUBDOMAINS"] and s["SECURE_HSTS_PRELOAD"]
+    assert s["SECURE_SSL_REDIRECT"] is True
+    assert s["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert s["SECURE_CONTENT_TYPE_NOSNIFF"] and s["SECURE_REFERRER_POLICY"] == "same-origin"
+    assert s["X_FRAME_OPTIONS"] == "DENY"
+    assert s["AXES_ENABLED"] and s["AXES_FAILURE_LIMIT"] == 5
+    assert s["csp"]["script-src"] == ["'self'"] and s["csp"]["frame-ancestors"] == ["'none'"]
+
+
+def test_production_https_settings_come_from_the_environment():
+    s = _production_settings(
+        DJANGO_SECURE_HSTS_SECONDS="600", DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS="false",
+        DJANGO_SECURE_HSTS_PRELOAD="false", DJANGO_SECURE_SSL_REDIRECT="false", DJANGO_SECURE_PROXY_SSL_HEADER="",
+        AESP_LOGIN_FAILURE_LIMIT="3",
+    )
+    assert s["SECURE_HSTS_SECONDS"] == 600
+    assert s["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is False and s["SECURE_HSTS_PRELOAD"] is False
+    assert s["SECURE_SSL_REDIRECT"] is False
+    assert s["SECURE_PROXY_SSL_HEADER"] is None  # no proxy: a client's X-Forwarded-Proto is not believed
+    assert s["AXES_FAILURE_LIMIT"] == 3
 
 
 def test_production_refuses_to_start_without_a_secret_key():

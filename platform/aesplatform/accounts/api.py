@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.generics import ListAPIView
@@ -56,7 +57,10 @@ class TokenView(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={200: inline_serializer("TokenOut", {"token": serializers.CharField()})},
+        responses={
+            200: inline_serializer("TokenOut", {"token": serializers.CharField()}),
+            429: OpenApiResponse(description="Too many failed attempts for this username from this address"),
+        },
         summary="Obtain an API token",
         auth=[],
     )
@@ -64,6 +68,13 @@ class TokenView(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = authenticate(request, **data.validated_data)
+        if getattr(request, "axes_locked_out", False):  # django-axes refused it: too many failures for this pair
+            minutes = max(1, round(settings.AXES_COOLOFF_TIME.total_seconds() / 60))
+            return Response(
+                {"detail": f"Too many failed login attempts for this account from your address. "
+                           f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.", "code": "locked_out"},
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+            )
         if user is None or not user.is_active:
             return Response({"detail": "Wrong username or password."}, status=status.HTTP_400_BAD_REQUEST)
         token, _ = Token.objects.get_or_create(user=user)
