@@ -80,9 +80,10 @@ def _media_root(settings, tmp_path):
 class CeleryWorker:
     """A real `celery worker` process over the real broker and the test database."""
 
-    def __init__(self, env: dict[str, str], queues: str = "cpu,gpu"):
+    def __init__(self, env: dict[str, str], queues: str = "cpu,gpu", app: str = "aesplatform"):
         self.env = env
         self.queues = queues
+        self.app = app  # another module exposing the Celery app (fault-injection tests slow some calls down)
         self.process: subprocess.Popen | None = None
         self.log_path = Path(env["AESP_VAR_DIR"]) / f"worker-{os.getpid()}-{time.monotonic_ns()}.log"
 
@@ -92,7 +93,7 @@ class CeleryWorker:
         app.control.purge()
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "aesplatform", "worker", "-Q", self.queues, "-c", "1",
+            [sys.executable, "-m", "celery", "-A", self.app, "worker", "-Q", self.queues, "-c", "1",
              "--pool", "prefork", "--loglevel", "INFO", "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
             cwd=REPO_ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )
@@ -149,8 +150,8 @@ def celery_worker_factory(transactional_db, settings):
     }
     workers: list[CeleryWorker] = []
 
-    def start(queues: str = "cpu,gpu") -> CeleryWorker:
-        worker = CeleryWorker(env, queues)
+    def start(queues: str = "cpu,gpu", *, app: str = "aesplatform", **extra_env: str) -> CeleryWorker:
+        worker = CeleryWorker({**env, **extra_env}, queues, app)
         worker.start()
         workers.append(worker)
         return worker

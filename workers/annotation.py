@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
+from celery.signals import worker_ready
 from django.utils.dateparse import parse_datetime
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="workers.annotation.campaign_quality_update", queue="cpu", ignore_result=True)
@@ -14,3 +19,18 @@ def campaign_quality_update(campaign_id: int, requested_at: str | None = None) -
     return consensus_update_if_stale(
         campaign_id=campaign_id, requested_at=parse_datetime(requested_at) if requested_at else None
     )
+
+
+@worker_ready.connect
+def _consensus_catch_up(**kwargs) -> None:
+    """A worker starting (e.g. once the job queue is back): campaigns rated since their last recomputation get one
+    queued (a submit made while the broker was down could not queue it)."""
+    from aesplatform.annotation.services import consensus_catch_up
+
+    try:
+        stale = consensus_catch_up()
+    except Exception:  # noqa: BLE001 - a repair must never keep a worker from starting
+        logger.exception("consensus catch-up failed")
+        return
+    if stale:
+        logger.info("consensus catch-up: queued updates of campaign(s) %s", stale)

@@ -170,24 +170,38 @@ def test_quality_updates_are_queued_once_per_window_and_stamped_with_its_end(
     assert len(sent) == 2
 
 
-def test_a_failed_publish_leaves_the_window_open_for_the_next_submit(monkeypatch, django_capture_on_commit_callbacks):
+def test_a_failed_publish_keeps_the_submit_and_owes_the_update_to_the_next_publish(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    """The job queue down: submits succeed; the campaign's update is sent with the next publish that works."""
     from workers.annotation import campaign_quality_update
 
-    calls = []
+    calls, down = [], [True]
 
-    def broken(args, countdown):
-        calls.append(args)
-        raise ConnectionError("broker down")
+    def publish(args, countdown):
+        calls.append(args[0])
+        if down[0]:
+            raise ConnectionError("broker down")
 
-    monkeypatch.setattr(campaign_quality_update, "apply_async", broken)
+    monkeypatch.setattr(campaign_quality_update, "apply_async", publish)
     monkeypatch.setattr(services, "_quality_window_ends", {})
+    monkeypatch.setattr(services, "_quality_owed", set())
     ann = factories.annotator()
-    campaign = campaign_for([ann], images=2, redundancy=1)
+    first, second = campaign_for([ann], images=2, redundancy=1), campaign_for([ann], images=1, redundancy=1)
     for _ in range(2):
-        lease = services.task_lease_next(campaign=campaign, annotator=ann)
-        with pytest.raises(ConnectionError), django_capture_on_commit_callbacks(execute=True):
-            services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5}, idempotency_key=uuid.uuid4())
-    assert len(calls) == 2  # the second submit tried again
+        lease = services.task_lease_next(campaign=first, annotator=ann)
+        with django_capture_on_commit_callbacks(execute=True):
+            _, created = services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5},
+                                                    idempotency_key=uuid.uuid4())
+        assert created
+    assert calls == [first.id]  # the second submit did not wait on the broker again (retry delay)
+    assert services._quality_owed == {first.id}
+    down[0] = False
+    lease = services.task_lease_next(campaign=second, annotator=ann)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5},
+                                   idempotency_key=uuid.uuid4())
+    assert calls == [first.id, second.id, first.id] and not services._quality_owed
 
 
 def test_hot_path_sql_reads_the_same_rows_as_the_orm():

@@ -14,6 +14,7 @@ BEGIN IMMEDIATE: writers are serialized by the database, and the same code stays
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -50,6 +51,7 @@ from .models import (
     TaskState,
 )
 
+logger = logging.getLogger(__name__)
 MAX_LIVE_LEASES = 2  # the task on screen and the one preloaded behind it
 EXPIRE_BATCH = 200
 ANNOTATION_FKS = ["task", "annotator", "assignment", "supersedes"]
@@ -399,7 +401,11 @@ def _replay(*, idempotency_key, annotator, scores: dict, assignment_id: int | No
 # instead of one message per submit (a publish costs about 0.5 ms of CPU, as much as a third of a submit).
 QUALITY_UPDATE_WINDOW_S = 2.0
 QUALITY_UPDATE_MARGIN_S = 1.0  # tolerance for the worker's clock running ahead of this one
+# With the job queue down a publish fails after ~0.6 s: a campaign's next attempt waits this long, so that submits
+# stay fast while it is down.
+QUALITY_UPDATE_RETRY_S = 10.0
 _quality_window_ends: dict[int, float] = {}
+_quality_owed: set[int] = set()  # campaigns whose update could not be queued (sent with the next one that can)
 _quality_window_lock = threading.Lock()
 
 
@@ -410,6 +416,10 @@ def _queue_quality_update(campaign_id: int) -> None:
     a submit inside the window committed before that and queues nothing: the recomputation starts later and
     sees it. consensus_update_if_stale skips the task only when a recomputation started after the window's end
     (which saw every annotation of the window too), so no annotation is left out of the consensus.
+
+    The job queue being down never fails the submit (its annotation is committed already): the failure is logged
+    and the campaign owed an update, which this process queues with the next publish that succeeds (a later
+    submit); `consensus_catch_up` (run when a worker starts) recomputes campaigns rated since their last update.
     """
 
     def send():
@@ -420,17 +430,42 @@ def _queue_quality_update(campaign_id: int) -> None:
             if _quality_window_ends.get(campaign_id, 0.0) > now:
                 return
             _quality_window_ends[campaign_id] = now + QUALITY_UPDATE_WINDOW_S
+            owed = sorted(_quality_owed - {campaign_id})
+            _quality_owed.clear()
         requested_at = timezone.now() + timedelta(seconds=QUALITY_UPDATE_WINDOW_S)
-        try:
-            campaign_quality_update.apply_async(
-                (campaign_id, requested_at.isoformat()), countdown=QUALITY_UPDATE_WINDOW_S + QUALITY_UPDATE_MARGIN_S
-            )
-        except BaseException:
-            with _quality_window_lock:  # nothing was queued: the next submit must try again
-                _quality_window_ends.pop(campaign_id, None)
-            raise
+        for target in [campaign_id, *owed]:
+            try:
+                campaign_quality_update.apply_async(
+                    (target, requested_at.isoformat()), countdown=QUALITY_UPDATE_WINDOW_S + QUALITY_UPDATE_MARGIN_S
+                )
+            except Exception as exc:  # noqa: BLE001 - the broker is down: the annotation stays stored, the update owed
+                with _quality_window_lock:
+                    _quality_window_ends[campaign_id] = time.monotonic() + QUALITY_UPDATE_RETRY_S
+                    _quality_owed.update([campaign_id, *owed])
+                logger.warning("consensus update of campaign %s not queued (job queue unavailable: %s); it is "
+                               "queued with the next update that can be", target, exc)
+                return
 
     transaction.on_commit(send)
+
+
+def consensus_catch_up() -> list[int]:
+    """Queue a consensus update for every campaign with an annotation newer than its last recomputation (those
+    whose update could not be queued while the job queue was down). Returns the campaign ids."""
+    from django.db.models import Max, Q
+
+    from workers.annotation import campaign_quality_update
+
+    stale = list(
+        Campaign.objects.annotate(last_annotation=Max("tasks__annotations__created_at"),
+                                  last_computed=Max("agreement__computed_at"))
+        .filter(Q(last_computed__isnull=True) | Q(last_annotation__gt=F("last_computed")),
+                last_annotation__isnull=False)
+        .values_list("pk", flat=True)
+    )
+    for campaign_id in stale:
+        campaign_quality_update.delay(campaign_id, None)
+    return stale
 
 
 def _parse_key(idempotency_key) -> uuid.UUID:

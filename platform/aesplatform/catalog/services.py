@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from aesplatform.annotation.models import Consensus, ConsensusOrigin
 from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
 from aesplatform.common.models import JobState
 
 from .imaging import InspectedImage, extension_for_format
@@ -96,10 +97,12 @@ def import_job_create(
             )
             if enqueue:
                 _enqueue_run(job)
-    except BaseException:
-        # The rows were rolled back; the staged files must go too, or they would be orphans.
-        for key in staged_keys:
-            _storage_delete_quietly(key)
+    except BaseException as exc:
+        if not getattr(exc, "committed", False):
+            # The rows were rolled back; the staged files must go too, or they would be orphans. (A job queue that
+            # failed after the commit left the job failed but resumable: its staged files stay.)
+            for key in staged_keys:
+                _storage_delete_quietly(key)
         raise
     logger.info("import job %s created (%s, %s items)", job.pk, kind, job.total)
     return job
@@ -200,8 +203,7 @@ def _check_zip(source: FileSource, limits: ImportLimits) -> None:
 def _enqueue_run(job: ImportJob) -> None:
     from workers.catalog import import_job_run as import_job_run_task
 
-    job_id = job.pk
-    transaction.on_commit(lambda: import_job_run_task.delay(job_id))
+    job_enqueue_on_commit(import_job_run_task, job.pk, on_failure=job_failed_unqueued(ImportJob, job.pk))
 
 
 @transaction.atomic

@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
 from aesplatform.common.locks import LockNamespace, advisory_lock
 from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
 
@@ -203,8 +204,7 @@ def filter_run_create(
 def filter_run_enqueue(*, run: FilterRun) -> None:
     from workers.curation import filter_run_execute as task
 
-    run_id = run.pk
-    transaction.on_commit(lambda: task.delay(run_id))
+    job_enqueue_on_commit(task, run.pk, on_failure=job_failed_unqueued(FilterRun, run.pk))
 
 
 @transaction.atomic

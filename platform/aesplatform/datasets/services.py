@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from aesplatform.annotation.models import Campaign, Consensus
 from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
 from aesplatform.common.locks import LockNamespace, advisory_lock
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 
@@ -321,8 +322,7 @@ def export_create(
 def _enqueue_run(export: Export) -> None:
     from workers.datasets import export_run as export_run_task
 
-    export_id = export.pk
-    transaction.on_commit(lambda: export_run_task.delay(export_id))
+    job_enqueue_on_commit(export_run_task, export.pk, on_failure=job_failed_unqueued(Export, export.pk))
 
 
 def export_rows(version: DatasetVersion) -> Iterator[writers.ExportRow]:

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
 from aesplatform.common.locks import LockNamespace, advisory_lock, advisory_xact_lock
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 from aesplatform.datasets.models import DatasetItem, DatasetState, DatasetVersion, Split
@@ -91,7 +92,7 @@ def training_job_create(*, dataset_version: DatasetVersion, preset: str, config:
 def _enqueue_training(job_id: int) -> None:
     from workers.modeling import training_job_run as task
 
-    transaction.on_commit(lambda: task.delay(job_id))
+    job_enqueue_on_commit(task, job_id, on_failure=job_failed_unqueued(TrainingJob, job_id))
 
 
 @transaction.atomic
@@ -460,10 +461,9 @@ def prescore_run_create(*, created_by, image_ids: list[int] | None = None, model
     run.full_clean()
     run.save()
     if enqueue:
-        run_id = run.pk
         from workers.modeling import prescore_run_execute as task
 
-        transaction.on_commit(lambda: task.delay(run_id))
+        job_enqueue_on_commit(task, run.pk, on_failure=job_failed_unqueued(PrescoreRun, run.pk))
     return run
 
 
