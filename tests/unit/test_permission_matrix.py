@@ -608,3 +608,13 @@ def test_an_annotator_reaches_no_export_dataset_version_or_curator_page_by_id(wo
     for url in (f"/exports/{ids['export']}/download/", f"/datasets/{ids['dataset_version']}/",
                 f"/campaigns/{ids['campaign']}/", f"/campaigns/{ids['campaign']}/annotations.csv", "/images/"):
         assert client.get(url).status_code == 403, url
+
+
+def test_stored_files_are_not_served_from_a_media_url(world):
+    """Image files reach users only through the checked API views: no route serves MEDIA_URL to anyone."""
+    image = world["images"][0]
+    for principal in (ANONYMOUS, ANNOTATOR, ADMIN):
+        client = _client(world, principal, "page")
+        for key in (image.file.name, image.thumbnail.name):
+            response = client.get(f"/media/{key}")
+            assert response.status_code == 404 or _is_login_redirect(response), (principal, key, response.status_code)
