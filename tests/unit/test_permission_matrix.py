@@ -262,6 +262,51 @@ def test_every_operation_has_an_entry_in_the_matrix_and_every_entry_exists():
     assert len(schema_ops) > 50 and len(pages) > 40
 
 
+def _declared_minimum(callback) -> str | None:
+    """The minimum a view declares by itself (RoleRequiredMixin.required_role, a role permission class, or DRF's
+    IsAuthenticated default), where it is one class attribute; None where it is decided per action or request."""
+    from django.contrib.auth.mixins import LoginRequiredMixin
+    from rest_framework.permissions import AllowAny, IsAuthenticated
+    from rest_framework.views import APIView
+
+    from aesplatform.accounts.permissions import RoleRequiredMixin
+
+    view_class = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
+    if view_class is None:
+        return None
+    if issubclass(view_class, RoleRequiredMixin):
+        return str(view_class.required_role)
+    if issubclass(view_class, LoginRequiredMixin):
+        return SIGNED_IN
+    if issubclass(view_class, APIView) and view_class.get_permissions is APIView.get_permissions:
+        levels = []
+        for permission in view_class.permission_classes:
+            role = getattr(permission, "role", None)
+            levels.append(str(role) if role is not None else {IsAuthenticated: SIGNED_IN, AllowAny: ANONYMOUS}.get(permission))
+        if levels and None not in levels:
+            return max(levels, key=PRINCIPALS.index)
+    return None
+
+
+def test_the_matrix_is_never_looser_than_what_a_view_declares():
+    """The declared classes and the matrix agree: a page's entry is its required role; an API entry may be stricter
+    than its view's permission classes (checks inside the method), never looser."""
+    checked = 0
+    for route, name, callback in _walk(get_resolver().url_patterns):
+        declared = _declared_minimum(callback)
+        if declared is None or route.startswith("/admin/"):
+            continue
+        api = route.startswith("/api/") and name not in ("api-schema", "api-docs")
+        for method in _view_methods(name, callback):
+            entry = API_MATRIX[(method, _openapi_path(route))] if api else PAGE_MATRIX[(method, name)]
+            if api:
+                assert PRINCIPALS.index(entry) >= PRINCIPALS.index(declared), (method, route, entry, declared)
+            else:
+                assert entry == declared, (method, route, entry, declared)
+            checked += 1
+    assert checked > 80
+
+
 # --- a world of real objects ---------------------------------------------------------------------------------------
 
 
