@@ -83,3 +83,21 @@ def test_the_admin_and_the_api_docs_run_under_the_policy(page, login):
     _goto(page, "/api/docs/")
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("HumanAes platform API")  # Swagger UI ran
     expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+
+
+def test_a_locked_out_login_shows_why_under_the_policy(page, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    user = factories.annotator()
+    page.goto("/login/")
+    for _ in range(2):
+        page.get_by_label("Username").fill(user.username)
+        page.get_by_label("Password").fill("not-the-password")
+        with page.expect_navigation():
+            page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("login-locked")).to_contain_text("Too many failed login attempts")
+    page.get_by_label("Password").fill(factories.TEST_PASSWORD)  # the right one: still refused until the cool-off
+    with page.expect_navigation() as navigation:
+        page.get_by_test_id("login-submit").click()
+    assert navigation.value.status == 429
+    expect(page.get_by_test_id("login-locked")).to_contain_text("Try again in 15 minutes")
+    expect(page.get_by_test_id("account-name")).to_have_count(0)
