@@ -225,19 +225,21 @@ def test_hot_path_sql_reads_the_same_rows_as_the_orm():
     assert hotpath.campaign_with_membership(campaign_id=campaign.id, user_id=b.id)[1] is False
 
     lease = services.task_lease_next(campaign=campaign, annotator=a)
-    locked = hotpath.assignment_locked(assignment_id=lease.id)
+    locked = hotpath.assignment_read(assignment_id=lease.id, lock=True)
     stored = Assignment.objects.select_related("task__campaign").get(pk=lease.id)
     for f in Assignment._meta.concrete_fields:
         assert getattr(locked, f.attname) == getattr(stored, f.attname), f.name
+        assert getattr(lease, f.attname) == getattr(stored, f.attname), f.name  # what the lease statement returned
     assert (locked.task.pk, locked.task.campaign_id, locked.task.image_id) == (stored.task.pk, campaign.id, stored.task.image_id)
     c = locked.task.campaign
     assert (c.pk, c.mode, c.state, c.redundancy, c.lease_seconds) == (campaign.id, "expert", "active", 2, campaign.lease_seconds)
     assert hotpath.live_lease_ids(campaign_id=campaign.id, annotator_id=a.id, now=timezone.now()) == [lease.id]
-    read, member, live = hotpath.campaign_for_next_task(campaign_id=campaign.id, user_id=a.id, now=timezone.now())
-    assert read == campaign and read.mode == "expert" and member is True and live == [lease.id]
-    assert hotpath.campaign_for_next_task(campaign_id=campaign.id, user_id=b.id, now=timezone.now())[1:] == (False, [])
+    read, member, expired, live = hotpath.campaign_for_next_task(campaign_id=campaign.id, user_id=a.id, now=timezone.now())
+    assert read == campaign and read.mode == "expert" and member is True and expired is False and live == [lease.id]
+    assert hotpath.campaign_for_next_task(campaign_id=campaign.id, user_id=b.id, now=timezone.now())[1:] == (False, False, [])
     assert hotpath.campaign_for_next_task(campaign_id=999999, user_id=a.id, now=timezone.now()) is None
     later = timezone.now() + timezone.timedelta(seconds=campaign.lease_seconds + 1)
+    assert hotpath.campaign_for_next_task(campaign_id=campaign.id, user_id=b.id, now=later)[1:] == (False, True, [])
     assert hotpath.live_lease_ids(campaign_id=campaign.id, annotator_id=a.id, now=later) == []
     assert hotpath.expired_leases_locked(now=later, limit=10) == [(lease.id, lease.task_id)]
     assert hotpath.expired_leases_locked(now=timezone.now(), limit=10) == []
@@ -263,3 +265,57 @@ def test_a_lease_that_ended_after_the_campaign_read_is_not_resumed():
     later = timezone.now() + timezone.timedelta(seconds=campaign.lease_seconds + 1)
     nxt = services.task_lease_next(campaign=read, annotator=ann, now=later)
     assert nxt.id != first.id and Assignment.objects.get(pk=first.id).state == AssignmentState.EXPIRED
+
+
+def test_the_one_statement_lease_counts_the_lease_on_the_task_it_returns():
+    ann = factories.annotator()
+    campaign = campaign_for([ann], images=1, redundancy=2)
+    lease = services.task_lease_next(campaign=campaign, annotator=ann)
+    task = lease.task
+    task.refresh_from_db()
+    assert task.active_lease_count == 1 and Assignment.objects.get(pk=lease.id).task_id == task.id
+    assert lease.task.image.width and lease.task.campaign == campaign
+
+
+def test_a_submit_whose_lease_ended_after_it_was_read_falls_back_to_the_locked_answer(monkeypatch):
+    """The one-statement submit re-checks the lease under its row lock: a lease that ended between the unlocked read
+    and the statement writes nothing there, and the locking path gives the error."""
+    from aesplatform.annotation import hotpath
+    from aesplatform.common.exceptions import ConflictError
+
+    ann = factories.annotator()
+    campaign = campaign_for([ann], images=1)
+    lease = services.task_lease_next(campaign=campaign, annotator=ann)
+    read = hotpath.assignment_read
+
+    def read_then_expire(**kwargs):
+        found = read(**kwargs)
+        if not kwargs["lock"]:  # the lease ends right after the unlocked read
+            Assignment.objects.filter(pk=lease.id).update(state=AssignmentState.EXPIRED)
+        return found
+
+    monkeypatch.setattr(hotpath, "assignment_read", read_then_expire)
+    with pytest.raises(ConflictError) as refused:
+        services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5}, idempotency_key=uuid.uuid4())
+    assert refused.value.code == "lease_expired"
+    assert not Annotation.objects.exists()
+    task = lease.task
+    task.refresh_from_db()
+    assert task.submitted_count == 0
+
+
+def test_the_expiry_sweep_is_skipped_only_on_a_fresh_no(monkeypatch):
+    from aesplatform.annotation import selectors
+
+    ann = factories.annotator()
+    campaign = campaign_for([ann], images=2)
+    sweeps = []
+    real = services.leases_expire
+    monkeypatch.setattr(services, "leases_expire", lambda **kw: sweeps.append(kw) or real(**kw))
+    read = selectors.campaign_for_lease(campaign_id=campaign.id, user=ann)
+    assert read.expired_leases_read[2] is False
+    services.task_lease_next(campaign=read, annotator=ann)
+    assert sweeps == []  # nothing had run out a moment ago
+    read = selectors.campaign_for_lease(campaign_id=campaign.id, user=ann)
+    services.task_lease_next(campaign=read, annotator=ann, held=[], now=timezone.now() + timezone.timedelta(hours=1))
+    assert len(sweeps) == 1  # asked about another time than the read's: swept

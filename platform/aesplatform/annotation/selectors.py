@@ -40,14 +40,17 @@ def campaigns_visible_to(*, user) -> QuerySet[Campaign]:
 
 
 def campaign_for_lease(*, campaign_id: int, user) -> Campaign | None:
-    """The campaign with whether `user` is one of its annotators and the user's live leases in it, in one query
-    (the next-task hot path; services.task_lease_next reads both instead of asking again)."""
-    found = hotpath.campaign_for_next_task(campaign_id=campaign_id, user_id=user.pk, now=timezone.now())
+    """The campaign with whether `user` is one of its annotators, the user's live leases in it and whether any
+    lease has run out, in one query (the next-task hot path; services.task_lease_next uses the answers instead of
+    asking again)."""
+    now = timezone.now()
+    found = hotpath.campaign_for_next_task(campaign_id=campaign_id, user_id=user.pk, now=now)
     if found is None:
         return None
-    campaign, member, live = found
+    campaign, member, any_expired, live = found
     campaign.membership_checked = (user.pk, member)
     campaign.live_leases_read = (user.pk, live)
+    campaign.expired_leases_read = (user.pk, now, any_expired)
     return campaign
 
 

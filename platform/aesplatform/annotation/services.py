@@ -245,22 +245,26 @@ def _check_active(campaign: Campaign) -> None:
         raise ConflictError(f"the campaign is {campaign.state}, not active", code="campaign_not_active")
 
 
-@transaction.atomic
 def task_lease_next(*, campaign: Campaign, annotator, held: list[int] | tuple = (), now=None) -> Assignment | None:
     """Lease the next task of `campaign` to `annotator` (None when none is left for them).
 
     `held`: ids of this annotator's assignments the client already shows or preloads; a live lease of theirs
     outside that list is handed back first (a reload resumes), and an annotator holds at most MAX_LIVE_LEASES.
+
+    Every write is atomic: the expiry sweep runs in a transaction of its own, and the lease itself is one statement
+    on PostgreSQL (hotpath.task_lease_in_one_statement) or one transaction elsewhere.
     """
     now = now or timezone.now()
     _check_active(campaign)
     _check_annotator_in(campaign, annotator)
-    leases_expire(now=now)
+    if _leases_may_have_expired(campaign, annotator, now):
+        with transaction.atomic():
+            leases_expire(now=now)
 
     held_ids = {int(h) for h in held}
     # The caller's live leases as selectors.campaign_for_lease read them just before: a superset of those live now
     # (leases only end with time), so "nothing to resume, below the cap" holds now too. Anything else (a lease to
-    # resume, the cap) is decided on a read inside this transaction.
+    # resume, the cap) is decided on a fresh read.
     known = getattr(campaign, "live_leases_read", None)
     live = known[1] if known and known[0] == annotator.pk else None
     if live is not None and (len(live) >= MAX_LIVE_LEASES or any(i not in held_ids for i in live)):
@@ -278,24 +282,49 @@ def task_lease_next(*, campaign: Campaign, annotator, held: list[int] | tuple = 
             f"you already hold {len(live)} leased tasks in this campaign; submit or skip one first", code="too_many_leases"
         )
 
-    # SELECT ... FOR UPDATE SKIP LOCKED over the partial index task_open_by_priority: the first open task whose
-    # live leases + submissions are below the redundancy and that this annotator never had
-    task = hotpath.next_task_locked(campaign_id=campaign.pk, redundancy=campaign.redundancy, annotator_id=annotator.pk)
-    if task is None:
-        return None
-    hotpath.task_lease_taken(task_id=task.pk)  # under the row lock just taken
-    task.campaign = campaign  # the response is built from what is in memory, not read again
     assignment = Assignment(
-        task=task, annotator=annotator, state=AssignmentState.LEASED, leased_until=now + timedelta(seconds=campaign.lease_seconds)
+        annotator=annotator, state=AssignmentState.LEASED, leased_until=now + timedelta(seconds=campaign.lease_seconds)
     )
     assignment.leased_at = now
-    hotpath.insert(assignment)
+    if hotpath.writes_in_one_statement():
+        leased = hotpath.task_lease_in_one_statement(assignment=assignment, campaign_id=campaign.pk, redundancy=campaign.redundancy)
+    else:
+        leased = _task_lease_in_transaction(assignment=assignment, campaign=campaign)
+    if not leased:
+        return None
+    assignment.task.campaign = campaign  # the response is built from what is in memory, not read again
     return assignment
+
+
+# A sweep looks for leases that ran out; selectors.campaign_for_lease asks the same question (an index probe) along
+# with the campaign, and the sweep is skipped when its answer was no and is still fresh.
+EXPIRY_READ_FRESH_FOR = timedelta(seconds=1)
+
+
+def _leases_may_have_expired(campaign: Campaign, annotator, now) -> bool:
+    known = getattr(campaign, "expired_leases_read", None)
+    if not known or known[0] != annotator.pk:
+        return True
+    _, read_at, any_expired = known
+    return any_expired or not (read_at <= now < read_at + EXPIRY_READ_FRESH_FOR)
+
+
+@transaction.atomic
+def _task_lease_in_transaction(*, assignment: Assignment, campaign: Campaign) -> bool:
+    # SELECT ... FOR UPDATE SKIP LOCKED over the partial index task_open_by_priority: the first open task whose
+    # live leases + submissions are below the redundancy and that this annotator never had
+    task = hotpath.next_task_locked(campaign_id=campaign.pk, redundancy=campaign.redundancy, annotator_id=assignment.annotator_id)
+    if task is None:
+        return False
+    hotpath.task_lease_taken(task_id=task.pk)  # under the row lock just taken
+    assignment.task = task
+    hotpath.insert(assignment)
+    return True
 
 
 def _lock_own_assignment(*, assignment_id: int, annotator) -> Assignment:
     # SELECT ... FOR UPDATE OF the assignment, with its task and campaign
-    assignment = hotpath.assignment_locked(assignment_id=assignment_id)
+    assignment = hotpath.assignment_read(assignment_id=assignment_id, lock=True)
     if assignment is None:
         raise NotFound("no such task lease")
     if assignment.annotator_id != annotator.pk:
@@ -487,11 +516,14 @@ def annotation_submit(
 ) -> tuple[Annotation, bool]:
     """Store the annotation of a leased task once. Returns (annotation, created); a repeat returns the first."""
     key = _parse_key(idempotency_key)
+    values = dict(annotator=annotator, scores=scores, key=key, time_spent_ms=time_spent_ms, ui_version=ui_version)
     try:
-        return _annotation_submit(
-            assignment_id=assignment_id, annotator=annotator, scores=scores, key=key,
-            time_spent_ms=time_spent_ms, ui_version=ui_version, now=now,
-        )
+        if hotpath.writes_in_one_statement():
+            stored = _annotation_submit_in_one_statement(assignment_id=assignment_id, now=now, **values)
+            if stored is not None:
+                return stored, True
+        # anything but a live lease of this annotator (a replay, an error to explain) is decided under the lock
+        return _annotation_submit(assignment_id=assignment_id, now=now, **values)
     except IntegrityError:
         # the key was used before (by another lease, or a concurrent request won the race): answer like a replay
         with transaction.atomic():
@@ -502,44 +534,73 @@ def annotation_submit(
         return existing, False
 
 
+def _annotation_submit_in_one_statement(*, assignment_id, annotator, scores, key, time_spent_ms, ui_version, now):
+    """The common case, a live lease of this annotator, in one atomic statement (hotpath: the lease finished, the
+    task counted and the annotation inserted, re-checked under the assignment's row lock). Returns None, having
+    written nothing, for every other case: those go through the locking path, which answers them."""
+    now = now or timezone.now()
+    assignment = hotpath.assignment_read(assignment_id=assignment_id, lock=False)
+    if assignment is None or assignment.annotator_id != annotator.pk or assignment.state != AssignmentState.LEASED:
+        return None
+    annotation = _new_annotation(
+        assignment=assignment, annotator=annotator, scores=scores, key=key, time_spent_ms=time_spent_ms,
+        ui_version=ui_version, now=now,
+    )
+    if not hotpath.annotation_submit_in_one_statement(annotation=annotation, redundancy=assignment.task.campaign.redundancy, now=now):
+        return None
+    _queue_quality_update(assignment.task.campaign_id)
+    return annotation
+
+
 @transaction.atomic
 def _annotation_submit(*, assignment_id, annotator, scores, key, time_spent_ms, ui_version, now):
     now = now or timezone.now()
     assignment = _lock_own_assignment(assignment_id=assignment_id, annotator=annotator)
-    task = assignment.task
-    campaign = task.campaign
-    checked = validate_scores(mode=campaign.mode, scores=scores)
+    campaign = assignment.task.campaign
     if assignment.state != AssignmentState.LEASED:
         # only a finished lease can have an annotation: a repeated submit returns the first result. (A key that
         # another lease already used fails the INSERT below on its UNIQUE index and is answered in
         # annotation_submit.) The assignment row lock serializes concurrent submits of one lease.
+        checked = validate_scores(mode=campaign.mode, scores=scores)
         existing = _replay(idempotency_key=key, annotator=annotator, scores=checked, assignment_id=assignment.pk)
         if existing is not None:
             return existing, False
+    annotation = _new_annotation(
+        assignment=assignment, annotator=annotator, scores=scores, key=key, time_spent_ms=time_spent_ms,
+        ui_version=ui_version, now=now,
+    )
+    # The task's row is locked first (as before: task, then the annotation row that references it), by one UPDATE
+    # that changes the counters atomically; the task is done once `redundancy` annotators submitted.
+    hotpath.task_submitted(task_id=assignment.task_id, redundancy=campaign.redundancy)
+    hotpath.insert(annotation)
+    _finish(assignment, AssignmentState.SUBMITTED, now)
+    _queue_quality_update(campaign.pk)
+    return annotation, True
+
+
+def _new_annotation(*, assignment: Assignment, annotator, scores, key, time_spent_ms, ui_version, now) -> Annotation:
+    """The annotation a submit of `assignment` stores, checked (scores for the campaign's mode, an active campaign,
+    a live lease, the fields) but not saved."""
+    task = assignment.task
+    campaign = task.campaign
+    checked = validate_scores(mode=campaign.mode, scores=scores)
     _check_active(campaign)
     _check_live(assignment, now)
     if time_spent_ms is None or int(time_spent_ms) < 0:
         raise ServiceError("time_spent_ms must be a non-negative integer")
-
     annotation = Annotation(
         task=task, annotator=annotator, assignment=assignment, is_expert=campaign.mode == CampaignMode.EXPERT,
         idempotency_key=key, time_spent_ms=min(int(time_spent_ms), 2**31 - 1), ui_version=ui_version[:40],
     )
     annotation.set_scores(checked)
     try:
-        # The field checks (score validators, lengths) run here; the foreign keys were just read under a lock and
-        # the CHECK / UNIQUE constraints are enforced by the database on INSERT (validating them here would cost
-        # one query and one savepoint each).
+        # The field checks (score validators, lengths) run here; the foreign keys were just read and the CHECK /
+        # UNIQUE constraints are enforced by the database on INSERT (validating them here would cost one query and
+        # one savepoint each).
         annotation.full_clean(exclude=ANNOTATION_FKS, validate_unique=False, validate_constraints=False)
     except ValidationError as exc:
         raise ServiceError(f"invalid annotation: {exc.messages}") from None
-    # The task's row is locked first (as before: task, then the annotation row that references it), by one UPDATE
-    # that changes the counters atomically; the task is done once `redundancy` annotators submitted.
-    hotpath.task_submitted(task_id=task.pk, redundancy=campaign.redundancy)
-    hotpath.insert(annotation)
-    _finish(assignment, AssignmentState.SUBMITTED, now)
-    _queue_quality_update(campaign.pk)
-    return annotation, True
+    return annotation
 
 
 @transaction.atomic
