@@ -209,9 +209,9 @@ class _Client:
     """One keep-alive HTTP/1.1 connection over asyncio streams: the least client CPU per request in pure Python
     (no thread per client, no GIL hand-offs), so that the 2 cores the bench shares go to the server."""
 
-    def __init__(self, port: int, token: str):
+    def __init__(self, port: int, token: str | None = None):
         self.port = port
-        self.head = f"Authorization: Token {token}\r\nContent-Type: application/json\r\nHost: 127.0.0.1\r\n"
+        self.head = (f"Authorization: Token {token}\r\n" if token else "") + "Host: 127.0.0.1\r\n"
         self.reader = self.writer = None
 
     async def connect(self):
@@ -225,16 +225,22 @@ class _Client:
             self.reader = self.writer = None
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        status, _, data = await self.request("POST", path, body, "Content-Type: application/json\r\n")
+        return status, data
+
+    async def request(self, method: str, path: str, body: bytes = b"", headers: str = "") -> tuple[int, list[bytes], bytes]:
+        """(status, header lines, body) of one request on the kept-alive connection (reconnecting when needed)."""
         if self.writer is None:
             await self.connect()
         self.writer.write(
-            f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+            f"{method} {path} HTTP/1.1\r\n{self.head}{headers}Content-Length: {len(body)}\r\n\r\n".encode() + body
         )
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = 0
         keep = True
-        for line in head.split(b"\r\n")[1:]:
+        lines = head.split(b"\r\n")[1:]
+        for line in lines:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
             if name == b"content-length":
@@ -244,7 +250,7 @@ class _Client:
         data = await self.reader.readexactly(length) if length else b""
         if not keep:
             self.close()
-        return status, data
+        return status, lines, data
 
 
 def _cpu_seconds(pids) -> float:
@@ -268,6 +274,50 @@ def _machine_busy() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
+def bench_env(db_url: str) -> dict:
+    """The environment of the bench's Django processes: development settings with DEBUG off, persistent database
+    connections, a broker database of the bench's own (purged at the end)."""
+    return {
+        **os.environ,
+        "DJANGO_ENV": "development",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SETTINGS_MODULE": "aesplatform.settings",
+        "DATABASE_URL": db_url,
+        "DJANGO_CONN_MAX_AGE": "600",
+        "DJANGO_LOG_LEVEL": "WARNING",
+        "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/15"),
+        "PYTHONPATH": os.pathsep.join([str(REPO / "platform"), str(REPO)]),
+    }
+
+
+def gunicorn_start(env: dict, *, port: int, workers: int, threads: int, worker_class: str = "gthread") -> subprocess.Popen:
+    """gunicorn on 127.0.0.1:`port`, returned once /health/ answers (60 s at most)."""
+    server = subprocess.Popen(
+        [PY, "-m", "gunicorn", "aesplatform.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers), "-k", worker_class,
+         "--threads", str(threads), "--backlog", "512", "--keep-alive", "30", "--log-level", "warning"],
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/health/")
+            c.getresponse().read()
+            return server
+        except OSError:
+            time.sleep(0.3)
+    gunicorn_stop(server)
+    raise RuntimeError("gunicorn did not answer /health/ within 60 s")
+
+
+def gunicorn_stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def http_cycles(
     env: dict, *, db_url: str, campaign_ids, clients: int, seconds: float, warmup: float, max_cycles: int, workers: int,
     threads: int, port: int, worker_class: str = "gthread",
@@ -278,22 +328,8 @@ def http_cycles(
     import psutil
     import psycopg
 
-    server = subprocess.Popen(
-        [PY, "-m", "gunicorn", "aesplatform.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers), "-k", worker_class,
-         "--threads", str(threads), "--backlog", "512", "--keep-alive", "30", "--log-level", "warning"],
-        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+    server = gunicorn_start(env, port=port, workers=workers, threads=threads, worker_class=worker_class)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/health/")
-                c.getresponse().read()
-                break
-            except OSError:
-                time.sleep(0.3)
-
         tokens = [hashlib.md5(f"bench{i}".encode()).hexdigest() for i in range(1, clients + 1)]
         latencies: list[float] = []
         errors: list[str] = []
@@ -352,11 +388,7 @@ def http_cycles(
         cpu1 = (time.process_time(), _cpu_seconds(gunicorn), _cpu_seconds(db_backends), _machine_busy())
         load_after = os.getloadavg()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        gunicorn_stop(server)
     cycles = len(latencies)
     busy = (cpu1[3][0] - cpu0[3][0]) / max(cpu1[3][1] - cpu0[3][1], 1.0)
     per_cycle = lambda seconds_: round(seconds_ * 1000 / cycles, 3) if cycles else None  # noqa: E731
@@ -406,17 +438,7 @@ def main() -> None:
 
     server_url = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
     db_url = f"{server_url}/{args.database}"
-    env = {
-        **os.environ,
-        "DJANGO_ENV": "development",
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SETTINGS_MODULE": "aesplatform.settings",
-        "DATABASE_URL": db_url,
-        "DJANGO_CONN_MAX_AGE": "600",
-        "DJANGO_LOG_LEVEL": "WARNING",
-        "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/15"),
-        "PYTHONPATH": os.pathsep.join([str(REPO / "platform"), str(REPO)]),
-    }
+    env = bench_env(db_url)
     if not args.no_prepared:
         env["DJANGO_DB_PREPARED_STATEMENTS"] = "1"  # psycopg prepares the repeated hot-path statements
     if not args.reuse:
