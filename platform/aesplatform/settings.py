@@ -103,8 +103,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=60 if PRODUCTION else 0))
-# A persistent connection is checked before reuse: after a database restart the next request reconnects.
-DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# A persistent connection is checked (SELECT 1) before its first use in a request: after a database restart the
+# next request reconnects. The check is one round trip per request; with DJANGO_CONN_HEALTH_CHECKS=false a request
+# on a connection a restart broke answers 503 (retryable, see common/middleware.py) and the next one reconnects.
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("DJANGO_CONN_HEALTH_CHECKS", default=True))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + a busy timeout so that the web process and the embedded worker can share the file.
     DATABASES["default"]["OPTIONS"] = {
