@@ -437,6 +437,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread, sync)")
     parser.add_argument("--no-prepared", action="store_true", help="without DJANGO_DB_PREPARED_STATEMENTS=1")
+    parser.add_argument("--no-health-checks", action="store_true", help="DJANGO_CONN_HEALTH_CHECKS=false (no SELECT 1 per request)")
     parser.add_argument("--reuse", action="store_true", help="measure an existing bench database (from --keep) as it is")
     parser.add_argument("--http-only", action="store_true", help="skip the in-process query latency phase")
     parser.add_argument("--port", type=int, default=18431)
@@ -449,6 +450,8 @@ def main() -> None:
     env = bench_env(db_url)
     if not args.no_prepared:
         env["DJANGO_DB_PREPARED_STATEMENTS"] = "1"  # psycopg prepares the repeated hot-path statements
+    if args.no_health_checks:
+        env["DJANGO_CONN_HEALTH_CHECKS"] = "false"
     if not args.reuse:
         admin_sql(db_url, f'DROP DATABASE IF EXISTS "{args.database}"')
         admin_sql(db_url, f'CREATE DATABASE "{args.database}"')
@@ -476,6 +479,7 @@ def main() -> None:
         )
         figures["cpu_count"] = os.cpu_count()
         figures["prepared_statements"] = not args.no_prepared
+        figures["connection_health_checks"] = not args.no_health_checks
         print(json.dumps(figures))
     finally:
         try:
