@@ -63,7 +63,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "aesplatform.common.middleware.DatabaseUnavailableMiddleware",  # a database outage is a 503, not a 500 page
-    "csp.middleware.CSPMiddleware",
+    "aesplatform.common.csp.CSPMiddleware",  # django-csp, the site policy built once
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
