@@ -225,7 +225,7 @@ def test_hot_path_sql_reads_the_same_rows_as_the_orm():
     assert hotpath.campaign_with_membership(campaign_id=campaign.id, user_id=b.id)[1] is False
 
     lease = services.task_lease_next(campaign=campaign, annotator=a)
-    locked = hotpath.assignment_read(assignment_id=lease.id, lock=True)
+    locked = hotpath.assignment_locked(assignment_id=lease.id)
     stored = Assignment.objects.select_related("task__campaign").get(pk=lease.id)
     for f in Assignment._meta.concrete_fields:
         assert getattr(locked, f.attname) == getattr(stored, f.attname), f.name
@@ -277,31 +277,42 @@ def test_the_one_statement_lease_counts_the_lease_on_the_task_it_returns():
     assert lease.task.image.width and lease.task.campaign == campaign
 
 
-def test_a_submit_whose_lease_ended_after_it_was_read_falls_back_to_the_locked_answer(monkeypatch):
-    """The one-statement submit re-checks the lease under its row lock: a lease that ended between the unlocked read
-    and the statement writes nothing there, and the locking path gives the error."""
-    from aesplatform.annotation import hotpath
+@pytest.mark.parametrize(
+    ("mode", "scores", "code"),
+    [
+        ("expert", {OVERALL.key: 0.5}, "missing_dimension"),  # taken for an overall rating: the statement's mode differs
+        ("overall", {k: 0.5 for k in DIMENSION_KEYS}, "wrong_mode_dimensions"),  # taken for an expert rating
+    ],
+)
+def test_a_submit_for_the_other_mode_writes_nothing_and_gets_the_error_of_the_campaigns_mode(mode, scores, code):
+    """The one-statement submit takes the mode from the scores and makes it a condition of the statement; when the
+    campaign's mode is another, nothing is written and the locking path explains the error for the real mode."""
+    from aesplatform.common.exceptions import ServiceError
+
+    ann = factories.annotator()
+    campaign = campaign_for([ann], images=1, mode=mode)
+    lease = services.task_lease_next(campaign=campaign, annotator=ann)
+    with pytest.raises(ServiceError) as refused:
+        services.annotation_submit(assignment_id=lease.id, annotator=ann, scores=scores, idempotency_key=uuid.uuid4())
+    assert refused.value.code == code
+    assert not Annotation.objects.exists()
+    assert Assignment.objects.get(pk=lease.id).state == AssignmentState.LEASED
+    task = Task.objects.get(pk=lease.task_id)
+    assert (task.submitted_count, task.active_lease_count) == (0, 1)
+
+
+def test_a_submit_to_a_lease_that_ran_out_writes_nothing():
     from aesplatform.common.exceptions import ConflictError
 
     ann = factories.annotator()
     campaign = campaign_for([ann], images=1)
     lease = services.task_lease_next(campaign=campaign, annotator=ann)
-    read = hotpath.assignment_read
-
-    def read_then_expire(**kwargs):
-        found = read(**kwargs)
-        if not kwargs["lock"]:  # the lease ends right after the unlocked read
-            Assignment.objects.filter(pk=lease.id).update(state=AssignmentState.EXPIRED)
-        return found
-
-    monkeypatch.setattr(hotpath, "assignment_read", read_then_expire)
+    later = timezone.now() + timezone.timedelta(seconds=campaign.lease_seconds + 1)
     with pytest.raises(ConflictError) as refused:
-        services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5}, idempotency_key=uuid.uuid4())
+        services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5},
+                                   idempotency_key=uuid.uuid4(), now=later)
     assert refused.value.code == "lease_expired"
-    assert not Annotation.objects.exists()
-    task = lease.task
-    task.refresh_from_db()
-    assert task.submitted_count == 0
+    assert not Annotation.objects.exists() and Task.objects.get(pk=lease.task_id).submitted_count == 0
 
 
 def test_the_expiry_sweep_is_skipped_only_on_a_fresh_no(monkeypatch):

@@ -20,7 +20,7 @@ from rest_framework.authtoken.models import Token
 
 from aesplatform.catalog.models import Image
 
-from .models import Annotation, Assignment, AssignmentState, Campaign, Task, TaskState
+from .models import Annotation, Assignment, AssignmentState, Campaign, CampaignState, Task, TaskState
 
 
 def _qn(name: str) -> str:
@@ -268,19 +268,18 @@ _LEASE_CAMPAIGN = Columns(Campaign, "c", ["id", "mode", "state", "redundancy", "
 
 
 @cache
-def _own_assignment_sql(vendor: str, lock: bool) -> str:
+def _own_assignment_sql(vendor: str) -> str:
     return (
         f"SELECT {_ASSIGNMENT.select()}, {_LEASED_TASK.select()}, {_LEASE_CAMPAIGN.select()} FROM {_table(Assignment)} a "
         f"INNER JOIN {_table(Task)} t ON t.{_col(Task, 'id')} = a.{_col(Assignment, 'task')} "
         f"INNER JOIN {_table(Campaign)} c ON c.{_col(Campaign, 'id')} = t.{_col(Task, 'campaign')} "
-        f"WHERE a.{_col(Assignment, 'id')} = %s" + (_lock("a") if lock else "")
+        f"WHERE a.{_col(Assignment, 'id')} = %s" + _lock("a")
     )
 
 
-def assignment_read(*, assignment_id: int, lock: bool) -> Assignment | None:
-    """The assignment (row-locked if `lock`) with its task (id, campaign, image) and campaign (mode, state,
-    redundancy)."""
-    rows = _fetch(_own_assignment_sql(connection.vendor, lock), [assignment_id])
+def assignment_locked(*, assignment_id: int) -> Assignment | None:
+    """The assignment, row-locked, with its task (id, campaign, image) and campaign (mode, state, redundancy)."""
+    rows = _fetch(_own_assignment_sql(connection.vendor), [assignment_id])
     if not rows:
         return None
     row = rows[0]
@@ -425,40 +424,52 @@ def task_lease_in_one_statement(*, assignment: Assignment, campaign_id: int, red
 
 @cache
 def _submit_sql(vendor: str) -> str:
-    a, t = _table(Assignment), _table(Task)
+    a, t, c = _table(Assignment), _table(Task), _table(Campaign)
     submitted, leases, state = _col(Task, "submitted_count"), _col(Task, "active_lease_count"), _col(Task, "state")
+    task_field = Annotation._meta.get_field("task")
     fields = _insert_fields(Annotation)
+    values = ", ".join("finished.task_id" if f is task_field else "%s" for f in fields)
     return (
+        # the lease ends as submitted if it is live, this annotator's, in an active campaign of the expected mode:
+        # checked on the assignment row as it is once locked (a concurrent change is re-read before the check)
         f"WITH finished AS (UPDATE {a} SET {_col(Assignment, 'state')} = %s, {_col(Assignment, 'finished_at')} = %s "
-        f"WHERE {_col(Assignment, 'id')} = %s AND {_col(Assignment, 'annotator')} = %s "
-        f"AND {_col(Assignment, 'state')} = {_literal(AssignmentState.LEASED)} AND {_col(Assignment, 'leased_until')} > %s "
-        f"RETURNING {_col(Assignment, 'task')}), "
-        f"counted AS (UPDATE {t} SET {submitted} = {submitted} + 1, "
-        f"{leases} = CASE WHEN {leases} > 0 THEN {leases} - 1 ELSE 0 END, "
-        f"{state} = CASE WHEN {submitted} + 1 >= %s THEN %s ELSE {state} END "
-        f"FROM finished WHERE {t}.{_col(Task, 'id')} = finished.{_col(Assignment, 'task')}), "
+        f"FROM {t} t INNER JOIN {c} c ON c.{_col(Campaign, 'id')} = t.{_col(Task, 'campaign')} "
+        f"WHERE {a}.{_col(Assignment, 'id')} = %s AND t.{_col(Task, 'id')} = {a}.{_col(Assignment, 'task')} "
+        f"AND {a}.{_col(Assignment, 'annotator')} = %s AND {a}.{_col(Assignment, 'state')} = {_literal(AssignmentState.LEASED)} "
+        f"AND {a}.{_col(Assignment, 'leased_until')} > %s "
+        f"AND c.{_col(Campaign, 'state')} = {_literal(CampaignState.ACTIVE)} AND c.{_col(Campaign, 'mode')} = %s "
+        f"RETURNING {a}.{_col(Assignment, 'task')} AS task_id, t.{_col(Task, 'campaign')} AS campaign_id, "
+        f"t.{_col(Task, 'image')} AS image_id, c.{_col(Campaign, 'redundancy')} AS redundancy), "
+        # the submission counted and the lease released in one UPDATE; the task is done at `redundancy`
+        f"counted AS (UPDATE {t} SET {submitted} = {t}.{submitted} + 1, "
+        f"{leases} = CASE WHEN {t}.{leases} > 0 THEN {t}.{leases} - 1 ELSE 0 END, "
+        f"{state} = CASE WHEN {t}.{submitted} + 1 >= finished.redundancy THEN {_literal(TaskState.DONE)} ELSE {t}.{state} END "
+        f"FROM finished WHERE {t}.{_col(Task, 'id')} = finished.task_id), "
         f"stored AS (INSERT INTO {_table(Annotation)} ({', '.join(_qn(f.column) for f in fields)}) "
-        f"SELECT {', '.join(['%s'] * len(fields))} FROM finished RETURNING {_qn(Annotation._meta.pk.column)}) "
-        f"SELECT {_qn(Annotation._meta.pk.column)} FROM stored"
+        f"SELECT {values} FROM finished RETURNING {_qn(Annotation._meta.pk.column)}) "
+        f"SELECT stored.{_qn(Annotation._meta.pk.column)}, finished.task_id, finished.campaign_id, finished.image_id "
+        f"FROM stored CROSS JOIN finished"
     )
 
 
-def annotation_submit_in_one_statement(*, annotation: Annotation, redundancy: int, now) -> bool:
-    """Finish `annotation.assignment` as submitted, count the submission on its task (done at `redundancy`) and
-    insert `annotation`, in one statement, provided the lease is still live and this annotator's at the moment its
-    row is locked. False (nothing written) when it no longer is: the caller decides on a locked read."""
+def annotation_submit_in_one_statement(*, annotation: Annotation, mode: str, now) -> bool:
+    """Store `annotation` for its assignment in one statement: the lease finished as submitted, the submission
+    counted on its task (done at the campaign's redundancy), the annotation inserted; provided that, when its row is
+    locked, the lease is live, `annotation.annotator`'s, and in an active campaign of `mode`. False (nothing
+    written) otherwise: the caller decides on a locked read. Sets the annotation's task (id, campaign, image)."""
     conn = _db()
-    assignment = annotation.assignment
-    values = _insert_values(annotation, _insert_fields(Annotation), conn)
+    fields = [f for f in _insert_fields(Annotation) if f.name != "task"]
+    values = _insert_values(annotation, fields, conn)
     at = _dt(now)
     rows = _fetch_one_statement(
         _submit_sql(conn.vendor),
-        [AssignmentState.SUBMITTED, at, assignment.pk, annotation.annotator_id, at, redundancy, TaskState.DONE, *values],
+        [AssignmentState.SUBMITTED, at, annotation.assignment_id, annotation.annotator_id, at, mode, *values],
     )
     if not rows:
         return False
-    _inserted(annotation, rows[0][0], conn)
-    assignment.state, assignment.finished_at = AssignmentState.SUBMITTED, now
+    pk, task_id, campaign_id, image_id = rows[0]
+    annotation.task = Task(id=task_id, campaign_id=campaign_id, image_id=image_id)
+    _inserted(annotation, pk, conn)
     return True
 
 

@@ -324,7 +324,7 @@ def _task_lease_in_transaction(*, assignment: Assignment, campaign: Campaign) ->
 
 def _lock_own_assignment(*, assignment_id: int, annotator) -> Assignment:
     # SELECT ... FOR UPDATE OF the assignment, with its task and campaign
-    assignment = hotpath.assignment_read(assignment_id=assignment_id, lock=True)
+    assignment = hotpath.assignment_locked(assignment_id=assignment_id)
     if assignment is None:
         raise NotFound("no such task lease")
     if assignment.annotator_id != annotator.pk:
@@ -535,20 +535,22 @@ def annotation_submit(
 
 
 def _annotation_submit_in_one_statement(*, assignment_id, annotator, scores, key, time_spent_ms, ui_version, now):
-    """The common case, a live lease of this annotator, in one atomic statement (hotpath: the lease finished, the
-    task counted and the annotation inserted, re-checked under the assignment's row lock). Returns None, having
-    written nothing, for every other case: those go through the locking path, which answers them."""
-    now = now or timezone.now()
-    assignment = hotpath.assignment_read(assignment_id=assignment_id, lock=False)
-    if assignment is None or assignment.annotator_id != annotator.pk or assignment.state != AssignmentState.LEASED:
+    """The common case, a live lease of this annotator, in one atomic statement with no read before it (hotpath:
+    the lease finished, the task counted and the annotation inserted, each condition checked on the locked rows).
+    The campaign's mode is taken from the scores (one score: overall; more: expert) and is one of the conditions.
+    Returns None, having written nothing, for every other case: the locking path answers those, with the error
+    for the campaign's real mode."""
+    mode = CampaignMode.EXPERT if isinstance(scores, dict) and len(scores) > 1 else CampaignMode.OVERALL
+    try:
+        annotation = _annotation_checked(
+            mode=mode, annotator=annotator, assignment_id=assignment_id, scores=scores, key=key,
+            time_spent_ms=time_spent_ms, ui_version=ui_version,
+        )
+    except ServiceError:
         return None
-    annotation = _new_annotation(
-        assignment=assignment, annotator=annotator, scores=scores, key=key, time_spent_ms=time_spent_ms,
-        ui_version=ui_version, now=now,
-    )
-    if not hotpath.annotation_submit_in_one_statement(annotation=annotation, redundancy=assignment.task.campaign.redundancy, now=now):
+    if not hotpath.annotation_submit_in_one_statement(annotation=annotation, mode=mode, now=now or timezone.now()):
         return None
-    _queue_quality_update(assignment.task.campaign_id)
+    _queue_quality_update(annotation.task.campaign_id)
     return annotation
 
 
@@ -579,24 +581,34 @@ def _annotation_submit(*, assignment_id, annotator, scores, key, time_spent_ms, 
 
 
 def _new_annotation(*, assignment: Assignment, annotator, scores, key, time_spent_ms, ui_version, now) -> Annotation:
-    """The annotation a submit of `assignment` stores, checked (scores for the campaign's mode, an active campaign,
-    a live lease, the fields) but not saved."""
-    task = assignment.task
-    campaign = task.campaign
-    checked = validate_scores(mode=campaign.mode, scores=scores)
+    """The annotation a submit of `assignment` stores, checked (an active campaign, a live lease, the scores for the
+    campaign's mode, the fields) but not saved."""
+    campaign = assignment.task.campaign
+    validate_scores(mode=campaign.mode, scores=scores)  # a malformed rating is explained first, whatever the lease
     _check_active(campaign)
     _check_live(assignment, now)
+    annotation = _annotation_checked(
+        mode=campaign.mode, annotator=annotator, assignment_id=assignment.pk, scores=scores, key=key,
+        time_spent_ms=time_spent_ms, ui_version=ui_version,
+    )
+    annotation.task, annotation.assignment = assignment.task, assignment
+    return annotation
+
+
+def _annotation_checked(*, mode, annotator, assignment_id, scores, key, time_spent_ms, ui_version) -> Annotation:
+    """A new annotation with the scores of `mode`, its fields checked; its task is set by the caller."""
+    checked = validate_scores(mode=mode, scores=scores)
     if time_spent_ms is None or int(time_spent_ms) < 0:
         raise ServiceError("time_spent_ms must be a non-negative integer")
     annotation = Annotation(
-        task=task, annotator=annotator, assignment=assignment, is_expert=campaign.mode == CampaignMode.EXPERT,
-        idempotency_key=key, time_spent_ms=min(int(time_spent_ms), 2**31 - 1), ui_version=ui_version[:40],
+        annotator=annotator, assignment_id=assignment_id, is_expert=mode == CampaignMode.EXPERT, idempotency_key=key,
+        time_spent_ms=min(int(time_spent_ms), 2**31 - 1), ui_version=ui_version[:40],
     )
     annotation.set_scores(checked)
     try:
-        # The field checks (score validators, lengths) run here; the foreign keys were just read and the CHECK /
-        # UNIQUE constraints are enforced by the database on INSERT (validating them here would cost one query and
-        # one savepoint each).
+        # The field checks (score validators, lengths) run here; the foreign keys and the CHECK / UNIQUE
+        # constraints are enforced by the database on INSERT (validating them here would cost one query and one
+        # savepoint each).
         annotation.full_clean(exclude=ANNOTATION_FKS, validate_unique=False, validate_constraints=False)
     except ValidationError as exc:
         raise ServiceError(f"invalid annotation: {exc.messages}") from None
