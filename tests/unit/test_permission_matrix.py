@@ -218,7 +218,7 @@ def _walk(patterns, prefix="", namespace=""):
 def _view_methods(name, callback) -> list[str]:
     actions = getattr(callback, "actions", None)  # a DRF viewset route: its method -> action map
     if actions:
-        return sorted(actions)
+        return sorted(m for m in actions if m in METHODS)  # DRF adds "head" to this map on the first request
     view_class = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
     if view_class is None:
         return FUNCTION_VIEW_METHODS.get(name, ["?"])
