@@ -100,7 +100,9 @@ class UserListCreateView(ListAPIView):
 
     def get_queryset(self):
         role = self.request.query_params.get("role")
-        return selectors.user_list(role=Role(role) if role in Role._value2member_map_ else None)
+        if role is not None and role not in Role._value2member_map_:
+            raise serializers.ValidationError({"role": [f"Unknown role; one of: {', '.join(r.value for r in Role)}."]})
+        return selectors.user_list(role=Role(role) if role else None)
 
     @extend_schema(
         parameters=[OpenApiParameter("role", enum=[r.value for r in Role], required=False)],

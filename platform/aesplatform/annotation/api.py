@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from aesplatform.accounts.permissions import IsAnnotator, IsCurator
 from aesplatform.accounts.roles import Role, user_has_role
 from aesplatform.common.exceptions import ServiceError
+from aesplatform.common.filters import IntegerFilter
 
 from . import hotpath, selectors, services
 from .auth import HOT_PATH_AUTHENTICATION
@@ -26,6 +27,7 @@ from .serializers import (
     AssignmentOutSerializer,
     AssignmentStateSerializer,
     CampaignCreateSerializer,
+    CampaignForRoleSerializer,
     CampaignSerializer,
     CampaignStatsSerializer,
     CampaignUpdateSerializer,
@@ -83,7 +85,7 @@ class CampaignListCreateView(ListAPIView):
             return Campaign.objects.none()
         return selectors.campaigns_visible_to(user=self.request.user).select_related("created_by").prefetch_related("annotators").order_by("-id")
 
-    @extend_schema(tags=TAG, summary="Campaigns you can see", responses=CampaignSerializer(many=True))
+    @extend_schema(tags=TAG, summary="Campaigns you can see", responses=CampaignForRoleSerializer(many=True))
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -108,7 +110,7 @@ class CampaignDetailView(APIView):
     def _campaign(self, request, pk) -> Campaign:
         return get_object_or_404(selectors.campaigns_visible_to(user=request.user), pk=pk)
 
-    @extend_schema(tags=TAG, summary="A campaign (annotators: only their active ones)", responses=CampaignSerializer)
+    @extend_schema(tags=TAG, summary="A campaign (annotators: only their active ones)", responses=CampaignForRoleSerializer)
     def get(self, request, pk: int):
         campaign = self._campaign(request, pk)
         serializer = CampaignSerializer if _is_curator(request) else AnnotatorCampaignSerializer
@@ -219,9 +221,9 @@ class AssignmentImageView(APIView):
 
 
 class AnnotationFilter(django_filters.FilterSet):
-    campaign = django_filters.NumberFilter(field_name="task__campaign_id")
-    annotator = django_filters.NumberFilter(field_name="annotator_id")
-    task = django_filters.NumberFilter(field_name="task_id")
+    campaign = IntegerFilter(field_name="task__campaign_id")
+    annotator = IntegerFilter(field_name="annotator_id")
+    task = IntegerFilter(field_name="task_id")
 
     class Meta:
         model = Annotation

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.urls import reverse
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -42,6 +43,25 @@ class AnnotatorCampaignSerializer(CampaignSerializer):
     class Meta(CampaignSerializer.Meta):
         fields = ["id", "name", "mode", "state", "redundancy", "show_prescores", "instructions", "lease_seconds", "dimensions"]
         read_only_fields = fields
+
+
+class CampaignForRoleSerializer(serializers.Serializer):
+    """Schema only: reading a campaign gives curators a Campaign and annotators an AnnotatorCampaign (fewer fields)."""
+
+
+class _CampaignForRoleSchema(OpenApiSerializerExtension):
+    target_class = CampaignForRoleSerializer
+
+    def get_name(self, auto_schema=None, direction=None):
+        return "CampaignForRole"
+
+    def map_serializer(self, auto_schema, direction):
+        # anyOf, not oneOf: a curator's campaign is also a valid AnnotatorCampaign (a subset of its fields).
+        return {
+            "anyOf": [auto_schema.resolve_serializer(s, direction).ref
+                      for s in (CampaignSerializer, AnnotatorCampaignSerializer)],
+            "description": "Curators get every field (Campaign); annotators get AnnotatorCampaign.",
+        }
 
 
 class CampaignCreateSerializer(serializers.Serializer):

@@ -19,6 +19,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from aesplatform.accounts.permissions import IsAnnotator, IsCurator
+from aesplatform.common.filters import IntegerFilter
 
 from . import selectors, services
 from .imaging import SUPPORTED_FORMATS, content_type_for_format, extension_for_format
@@ -35,8 +36,8 @@ class ImageFilter(django_filters.FilterSet):
     source = django_filters.CharFilter()
     # Not `format`: DRF reads ?format= as the choice of renderer (URL_FORMAT_OVERRIDE).
     image_format = django_filters.CharFilter(field_name="format", lookup_expr="iexact", help_text="JPEG, PNG, WEBP, ...")
-    near_duplicate_group = django_filters.NumberFilter()
-    import_job = django_filters.NumberFilter(field_name="import_job_id")
+    near_duplicate_group = IntegerFilter()
+    import_job = IntegerFilter(field_name="import_job_id")
 
     class Meta:
         model = Image

@@ -1,6 +1,33 @@
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination, PageNumberPagination
 
 
-class DefaultPagination(PageNumberPagination):
+class StrictPageSizeMixin:
+    """`page_size` must be a positive integer when given (DRF ignores anything else and answers the default page:
+    bad input gets a clear 400 instead). Sizes above `max_page_size` are capped, as in DRF."""
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param) if self.page_size_query_param else None
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise ValidationError({self.page_size_query_param: ["A positive integer is required."]})
+        return min(size, self.max_page_size) if self.max_page_size else size
+
+
+class DefaultPagination(StrictPageSizeMixin, PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class KeysetPagination(StrictPageSizeMixin, CursorPagination):
+    """Newest first by id; a cursor instead of page numbers (stable while rows are added)."""
+
+    ordering = "-id"
+    page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500

@@ -9,13 +9,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aesplatform.accounts.permissions import IsCurator
 from aesplatform.annotation.models import Campaign
+from aesplatform.common import pagination as common_pagination
 from aesplatform.common.exceptions import ConflictError
 from aesplatform.common.models import DIMENSION_FIELDS
 
@@ -26,10 +26,7 @@ from .models import DatasetItem, DatasetKind, DatasetVersion, Export, ExportForm
 TAGS = ["datasets"]
 
 
-class KeysetPagination(CursorPagination):
-    ordering = "-id"
-    page_size = 50
-    page_size_query_param = "page_size"
+class KeysetPagination(common_pagination.KeysetPagination):
     max_page_size = 1000
 
 

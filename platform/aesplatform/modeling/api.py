@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aesplatform.accounts.permissions import IsCurator
+from aesplatform.common import pagination as common_pagination
 from aesplatform.common.models import DIMENSION_FIELDS
 from aesplatform.datasets.models import DatasetVersion
 
@@ -19,11 +19,7 @@ TAGS = ["modeling"]
 _JOB_STATES = "pending | running | succeeded | failed | cancelled"
 
 
-class KeysetPagination(CursorPagination):
-    ordering = "-id"
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
+KeysetPagination = common_pagination.KeysetPagination
 
 
 # --- serializers ----------------------------------------------------------------------------------------------
@@ -54,7 +50,7 @@ class TrainingJobCreateSerializer(serializers.Serializer):
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
-    promoted_by = serializers.CharField(source="promoted_by.username", read_only=True, default=None)
+    promoted_by = serializers.CharField(source="promoted_by.username", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = ModelVersion
