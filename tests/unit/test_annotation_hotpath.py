@@ -93,9 +93,9 @@ def test_token_roles_are_read_per_request_and_membership_still_checked():
     campaign = campaign_for([ann])
     client = token_client(ann)
     assert client.post(f"/api/campaigns/{campaign.id}/next-task/", {}, format="json").status_code == 200
-    # an annotator who is not in the campaign: 403, nothing leased
+    # an annotator who is not in the campaign: 404, nothing leased
     r = token_client(outsider).post(f"/api/campaigns/{campaign.id}/next-task/", {}, format="json")
-    assert r.status_code == 403 and r.json()["code"] == "not_in_campaign"
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
     assert not Assignment.objects.filter(annotator=outsider).exists()
     # a missing campaign: 404
     assert client.post("/api/campaigns/999999/next-task/", {}, format="json").status_code == 404
@@ -330,3 +330,21 @@ def test_the_expiry_sweep_is_skipped_only_on_a_fresh_no(monkeypatch):
     read = selectors.campaign_for_lease(campaign_id=campaign.id, user=ann)
     services.task_lease_next(campaign=read, annotator=ann, held=[], now=timezone.now() + timezone.timedelta(hours=1))
     assert len(sweeps) == 1  # asked about another time than the read's: swept
+
+
+def test_an_annotator_taken_off_a_campaign_loses_the_leases_they_held():
+    from aesplatform.common.exceptions import ConflictError
+
+    kept, removed = factories.annotator(), factories.annotator()
+    campaign = campaign_for([kept, removed], images=2, redundancy=1)
+    lease = services.task_lease_next(campaign=campaign, annotator=removed)
+    other = services.task_lease_next(campaign=campaign, annotator=kept)
+    services.campaign_update(campaign=campaign, data={"annotators": [kept]})
+    assert Assignment.objects.get(pk=lease.id).state == AssignmentState.EXPIRED
+    assert Assignment.objects.get(pk=other.id).state == AssignmentState.LEASED  # the others keep theirs
+    with pytest.raises(ConflictError):
+        services.annotation_submit(assignment_id=lease.id, annotator=removed, scores={OVERALL.key: 0.5},
+                                   idempotency_key=uuid.uuid4())
+    assert Task.objects.get(pk=lease.task_id).active_lease_count == 0  # the task is free for the others
+    again = services.task_lease_next(campaign=campaign, annotator=kept, held=[other.id])
+    assert again.task_id == lease.task_id

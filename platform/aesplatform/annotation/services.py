@@ -69,11 +69,6 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
-class Forbidden(ServiceError):
-    status_code = 403
-    code = "forbidden"
-
-
 # --- campaigns --------------------------------------------------------------------------------------------------
 
 
@@ -191,16 +186,25 @@ def campaign_update(*, campaign: Campaign, data: dict) -> Campaign:
         setattr(campaign, key, data[key])
     campaign.full_clean()
     campaign.save()
+    live = Assignment.objects.filter(task__campaign=campaign, state=AssignmentState.LEASED)
     if "annotators" in data:
-        campaign.annotators.set(_check_annotators(data["annotators"]))
+        annotators = _check_annotators(data["annotators"])
+        campaign.annotators.set(annotators)
+        # an annotator taken off the campaign can no longer submit what they held: their tasks go back to the others
+        _leases_end(live.exclude(annotator__in=annotators))
     if new_state == CampaignState.CLOSED:
-        # live leases end with the campaign; their tasks stay as they are
-        now = timezone.now()
-        leased = Assignment.objects.filter(task__campaign=campaign, state=AssignmentState.LEASED)
-        task_ids = list(leased.values_list("task_id", flat=True))
-        leased.update(state=AssignmentState.EXPIRED, finished_at=now)
-        _release_leases(task_ids)
+        _leases_end(live)  # live leases end with the campaign; their tasks stay as they are
     return campaign
+
+
+def _leases_end(leased) -> None:
+    """Expire these live leases now and give their tasks back. The assignment rows are locked first (then the tasks,
+    in id order), so that a submit racing with this either comes first or finds the lease expired."""
+    rows = list(leased.select_for_update(of=("self",)).values_list("id", "task_id"))
+    if not rows:
+        return
+    Assignment.objects.filter(id__in=[a for a, _ in rows]).update(state=AssignmentState.EXPIRED, finished_at=timezone.now())
+    _release_leases([t for _, t in rows])
 
 
 # --- leases -----------------------------------------------------------------------------------------------------
@@ -237,7 +241,8 @@ def _check_annotator_in(campaign: Campaign, annotator) -> None:
     known = getattr(campaign, "membership_checked", None)
     member = known[1] if known and known[0] == annotator.pk else campaign.annotators.filter(pk=annotator.pk).exists()
     if not member:
-        raise Forbidden("you are not an annotator of this campaign", code="not_in_campaign")
+        # the answer for a campaign that does not exist: ids of campaigns one is not in are not confirmed
+        raise NotFound("no such campaign")
 
 
 def _check_active(campaign: Campaign) -> None:
@@ -328,7 +333,7 @@ def _lock_own_assignment(*, assignment_id: int, annotator) -> Assignment:
     if assignment is None:
         raise NotFound("no such task lease")
     if assignment.annotator_id != annotator.pk:
-        raise Forbidden("this task is leased to another annotator", code="not_your_lease")
+        raise NotFound("no such task lease")  # as for an id that does not exist: others' ids are not confirmed
     return assignment
 
 
