@@ -134,7 +134,28 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
 
-class Gunicorn:
+class _LoggedProcess:
+    """A child process writing to self.log_path: stopped (terminate, then kill) and its log read back."""
+
+    process: subprocess.Popen | None
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Gunicorn(_LoggedProcess):
     """The WSGI app served by gunicorn (as in production), with the environment given."""
 
     def __init__(self, env: dict[str, str], log: Path, workers: int = 2):
@@ -163,19 +184,6 @@ class Gunicorn:
             time.sleep(0.3)
         raise RuntimeError(f"gunicorn did not answer /health/ in 60 s:\n{self.logs()[-4000:]}")
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
-        if getattr(self, "log", None):
-            self.log.close()
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def web_env(**overrides: str) -> dict[str, str]:
@@ -189,7 +197,7 @@ def web_env(**overrides: str) -> dict[str, str]:
     }
 
 
-class PrivateBrokerWorker:
+class PrivateBrokerWorker(_LoggedProcess):
     """A real `celery worker` on a private broker (the test process's Celery app cannot ping it: the worker's own
     log says when it is ready)."""
 
@@ -212,16 +220,3 @@ class PrivateBrokerWorker:
             time.sleep(0.3)
         raise RuntimeError(f"celery worker not ready in 90 s:\n{self.logs()[-4000:]}")
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
-        if getattr(self, "log", None):
-            self.log.close()
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
