@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import django_filters
-from django.http import FileResponse, Http404
+from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -149,7 +149,7 @@ class NextTaskView(APIView):
     def post(self, request, pk: int):
         campaign = selectors.campaign_for_lease(campaign_id=pk, user=request.user)
         if campaign is None:
-            raise Http404("No such campaign.")
+            raise services.NotFound("no such campaign")  # the answer a campaign one is not in gets too
         held = validated(NextTaskRequestSerializer, request.data)["held"]
         assignment = services.task_lease_next(campaign=campaign, annotator=request.user, held=held)
         if assignment is None:
