@@ -53,8 +53,8 @@ def wsgi_app():
 
 
 def seed(tmp_path: Path) -> dict:
-    """{"tokens": role -> API token, "targets": role -> object name -> id} (the annotation and the live
-    assignment are the role's own; everything else is shared)."""
+    """{"tokens": role -> API token, "targets": role -> object name -> id (the annotation and the live
+    assignment are the role's own; everything else is shared), "body": role -> request body field -> real id(s)}."""
     annotator, curator, admin = factories.annotator(), factories.curator(), factories.admin()
     tokens = {role: Token.objects.create(user=user).key
               for role, user in (("annotator", annotator), ("curator", curator), ("admin", admin))}
@@ -105,6 +105,9 @@ def seed(tmp_path: Path) -> dict:
     checkpoint.mkdir()
     model = ModelVersion.objects.create(name="fuzz-model", checkpoint_path=str(checkpoint), training_job=training,
                                         dataset_version=frozen, metrics={"overall": {"plcc": 0.5}})
+    # the promoted one (pre-scoring needs one; its promoted_by is a name, the other's null)
+    ModelVersion.objects.create(name="fuzz-promoted", checkpoint_path=str(checkpoint), dataset_version=frozen,
+                                promoted=True, promoted_at=timezone.now(), promoted_by=curator)
     prescore_run = PrescoreRun.objects.create(model_version=model, image_ids=[images[0].pk], created_by=curator,
                                               state=JobState.SUCCEEDED, total=1, processed=1)
     Prescore.objects.create(image=images[0], model_version=model, lm_score=0.5, regression_score=0.5,
@@ -115,4 +118,15 @@ def seed(tmp_path: Path) -> dict:
         "image": images[0].pk, "import_job": job.pk, "model_version": model.pk, "prescore_run": prescore_run.pk,
         "review_batch": batch.pk, "training_job": training.pk,
     }
-    return {"tokens": tokens, "targets": {role: {**shared, **own[role]} for role in tokens}}
+    # ids that request bodies name (the fuzz test puts them in place of drawn ids, see `body_ids`)
+    body = {
+        "version": frozen.pk, "dataset_version": frozen.pk, "model_version": model.pk, "training_job": training.pk,
+        "import_job": job.pk, "image_ids": [images[0].pk, images[1].pk], "annotators": [annotator.pk],
+        "campaigns": [campaign.pk], "decision_image": images[0].pk, "checkpoint_path": str(checkpoint),
+        "clip_model_name": "AESP-Tiny-CLIP",
+    }
+    return {
+        "tokens": tokens,
+        "targets": {role: {**shared, **own[role]} for role in tokens},
+        "body": {role: {**body, "held": [own[role]["assignment"]]} for role in tokens},
+    }

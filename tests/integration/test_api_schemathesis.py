@@ -4,7 +4,8 @@ Every operation of drf-spectacular's schema is fuzzed in-process, through Django
 PostgreSQL test database, as an annotator, a curator and an admin (API tokens). Seeded rows (a campaign with tasks,
 a lease and an annotation, a filter run with a review batch, an import, frozen and draft dataset versions with a
 written export, a training job, a model, a pre-scoring run with a prescore) give path ids real targets: about half
-of the generated ids are replaced by the seeded row's. Checks on every response: no 5xx, the body and the content
+of the generated ids are replaced by the seeded row's, and so are ids in request bodies (a dataset version to
+export or train on, images for a campaign, the promoted model to pre-score with), so that creates can succeed. Checks on every response: no 5xx, the body and the content
 type conform to the schema. Requests are valid and invalid ones (positive and negative generation; the coverage
 phase adds boundary values and wrong types).
 
@@ -85,8 +86,33 @@ def flatmap_path_parameters(context, path_parameters):
     return st.sampled_from([{**path_parameters, "id": target}, path_parameters])
 
 
-schema_with_coverage.hook(flatmap_path_parameters)
-schema.hook(flatmap_path_parameters)
+# Request body fields that name rows -> the seeded ids (filled per test like TARGETS).
+BODY_IDS: dict[str, object] = {}
+
+
+def _with_real_ids(body: dict) -> dict:
+    real = dict(body)
+    for name, value in body.items():
+        if name in BODY_IDS and type(value) is type(BODY_IDS[name]):
+            real[name] = BODY_IDS[name]
+    decisions = body.get("decisions")
+    if isinstance(decisions, list):
+        real["decisions"] = [{**d, "image": BODY_IDS["decision_image"]} if isinstance(d, dict) and type(d.get("image")) is int
+                             else d for d in decisions]
+    return real
+
+
+def flatmap_body(context, body):
+    """Ids in a valid-typed body field are the seeded rows' or the drawn ones, so that creates can succeed."""
+    if not BODY_IDS or not isinstance(body, dict):
+        return st.just(body)
+    real = _with_real_ids(body)
+    return st.just(body) if real == body else st.sampled_from([real, body])
+
+
+for _schema in (schema_with_coverage, schema):
+    _schema.hook(flatmap_path_parameters)
+    _schema.hook(flatmap_body)
 
 
 @pytest.fixture
@@ -108,8 +134,10 @@ def seeded(role, settings, tmp_path):
     cache.clear()  # the login throttle counts in the cache: each operation starts unthrottled
     world = seed(tmp_path)
     TARGETS.update(world["targets"][role])
+    BODY_IDS.update(world["body"][role])
     yield world
     TARGETS.clear()
+    BODY_IDS.clear()
     cache.clear()  # and leaves no throttle behind for the tests after it
 
 
