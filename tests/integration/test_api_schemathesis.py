@@ -5,9 +5,9 @@ PostgreSQL test database, as an annotator, a curator and an admin (API tokens). 
 a lease and an annotation, a filter run with a review batch, an import, frozen and draft dataset versions with a
 written export, a training job, a model, a pre-scoring run with a prescore) give path ids real targets: about half
 of the generated ids are replaced by the seeded row's, and so are ids in request bodies (a dataset version to
-export or train on, images for a campaign, the promoted model to pre-score with), so that creates can succeed. Checks on every response: no 5xx, the body and the content
-type conform to the schema. Requests are valid and invalid ones (positive and negative generation; the coverage
-phase adds boundary values and wrong types).
+export or train on, images for a campaign, the promoted model to pre-score with), so that creates can succeed.
+Checks on every response: no 5xx, the body and the content type conform to the schema. Requests are valid and
+invalid ones (positive and negative generation; the coverage phase adds boundary values and wrong types).
 
 Bounded and reproducible: a fixed seed, derandomized, no example database, 10 examples per operation; nothing is
 queued (the test's transaction never commits, so `on_commit` job starts never fire).
