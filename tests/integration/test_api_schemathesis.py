@@ -97,8 +97,10 @@ def _with_real_ids(body: dict) -> dict:
             real[name] = BODY_IDS[name]
     decisions = body.get("decisions")
     if isinstance(decisions, list):
-        real["decisions"] = [{**d, "image": BODY_IDS["decision_image"]} if isinstance(d, dict) and type(d.get("image")) is int
-                             else d for d in decisions]
+        real["decisions"] = [
+            {**d, "image": BODY_IDS["decision_image"]} if isinstance(d, dict) and type(d.get("image")) is int else d
+            for d in decisions
+        ]
     return real
 
 
