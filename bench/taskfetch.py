@@ -11,8 +11,10 @@ Everything stays on loopback. Prints one JSON line of figures.
 
 HTTP phase: gunicorn (gthread, --workers x --threads), persistent database connections (DJANGO_CONN_MAX_AGE)
 and prepared statements (DJANGO_DB_PREPARED_STATEMENTS=1, see settings.py; --no-prepared without); 50 clients in
-one asyncio loop, each a keep-alive connection with its own API token, next-task then submit, no think time,
-after an unmeasured warm-up. The figures include the CPU each party spent per cycle (client, gunicorn, the
+one asyncio loop, each a keep-alive connection with its own API token, next-task then submit, no think time
+(closed loop: throughput at saturation), after an unmeasured warm-up. With --rate R the clients instead start
+cycles on a fixed schedule, R per second in all, and latency counts from each cycle's scheduled start: the
+latency at a given throughput. The figures include the CPU each party spent per cycle (client, gunicorn, the
 bench database's PostgreSQL backends), how busy the whole machine was and its load average: the client shares
 the machine's cores with the server, and so do other users of a shared machine.
 """
@@ -320,7 +322,7 @@ def gunicorn_stop(server: subprocess.Popen) -> None:
 
 def http_cycles(
     env: dict, *, db_url: str, campaign_ids, clients: int, seconds: float, warmup: float, max_cycles: int, workers: int,
-    threads: int, port: int, worker_class: str = "gthread",
+    threads: int, port: int, worker_class: str = "gthread", rate: float = 0.0,
 ) -> dict:
     import asyncio
     import hashlib
@@ -341,9 +343,22 @@ def http_cycles(
             conn = _Client(port, tokens[index])
             campaign = campaign_ids[index % len(campaign_ids)]
             next_path = f"/api/campaigns/{campaign}/next-task/"
+            # --rate: each client starts its cycles on a fixed schedule (one every clients/rate seconds, phases
+            # spread); a cycle's latency counts from its scheduled start, so time spent queued behind a late
+            # cycle is measured too (no coordinated omission)
+            interval = clients / rate if rate else 0.0
+            scheduled = time.perf_counter() + interval * index / clients
             while time.monotonic() < stop_at and count[0] < max_cycles:
-                t = time.perf_counter()
+                if interval:
+                    now = time.perf_counter()
+                    if scheduled > now:
+                        await asyncio.sleep(scheduled - now)
+                    t = scheduled
+                    scheduled += interval
+                else:
+                    t = time.perf_counter()
                 try:
+                    sent_at = time.perf_counter()
                     status, body = await conn.post(next_path, b"{}")
                     if status != 200:
                         errors.append(f"next {status} {body[:120]!r}")
@@ -364,7 +379,7 @@ def http_cycles(
                 if measuring[0]:
                     done = time.perf_counter()
                     latencies.append((done - t) * 1000)
-                    request_latencies.extend(((leased_at - t) * 1000, (done - leased_at) * 1000))
+                    request_latencies.extend(((leased_at - sent_at) * 1000, (done - leased_at) * 1000))
                     count[0] += 1
             conn.close()
 
@@ -399,6 +414,7 @@ def http_cycles(
     ours = (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1]) + (cpu1[2] - cpu0[2])
     return {
         "http_clients": clients,
+        "offered_cycles_per_s": rate or "as fast as answered (closed loop)",
         "gunicorn": f"{workers} workers x {threads} threads ({worker_class})" if worker_class == "gthread" else f"{workers} workers ({worker_class})",
         "http_seconds": round(elapsed, 1),
         "cycles": cycles,
@@ -432,6 +448,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0, help="HTTP phase time bound")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured HTTP warm-up before it")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="offered cycles/s spread over the clients on a fixed schedule (0: closed loop, no think time)")
     parser.add_argument("--max-cycles", type=int, default=1_000_000, help="HTTP phase count bound")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
@@ -475,7 +493,7 @@ def main() -> None:
         figures.update(
             http_cycles(env, db_url=db_url, campaign_ids=loaded["campaign_ids"], clients=args.clients,
                         seconds=args.seconds, warmup=args.warmup, max_cycles=args.max_cycles, workers=args.workers,
-                        threads=args.threads, port=args.port, worker_class=args.worker_class)
+                        threads=args.threads, port=args.port, worker_class=args.worker_class, rate=args.rate)
         )
         figures["cpu_count"] = os.cpu_count()
         figures["prepared_statements"] = not args.no_prepared
