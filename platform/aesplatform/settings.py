@@ -103,10 +103,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=60 if PRODUCTION else 0))
-# A persistent connection is checked (SELECT 1) before its first use in a request: after a database restart the
-# next request reconnects. The check is one round trip per request; with DJANGO_CONN_HEALTH_CHECKS=false a request
-# on a connection a restart broke answers 503 (retryable, see common/middleware.py) and the next one reconnects.
-DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("DJANGO_CONN_HEALTH_CHECKS", default=True))
+# A persistent connection (CONN_MAX_AGE) that a database restart broke fails the request that uses it first: that
+# request answers 503 (retryable: common/middleware.py; the annotate page and API clients retry with the same
+# idempotency key), Django drops the connection and the next request reconnects. DJANGO_CONN_HEALTH_CHECKS=true
+# checks each kept connection (SELECT 1) before its first use in a request instead: no 503 after a restart, at
+# the price of one more database round trip on every request (Django's default is off, and so is ours).
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("DJANGO_CONN_HEALTH_CHECKS", default=False))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + a busy timeout so that the web process and the embedded worker can share the file.
     DATABASES["default"]["OPTIONS"] = {

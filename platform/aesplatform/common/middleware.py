@@ -2,7 +2,7 @@
 
 A 503 tells clients that the same request may succeed later: the annotation page and API clients retry a submit
 with the same idempotency key, which stores it exactly once. Django closes the broken connection at the end of
-the request (CONN_HEALTH_CHECKS also checks a persistent one before reuse), so the next request reconnects.
+the request, so the next request reconnects (DJANGO_CONN_HEALTH_CHECKS=true checks a kept one before reuse instead).
 """
 
 from __future__ import annotations
