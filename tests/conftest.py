@@ -175,3 +175,12 @@ def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.2, message
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+@pytest.fixture
+def import_root(settings, tmp_path):
+    """A fresh folder that folder/zip/HumanBeauty imports may read (the only allowed root), small thumbnails."""
+    root = tmp_path / "incoming"
+    root.mkdir()
+    settings.AESP_IMPORT = {**settings.AESP_IMPORT, "ALLOWED_ROOTS": [root], "THUMBNAIL_SIZE": 64}
+    return root

@@ -18,14 +18,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def import_root(settings, tmp_path):
-    root = tmp_path / "incoming"
-    root.mkdir()
-    settings.AESP_IMPORT = {**settings.AESP_IMPORT, "ALLOWED_ROOTS": [root], "THUMBNAIL_SIZE": 64}
-    return root
-
-
-@pytest.fixture
 def stored_image(db):
     image = factories.ImageFactory(original_name='we"ird/..\\name<script>.jpg')
     default_storage.save(image.file.name, ContentFile(jpeg_bytes(seed=1)))
