@@ -22,4 +22,5 @@ RUN pip install --no-deps . \
 
 USER humanaes
 EXPOSE 8000
-CMD ["gunicorn", "aesplatform.wsgi:application", "--pythonpath", "platform", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4", "--timeout", "120"]
+ENV WEB_BIND=0.0.0.0:8000
+CMD ["gunicorn", "-c", "deploy/gunicorn.conf.py"]

@@ -51,6 +51,7 @@ from taskfetch import (  # noqa: E402  the sibling bench's loader, client and se
     _machine_busy,
     admin_sql,
     bench_env,
+    gunicorn_described,
     gunicorn_start,
     gunicorn_stop,
     load,
@@ -227,12 +228,14 @@ def stored_keys(db_url: str) -> tuple[int, set[str]]:
 
 
 def measure(env: dict, *, db_url: str, campaign_id: int, annotators: int, seconds: float, drain_seconds: float,
-            max_requests: int, duplicate_share: float, workers: int, threads: int, port: int) -> dict:
+            max_requests: int, duplicate_share: float, workers: int | None, worker_class: str | None,
+            threads: int | None, port: int) -> dict:
     import psutil
     import psycopg
 
     stats = Stats(max_requests)
-    server = gunicorn_start(env, port=port, workers=workers, threads=threads)
+    server = gunicorn_start(env, port=port, workers=workers, worker_class=worker_class, threads=threads)
+    served_by = gunicorn_described(server, worker_class, threads)
     try:
         people = [Annotator(port, f"bench{i}", stats) for i in range(1, annotators + 1)]
         gunicorn = [server.pid] + [p.pid for p in psutil.Process(server.pid).children(recursive=True)]
@@ -279,7 +282,7 @@ def measure(env: dict, *, db_url: str, campaign_id: int, annotators: int, second
         "sign_in_s": round(marks["sign_in_s"], 1),
         "login_p50_ms": round(pct(marks["login_latency"], 50) or 0, 1),
         "login_errors": login_errors,
-        "gunicorn": f"{workers} workers x {threads} threads (gthread)",
+        "gunicorn": served_by,
         "seconds": round(elapsed, 1),
         "requests": requests,
         "requests_per_s": round(requests / elapsed, 1),
@@ -314,8 +317,9 @@ def main() -> int:
     parser.add_argument("--max-requests", type=int, default=2_000_000, help="count bound")
     parser.add_argument("--images", type=int, default=20_000, help="tasks in the campaign (redundancy 3)")
     parser.add_argument("--duplicate-share", type=float, default=0.02, help="share of submits sent twice")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument("--workers", type=int, help="gunicorn worker processes (default: deploy/gunicorn.conf.py's)")
+    parser.add_argument("--worker-class", help="gunicorn worker class instead of the configuration's sync (e.g. gthread)")
+    parser.add_argument("--threads", type=int, help="threads per worker (gthread)")
     parser.add_argument("--port", type=int, default=18432)
     parser.add_argument("--database", default="aesp_load")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
@@ -338,7 +342,7 @@ def main() -> int:
         figures = measure(
             env, db_url=db_url, campaign_id=campaign_id, annotators=args.annotators, seconds=args.seconds,
             drain_seconds=args.drain_seconds, max_requests=args.max_requests, duplicate_share=args.duplicate_share,
-            workers=args.workers, threads=args.threads, port=args.port,
+            workers=args.workers, worker_class=args.worker_class, threads=args.threads, port=args.port,
         )
         figures["cpu_count"] = os.cpu_count()
         print(json.dumps(figures))

@@ -9,7 +9,8 @@ over the same images: 3 tasks per image; secondary indexes built after the rows,
 measures, and drops the database at the end (--keep keeps it, --reuse measures a kept one again).
 Everything stays on loopback. Prints one JSON line of figures.
 
-HTTP phase: gunicorn (gthread, --workers x --threads), persistent database connections (DJANGO_CONN_MAX_AGE)
+HTTP phase: gunicorn with the shipped configuration (deploy/gunicorn.conf.py: sync workers, 2 x cores + 1 of them;
+--workers, --worker-class and --threads override it), persistent database connections (DJANGO_CONN_MAX_AGE)
 and prepared statements (DJANGO_DB_PREPARED_STATEMENTS=1, see settings.py; --no-prepared without); 50 clients in
 one asyncio loop, each a keep-alive connection with its own API token, next-task then submit, no think time
 (closed loop: throughput at saturation), after an unmeasured warm-up. With --rate R the clients instead start
@@ -292,12 +293,24 @@ def bench_env(db_url: str) -> dict:
     }
 
 
-def gunicorn_start(env: dict, *, port: int, workers: int, threads: int, worker_class: str = "gthread") -> subprocess.Popen:
-    """gunicorn on 127.0.0.1:`port`, returned once /health/ answers (60 s at most)."""
+GUNICORN_CONFIG = REPO / "deploy" / "gunicorn.conf.py"
+
+
+def gunicorn_start(env: dict, *, port: int, workers: int | None = None, worker_class: str | None = None,
+                   threads: int | None = None) -> subprocess.Popen:
+    """gunicorn with the shipped configuration (deploy/gunicorn.conf.py) on 127.0.0.1:`port`, returned once /health/
+    answers (60 s at most). `workers`, `worker_class` and `threads` override the configuration, for comparisons."""
+    overrides = []
+    if worker_class:
+        overrides += ["-k", worker_class, "--keep-alive", "30"]  # gthread keeps connections; sync closes them
+    if threads:
+        overrides += ["--threads", str(threads)]
+    server_env = {**env, "WEB_BIND": f"127.0.0.1:{port}", "WEB_LOG_LEVEL": "warning"}
+    if workers:
+        server_env["WEB_CONCURRENCY"] = str(workers)
     server = subprocess.Popen(
-        [PY, "-m", "gunicorn", "aesplatform.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers), "-k", worker_class,
-         "--threads", str(threads), "--backlog", "512", "--keep-alive", "30", "--log-level", "warning"],
-        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [PY, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), *overrides],
+        env=server_env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -312,6 +325,17 @@ def gunicorn_start(env: dict, *, port: int, workers: int, threads: int, worker_c
     raise RuntimeError("gunicorn did not answer /health/ within 60 s")
 
 
+def gunicorn_described(server: subprocess.Popen, worker_class: str | None, threads: int | None) -> str:
+    """What served the run, e.g. "5 workers (sync)" or "4 workers x 4 threads (gthread)"."""
+    import psutil
+
+    workers = len(psutil.Process(server.pid).children())
+    worker_class = worker_class or "sync"
+    if worker_class == "gthread":
+        return f"{workers} workers x {threads or 1} threads (gthread)"
+    return f"{workers} workers ({worker_class})"
+
+
 def gunicorn_stop(server: subprocess.Popen) -> None:
     server.terminate()
     try:
@@ -321,8 +345,8 @@ def gunicorn_stop(server: subprocess.Popen) -> None:
 
 
 def http_cycles(
-    env: dict, *, db_url: str, campaign_ids, clients: int, seconds: float, warmup: float, max_cycles: int, workers: int,
-    threads: int, port: int, worker_class: str = "gthread", rate: float = 0.0,
+    env: dict, *, db_url: str, campaign_ids, clients: int, seconds: float, warmup: float, max_cycles: int,
+    workers: int | None, threads: int | None, port: int, worker_class: str | None = None, rate: float = 0.0,
 ) -> dict:
     import asyncio
     import hashlib
@@ -331,6 +355,7 @@ def http_cycles(
     import psycopg
 
     server = gunicorn_start(env, port=port, workers=workers, threads=threads, worker_class=worker_class)
+    served_by = gunicorn_described(server, worker_class, threads)
     try:
         tokens = [hashlib.md5(f"bench{i}".encode()).hexdigest() for i in range(1, clients + 1)]
         latencies: list[float] = []
@@ -415,7 +440,7 @@ def http_cycles(
     return {
         "http_clients": clients,
         "offered_cycles_per_s": rate or "as fast as answered (closed loop)",
-        "gunicorn": f"{workers} workers x {threads} threads ({worker_class})" if worker_class == "gthread" else f"{workers} workers ({worker_class})",
+        "gunicorn": served_by,
         "http_seconds": round(elapsed, 1),
         "cycles": cycles,
         "cycles_per_s": round(cycles / elapsed, 1),
@@ -451,9 +476,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0,
                         help="offered cycles/s spread over the clients on a fixed schedule (0: closed loop, no think time)")
     parser.add_argument("--max-cycles", type=int, default=1_000_000, help="HTTP phase count bound")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
-    parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread, sync)")
+    parser.add_argument("--workers", type=int, help="gunicorn worker processes (default: deploy/gunicorn.conf.py's)")
+    parser.add_argument("--worker-class", help="gunicorn worker class instead of the configuration's sync (e.g. gthread)")
+    parser.add_argument("--threads", type=int, help="threads per worker (gthread)")
     parser.add_argument("--no-prepared", action="store_true", help="without DJANGO_DB_PREPARED_STATEMENTS=1")
     parser.add_argument("--no-health-checks", action="store_true", help="DJANGO_CONN_HEALTH_CHECKS=false (no SELECT 1 per request)")
     parser.add_argument("--reuse", action="store_true", help="measure an existing bench database (from --keep) as it is")

@@ -17,8 +17,7 @@ trap cleanup INT TERM EXIT
 
 "$PY" -m celery -A aesplatform worker -Q cpu,gpu --concurrency "${WORKER_CONCURRENCY:-2}" --loglevel INFO &
 pids+=($!)
-"$BIN/gunicorn" aesplatform.wsgi:application --pythonpath platform --bind "$HOST:$PORT" \
-  --workers "${WEB_WORKERS:-2}" --threads 4 --timeout 120 --access-logfile - &
+WEB_BIND="$HOST:$PORT" WEB_CONCURRENCY=${WEB_CONCURRENCY:-3} WEB_ACCESS_LOG=${WEB_ACCESS_LOG:--} "$BIN/gunicorn" -c deploy/gunicorn.conf.py &
 pids+=($!)
 
 echo

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -156,7 +157,8 @@ class _LoggedProcess:
 
 
 class Gunicorn(_LoggedProcess):
-    """The WSGI app served by gunicorn (as in production), with the environment given."""
+    """The WSGI app served by gunicorn with the shipped configuration (deploy/gunicorn.conf.py), with the environment
+    given."""
 
     def __init__(self, env: dict[str, str], log: Path, workers: int = 2):
         self.port = free_port()
@@ -169,9 +171,9 @@ class Gunicorn(_LoggedProcess):
     def start(self) -> None:
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "aesplatform.wsgi:application", "-b", f"127.0.0.1:{self.port}",
-             "-w", str(self.workers), "--timeout", "60", "--graceful-timeout", "5"],
-            cwd=REPO_ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+            [sys.executable, "-m", "gunicorn", "-c", str(REPO_ROOT / "deploy" / "gunicorn.conf.py"), "--graceful-timeout", "5"],
+            cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+            env={**self.env, "WEB_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": str(self.workers), "WEB_TIMEOUT": "60"})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -184,6 +186,14 @@ class Gunicorn(_LoggedProcess):
             time.sleep(0.3)
         raise RuntimeError(f"gunicorn did not answer /health/ in 60 s:\n{self.logs()[-4000:]}")
 
+
+
+def current_database_url() -> str:
+    """The URL of the database this test runs on (pytest-django's test database), for a server process of its own."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    return f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def web_env(**overrides: str) -> dict[str, str]:
@@ -220,3 +230,73 @@ class PrivateBrokerWorker(_LoggedProcess):
             time.sleep(0.3)
         raise RuntimeError(f"celery worker not ready in 90 s:\n{self.logs()[-4000:]}")
 
+
+
+NGINX = os.environ.get("AESP_NGINX", shutil.which("nginx") or "/usr/sbin/nginx")
+NGINX_TEMPLATE = REPO_ROOT / "deploy" / "nginx.conf.template"
+
+
+def nginx_missing() -> str:
+    """Why nginx cannot be started here ('' when it can)."""
+    if not Path(NGINX).is_file():
+        return (f"nginx not found at {NGINX}: install Debian's package (apt-get install -y nginx; .ci/run does) "
+                "or point AESP_NGINX at an nginx binary")
+    return ""
+
+
+def nginx_site(template: str, variables: dict[str, str]) -> str:
+    """The shipped site template with its ${NAME}s filled in, as nginx's official image does (envsubst of the
+    variables it is given; nginx's own $variables stay)."""
+    site = template
+    for name, value in variables.items():
+        site = site.replace("${%s}" % name, value)
+    if unfilled := re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", site):
+        raise AssertionError(f"unfilled variables in the nginx template: {unfilled}")
+    return site
+
+
+class Nginx(_LoggedProcess):
+    """nginx with the shipped site (deploy/nginx.conf.template) in front of `upstream`, on a free port; its files
+    (configuration, temporary bodies, pid) in `workdir`."""
+
+    def __init__(self, workdir: Path, *, upstream: str, client_max_body_size: str = "2g"):
+        self.port = free_port()
+        self.workdir = workdir
+        self.log_path = workdir / "nginx-error.log"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.site = nginx_site(NGINX_TEMPLATE.read_text(), {
+            "NGINX_PORT": f"127.0.0.1:{self.port}", "NGINX_UPSTREAM": upstream,
+            "NGINX_CLIENT_MAX_BODY_SIZE": client_max_body_size,
+        })
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        (self.workdir / "site.conf").write_text(self.site)
+        # the http{} of nginx's official image, reduced to what the site needs; workers run as the user running
+        # the test (root's would be `nobody`, who cannot write the temporary files here)
+        user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
+        (self.workdir / "nginx.conf").write_text(f"""
+{user}
+daemon off;
+worker_processes 1;
+pid {self.workdir}/nginx.pid;
+error_log {self.log_path} warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log {self.workdir}/access.log;
+    client_body_temp_path {self.workdir}/client_body;
+    proxy_temp_path {self.workdir}/proxy;
+    fastcgi_temp_path {self.workdir}/fastcgi;
+    uwsgi_temp_path {self.workdir}/uwsgi;
+    scgi_temp_path {self.workdir}/scgi;
+    include {self.workdir}/site.conf;
+}}
+""")
+        self.log = open(self.workdir / "nginx-stdout.log", "wb")
+        self.process = subprocess.Popen([NGINX, "-p", str(self.workdir), "-c", str(self.workdir / "nginx.conf"),
+                                         "-e", str(self.log_path)],
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            wait_port(self.port, timeout=20)
+        except AssertionError:
+            raise RuntimeError(f"nginx did not start:\n{self.logs()[-4000:]}") from None

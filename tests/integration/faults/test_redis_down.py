@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from aesplatform.annotation.models import Annotation, Consensus
@@ -28,18 +27,13 @@ from model_core.standard import OVERALL
 from tests import factories
 from tests.conftest import wait_for
 from tests.factories import TEST_PASSWORD
-from tests.integration.faults.services import Gunicorn, PrivateBrokerWorker, PrivateRedis, web_env
+from tests.integration.faults.services import current_database_url, Gunicorn, PrivateBrokerWorker, PrivateRedis, web_env
 from tests.unit.test_annotation_hotpath import campaign_for
 from tests.unit.test_modeling_support import frozen_version, synthetic_images
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 JOB_MODELS = (ImportJob, FilterRun, Export, TrainingJob, PrescoreRun)
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def _job_counts() -> dict[str, int]:
@@ -78,7 +72,7 @@ def test_with_redis_down_annotation_works_job_starts_fail_clearly_and_recover(tm
         "/api/training-jobs/": {"dataset_version": version.pk, "preset": "tiny-cpu", "config": {"max_steps": 2}},
         "/api/prescore-runs/": {"image_ids": [item.image_id for item in version.items.all()]},
     }
-    env = web_env(DATABASE_URL=_database_url(), CELERY_BROKER_URL=redis.url(), CELERY_RESULT_BACKEND=redis.url(),
+    env = web_env(DATABASE_URL=current_database_url(), CELERY_BROKER_URL=redis.url(), CELERY_RESULT_BACKEND=redis.url(),
                   DJANGO_MEDIA_ROOT=str(settings.MEDIA_ROOT))
     web = Gunicorn(env, tmp_path / "gunicorn.log")
     worker = PrivateBrokerWorker(env, tmp_path / "worker.log")
