@@ -107,9 +107,43 @@ def test_docker_compose_file_is_valid():
         ["docker-compose", "-f", "docker-compose.yml", "config"], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    for service in ("web:", "worker-cpu:", "worker-gpu:", "postgres:", "redis:", "flower:"):
+    for service in ("proxy:", "web:", "worker-cpu:", "worker-gpu:", "postgres:", "redis:", "flower:"):
         assert service in result.stdout
     assert "capabilities:" in result.stdout and "gpu" in result.stdout
+    # only the buffering proxy is published; gunicorn's sync workers are reached through it
+    services = "\n" + result.stdout.split("services:\n", 1)[1]
+    web = services.split("\n  web:\n", 1)[1].split("\n  worker-cpu:\n", 1)[0]
+    proxy = services.split("\n  proxy:\n", 1)[1].split("\n  redis:\n", 1)[0]
+    assert "ports:" not in web and "gunicorn -c deploy/gunicorn.conf.py" in web
+    assert "published: 8000" in proxy and "deploy/nginx.conf.template:/etc/nginx/templates/default.conf.template" in proxy
+
+
+def _gunicorn_settings(**env: str) -> dict[str, str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "--print-config"], cwd=REPO,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("WEB_")}, **env},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(
+        (name.strip(), value.strip()) for name, _, value in (line.partition("=") for line in result.stdout.splitlines())
+    )
+
+
+def test_gunicorn_configuration_serves_the_app_with_exclusively_woken_sync_workers():
+    settings = _gunicorn_settings()
+    assert settings["wsgi_app"] == "aesplatform.wsgi:application"
+    assert settings["worker_class"] == "aesplatform.common.gunicorn_worker.ExclusiveWakeSyncWorker"
+    assert int(settings["workers"]) == 2 * os.cpu_count() + 1
+    assert settings["bind"] == "['127.0.0.1:8000']" and settings["timeout"] == "120"
+    assert settings["accesslog"] == "None"
+
+
+def test_gunicorn_configuration_comes_from_the_environment_and_empty_means_default():
+    settings = _gunicorn_settings(WEB_BIND="0.0.0.0:9000", WEB_CONCURRENCY="7", WEB_TIMEOUT="", WEB_ACCESS_LOG="-",
+                                  WEB_MAX_REQUESTS="0")
+    assert settings["bind"] == "['0.0.0.0:9000']" and settings["workers"] == "7"
+    assert settings["timeout"] == "120" and settings["accesslog"] == "-" and settings["max_requests"] == "0"
 
 
 def test_migrations_match_the_models():
