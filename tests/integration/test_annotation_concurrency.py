@@ -7,14 +7,15 @@ import uuid
 from collections import Counter
 
 import pytest
-from django.db import connection, connections
+from django.db import IntegrityError, connection, connections, transaction
 
-from aesplatform.annotation import services
+from aesplatform.annotation import hotpath, services
 from aesplatform.annotation.models import Annotation, Assignment, AssignmentState, Consensus, Task, TaskState
 from aesplatform.catalog.models import Image, ImageStatus
 from model_core.standard import OVERALL
 from tests import factories
 from tests.conftest import wait_for
+from tests.unit.test_annotation_hotpath import campaign_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -108,3 +109,100 @@ def test_consensus_is_updated_by_the_worker_as_annotations_arrive(celery_worker)
         lambda: Consensus.objects.filter(campaign=campaign, count=3).first(), timeout=60, message="consensus of 3 ratings"
     )
     assert row.score == pytest.approx(0.5) and row.ci_low < 0.5 < row.ci_high
+
+
+TABS = 6
+ROUNDS = 40
+
+
+def test_one_annotator_asking_from_several_tabs_at_once_gets_tasks_or_a_clear_refusal_never_an_error(monkeypatch):
+    # Several requests of one annotator at the same moment (tabs, a retry while the first is in flight): each
+    # statement's snapshot may predate another's committed lease of the same task; the answer is still a task of
+    # its own (or the lease cap), never a duplicate assignment or a database error.
+    monkeypatch.setattr(services, "_queue_quality_update", lambda campaign_id: None)
+    user = factories.annotator()
+    campaign = services.campaign_create(
+        name="tabs", mode="overall", created_by=factories.curator(), image_ids=_bulk_images(TABS * ROUNDS),
+        redundancy=1, annotators=[user], state="active", seed=1,
+    )
+    errors: list[BaseException] = []
+    refusals = Counter()
+    leased: list[int] = []
+    start, done = threading.Barrier(TABS), threading.Barrier(TABS)
+
+    def tab(index):
+        try:
+            for _ in range(ROUNDS):
+                start.wait()
+                try:
+                    lease = services.task_lease_next(campaign=campaign, annotator=user)
+                    if lease is not None:
+                        leased.append(lease.id)
+                except services.ConflictError as exc:
+                    refusals[exc.code] += 1
+                done.wait()
+                if index == 0:  # between rounds the annotator's leases are handed back: the next round leases anew
+                    for assignment in Assignment.objects.filter(annotator=user, state=AssignmentState.LEASED):
+                        services.assignment_skip(assignment_id=assignment.id, annotator=user)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+            start.abort()
+            done.abort()
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=tab, args=(i,)) for i in range(TABS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors[:3]
+    assert leased and set(refusals) <= {"too_many_leases"}
+    assignments = Assignment.objects.filter(annotator=user)
+    assert assignments.count() == len(set(leased))
+    assert assignments.values("task_id").distinct().count() == assignments.count()
+
+
+def test_a_lease_that_lost_the_race_to_the_annotators_own_other_request_is_taken_again_on_another_task(monkeypatch):
+    # The race of the test above, made certain: the annotator's other request leases the task this one picked and
+    # commits in between, and the database's UNIQUE (task, annotator) refuses this one (a real violation).
+    user = factories.annotator()
+    campaign = campaign_for([user], images=3, redundancy=1)
+    lease_in_one_statement = hotpath.task_lease_in_one_statement
+    attempts = []
+
+    def other_request_wins_first(*, assignment, campaign_id, redundancy):
+        attempts.append(assignment)
+        if len(attempts) == 1:
+            other = services.task_lease_next(campaign=campaign, annotator=user)  # the other tab, committed
+            with transaction.atomic():
+                Assignment.objects.create(task_id=other.task_id, annotator=user, state=AssignmentState.LEASED,
+                                          leased_at=assignment.leased_at, leased_until=assignment.leased_until)
+        return lease_in_one_statement(assignment=assignment, campaign_id=campaign_id, redundancy=redundancy)
+
+    monkeypatch.setattr(hotpath, "task_lease_in_one_statement", other_request_wins_first)
+    lease = services.task_lease_next(campaign=campaign, annotator=user, held=[])
+
+    assert len(attempts) == 3  # this request's first try, the other request's lease, this request's second try
+    leases = Assignment.objects.filter(annotator=user)
+    assert leases.count() == 2 and leases.values("task_id").distinct().count() == 2
+    assert lease.id in set(leases.values_list("id", flat=True))
+
+
+def test_a_lease_refused_by_another_constraint_is_not_retried(monkeypatch):
+    user = factories.annotator()
+    campaign = campaign_for([user], images=2, redundancy=1)
+    attempts = []
+
+    def refused(**kwargs):
+        attempts.append(kwargs)
+        with transaction.atomic():  # a real CHECK violation: a lease that ends before it starts
+            Assignment.objects.create(task=Task.objects.filter(campaign=campaign).first(), annotator=user,
+                                      state=AssignmentState.LEASED, leased_at=kwargs["assignment"].leased_at,
+                                      leased_until=kwargs["assignment"].leased_at)
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(hotpath, "task_lease_in_one_statement", refused)
+    with pytest.raises(IntegrityError):
+        services.task_lease_next(campaign=campaign, annotator=user)
+    assert len(attempts) == 1 and not Assignment.objects.filter(annotator=user).exists()

@@ -287,18 +287,44 @@ def task_lease_next(*, campaign: Campaign, annotator, held: list[int] | tuple = 
             f"you already hold {len(live)} leased tasks in this campaign; submit or skip one first", code="too_many_leases"
         )
 
-    assignment = Assignment(
-        annotator=annotator, state=AssignmentState.LEASED, leased_until=now + timedelta(seconds=campaign.lease_seconds)
-    )
-    assignment.leased_at = now
-    if hotpath.writes_in_one_statement():
-        leased = hotpath.task_lease_in_one_statement(assignment=assignment, campaign_id=campaign.pk, redundancy=campaign.redundancy)
-    else:
-        leased = _task_lease_in_transaction(assignment=assignment, campaign=campaign)
+    for attempt in range(1, LEASE_ATTEMPTS + 1):
+        assignment = Assignment(
+            annotator=annotator, state=AssignmentState.LEASED, leased_until=now + timedelta(seconds=campaign.lease_seconds)
+        )
+        assignment.leased_at = now
+        try:
+            if hotpath.writes_in_one_statement():
+                leased = hotpath.task_lease_in_one_statement(
+                    assignment=assignment, campaign_id=campaign.pk, redundancy=campaign.redundancy
+                )
+            else:
+                leased = _task_lease_in_transaction(assignment=assignment, campaign=campaign)
+            break
+        except IntegrityError as exc:
+            # Another request of this annotator (a second tab, a retry) leased the same task and committed after
+            # this statement's snapshot was taken but before it locked the task: the UNIQUE (task, annotator)
+            # constraint refused the second lease and nothing was written. A new statement sees that lease.
+            if attempt == LEASE_ATTEMPTS or not _is_duplicate_lease(exc):
+                raise
+            logger.info("lease of campaign %s for annotator %s lost a race to their own other request; retrying",
+                        campaign.pk, annotator.pk)
     if not leased:
         return None
     assignment.task.campaign = campaign  # the response is built from what is in memory, not read again
     return assignment
+
+
+LEASE_ATTEMPTS = 3
+_DUPLICATE_LEASE_CONSTRAINT = "assignment_unique_annotator_per_task"
+
+
+def _is_duplicate_lease(exc: IntegrityError) -> bool:
+    """Whether the error is the UNIQUE (task, annotator) of assignments (PostgreSQL names it; SQLite lists columns)."""
+    diag = getattr(exc.__cause__, "diag", None)
+    if diag is not None and getattr(diag, "constraint_name", None):
+        return diag.constraint_name == _DUPLICATE_LEASE_CONSTRAINT
+    table = Assignment._meta.db_table
+    return f"{table}.task_id, {table}.annotator_id" in str(exc)
 
 
 # A sweep looks for leases that ran out; selectors.campaign_for_lease asks the same question (an index probe) along
