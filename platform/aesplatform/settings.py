@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "aesplatform.common.proxy.ForwardedClientAddressMiddleware",  # first: the client's address behind trusted proxies
     "django.middleware.security.SecurityMiddleware",
     "aesplatform.common.middleware.DatabaseUnavailableMiddleware",  # a database outage is a 503, not a 500 page
     "aesplatform.common.csp.CSPMiddleware",  # django-csp, the site policy built once
@@ -292,6 +293,8 @@ CSRF_COOKIE_SAMESITE = "Lax"
 # Login rate limiting (django-axes): the form login, the admin login and the API token endpoint. After
 # AESP_LOGIN_FAILURE_LIMIT failed attempts for one username from one address, that pair is locked out for
 # AESP_LOGIN_COOLOFF_MINUTES (another failed attempt meanwhile starts the cool-off again); a success resets the count.
+# Behind proxies the address is the client's only when AESP_TRUSTED_PROXY_COUNT says how many (common/proxy.py).
+AESP_TRUSTED_PROXY_COUNT = env.int("AESP_TRUSTED_PROXY_COUNT", default=0)
 AXES_ENABLED = env.bool("AESP_LOGIN_LOCKOUT", default=True)
 AXES_FAILURE_LIMIT = env.int("AESP_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AESP_LOGIN_COOLOFF_MINUTES", default=15))

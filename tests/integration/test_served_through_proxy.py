@@ -15,13 +15,14 @@ import uuid
 
 import pytest
 import requests
+from axes.models import AccessAttempt
 from rest_framework.authtoken.models import Token
 
 from aesplatform.annotation.models import Annotation
 from aesplatform.catalog.models import ImportJob
 from tests import factories
 from tests.factories import TEST_PASSWORD
-from tests.integration.faults.services import current_database_url, Gunicorn, Nginx, nginx_missing, web_env
+from tests.integration.faults.services import Gunicorn, Nginx, current_database_url, nginx_missing, web_env
 from tests.unit.test_annotation_hotpath import campaign_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -34,8 +35,8 @@ def stack(tmp_path):
     """(gunicorn, nginx): gunicorn with WORKERS sync workers, nginx in front allowing bodies up to 1 MiB."""
     if why := nginx_missing():
         pytest.fail(why, pytrace=False)
-    web = Gunicorn(web_env(DATABASE_URL=current_database_url(), DJANGO_CONN_MAX_AGE="0"), tmp_path / "gunicorn.log",
-                   workers=WORKERS)
+    web = Gunicorn(web_env(DATABASE_URL=current_database_url(), DJANGO_CONN_MAX_AGE="0", AESP_TRUSTED_PROXY_COUNT="1"),
+                   tmp_path / "gunicorn.log", workers=WORKERS)
     web.start()
     proxy = Nginx(tmp_path, upstream=f"127.0.0.1:{web.port}", client_max_body_size="1m")
     try:
@@ -110,3 +111,15 @@ def test_clients_trickling_their_requests_do_not_hold_the_workers_behind_the_pro
             sock.close()
     # each slow request still got its answer from the application once its body was complete
     assert all(re.match(rb"HTTP/1\.1 (400|401|429)", line) for line in answers), answers
+
+
+def test_the_login_lockout_sees_the_address_nginx_saw_not_the_one_a_client_claims(stack):
+    _, proxy = stack
+    user = factories.annotator()
+    for k in range(2):
+        answer = requests.post(f"{proxy.url}/api/auth/token/", json={"username": user.username, "password": "wrong"},
+                               headers={"X-Forwarded-For": f"192.0.2.{k}"}, timeout=10)
+        assert answer.status_code == 400
+    assert list(AccessAttempt.objects.filter(username=user.username).values_list("ip_address", "failures_since_start")) == [
+        ("127.0.0.1", 2)
+    ]

@@ -27,7 +27,7 @@ from model_core.standard import OVERALL
 from tests import factories
 from tests.conftest import wait_for
 from tests.factories import TEST_PASSWORD
-from tests.integration.faults.services import current_database_url, Gunicorn, PrivateBrokerWorker, PrivateRedis, web_env
+from tests.integration.faults.services import Gunicorn, PrivateBrokerWorker, PrivateRedis, current_database_url, web_env
 from tests.unit.test_annotation_hotpath import campaign_for
 from tests.unit.test_modeling_support import frozen_version, synthetic_images
 
