@@ -5,8 +5,9 @@
 
 It creates its own PostgreSQL database (default `aesp_load`, on the server of $BENCH_PG_URL or
 postgres://postgres@127.0.0.1:5432): migrated, one active campaign (overall mode, redundancy 3) over --images image
-rows that share one real JPEG file, annotators in the campaign. Then gunicorn (loopback only) and, in one asyncio
-loop, every annotator on its own keep-alive connection:
+rows that share one real JPEG file, annotators in the campaign. Then gunicorn (loopback only, the shipped
+deploy/gunicorn.conf.py) and, in one asyncio loop, every annotator on its own connection (kept alive where the
+server keeps it):
 
 1. signs in through the login form (a real password check; before the measured window),
 2. opens the campaign's annotate page (its CSRF token), leases the task on screen and the one preloaded behind it,

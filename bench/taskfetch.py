@@ -12,7 +12,8 @@ Everything stays on loopback. Prints one JSON line of figures.
 HTTP phase: gunicorn with the shipped configuration (deploy/gunicorn.conf.py: sync workers, 2 x cores + 1 of them;
 --workers, --worker-class and --threads override it), persistent database connections (DJANGO_CONN_MAX_AGE)
 and prepared statements (DJANGO_DB_PREPARED_STATEMENTS=1, see settings.py; --no-prepared without); 50 clients in
-one asyncio loop, each a keep-alive connection with its own API token, next-task then submit, no think time
+one asyncio loop, each with its own API token and connection (kept alive as long as the server keeps it: sync
+workers close it after every response, gthread keeps it), next-task then submit, no think time
 (closed loop: throughput at saturation), after an unmeasured warm-up. With --rate R the clients instead start
 cycles on a fixed schedule, R per second in all, and latency counts from each cycle's scheduled start: the
 latency at a given throughput. The figures include the CPU each party spent per cycle (client, gunicorn, the
@@ -326,11 +327,12 @@ def gunicorn_start(env: dict, *, port: int, workers: int | None = None, worker_c
 
 
 def gunicorn_described(server: subprocess.Popen, worker_class: str | None, threads: int | None) -> str:
-    """What served the run, e.g. "5 workers (sync)" or "4 workers x 4 threads (gthread)"."""
+    """What served the run, e.g. "5 workers (sync, deploy/gunicorn.conf.py)" or "4 workers x 4 threads (gthread)"."""
     import psutil
 
     workers = len(psutil.Process(server.pid).children())
-    worker_class = worker_class or "sync"
+    if worker_class is None:
+        return f"{workers} workers (sync, woken one at a time: deploy/gunicorn.conf.py)"
     if worker_class == "gthread":
         return f"{workers} workers x {threads or 1} threads (gthread)"
     return f"{workers} workers ({worker_class})"

@@ -5,12 +5,16 @@ nothing else; the environment sets what differs between them (12-factor).
 Why sync workers (one request at a time per process) and not gthread: the annotation hot path is CPU-bound
 Python (database statements take well under a millisecond), so threads only contend for the GIL, and gthread
 pins every keep-alive connection to the process that accepted it: with 50 annotators the busiest process serves
-several times the connections of the idlest, and their requests wait for it (bench/taskfetch.py, 2-core VM:
-gthread 4x4 gives per-cycle p50 83 / p99 418 ms in the closed loop and p99 444 ms at 300 cycles/s offered; sync
-workers take the next connection only when idle, from the kernel's first-in-first-out accept queue, and give
-p99 199 and 32 ms). A sync worker is tied up by a slow client for the whole transfer, so in production it sits
-behind a buffering proxy (deploy/nginx.conf, the `proxy` service of docker-compose.yml), as gunicorn's
-documentation asks; `make run` serves the machine itself, where clients are not slow.
+several times the connections of the idlest, and their requests wait for it. Sync workers take the next
+connection only when idle, from the kernel's first-in-first-out accept queue. bench/taskfetch.py on the 2-core
+VM, 50 clients in a closed loop, about the same throughput (347-431 against 385-445 next-task + submit cycles/s):
+per request p99 79-99 ms with sync workers against 180-241 with gthread 4x4, per cycle 159-195 against 338-428. Idle sync
+workers wait in epoll with EPOLLEXCLUSIVE (aesplatform.common.gunicorn_worker), so a new connection wakes one of
+them, not all: 2.6-3.2 ms of gunicorn CPU per cycle at 150 cycles/s instead of 3.8-4.0.
+
+A sync worker is tied up by a slow client for the whole transfer, so in production it sits behind a buffering
+proxy (deploy/nginx.conf.template, the `proxy` service of docker-compose.yml), as gunicorn's documentation asks;
+`make run` serves the machine itself, where clients are not slow.
 
 Environment:
   WEB_BIND             address to listen on (default 127.0.0.1:8000)
