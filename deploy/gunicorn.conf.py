@@ -8,9 +8,9 @@ pins every keep-alive connection to the process that accepted it: with 50 annota
 several times the connections of the idlest, and their requests wait for it. Sync workers take the next
 connection only when idle, from the kernel's first-in-first-out accept queue. bench/taskfetch.py on the 2-core
 VM, 50 clients in a closed loop, about the same throughput (347-431 against 385-445 next-task + submit cycles/s):
-per request p99 79-99 ms with sync workers against 180-241 with gthread 4x4, per cycle 159-195 against 338-428. Idle sync
-workers wait in epoll with EPOLLEXCLUSIVE (aesplatform.common.gunicorn_worker), so a new connection wakes one of
-them, not all: 2.6-3.2 ms of gunicorn CPU per cycle at 150 cycles/s instead of 3.8-4.0.
+per request p99 79-99 ms with sync workers against 180-241 with gthread 4x4, per cycle 159-195 against 338-428.
+Idle sync workers wait in epoll with EPOLLEXCLUSIVE (aesplatform.common.gunicorn_worker), so a new connection
+wakes one of them, not all: 2.6-3.2 ms of gunicorn CPU per cycle at 150 cycles/s instead of 3.8-4.0.
 
 A sync worker is tied up by a slow client for the whole transfer, so in production it sits behind a buffering
 proxy (deploy/nginx.conf.template, the `proxy` service of docker-compose.yml), as gunicorn's documentation asks;
