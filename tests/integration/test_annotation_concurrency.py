@@ -206,3 +206,54 @@ def test_a_lease_refused_by_another_constraint_is_not_retried(monkeypatch):
     with pytest.raises(IntegrityError):
         services.task_lease_next(campaign=campaign, annotator=user)
     assert len(attempts) == 1 and not Assignment.objects.filter(annotator=user).exists()
+
+
+@pytest.fixture
+def task_row_held():
+    """hold(task_id) row-locks a task from another connection, as a concurrent submit or lease of it does; release()
+    commits that transaction."""
+    import psycopg
+
+    from tests.integration.faults.services import current_database_url
+
+    other = psycopg.connect(current_database_url())
+
+    class Held:
+        def hold(self, task_id: int) -> None:
+            other.execute(f"SELECT 1 FROM {Task._meta.db_table} WHERE id = %s FOR UPDATE", [task_id])
+
+        def release(self) -> None:
+            other.commit()
+
+    yield Held()
+    other.close()
+
+
+def test_a_task_held_for_a_moment_by_another_transaction_is_leased_not_reported_as_nothing_left(monkeypatch, task_row_held):
+    user = factories.annotator()
+    campaign = campaign_for([user], images=1, redundancy=1)
+    task = Task.objects.get(campaign=campaign)
+    task_row_held.hold(task.id)
+    pauses = []
+
+    def other_transaction_ends(attempt):
+        pauses.append(attempt)
+        task_row_held.release()
+
+    monkeypatch.setattr(services, "_pause_before_looking_again", other_transaction_ends)
+    lease = services.task_lease_next(campaign=campaign, annotator=user)
+
+    assert lease is not None and lease.task_id == task.id
+    assert pauses == [1]
+
+
+def test_a_task_held_throughout_answers_nothing_left_after_a_bounded_number_of_looks(monkeypatch, task_row_held):
+    user = factories.annotator()
+    campaign = campaign_for([user], images=1, redundancy=1)
+    task_row_held.hold(Task.objects.get(campaign=campaign).id)
+    pauses = []
+    monkeypatch.setattr(services, "_pause_before_looking_again", pauses.append)
+
+    assert services.task_lease_next(campaign=campaign, annotator=user) is None
+    assert pauses == list(range(1, services.LEASE_ATTEMPTS))
+    assert not Assignment.objects.filter(annotator=user).exists()

@@ -226,17 +226,29 @@ _IMAGE = Columns(Image, "i", ["id", "width", "height"])
 
 
 @cache
-def _next_task_sql(vendor: str) -> str:
-    # Walks the partial index task_open_by_priority (campaign, -priority, id) WHERE state = 'open'.
+def _takeable_tasks() -> str:
+    # params: campaign, redundancy, annotator. The open tasks below the redundancy this annotator never had.
     return (
-        f"SELECT {_TASK.select()}, {_IMAGE.select()} FROM {_table(Task)} t INNER JOIN {_table(Image)} i "
-        f"ON i.{_col(Image, 'id')} = t.{_col(Task, 'image')} "
+        f"FROM {_table(Task)} t INNER JOIN {_table(Image)} i ON i.{_col(Image, 'id')} = t.{_col(Task, 'image')} "
         f"WHERE t.{_col(Task, 'campaign')} = %s AND t.{_col(Task, 'state')} = {_literal(TaskState.OPEN)} "
         f"AND (t.{_col(Task, 'submitted_count')} + t.{_col(Task, 'active_lease_count')}) < %s "
         f"AND NOT EXISTS(SELECT 1 FROM {_table(Assignment)} a WHERE a.{_col(Assignment, 'task')} = t.{_col(Task, 'id')} "
-        f"AND a.{_col(Assignment, 'annotator')} = %s) "
+        f"AND a.{_col(Assignment, 'annotator')} = %s)"
+    )
+
+
+def _next_task_sql(vendor: str) -> str:
+    # Walks the partial index task_open_by_priority (campaign, -priority, id) WHERE state = 'open'.
+    return (
+        f"SELECT {_TASK.select()}, {_IMAGE.select()} {_takeable_tasks()} "
         f"ORDER BY t.{_col(Task, 'priority')} DESC, t.{_col(Task, 'id')} ASC LIMIT 1" + _lock("t", skip_locked=True)
     )
+
+
+def takeable_task_exists(*, campaign_id: int, redundancy: int, annotator_id: int) -> bool:
+    """Whether a task this annotator may take exists, row locks of other transactions aside: when the leasing
+    statement (which skips locked rows) found none, a true answer means they were all locked for the moment."""
+    return bool(_fetch(f"SELECT EXISTS(SELECT 1 {_takeable_tasks()})", [campaign_id, redundancy, annotator_id])[0][0])
 
 
 def next_task_locked(*, campaign_id: int, redundancy: int, annotator_id: int) -> Task | None:
