@@ -6,7 +6,11 @@ a run in an environment without the pinned runtime fails naming the missing pack
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -149,3 +153,20 @@ def test_a_run_without_the_pinned_runtime_fails_naming_the_package_and_the_targe
     assert run.state == JobState.FAILED
     assert "einops" in run.error and "make humanaesexpert-runtime" in run.error
     assert not Prescore.objects.filter(model_version=released).exists()
+
+
+def test_make_test_sets_the_runtime_up_and_compose_runs_its_worker():
+    repo = Path(__file__).resolve().parents[2]
+    rules = {line.split(":", 1)[0]: line.split(":", 1)[1].split() for line in
+             (repo / "Makefile").read_text().splitlines() if line and not line[0].isspace() and ":" in line}
+    assert "humanaesexpert-runtime" in rules["test"] and "humanaesexpert-runtime" in rules["test-fast"]
+    assert "-Q humanaesexpert" in (repo / "scripts" / "run_platform.sh").read_text()
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed here (.ci/run installs Debian's docker-compose)")
+    env = {**os.environ, "DJANGO_SECRET_KEY": "x" * 60, "POSTGRES_PASSWORD": "pw", "FLOWER_BASIC_AUTH": "a:b"}
+    result = subprocess.run(["docker-compose", "-f", "docker-compose.yml", "config"], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    block = result.stdout.split("\n  worker-humanaesexpert:\n", 1)[1].split("\nvolumes:", 1)[0]
+    assert "-Q humanaesexpert" in block and "PYTHONPATH: /opt/humanaesexpert" in block and "driver: nvidia" in block
+    assert "--target /opt/humanaesexpert -r requirements-humanaesexpert.lock" in (repo / "Dockerfile").read_text()
