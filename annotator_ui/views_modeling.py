@@ -266,8 +266,9 @@ PRESCORES_SHOWN = 100
 
 class PrescoreRunForm(forms.Form):
     max_tiles = forms.IntegerField(min_value=1, max_value=12, required=False,
-                                   help_text="Empty: 1 for a model trained here, 12 (the reference's) for a released "
-                                             "HumanAesExpert checkpoint.")
+                                   widget=forms.NumberInput(attrs={"placeholder": "auto", "title": (
+                                       "Empty: 1 for a model trained here, 12 (the reference's) for a released "
+                                       "HumanAesExpert checkpoint")}))
     batch_size = forms.IntegerField(min_value=1, max_value=1024, initial=32)
 
 

@@ -318,17 +318,17 @@ class RemoteCodeScorer:
     @torch.inference_mode()
     def _expert(self, pixels: torch.Tensor) -> list[float]:
         scores, _text = self.model.expert_score(self.tokenizer, pixels)
-        if isinstance(scores, torch.Tensor):
-            scores = scores.float().cpu().numpy()
-        values = [float(v) for v in np.ravel(np.asarray(scores, dtype=np.float64))]
+        values = _floats(scores)
         if len(values) != NUM_DIMENSIONS:
             raise ModelOutputError(f"expert_score returned {len(values)} values, expected {NUM_DIMENSIONS}")
         return values
 
     @torch.inference_mode()
     def _metavoter(self, pixels: torch.Tensor) -> float:
-        value = self.model.run_metavoter(self.tokenizer, pixels)
-        return float(value.float().item() if isinstance(value, torch.Tensor) else value)
+        values = _floats(self.model.run_metavoter(self.tokenizer, pixels))
+        if len(values) != 1:
+            raise ModelOutputError(f"run_metavoter returned {len(values)} values, expected 1")
+        return values[0]
 
     def expert_score(self, path: str | Path) -> list[float]:
         return self._expert(self._pixels(path))
@@ -357,3 +357,14 @@ class RemoteCodeScorer:
 
 class ModelOutputError(RuntimeError):
     """A model's method returned something of the wrong shape."""
+
+
+def _floats(values: Any) -> list[float]:
+    """Python floats from what remote code returns: a tensor (any device, dtype), a number, or lists of them."""
+    if isinstance(values, torch.Tensor):
+        return [float(v) for v in values.detach().float().cpu().reshape(-1).tolist()]
+    if isinstance(values, (list, tuple)):
+        return [x for v in values for x in _floats(v)]
+    if isinstance(values, np.ndarray):
+        return [float(v) for v in values.reshape(-1)]
+    return [float(values)]

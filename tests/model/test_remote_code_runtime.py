@@ -87,6 +87,16 @@ def test_the_lock_file_pins_what_the_scorer_requires():
     assert {"tokenizers", "einops", "timm", "sentencepiece"} <= set(pins)
 
 
+def test_what_remote_code_returns_becomes_plain_floats():
+    import torch
+
+    from model_core.scoring import _floats
+
+    assert _floats(torch.tensor([[0.5, 0.25]], dtype=torch.float16)) == [0.5, 0.25]
+    assert _floats([torch.tensor(0.5), 0.25, np.float32(0.125)]) == [0.5, 0.25, 0.125]
+    assert _floats(0.75) == [0.75] and _floats(np.array([1.0, 0.0])) == [1.0, 0.0]
+
+
 def _score_cli(runtime_path: list[str], checkpoint: Path, images: list[Path], tmp_path: Path, *extra: str):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*runtime_path, str(REPO)]), "HF_HOME": str(tmp_path / "hf"),
            "HF_HUB_OFFLINE": "1"}
@@ -95,6 +105,7 @@ def _score_cli(runtime_path: list[str], checkpoint: Path, images: list[Path], tm
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_score_remote_code_in_the_pinned_runtime_scores_as_the_reference(humanaesexpert_runtime, standin, images,
                                                                          tmp_path):
     result = _score_cli([str(humanaesexpert_runtime)], standin, [*images, tmp_path / "missing.png"], tmp_path)
@@ -113,6 +124,7 @@ def test_score_remote_code_in_the_pinned_runtime_scores_as_the_reference(humanae
     assert abs(one_tile["metavoter"] - rows[0]["metavoter_score"]) > 1e-4  # the tile count shows in the output
 
 
+@pytest.mark.slow
 def test_score_remote_code_with_einops_unavailable_names_einops(humanaesexpert_runtime, standin, images, tmp_path):
     blocker = tmp_path / "no-einops"
     blocker.mkdir()
