@@ -170,3 +170,9 @@ def test_make_test_sets_the_runtime_up_and_compose_runs_its_worker():
     block = result.stdout.split("\n  worker-humanaesexpert:\n", 1)[1].split("\nvolumes:", 1)[0]
     assert "-Q humanaesexpert" in block and "PYTHONPATH: /opt/humanaesexpert" in block and "driver: nvidia" in block
     assert "--target /opt/humanaesexpert -r requirements-humanaesexpert.lock" in (repo / "Dockerfile").read_text()
+
+
+def test_a_nan_metavoter_is_an_error_not_a_skipped_image():
+    with pytest.raises(ValueError, match="NaN"):
+        services.prescore_rows(1, [(1, "a")], [ImageScore(path="a", expert_scores=[0.5] * 12,
+                                                          metavoter_score=float("nan"))])

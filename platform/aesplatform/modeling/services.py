@@ -524,11 +524,14 @@ def _clip(value: float | None) -> float | None:
 def prescore_rows(model_version_id: int, images: list[tuple[int, str]], scores) -> list[Prescore]:
     """Prescore rows from model_core ImageScores; every score clipped into [0, 1] (the DB CHECKs).
 
-    What the model did not give (None, or NaN) is stored as NULL: no head's score stands in for another's."""
+    What the model did not give (None, or NaN) is stored as NULL: no head's score stands in for another's. A
+    scored image without a MetaVoter score is an error of the model, not of the image: it stops the run."""
     rows = []
     for (image_id, _), s in zip(images, scores):
-        if s.error or _clip(s.metavoter_score) is None:
+        if s.error or s.metavoter_score is None:
             continue
+        if _clip(s.metavoter_score) is None:
+            raise ValueError(f"the model gave no MetaVoter score (NaN) for image {image_id}")
         expert = [_clip(v) for v in (s.expert_scores or [None] * len(DIMENSION_FIELDS))]
         uncertainty = None if s.uncertainty is None or s.uncertainty != s.uncertainty else max(0.0, float(s.uncertainty))
         row = Prescore(image_id=image_id, model_version_id=model_version_id, metavoter_score=_clip(s.metavoter_score),
