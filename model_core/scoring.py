@@ -180,6 +180,7 @@ REMOTE_CODE_TRANSFORMERS = "4.44.2"
 REMOTE_CODE_RUNTIME_TARGET = "make humanaesexpert-runtime"
 REMOTE_CODE_PACKAGES = ("einops", "timm")  # imported at the top of the InternVL2 remote code
 SENTENCEPIECE_FILE = "tokenizer.model"  # a sentencepiece tokenizer (the 8B's InternLM2Tokenizer) needs the package
+SENTENCEPIECE_TOKENIZERS = ("InternLM2Tokenizer", "LlamaTokenizer")  # slow tokenizers built on sentencepiece
 REFERENCE_QUESTION = "<image>\nRate the aesthetics of this human picture."
 REFERENCE_MAX_TILES = 12  # the reference's load_image(max_num=12): 12 tiles + a thumbnail
 
@@ -192,6 +193,17 @@ def _importable(name: str) -> bool:
     return True
 
 
+def _needs_sentencepiece(source: Path) -> bool:
+    """A sentencepiece model file, or a tokenizer class that reads one (the 8B's InternLM2Tokenizer)."""
+    if (source / SENTENCEPIECE_FILE).is_file():
+        return True
+    try:
+        config = (source / "tokenizer_config.json").read_text()
+    except OSError:
+        return False
+    return any(name in config for name in SENTENCEPIECE_TOKENIZERS)
+
+
 def remote_code_runtime_check(source: str | Path | None = None) -> str:
     """Raise ModelLoadError unless this Python can run the released remote code (of ``source``, if given).
 
@@ -201,7 +213,7 @@ def remote_code_runtime_check(source: str | Path | None = None) -> str:
     from model_core.model import ModelLoadError
 
     needed = list(REMOTE_CODE_PACKAGES)
-    if source is None or (Path(source) / SENTENCEPIECE_FILE).is_file():
+    if source is None or _needs_sentencepiece(Path(source)):
         needed.append("sentencepiece")
     missing = [name for name in needed if not _importable(name)]
     if missing:
