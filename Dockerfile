@@ -13,8 +13,11 @@ RUN apt-get update \
  && useradd --system --create-home --uid 10001 humanaes
 
 WORKDIR /app
-COPY requirements.lock pyproject.toml README.md ./
+COPY requirements.lock requirements-humanaesexpert.lock pyproject.toml README.md ./
 RUN pip install -r requirements.lock
+# The runtime of released HumanAesExpert checkpoints: an overlay that only the worker-humanaesexpert service puts
+# first on its PYTHONPATH (docker-compose.yml); torch and the rest come from the packages above.
+RUN pip install --no-deps --only-binary :all: --target /opt/humanaesexpert -r requirements-humanaesexpert.lock
 COPY . .
 RUN pip install --no-deps . \
  && DJANGO_SECRET_KEY=collectstatic-only DJANGO_ALLOWED_HOSTS=localhost python manage.py collectstatic --noinput \

@@ -8,11 +8,13 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run migrate demo web worker test test-fast check-services lint schema compose-config clean help
+.PHONY: install run migrate demo web worker test test-fast check-services lint schema compose-config clean help \
+	humanaesexpert-runtime
 
 help:
 	@echo "make run   - create .venv, install, migrate, load demo data, start web + worker (http://$(HOST):$(PORT)/)"
 	@echo "make test  - create .venv, install, run the whole test suite against PostgreSQL and Redis"
+	@echo "make humanaesexpert-runtime - the pinned runtime of released HumanAesExpert checkpoints (its own worker)"
 
 $(INSTALLED): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +25,21 @@ $(INSTALLED): requirements.lock pyproject.toml
 
 install: $(INSTALLED)
 
+# The released HumanAesExpert checkpoints run their own remote code, written for transformers 4.44.2 with einops,
+# timm and sentencepiece: an overlay of just those packages (requirements-humanaesexpert.lock), put first on the
+# PYTHONPATH of the `humanaesexpert` worker only; torch, Django and everything else come from $(VENV).
+HAE_RUNTIME ?= .venv-humanaesexpert
+HAE_INSTALLED := $(HAE_RUNTIME)/.installed
+
+$(HAE_INSTALLED): requirements-humanaesexpert.lock $(INSTALLED)
+	rm -rf $(HAE_RUNTIME)
+	$(PY) -m pip install --quiet --no-deps --only-binary :all: --target $(HAE_RUNTIME) -r requirements-humanaesexpert.lock
+	PYTHONPATH=$(HAE_RUNTIME) $(PY) -c "from model_core.scoring import remote_code_runtime_check; \
+	  print('HumanAesExpert runtime:', remote_code_runtime_check())"
+	touch $@
+
+humanaesexpert-runtime: $(HAE_INSTALLED)
+
 migrate: install
 	$(PY) manage.py migrate --noinput
 
@@ -31,16 +48,16 @@ demo: migrate
 
 run: demo
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	HOST=$(HOST) PORT=$(PORT) PY=$(PY) scripts/run_platform.sh
+	HOST=$(HOST) PORT=$(PORT) PY=$(PY) AESP_HUMANAESEXPERT_RUNTIME=$(HAE_RUNTIME) scripts/run_platform.sh
 
 check-services: install
 	@DJANGO_ENV=test $(PY) tests/services.py
 
-test: check-services
-	DJANGO_ENV=test $(PY) -m pytest $(PYTEST_ARGS)
+test: check-services humanaesexpert-runtime
+	DJANGO_ENV=test AESP_HUMANAESEXPERT_RUNTIME=$(abspath $(HAE_RUNTIME)) $(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: check-services
-	DJANGO_ENV=test $(PY) -m pytest -m "not browser and not slow" $(PYTEST_ARGS)
+test-fast: check-services humanaesexpert-runtime
+	DJANGO_ENV=test AESP_HUMANAESEXPERT_RUNTIME=$(abspath $(HAE_RUNTIME)) $(PY) -m pytest -m "not browser and not slow" $(PYTEST_ARGS)
 
 schema: install
 	$(PY) manage.py spectacular --validate --fail-on-warn --file var/openapi.yml
@@ -49,7 +66,7 @@ compose-config:
 	docker-compose -f docker-compose.yml config --quiet
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) $(HAE_RUNTIME) var .pytest_cache
 
 # The loop end to end on synthetic images (issue 8): needs the platform running (`make run` in another terminal:
 # its worker serves the cpu and gpu queues). DEMO_LOOP_ARGS="--images 300 --epochs 12" to change the size.

@@ -265,7 +265,10 @@ PRESCORES_SHOWN = 100
 
 
 class PrescoreRunForm(forms.Form):
-    max_tiles = forms.IntegerField(min_value=1, max_value=12, initial=1)
+    max_tiles = forms.IntegerField(min_value=1, max_value=12, required=False,
+                                   widget=forms.NumberInput(attrs={"placeholder": "auto", "title": (
+                                       "Empty: 1 for a model trained here, 12 (the reference's) for a released "
+                                       "HumanAesExpert checkpoint")}))
     batch_size = forms.IntegerField(min_value=1, max_value=1024, initial=32)
 
 
@@ -289,7 +292,8 @@ class PrescoresView(RoleRequiredMixin, TemplateView):
             hist = selectors.prescore_histograms(model_version=model)
             labels = {"metavoter_score": "MetaVoter score", "lm_score": "LM head", "regression_score": "Regression head",
                       "uncertainty": "Uncertainty"}
-            histograms = [{"label": labels[k], "svg": histogram_svg(v, label=labels[k])} for k, v in hist.items()]
+            histograms = [{"label": labels[k], "svg": None if v is None else histogram_svg(v, label=labels[k])}
+                          for k, v in hist.items()]
             rows = list(selectors.prescore_list(model_version=model, ordering=ordering)
                         .select_related("image")[:PRESCORES_SHOWN])
         context.update(model=model, histograms=histograms, rows=rows, ordering=ordering,

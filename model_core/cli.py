@@ -70,17 +70,20 @@ def cmd_score(args: argparse.Namespace) -> int:
     if not paths:
         raise SystemExit("score: give image paths or --list FILE")
     if args.remote_code:
-        from model_core.scoring import RemoteCodeScorer
+        from model_core.scoring import REFERENCE_MAX_TILES, RemoteCodeScorer
 
+        # the reference's way: 12 tiles + thumbnail, fp16 on CUDA, run_metavoter + expert_score
         scorer = RemoteCodeScorer(args.checkpoint, device=args.device, precision=args.precision,
-                                  max_tiles=args.max_tiles)
+                                  max_tiles=args.max_tiles or REFERENCE_MAX_TILES)
         results = scorer.score_images(paths, on_bad_image=args.on_bad_image)
     else:
         from model_core.model import load_model
         from model_core.scoring import score_images
 
+        if args.precision == "fp16":
+            raise SystemExit("score: fp16 is for --remote-code checkpoints; ours run in bf16 or fp32")
         model = load_model(args.checkpoint, device=args.device, precision=args.precision)
-        results = score_images(model, paths, max_tiles=args.max_tiles, batch_size=args.batch_size,
+        results = score_images(model, paths, max_tiles=args.max_tiles or 1, batch_size=args.batch_size,
                                num_workers=args.num_workers, on_bad_image=args.on_bad_image)
     _print([r.to_dict() for r in results])
     return 0
@@ -111,12 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
-    def runtime(p: argparse.ArgumentParser) -> None:
+    def runtime(p: argparse.ArgumentParser, *, remote_code: bool = False) -> None:
         p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-        p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
-                       help="auto = bf16 on a GPU that has it, fp32 otherwise; bf16 elsewhere is an error")
-        p.add_argument("--max-tiles", type=int, default=1,
-                       help="InternVL dynamic tiling: at most this many 448 px tiles (+ thumbnail); 1 = fastest")
+        p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"] + ["fp16"] * remote_code,
+                       help="auto = bf16 on a GPU that has it, fp32 otherwise; bf16 elsewhere is an error"
+                            + "; with --remote-code: fp16 on CUDA (as the reference), fp32 on CPU" * remote_code)
+        p.add_argument("--max-tiles", type=int, default=None if remote_code else 1,
+                       help="InternVL dynamic tiling: at most this many 448 px tiles (+ thumbnail); 1 = fastest"
+                            + " (default 1; 12, the reference's, with --remote-code)" * remote_code)
         p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
         p.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes for decoding")
         p.add_argument("--on-bad-image", default="raise", choices=["raise", "skip"],
@@ -161,8 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="*", help="image files")
     p.add_argument("--list", help="a file with one image path per line")
     p.add_argument("--remote-code", action="store_true",
-                   help="the checkpoint is a released HumanAesExpert (trust_remote_code, local files only)")
-    runtime(p)
+                   help="the checkpoint is a released HumanAesExpert (trust_remote_code, local files only), scored "
+                        "as the reference does: 12 tiles + thumbnail, fp16 on CUDA, its run_metavoter and "
+                        "expert_score; needs the runtime of `make humanaesexpert-runtime` first on PYTHONPATH")
+    runtime(p, remote_code=True)
     p.set_defaults(func=cmd_score, on_bad_image="skip")
 
     p = sub.add_parser("synth", help="write synthetic images with known scores in the HumanBeauty layout",

@@ -5,14 +5,17 @@ grouping costs no decoding) to keep padding low, and scored many at a time with 
 that yields every head and the MetaVoter. Results come back in the order of the input.
 
 ``RemoteCodeScorer`` wraps a released HumanAesExpert checkpoint (Hugging Face remote code) found on local disk,
-through its own ``score`` / ``expert_score`` / ``run_metavoter`` methods, as another scorer backend.
+through its own ``run_metavoter`` / ``expert_score`` methods, as another scorer backend; it needs the runtime the
+release was made for (``remote_code_runtime_check``, `make humanaesexpert-runtime`).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -171,80 +174,209 @@ def score_images(
 # The released HumanAesExpert checkpoint as a scorer backend
 # ---------------------------------------------------------------------------------------------------------------
 
+# What the released checkpoints were made for (the reference repository's requirements.txt); the same pins are in
+# requirements-humanaesexpert.lock, which `make humanaesexpert-runtime` installs as an overlay on the main venv.
+REMOTE_CODE_TRANSFORMERS = "4.44.2"
+REMOTE_CODE_RUNTIME_TARGET = "make humanaesexpert-runtime"
+REMOTE_CODE_PACKAGES = ("einops", "timm")  # imported at the top of the InternVL2 remote code
+SENTENCEPIECE_FILE = "tokenizer.model"  # a sentencepiece tokenizer (the 8B's InternLM2Tokenizer) needs the package
+SENTENCEPIECE_TOKENIZERS = ("InternLM2Tokenizer", "LlamaTokenizer")  # slow tokenizers built on sentencepiece
+REFERENCE_QUESTION = "<image>\nRate the aesthetics of this human picture."
+REFERENCE_MAX_TILES = 12  # the reference's load_image(max_num=12): 12 tiles + a thumbnail
+
+
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
+def _needs_sentencepiece(source: Path) -> bool:
+    """A sentencepiece model file, or a tokenizer class that reads one (the 8B's InternLM2Tokenizer)."""
+    if (source / SENTENCEPIECE_FILE).is_file():
+        return True
+    try:
+        config = (source / "tokenizer_config.json").read_text()
+    except OSError:
+        return False
+    return any(name in config for name in SENTENCEPIECE_TOKENIZERS)
+
+
+def remote_code_runtime_check(source: str | Path | None = None) -> str:
+    """Raise ModelLoadError unless this Python can run the released remote code (of ``source``, if given).
+
+    Names what is missing (einops, timm; sentencepiece for a checkpoint with a sentencepiece tokenizer) or a
+    transformers other than the pinned one, and the make target that sets the runtime up. Returns a one-line
+    description of the runtime."""
+    from model_core.model import ModelLoadError
+
+    needed = list(REMOTE_CODE_PACKAGES)
+    if source is None or _needs_sentencepiece(Path(source)):
+        needed.append("sentencepiece")
+    missing = [name for name in needed if not _importable(name)]
+    if missing:
+        raise ModelLoadError(
+            f"the released HumanAesExpert code needs the Python package(s) {', '.join(missing)}, which this "
+            f"environment ({sys.executable}) lacks: set up its runtime with `{REMOTE_CODE_RUNTIME_TARGET}` and run "
+            "with that directory first on PYTHONPATH (the platform's `humanaesexpert` worker does so)")
+    import transformers
+
+    if transformers.__version__ != REMOTE_CODE_TRANSFORMERS:
+        raise ModelLoadError(
+            f"the released HumanAesExpert code was made for transformers {REMOTE_CODE_TRANSFORMERS}; this "
+            f"environment has {transformers.__version__}: set up its runtime with `{REMOTE_CODE_RUNTIME_TARGET}` and "
+            "run with that directory first on PYTHONPATH (the platform's `humanaesexpert` worker does so)")
+    return f"transformers {transformers.__version__} on torch {torch.__version__}, " + ", ".join(
+        f"{name} {getattr(importlib.import_module(name), '__version__', '?')}" for name in needed)
+
+
+def _remote_code_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """'auto' -> fp16 on CUDA (as the reference runs it), fp32 on CPU."""
+    from model_core.model import PrecisionError
+
+    if precision not in ("auto", "fp16", "bf16", "fp32"):
+        raise ValueError(f"precision must be 'auto', 'fp16', 'bf16' or 'fp32', got {precision!r}")
+    if precision in ("fp16", "bf16") and device.type != "cuda":
+        raise PrecisionError(f"{precision} was requested on {device}; CPU runs use fp32 (precision 'auto' or 'fp32')")
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise PrecisionError(f"bf16 was requested but {device} has no bf16 support; use 'fp16' or 'auto'")
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return torch.float32
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def _local_checkpoint(source: str | Path) -> Path:
+    """A directory, or a repo id already in the Hugging Face cache; never a download."""
+    from model_core.model import ModelLoadError
+
+    path = Path(source)
+    if not path.is_dir() and "/" in str(source) and not path.is_absolute():
+        try:
+            from huggingface_hub import snapshot_download
+
+            path = Path(snapshot_download(str(source), local_files_only=True))
+        except Exception:  # noqa: BLE001 - any failure means: not on this machine
+            pass
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"no local copy of the HumanAesExpert checkpoint {str(source)!r} (a directory with config.json, the "
+            "remote code and the weights); download it once (e.g. `huggingface-cli download "
+            "KwaiVGI/HumanAesExpert-1B --local-dir /models/HumanAesExpert-1B`) and pass its directory")
+    return path
+
 
 class RemoteCodeScorer:
     """A released HumanAesExpert checkpoint (e.g. ``KwaiVGI/HumanAesExpert-1B``) loaded from local disk.
 
-    Uses the checkpoint's own remote-code methods: ``score(tokenizer, pixel_values, question)`` (LM head, one
-    pass), ``expert_score(tokenizer, pixel_values)`` (12 scores + text) and ``run_metavoter(tokenizer,
-    pixel_values)`` (two passes). One image per call, as that code is written. Only files already on disk are
-    used (``local_files_only``); remote code runs with ``trust_remote_code``, so only point this at checkpoints
-    you trust.
+    Runs as the reference does (its test.py / eval script): the image as 12 tiles + a thumbnail (our tiling is
+    the reference's ``load_image``), fp16 on CUDA (fp32 on CPU), and the checkpoint's own methods:
+    ``run_metavoter(tokenizer, pixel_values)`` (two passes) for the overall score and ``expert_score(tokenizer,
+    pixel_values)`` -> (12 scores, text) for the dimensions. ``score(tokenizer, pixel_values, question)`` (one
+    pass, the reference question) is available as :meth:`score`, but not stored as any head's score: the
+    reference does not say which head it reads. The remote code gives no regression-head score and no
+    uncertainty, so those stay None.
+
+    Needs the runtime the release was made for (transformers 4.44.2, einops, timm, sentencepiece for the 8B's
+    tokenizer): `make humanaesexpert-runtime`; anything else is refused before loading, naming what is wrong.
+    Only files already on disk are used (``local_files_only``); remote code runs with ``trust_remote_code``, so
+    only point this at checkpoints you trust.
     """
 
-    QUESTION = "<image>\nRate the aesthetics of this human picture."
+    QUESTION = REFERENCE_QUESTION
 
     def __init__(self, source: str | Path, *, device: str | None = "auto", precision: str = "auto",
-                 max_tiles: int = 12) -> None:
+                 max_tiles: int = REFERENCE_MAX_TILES) -> None:
+        from model_core.model import ModelLoadError, resolve_device
+
+        if not 1 <= max_tiles <= 40:
+            raise ValueError(f"max_tiles must be between 1 and 40, got {max_tiles}")
+        path = _local_checkpoint(source)
+        self.runtime = remote_code_runtime_check(path)
+        self.device = resolve_device(device)
+        self.dtype = _remote_code_dtype(precision, self.device)
+        self.max_tiles = max_tiles
         from transformers import AutoModel, AutoTokenizer
 
-        from model_core.model import ModelLoadError, resolve_device, resolve_dtype
-
-        self.device = resolve_device(device)
-        dtype = resolve_dtype(precision, self.device)
-        self.max_tiles = max_tiles
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=True, use_fast=False,
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=True, use_fast=False,
                                                            local_files_only=True)
-            self.model = AutoModel.from_pretrained(str(source), dtype=dtype, trust_remote_code=True,
-                                                   local_files_only=True, low_cpu_mem_usage=True)
+            self.model = AutoModel.from_pretrained(
+                str(path), torch_dtype=self.dtype, trust_remote_code=True, local_files_only=True,
+                low_cpu_mem_usage=True, use_flash_attn=self.device.type == "cuda" and _importable("flash_attn"))
         except (OSError, ValueError, ImportError) as exc:
-            raise ModelLoadError(
-                f"no usable local copy of the HumanAesExpert checkpoint {str(source)!r} ({exc}); download it "
-                "once (e.g. `huggingface-cli download KwaiVGI/HumanAesExpert-1B`) and pass its directory"
-            ) from None
+            raise ModelLoadError(f"could not load the HumanAesExpert checkpoint {str(path)!r}: {exc}") from None
         for name in ("score", "expert_score", "run_metavoter"):
             if not callable(getattr(self.model, name, None)):
-                raise ModelLoadError(f"{source}: the loaded model has no {name}() method; is it a HumanAesExpert "
+                raise ModelLoadError(f"{path}: the loaded model has no {name}() method; is it a HumanAesExpert "
                                      "checkpoint?")
         self.model.to(self.device).eval()
-        self.dtype = dtype
         vision = getattr(self.model.config, "vision_config", None)
-        self.tile_size = int(getattr(vision, "image_size", 448) or 448)
+        self.tile_size = int(getattr(self.model.config, "force_image_size", None)
+                             or getattr(vision, "image_size", 448) or 448)
+        logger.info("HumanAesExpert checkpoint %s on %s (%s, %d tiles + thumbnail); %s", path, self.device,
+                    str(self.dtype).removeprefix("torch."), self.max_tiles, self.runtime)
 
-    def _pixels(self, path: str | Path) -> torch.Tensor:
+    def _pixels(self, path: str | Path, max_tiles: int | None = None) -> torch.Tensor:
         image = load_image(path)
-        return image_to_pixels(image, max_tiles=self.max_tiles, tile_size=self.tile_size).to(self.device, self.dtype)
+        pixels = image_to_pixels(image, max_tiles=max_tiles or self.max_tiles, tile_size=self.tile_size)
+        return pixels.to(self.device, self.dtype)  # (tiles [+ thumbnail], 3, tile, tile)
 
     @torch.inference_mode()
-    def score(self, path: str | Path) -> float:
-        return float(self.model.score(self.tokenizer, self._pixels(path), self.QUESTION))
+    def score(self, path: str | Path, *, question: str = REFERENCE_QUESTION) -> float:
+        return float(self.model.score(self.tokenizer, self._pixels(path), question))
 
     @torch.inference_mode()
-    def expert_score(self, path: str | Path) -> list[float]:
-        scores, _text = self.model.expert_score(self.tokenizer, self._pixels(path))
-        values = [float(v) for v in (scores.tolist() if hasattr(scores, "tolist") else scores)]
-        values = list(np.ravel(values))
+    def _expert(self, pixels: torch.Tensor) -> list[float]:
+        scores, _text = self.model.expert_score(self.tokenizer, pixels)
+        values = _floats(scores)
         if len(values) != NUM_DIMENSIONS:
-            raise DataError(f"expert_score returned {len(values)} values, expected {NUM_DIMENSIONS}")
+            raise ModelOutputError(f"expert_score returned {len(values)} values, expected {NUM_DIMENSIONS}")
         return values
 
     @torch.inference_mode()
-    def run_metavoter(self, path: str | Path) -> float:
-        return float(self.model.run_metavoter(self.tokenizer, self._pixels(path)))
+    def _metavoter(self, pixels: torch.Tensor) -> float:
+        values = _floats(self.model.run_metavoter(self.tokenizer, pixels))
+        if len(values) != 1:
+            raise ModelOutputError(f"run_metavoter returned {len(values)} values, expected 1")
+        return values[0]
 
-    def score_images(self, paths: Sequence[str | Path], *, on_bad_image: OnBadImage = "skip") -> list[ImageScore]:
-        """Same result type as :func:`score_images`; regression score and uncertainty are not exposed by the
-        remote code, so they stay None."""
+    def expert_score(self, path: str | Path) -> list[float]:
+        return self._expert(self._pixels(path))
+
+    def run_metavoter(self, path: str | Path) -> float:
+        return self._metavoter(self._pixels(path))
+
+    def score_images(self, paths: Sequence[str | Path], *, max_tiles: int | None = None,
+                     on_bad_image: OnBadImage = "skip") -> list[ImageScore]:
+        """Same result type as :func:`score_images`: the MetaVoter and the 12 expert scores; the LM and regression
+        heads' scores and the uncertainty are not given by the remote code, so they stay None."""
         results = []
         for path in paths:
             try:
-                expert = self.expert_score(path)
-                mv = self.run_metavoter(path)
-                results.append(ImageScore(path=str(path), lm_score=self.score(path), expert_scores=expert,
-                                          metavoter_score=mv, level=score_to_level(min(max(mv, 0.0), 1.0))))
+                pixels = self._pixels(path, max_tiles)
             except DataError as exc:
                 if on_bad_image == "raise":
                     raise
                 results.append(ImageScore(path=str(path), error=str(exc)))
+                continue
+            mv = self._metavoter(pixels)
+            results.append(ImageScore(path=str(path), expert_scores=self._expert(pixels), metavoter_score=mv,
+                                      level=score_to_level(min(max(mv, 0.0), 1.0))))
         return results
+
+
+class ModelOutputError(RuntimeError):
+    """A model's method returned something of the wrong shape."""
+
+
+def _floats(values: Any) -> list[float]:
+    """Python floats from what remote code returns: a tensor (any device, dtype), a number, or lists of them."""
+    if isinstance(values, torch.Tensor):
+        return [float(v) for v in values.detach().float().cpu().reshape(-1).tolist()]
+    if isinstance(values, (list, tuple)):
+        return [x for v in values for x in _floats(v)]
+    if isinstance(values, np.ndarray):
+        return [float(v) for v in values.reshape(-1)]
+    return [float(values)]

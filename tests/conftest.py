@@ -150,8 +150,14 @@ def celery_worker_factory(transactional_db, settings):
     }
     workers: list[CeleryWorker] = []
 
-    def start(queues: str = "cpu,gpu", *, app: str = "aesplatform", **extra_env: str) -> CeleryWorker:
-        worker = CeleryWorker({**env, **extra_env}, queues, app)
+    def start(queues: str = "cpu,gpu", *, app: str = "aesplatform", pythonpath: tuple[str | Path, ...] = (),
+              **extra_env: str) -> CeleryWorker:
+        """`pythonpath`: directories put before the repository's on the worker's PYTHONPATH (a runtime overlay,
+        e.g. the HumanAesExpert one); `extra_env`: more environment variables."""
+        worker_env = {**env, **extra_env}
+        if pythonpath:
+            worker_env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), env["PYTHONPATH"]])
+        worker = CeleryWorker(worker_env, queues, app)
         worker.start()
         workers.append(worker)
         return worker
@@ -164,6 +170,16 @@ def celery_worker_factory(transactional_db, settings):
 @pytest.fixture
 def celery_worker(celery_worker_factory):
     return celery_worker_factory()
+
+
+@pytest.fixture(scope="session")
+def humanaesexpert_runtime() -> Path:
+    """The pinned runtime overlay of released HumanAesExpert checkpoints (`make humanaesexpert-runtime`)."""
+    path = Path(os.environ.get("AESP_HUMANAESEXPERT_RUNTIME") or REPO_ROOT / ".venv-humanaesexpert")
+    if not (path / ".installed").is_file():
+        pytest.fail(f"the HumanAesExpert runtime is not set up at {path}: run `make humanaesexpert-runtime` "
+                    "(`make test` does), or point AESP_HUMANAESEXPERT_RUNTIME at one")
+    return path
 
 
 def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.2, message: str = "condition"):

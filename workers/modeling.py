@@ -1,4 +1,6 @@
-"""Modeling tasks (training, pre-scoring): `workers.gpu.*` names go to the `gpu` queue (aesplatform.celery).
+"""Modeling tasks (training, pre-scoring): `workers.gpu.*` names go to the `gpu` queue, `workers.humanaesexpert.*`
+to the `humanaesexpert` queue (aesplatform.celery), whose worker runs with the pinned runtime of the released
+HumanAesExpert checkpoints first on its PYTHONPATH (`make humanaesexpert-runtime`).
 
 Thin and idempotent: ids in, services called. Late acks + reject-on-worker-lost: a killed worker's task is
 delivered again, and the services resume (training from the newest checkpoint, pre-scoring from the first
@@ -32,5 +34,14 @@ def prescore_run_execute(run_id: int) -> dict:
     from aesplatform.modeling import services
 
     _allow_children()
+    run = services.prescore_run_execute(run_id=run_id)
+    return {"run": run_id, "state": run.state if run else "busy"}
+
+
+@shared_task(name="workers.humanaesexpert.prescore_run_execute", acks_late=True, reject_on_worker_lost=True)
+def humanaesexpert_prescore_run_execute(run_id: int) -> dict:
+    """The same pre-scoring run, for a released HumanAesExpert checkpoint (remote code, transformers 4.44.2)."""
+    from aesplatform.modeling import services
+
     run = services.prescore_run_execute(run_id=run_id)
     return {"run": run_id, "state": run.state if run else "busy"}

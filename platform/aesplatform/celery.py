@@ -1,6 +1,8 @@
 """The Celery app. Tasks live in the top-level `workers` package and stay thin (ids in, services called).
 
-Queues: `cpu` (imports, exports, bookkeeping) and `gpu` (CLIP filtering, training, pre-scoring). JSON only,
+Queues: `cpu` (imports, exports, bookkeeping), `gpu` (CLIP filtering, training, pre-scoring) and
+`humanaesexpert` (pre-scoring with a released HumanAesExpert checkpoint: its worker runs the runtime that release
+was made for, transformers 4.44.2 and friends first on its PYTHONPATH, `make humanaesexpert-runtime`). JSON only,
 late acks with reject-on-worker-lost so that a killed worker's task is delivered again; every task is
 idempotent, which makes that safe.
 """
@@ -27,8 +29,8 @@ app.conf.update(
     result_extended=True,
     result_expires=7 * 24 * 3600,
     task_default_queue="cpu",
-    task_queues=(Queue("cpu"), Queue("gpu")),
-    task_routes={"workers.gpu.*": {"queue": "gpu"}},
+    task_queues=(Queue("cpu"), Queue("gpu"), Queue("humanaesexpert")),
+    task_routes={"workers.gpu.*": {"queue": "gpu"}, "workers.humanaesexpert.*": {"queue": "humanaesexpert"}},
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )

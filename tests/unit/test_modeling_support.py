@@ -76,14 +76,14 @@ def test_prescore_rows_clip_every_score_into_unit_range():
     assert row.image_id == 1 and row.model_version_id == 5
 
 
-def test_remote_code_scores_without_regression_head_fall_back_to_the_other_heads():
+def test_remote_code_scores_without_regression_head_store_null_not_the_other_heads():
     from model_core.scoring import ImageScore
 
     from aesplatform.modeling.services import prescore_rows
 
     row = prescore_rows(1, [(1, "a")], [ImageScore(path="a", lm_score=0.4, expert_scores=[0.6] * 12,
                                                    metavoter_score=0.5)])[0]
-    assert row.regression_score == pytest.approx(0.5) and row.uncertainty == 0.0
+    assert row.lm_score == 0.4 and row.regression_score is None and row.uncertainty is None
 
 
 def test_histogram_counts_edges():

@@ -97,10 +97,14 @@ def _gold_candidates(*, image_ids: list[int], mode: str) -> set[int]:
 
 def _priorities(*, image_ids: list[int], order: str, rng: random.Random) -> dict[int, float]:
     if order == TaskOrder.ACTIVE_LEARNING:
-        from aesplatform.modeling.models import Prescore
+        from aesplatform.modeling.active import active_learning_check
+        from aesplatform.modeling.models import ModelVersion, Prescore
 
+        # a promoted model that gives no uncertainty is refused (409), never read as "all equally certain"
+        active_learning_check(ModelVersion.objects.filter(promoted=True).first())
         uncertainty = dict(
-            Prescore.objects.filter(image_id__in=image_ids).order_by("image_id", "-id").values_list("image_id", "uncertainty")
+            Prescore.objects.filter(image_id__in=image_ids, uncertainty__isnull=False).order_by("image_id", "-id")
+            .values_list("image_id", "uncertainty")
         )
         # most uncertain first; images never pre-scored come after, in random order
         return {i: (1.0 + uncertainty[i]) if i in uncertainty else rng.random() for i in image_ids}

@@ -10,6 +10,8 @@ Informativeness of a pre-scored image (all three terms rank-normalised to [0, 1]
 `order_by_informativeness` is pure numpy (the benchmark in bench/active_learning.py runs it without Django);
 `campaign_priorities_refresh` writes the order into the open tasks' priority of a campaign with task_order
 "active" (higher first; images without a pre-score keep a random priority below every pre-scored one).
+A model that does not give the terms (a released HumanAesExpert checkpoint: no LM or regression head score, no
+uncertainty) is refused with `ActiveLearningUnavailable` (409) instead of ordering by values it never gave.
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from __future__ import annotations
 import random
 
 import numpy as np
+
+from aesplatform.common.exceptions import ConflictError
+
+
+class ActiveLearningUnavailable(ConflictError):
+    """The model version does not give the head disagreement and uncertainty that active learning orders by."""
+
+    code = "no_uncertainty"
 
 DIVERSITY_WEIGHT = 0.3
 GREEDY_CANDIDATES = 2000  # the greedy diversity pass runs over the most informative ones; the rest by informativeness
@@ -108,6 +118,28 @@ def active_priorities(*, image_ids: list[int], model_version=None, seed: int = 0
     return priorities
 
 
+def active_learning_check(model_version) -> None:
+    """Raise ActiveLearningUnavailable unless this model's pre-scores give every term of informativeness."""
+    from django.db.models import Q
+
+    from .models import ModelBackend, Prescore
+
+    if model_version is None:
+        return
+    if model_version.backend == ModelBackend.HUMANAESEXPERT:
+        raise ActiveLearningUnavailable(
+            f"{model_version.name} is a released HumanAesExpert checkpoint: its remote code gives the MetaVoter and "
+            "the 12 expert scores, but no LM or regression head score and no uncertainty, so there is no head "
+            "disagreement or uncertainty to order tasks by. Promote a model trained on the platform for active "
+            "learning, or use the random task order.")
+    lacking = (Prescore.objects.filter(model_version=model_version)
+               .filter(Q(lm_score__isnull=True) | Q(regression_score__isnull=True) | Q(uncertainty__isnull=True)))
+    if lacking.exists():
+        raise ActiveLearningUnavailable(
+            f"{model_version.name}'s pre-scores lack an LM or regression head score or the uncertainty, so there "
+            "is no head disagreement or uncertainty to order tasks by; use the random task order.")
+
+
 def _overall_field() -> str:
     from aesplatform.common.models import DIMENSION_FIELDS
 
@@ -120,8 +152,11 @@ def campaign_priorities_refresh(*, campaign, model_version=None) -> int:
 
     from aesplatform.annotation.models import Task, TaskOrder
 
+    from .models import ModelVersion
+
     if campaign.task_order != TaskOrder.ACTIVE_LEARNING:
         return 0
+    active_learning_check(model_version or ModelVersion.objects.filter(promoted=True).first())
     with transaction.atomic():
         tasks = list(Task.objects.select_for_update(skip_locked=True).filter(campaign=campaign, state="open")
                      .only("id", "image_id", "priority"))

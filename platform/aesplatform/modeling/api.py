@@ -90,7 +90,9 @@ class PrescoreRunCreateSerializer(serializers.Serializer):
                                                        help_text="Default: the promoted model.")
     image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list,
                                       max_length=1_000_000, help_text="Default: every approved image.")
-    max_tiles = serializers.IntegerField(min_value=1, max_value=12, default=1)
+    max_tiles = serializers.IntegerField(min_value=1, max_value=12, required=False, allow_null=True, default=None,
+                                         help_text="Default: 1 for a model trained here, 12 (the reference's) for a "
+                                                   "released HumanAesExpert checkpoint.")
     batch_size = serializers.IntegerField(min_value=1, max_value=1024, default=32)
 
 
@@ -281,7 +283,9 @@ class CampaignPrioritiesRefreshView(APIView):
     @extend_schema(tags=TAGS, summary="Re-order an active-learning campaign's open tasks from the promoted model's "
                    "pre-scores (head disagreement, uncertainty, diversity over CLIP embeddings)", request=None,
                    responses={200: CampaignPrioritiesSerializer,
-                              409: OpenApiResponse(description="Random-order campaign or no promoted model")})
+                              409: OpenApiResponse(description="Random-order campaign, no promoted model, or a model "
+                                                               "that gives no uncertainty / head disagreement "
+                                                               "(code no_uncertainty: a released HumanAesExpert)")})
     def post(self, request, pk: int):
         from aesplatform.annotation.models import Campaign
 

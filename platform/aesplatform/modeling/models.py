@@ -102,14 +102,19 @@ class PrescoreRun(TimeStampedModel):
 
 
 class Prescore(DimensionScores):
-    """One model's scores of one image: the three heads, the 12 expert scores (the mixin's columns), MetaVoter."""
+    """One model's scores of one image: the three heads, the 12 expert scores (the mixin's columns), MetaVoter.
+
+    NULL is what the model does not give (a released HumanAesExpert checkpoint gives the MetaVoter and the 12
+    expert scores only); nothing is filled in."""
 
     image = models.ForeignKey("catalog.Image", on_delete=models.CASCADE, related_name="prescores")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="prescores")
-    lm_score = models.FloatField()
-    regression_score = models.FloatField()
+    lm_score = models.FloatField(null=True, blank=True, help_text="The LM head's score; null: not given by the model.")
+    regression_score = models.FloatField(null=True, blank=True,
+                                         help_text="The regression head's score; null: not given by the model.")
     metavoter_score = models.FloatField(db_index=True)
-    uncertainty = models.FloatField(default=0.0, help_text="Spread of the LM level distribution / head disagreement.")
+    uncertainty = models.FloatField(null=True, blank=True,
+                                    help_text="Spread of the LM head's level distribution; null: not given by the model.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -118,7 +123,10 @@ class Prescore(DimensionScores):
             models.UniqueConstraint(fields=["image", "model_version"], name="prescore_unique_image_per_model"),
             *score_range_constraints(DIMENSION_FIELDS, prefix="prescore", nullable=True),
             *[
-                models.CheckConstraint(condition=score_range_q(field, nullable=False), name=f"prescore_{field}_in_unit_range")
+                models.CheckConstraint(condition=score_range_q(field, nullable=field != "metavoter_score"),
+                                       name=f"prescore_{field}_in_unit_range")
                 for field in ("lm_score", "regression_score", "metavoter_score")
             ],
+            models.CheckConstraint(condition=models.Q(uncertainty__isnull=True) | models.Q(uncertainty__gte=0),
+                                   name="prescore_uncertainty_not_negative"),
         ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from .models import ModelVersion, Prescore, PrescoreRun, TrainingJob
 
@@ -27,18 +27,28 @@ PRESCORE_ORDERINGS = ("metavoter_score", "-metavoter_score", "uncertainty", "-un
 
 
 def prescore_list(*, model_version: ModelVersion, ordering: str = "-metavoter_score") -> QuerySet[Prescore]:
-    return Prescore.objects.filter(model_version=model_version).order_by(ordering, "id")
+    """Sorted by one column; rows without a value there (not given by the model) come last either way."""
+    field = F(ordering.lstrip("-"))
+    order = field.desc(nulls_last=True) if ordering.startswith("-") else field.asc(nulls_last=True)
+    return Prescore.objects.filter(model_version=model_version).order_by(order, "id")
 
 
-def histogram(values: list[float], bins: int = 20) -> list[int]:
+def histogram(values: list[float | None], bins: int = 20) -> list[int]:
+    """Counts per bin over [0, 1]; None (a value the model does not give) is not counted."""
     counts = [0] * bins
     for v in values:
-        counts[min(bins - 1, max(0, int(v * bins)))] += 1
+        if v is not None:
+            counts[min(bins - 1, max(0, int(v * bins)))] += 1
     return counts
 
 
-def prescore_histograms(*, model_version: ModelVersion, bins: int = 20) -> dict[str, list[int]]:
+def prescore_histograms(*, model_version: ModelVersion, bins: int = 20) -> dict[str, list[int] | None]:
+    """Histogram per column; None for a column the model gives no value in (shown as "not available")."""
     rows = list(Prescore.objects.filter(model_version=model_version)
                 .values_list("metavoter_score", "lm_score", "regression_score", "uncertainty"))
     names = ("metavoter_score", "lm_score", "regression_score", "uncertainty")
-    return {name: histogram([r[i] for r in rows], bins) for i, name in enumerate(names)}
+    out: dict[str, list[int] | None] = {}
+    for i, name in enumerate(names):
+        values = [r[i] for r in rows]
+        out[name] = None if rows and all(v is None for v in values) else histogram(values, bins)
+    return out

@@ -1,8 +1,10 @@
 """Modeling services: training jobs, the model registry (exactly one promoted model) and pre-scoring runs.
 
-Jobs run in the `gpu` queue (workers/modeling.py) and are safe to deliver twice: a per-job advisory lock keeps a
-second delivery from running beside the first; a delivery after a killed worker resumes training from the newest
-checkpoint (model_core resumes from the same output_dir) and pre-scoring from the first image without a score.
+Jobs run in the `gpu` queue (workers/modeling.py; pre-scoring with a released HumanAesExpert checkpoint in the
+`humanaesexpert` queue, whose worker runs in that release's pinned runtime) and are safe to deliver twice: a
+per-job advisory lock keeps a second delivery from running beside the first; a delivery after a killed worker
+resumes training from the newest checkpoint (model_core resumes from the same output_dir) and pre-scoring from
+the first image without a score.
 """
 
 from __future__ import annotations
@@ -431,14 +433,23 @@ def _promoted() -> ModelVersion | None:
     return ModelVersion.objects.filter(promoted=True).first()
 
 
+# A released HumanAesExpert checkpoint scores as the reference does, at 12 tiles + thumbnail; ours at 1 (fast).
+DEFAULT_MAX_TILES = {ModelBackend.MODEL_CORE: 1, ModelBackend.HUMANAESEXPERT: 12}
+
+
 @transaction.atomic
 def prescore_run_create(*, created_by, image_ids: list[int] | None = None, model_version: ModelVersion | None = None,
-                        max_tiles: int = 1, batch_size: int = 32, enqueue: bool = True) -> PrescoreRun:
-    """Queue a pre-scoring pass (default model: the promoted one; default images: every approved image)."""
+                        max_tiles: int | None = None, batch_size: int = 32, enqueue: bool = True) -> PrescoreRun:
+    """Queue a pre-scoring pass (default model: the promoted one; default images: every approved image).
+
+    A model_core checkpoint is scored on the `gpu` queue; a released HumanAesExpert checkpoint on the
+    `humanaesexpert` queue, whose worker runs in the runtime that release was made for."""
     model_version = model_version or _promoted()
     if model_version is None:
         raise ConflictError("No model is promoted: promote a model version (or name one) before pre-scoring.",
                             code="no_promoted_model")
+    if max_tiles is None:
+        max_tiles = DEFAULT_MAX_TILES.get(model_version.backend, 1)
     if not 1 <= max_tiles <= 12:
         raise ServiceError("max_tiles must be between 1 and 12.", code="invalid")
     if not 1 <= batch_size <= 1024:
@@ -461,10 +472,18 @@ def prescore_run_create(*, created_by, image_ids: list[int] | None = None, model
     run.full_clean()
     run.save()
     if enqueue:
-        from workers.modeling import prescore_run_execute as task
-
-        job_enqueue_on_commit(task, run.pk, on_failure=job_failed_unqueued(PrescoreRun, run.pk))
+        job_enqueue_on_commit(prescore_task(model_version), run.pk,
+                              on_failure=job_failed_unqueued(PrescoreRun, run.pk))
     return run
+
+
+def prescore_task(model_version: ModelVersion):
+    """The Celery task that pre-scores with this model: its name routes it to the backend's queue."""
+    from workers import modeling as tasks
+
+    if model_version.backend == ModelBackend.HUMANAESEXPERT:
+        return tasks.humanaesexpert_prescore_run_execute
+    return tasks.prescore_run_execute
 
 
 def _default_images():
@@ -503,20 +522,20 @@ def _clip(value: float | None) -> float | None:
 
 
 def prescore_rows(model_version_id: int, images: list[tuple[int, str]], scores) -> list[Prescore]:
-    """Prescore rows from model_core ImageScores; every score clipped into [0, 1] (the DB CHECKs)."""
+    """Prescore rows from model_core ImageScores; every score clipped into [0, 1] (the DB CHECKs).
+
+    What the model did not give (None, or NaN) is stored as NULL: no head's score stands in for another's. A
+    scored image without a MetaVoter score is an error of the model, not of the image: it stops the run."""
     rows = []
     for (image_id, _), s in zip(images, scores):
         if s.error or s.metavoter_score is None:
             continue
+        if _clip(s.metavoter_score) is None:
+            raise ValueError(f"the model gave no MetaVoter score (NaN) for image {image_id}")
         expert = [_clip(v) for v in (s.expert_scores or [None] * len(DIMENSION_FIELDS))]
-        lm = _clip(s.lm_score)
-        regression = _clip(s.regression_score)
-        mv = _clip(s.metavoter_score)
-        heads = [v for v in (lm, regression, expert[-1]) if v is not None]
-        row = Prescore(image_id=image_id, model_version_id=model_version_id, metavoter_score=mv,
-                       lm_score=lm if lm is not None else mv, regression_score=regression if regression is not None
-                       else (sum(heads) / len(heads) if heads else mv),
-                       uncertainty=max(0.0, float(s.uncertainty or 0.0)))
+        uncertainty = None if s.uncertainty is None or s.uncertainty != s.uncertainty else max(0.0, float(s.uncertainty))
+        row = Prescore(image_id=image_id, model_version_id=model_version_id, metavoter_score=_clip(s.metavoter_score),
+                       lm_score=_clip(s.lm_score), regression_score=_clip(s.regression_score), uncertainty=uncertainty)
         row.set_scores(dict(zip(DIMENSION_FIELDS, expert)))
         rows.append(row)
     return rows
@@ -556,11 +575,16 @@ def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | 
         PrescoreRun.objects.filter(pk=run_id).update(state=JobState.SUCCEEDED, processed=min(done, run.total),
                                                      finished_at=timezone.now(), updated_at=timezone.now())
         if version.promoted:
-            from .active import campaigns_refresh_for_images
+            from .active import ActiveLearningUnavailable, campaigns_refresh_for_images
 
-            refreshed = campaigns_refresh_for_images(image_ids=run.image_ids or None, model_version=version)
-            logger.info("prescore run %s: %d open task(s) of active-learning campaigns re-prioritised", run_id,
-                        refreshed)
+            try:
+                refreshed = campaigns_refresh_for_images(image_ids=run.image_ids or None, model_version=version)
+            except ActiveLearningUnavailable as exc:
+                # the run itself succeeded; only the ordering it would have fed is not possible with this model
+                logger.warning("prescore run %s: active-learning campaigns not re-prioritised: %s", run_id, exc)
+            else:
+                logger.info("prescore run %s: %d open task(s) of active-learning campaigns re-prioritised", run_id,
+                            refreshed)
         return PrescoreRun.objects.get(pk=run_id)
 
 
@@ -582,7 +606,7 @@ def prescore_num_workers() -> int:
 def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tuple[int, str]]) -> None:
     paths = [p for _, p in chunk]
     if version.backend == ModelBackend.HUMANAESEXPERT:
-        scores = scorer.score_images(paths, on_bad_image="skip")
+        scores = scorer.score_images(paths, max_tiles=run.max_tiles, on_bad_image="skip")
     else:
         from model_core.scoring import score_images
 
