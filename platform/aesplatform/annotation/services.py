@@ -31,6 +31,7 @@ from django.utils import timezone
 from aesplatform.accounts.roles import Role, user_has_role
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.common.text import name_list
 from model_core.standard import DIMENSIONS, OVERALL, ScoreError, validate_score
 
 from . import agreement as agreement_math
@@ -76,7 +77,7 @@ def _check_annotators(annotators) -> list:
     users = list(annotators)
     not_annotators = [u.get_username() for u in users if not user_has_role(u, Role.ANNOTATOR)]
     if not_annotators:
-        raise ServiceError(f"these users do not hold the annotator role: {', '.join(sorted(not_annotators))}")
+        raise ServiceError(f"these users do not hold the annotator role: {name_list(sorted(not_annotators))}")
     return users
 
 
@@ -177,7 +178,7 @@ def campaign_update(*, campaign: Campaign, data: dict) -> Campaign:
     editable = {"name", "instructions", "show_prescores", "lease_seconds", "state"}
     unknown = set(data) - editable - {"annotators"}
     if unknown:
-        raise ServiceError(f"these fields cannot be changed: {', '.join(sorted(unknown))}")
+        raise ServiceError(f"these fields cannot be changed: {name_list(sorted(unknown))}")
     new_state = data.get("state")
     if new_state is not None and new_state != campaign.state:
         if new_state not in ALLOWED_TRANSITIONS.get(campaign.state, set()):
@@ -431,11 +432,11 @@ def validate_scores(*, mode: str, scores) -> dict[str, float]:
     known = {d.key for d in DIMENSIONS}
     unknown = sorted(set(scores) - known)
     if unknown:
-        raise ServiceError(f"unknown dimensions: {', '.join(map(str, unknown))}", code="unknown_dimension")
+        raise ServiceError(f"unknown dimensions: {name_list(unknown)}", code="unknown_dimension")
     extra = sorted(set(scores) - set(expected))
     if extra:
         raise ServiceError(
-            f"a {mode} campaign takes only {', '.join(expected)}; not: {', '.join(extra)}", code="wrong_mode_dimensions"
+            f"a {mode} campaign takes only {', '.join(expected)}; not: {name_list(extra)}", code="wrong_mode_dimensions"
         )
     missing = [k for k in expected if k not in scores or scores[k] is None]
     if missing:
