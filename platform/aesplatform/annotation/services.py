@@ -261,8 +261,9 @@ def task_lease_next(*, campaign: Campaign, annotator, held: list[int] | tuple = 
     on PostgreSQL (hotpath.task_lease_in_one_statement) or one transaction elsewhere.
     """
     now = now or timezone.now()
-    _check_active(campaign)
+    # Membership first: a non-member learns nothing of a campaign, not even that it is a draft or closed.
     _check_annotator_in(campaign, annotator)
+    _check_active(campaign)
     if _leases_may_have_expired(campaign, annotator, now):
         with transaction.atomic():
             leases_expire(now=now)
@@ -668,9 +669,10 @@ def annotation_correct(*, annotation_id: int, annotator, scores: dict, idempoten
         original = Annotation.objects.select_for_update().select_related("task__campaign").get(pk=annotation_id)
     except Annotation.DoesNotExist:
         raise NotFound("no such annotation") from None
-    if original.annotator_id != annotator.pk:
-        raise NotFound("no such annotation")
     campaign = original.task.campaign
+    if original.annotator_id != annotator.pk or not campaign.annotators.filter(pk=annotator.pk).exists():
+        # an annotator taken off the campaign writes nothing more to it (a correction would count again)
+        raise NotFound("no such annotation")
     checked = validate_scores(mode=campaign.mode, scores=scores)
     existing = _replay(idempotency_key=key, annotator=annotator, scores=checked, supersedes_id=original.pk)
     if existing is not None:
