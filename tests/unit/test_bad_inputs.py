@@ -20,7 +20,7 @@ from aesplatform.common.parsers import nesting_depth_exceeds
 from model_core.standard import OVERALL
 from tests import factories
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 TOO_BIG_IDS = (MAX_ID + 1, 2**64, 10**30)
 
