@@ -8,8 +8,8 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run migrate demo web worker test test-fast check-services lint schema compose-config clean help \
-	humanaesexpert-runtime
+.PHONY: install run migrate demo web worker test test-sqlite test-fast check-services lint schema compose-config clean \
+	help humanaesexpert-runtime
 
 help:
 	@echo "make run   - create .venv, install, migrate, load demo data, start web + worker (http://$(HOST):$(PORT)/)"
@@ -53,8 +53,15 @@ run: demo
 check-services: install
 	@DJANGO_ENV=test $(PY) tests/services.py
 
-test: check-services humanaesexpert-runtime
+# The tests marked both_databases (annotation, hot path included, and bad inputs) run on SQLite first, the
+# embedded default of `make run`, whose write path differs; then everything runs on PostgreSQL.
+test: check-services humanaesexpert-runtime test-sqlite
 	DJANGO_ENV=test AESP_HUMANAESEXPERT_RUNTIME=$(abspath $(HAE_RUNTIME)) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-sqlite: install
+	@sqlite_dir=$$(mktemp -d) && trap 'rm -rf "$$sqlite_dir"' EXIT && \
+	  echo "SQLite pass: tests marked both_databases" && \
+	  DJANGO_ENV=test DATABASE_URL="sqlite:///$$sqlite_dir/aesp.sqlite3" $(PY) -m pytest -m both_databases -q
 
 test-fast: check-services humanaesexpert-runtime
 	DJANGO_ENV=test AESP_HUMANAESEXPERT_RUNTIME=$(abspath $(HAE_RUNTIME)) $(PY) -m pytest -m "not browser and not slow" $(PYTEST_ARGS)

@@ -1,5 +1,7 @@
 from django.urls import path
 
+import aesplatform.common.converters  # noqa: F401  registers <id:...>
+
 from . import views
 
 app_name = "ui"
@@ -21,19 +23,19 @@ from . import views_imports  # noqa: E402
 
 urlpatterns += [
     path("imports/", views_imports.ImportListView.as_view(), name="imports"),
-    path("imports/<int:pk>/", views_imports.ImportDetailView.as_view(), name="import_detail"),
-    path("imports/<int:pk>/progress/", views_imports.ImportProgressView.as_view(), name="import_progress"),
+    path("imports/<id:pk>/", views_imports.ImportDetailView.as_view(), name="import_detail"),
+    path("imports/<id:pk>/progress/", views_imports.ImportProgressView.as_view(), name="import_progress"),
 ]
 
 # --- annotation (issue 4): the rating page and the curator's campaign pages ---
 from . import views_annotate, views_campaigns  # noqa: E402
 
 urlpatterns += [
-    path("annotate/<int:pk>/", views_annotate.AnnotateCampaignView.as_view(), name="annotate_campaign"),
+    path("annotate/<id:pk>/", views_annotate.AnnotateCampaignView.as_view(), name="annotate_campaign"),
     path("campaigns/new/", views_campaigns.CampaignCreateView.as_view(), name="campaign_new"),
-    path("campaigns/<int:pk>/", views_campaigns.CampaignDashboardView.as_view(), name="campaign_detail"),
-    path("campaigns/<int:pk>/state/", views_campaigns.CampaignStateView.as_view(), name="campaign_state"),
-    path("campaigns/<int:pk>/annotations.csv", views_campaigns.CampaignCsvView.as_view(), name="campaign_csv"),
+    path("campaigns/<id:pk>/", views_campaigns.CampaignDashboardView.as_view(), name="campaign_detail"),
+    path("campaigns/<id:pk>/state/", views_campaigns.CampaignStateView.as_view(), name="campaign_state"),
+    path("campaigns/<id:pk>/annotations.csv", views_campaigns.CampaignCsvView.as_view(), name="campaign_csv"),
 ]
 
 # Filtering (issue 6): start a run, follow it, tune thresholds, review batches (annotator_ui/views_curation.py).
@@ -41,9 +43,9 @@ from . import views_curation  # noqa: E402
 
 urlpatterns += [
     path("filtering/new/", views_curation.FilterRunCreateView.as_view(), name="filter-run-new"),
-    path("filtering/<int:pk>/", views_curation.FilterRunDetailView.as_view(), name="filter-run"),
-    path("filtering/<int:pk>/thresholds/", views_curation.FilterRunThresholdsView.as_view(), name="filter-run-thresholds"),
-    path("filtering/batches/<int:pk>/", views_curation.ReviewBatchView.as_view(), name="review-batch"),
+    path("filtering/<id:pk>/", views_curation.FilterRunDetailView.as_view(), name="filter-run"),
+    path("filtering/<id:pk>/thresholds/", views_curation.FilterRunThresholdsView.as_view(), name="filter-run-thresholds"),
+    path("filtering/batches/<id:pk>/", views_curation.ReviewBatchView.as_view(), name="review-batch"),
 ]
 
 # Dataset versions and exports (issue 7): annotator_ui/views_datasets.py; the list is ui:datasets above.
@@ -51,11 +53,11 @@ from . import views_datasets  # noqa: E402
 
 urlpatterns += [
     path("datasets/new/", views_datasets.DatasetVersionCreateView.as_view(), name="dataset_new"),
-    path("datasets/<int:pk>/", views_datasets.DatasetVersionDetailView.as_view(), name="dataset_detail"),
-    path("datasets/<int:pk>/freeze/", views_datasets.DatasetVersionFreezeView.as_view(), name="dataset_freeze"),
-    path("datasets/<int:pk>/exports/", views_datasets.ExportCreateView.as_view(), name="dataset_export"),
-    path("exports/<int:pk>/progress/", views_datasets.ExportProgressView.as_view(), name="export_progress"),
-    path("exports/<int:pk>/download/", views_datasets.ExportDownloadView.as_view(), name="export_download"),
+    path("datasets/<id:pk>/", views_datasets.DatasetVersionDetailView.as_view(), name="dataset_detail"),
+    path("datasets/<id:pk>/freeze/", views_datasets.DatasetVersionFreezeView.as_view(), name="dataset_freeze"),
+    path("datasets/<id:pk>/exports/", views_datasets.ExportCreateView.as_view(), name="dataset_export"),
+    path("exports/<id:pk>/progress/", views_datasets.ExportProgressView.as_view(), name="export_progress"),
+    path("exports/<id:pk>/download/", views_datasets.ExportDownloadView.as_view(), name="export_download"),
 ]
 
 # Training jobs, models and pre-scores (issue 8): annotator_ui/views_modeling.py; the list is ui:models above.
@@ -63,13 +65,13 @@ from . import views_modeling  # noqa: E402
 
 urlpatterns += [
     path("models/jobs/new/", views_modeling.TrainingJobCreateView.as_view(), name="training_job_new"),
-    path("models/jobs/<int:pk>/", views_modeling.TrainingJobDetailView.as_view(), name="training_job"),
-    path("models/jobs/<int:pk>/live/", views_modeling.TrainingJobLiveView.as_view(), name="training_job_live"),
-    path("models/jobs/<int:pk>/cancel/", views_modeling.TrainingJobCancelView.as_view(), name="training_job_cancel"),
-    path("models/<int:pk>/", views_modeling.ModelDetailView.as_view(), name="model_detail"),
-    path("models/<int:pk>/plots/<str:name>", views_modeling.ModelPlotView.as_view(), name="model_plot"),
-    path("models/<int:pk>/promote/", views_modeling.ModelPromoteView.as_view(), name="model_promote"),
-    path("models/<int:pk>/compare/", views_modeling.ModelCompareView.as_view(), name="model_compare"),
+    path("models/jobs/<id:pk>/", views_modeling.TrainingJobDetailView.as_view(), name="training_job"),
+    path("models/jobs/<id:pk>/live/", views_modeling.TrainingJobLiveView.as_view(), name="training_job_live"),
+    path("models/jobs/<id:pk>/cancel/", views_modeling.TrainingJobCancelView.as_view(), name="training_job_cancel"),
+    path("models/<id:pk>/", views_modeling.ModelDetailView.as_view(), name="model_detail"),
+    path("models/<id:pk>/plots/<str:name>", views_modeling.ModelPlotView.as_view(), name="model_plot"),
+    path("models/<id:pk>/promote/", views_modeling.ModelPromoteView.as_view(), name="model_promote"),
+    path("models/<id:pk>/compare/", views_modeling.ModelCompareView.as_view(), name="model_compare"),
     path("models/prescores/", views_modeling.PrescoresView.as_view(), name="prescores"),
     path("models/prescores/runs/", views_modeling.PrescoreRunCreateView.as_view(), name="prescore_run_new"),
 ]

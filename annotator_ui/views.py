@@ -29,6 +29,16 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
 
+class LogoutView(auth_views.LogoutView):
+    """Logging out also forgets what this browser kept for the user: the rating drafts in localStorage (app.js
+    removes them too, for plain-HTTP sites where browsers ignore this header)."""
+
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        response["Clear-Site-Data"] = '"storage"'
+        return response
+
+
 def login_locked_out(request, original_response=None, credentials=None):
     """django-axes' lockout response (AXES_LOCKOUT_CALLABLE) for the form and admin logins: the login page again,
     saying why and for how long, with 429 Too Many Requests."""

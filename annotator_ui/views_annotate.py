@@ -39,6 +39,7 @@ class AnnotateCampaignView(RoleRequiredMixin, TemplateView):
             counts=counts,
             config={
                 "campaignId": campaign.pk,
+                "userId": self.request.user.pk,  # drafts are kept per user: one browser, several annotators
                 "mode": campaign.mode,
                 "active": campaign.state == CampaignState.ACTIVE,
                 "dimensions": [{"key": d.key, "name": d.name, "group": d.group} for d in dims],

@@ -164,6 +164,9 @@ if STORAGES["default"]["BACKEND"] == "storages.backends.s3.S3Storage":
 # Uploads larger than this go to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = env.int("AESP_MAX_UPLOAD_FILES", default=1000)
+# JSON request bodies: refused (413) past this size before any parsing, and (400) past this nesting depth.
+AESP_MAX_JSON_BODY_BYTES = env.int("AESP_MAX_JSON_BODY_BYTES", default=8 * 1024 * 1024)
+AESP_MAX_JSON_DEPTH = env.int("AESP_MAX_JSON_DEPTH", default=32)
 
 # Image import limits (bad input must fail clearly, not exhaust the machine).
 AESP_IMPORT = {
@@ -190,6 +193,11 @@ REST_FRAMEWORK = {
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
+    "DEFAULT_PARSER_CLASSES": [
+        "aesplatform.common.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "aesplatform.common.pagination.DefaultPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -205,6 +213,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI's files ship with the project (drf-spectacular-sidecar): no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
+    # `<id:pk>` (aesplatform.common.converters): a 64-bit id, so clients and fuzzers know the largest one.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "format": "int64", "minimum": 0, "maximum": 2**63 - 1}},
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Enums of fields that share a name across apps (state, kind, format, split) get explicit names; the first

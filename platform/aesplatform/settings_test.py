@@ -14,5 +14,12 @@ from .settings import *  # noqa: E402,F401,F403
 
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  whitenoise warns about a missing dir
 # One test database per pytest process, so that parallel runs on one machine never drop each other's database.
-DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_{DATABASES['default']['NAME']}_{os.getpid()}"  # noqa: F405
+_database = DATABASES["default"]  # noqa: F405
+if _database["ENGINE"].endswith("sqlite3"):
+    # A file beside the configured one (not in memory): the Celery workers that tests start share it.
+    _name = os.path.basename(str(_database["NAME"]))
+    _database.setdefault("TEST", {})["NAME"] = os.path.join(os.path.dirname(str(_database["NAME"])),
+                                                            f"test_{_name}_{os.getpid()}")
+else:
+    _database.setdefault("TEST", {})["NAME"] = f"test_{_database['NAME']}_{os.getpid()}"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests only

@@ -19,3 +19,8 @@ urlpatterns = [
     path("", include("annotator_ui.auth_urls")),  # "login", "logout" (un-namespaced, as settings name them)
     path("", include("annotator_ui.urls")),
 ]
+
+handler400 = "aesplatform.common.errors.bad_request"
+handler403 = "aesplatform.common.errors.permission_denied"
+handler404 = "aesplatform.common.errors.page_not_found"
+handler500 = "aesplatform.common.errors.server_error"

@@ -18,7 +18,7 @@ from aesplatform.catalog.models import ImageStatus
 from model_core.standard import DIMENSION_KEYS, OVERALL
 from tests import factories
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 # Inside the test's transaction every service transaction is a SAVEPOINT + RELEASE (2 statements); in production
 # they are BEGIN + COMMIT instead.

@@ -14,7 +14,7 @@ from aesplatform.catalog.models import ImageStatus
 from model_core.standard import OVERALL
 from tests import factories
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 
 def _campaign(*, annotators, name, curator=None):

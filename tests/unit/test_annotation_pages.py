@@ -15,7 +15,7 @@ from aesplatform.catalog.models import ImageStatus
 from model_core.standard import DIMENSION_KEYS, OVERALL
 from tests import factories
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 
 def browser_for(user=None) -> Client:

@@ -33,7 +33,7 @@ def _walk(patterns, prefix=""):
 def _concrete(route: str) -> str | None:
     if route.startswith("^") or "(?P" in route:
         return None  # a regex route (format suffixes): its path() twin is walked instead
-    route = re.sub(r"<int:\w+>", "999999", route)
+    route = re.sub(r"<(?:int|id):\w+>", "999999", route)
     route = re.sub(r"<(?:str|slug|path):\w+>", "x", route)
     route = re.sub(r"<\w+>", "x", route)
     return "/" + route

@@ -49,8 +49,10 @@ class TokenView(APIView):
     throttle_classes = [LoginThrottle]
 
     class InputSerializer(serializers.Serializer):
-        username = serializers.CharField()
-        password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+        # The user model's limit: a longer name cannot exist, and must not reach authentication (whose failure
+        # log stores the attempted name in a 255-character column).
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False, max_length=4096)
 
         class Meta:
             ref_name = "TokenRequest"

@@ -263,6 +263,18 @@ CSV_HEADER = [
 ]
 
 
+# A cell that starts with one of these is run as a formula by spreadsheet programs (CSV injection).
+_FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """Text as a spreadsheet shows it, never as a formula: a leading formula character gets a quote before it
+    (OWASP's advice). Numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_LEADS):
+        return "'" + value
+    return value
+
+
 def annotation_csv_rows(*, campaign: Campaign, chunk_size: int = 2000):
     """Raw annotations of a campaign (every version, superseded ones marked), streamed in id order."""
     yield CSV_HEADER
@@ -277,6 +289,7 @@ def annotation_csv_rows(*, campaign: Campaign, chunk_size: int = 2000):
     for r in rows.iterator(chunk_size=chunk_size):
         (aid, task_id, image_id, gold, username, expert, supersedes, superseded, created, ms, ui, *scores) = r
         yield [
-            aid, campaign.pk, task_id, image_id, int(gold), username, int(expert), supersedes or "",
-            int(superseded is not None), created.isoformat(), ms, ui, *["" if s is None else repr(float(s)) for s in scores],
+            aid, campaign.pk, task_id, image_id, int(gold), csv_cell(username), int(expert), supersedes or "",
+            int(superseded is not None), created.isoformat(), ms, csv_cell(ui),
+            *["" if s is None else repr(float(s)) for s in scores],
         ]

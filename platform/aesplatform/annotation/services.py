@@ -31,6 +31,7 @@ from django.utils import timezone
 from aesplatform.accounts.roles import Role, user_has_role
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.common.text import name_list
 from model_core.standard import DIMENSIONS, OVERALL, ScoreError, validate_score
 
 from . import agreement as agreement_math
@@ -76,7 +77,7 @@ def _check_annotators(annotators) -> list:
     users = list(annotators)
     not_annotators = [u.get_username() for u in users if not user_has_role(u, Role.ANNOTATOR)]
     if not_annotators:
-        raise ServiceError(f"these users do not hold the annotator role: {', '.join(sorted(not_annotators))}")
+        raise ServiceError(f"these users do not hold the annotator role: {name_list(sorted(not_annotators))}")
     return users
 
 
@@ -181,7 +182,7 @@ def campaign_update(*, campaign: Campaign, data: dict) -> Campaign:
     editable = {"name", "instructions", "show_prescores", "lease_seconds", "state"}
     unknown = set(data) - editable - {"annotators"}
     if unknown:
-        raise ServiceError(f"these fields cannot be changed: {', '.join(sorted(unknown))}")
+        raise ServiceError(f"these fields cannot be changed: {name_list(sorted(unknown))}")
     new_state = data.get("state")
     if new_state is not None and new_state != campaign.state:
         if new_state not in ALLOWED_TRANSITIONS.get(campaign.state, set()):
@@ -264,8 +265,9 @@ def task_lease_next(*, campaign: Campaign, annotator, held: list[int] | tuple = 
     on PostgreSQL (hotpath.task_lease_in_one_statement) or one transaction elsewhere.
     """
     now = now or timezone.now()
-    _check_active(campaign)
+    # Membership first: a non-member learns nothing of a campaign, not even that it is a draft or closed.
     _check_annotator_in(campaign, annotator)
+    _check_active(campaign)
     if _leases_may_have_expired(campaign, annotator, now):
         with transaction.atomic():
             leases_expire(now=now)
@@ -435,11 +437,11 @@ def validate_scores(*, mode: str, scores) -> dict[str, float]:
     known = {d.key for d in DIMENSIONS}
     unknown = sorted(set(scores) - known)
     if unknown:
-        raise ServiceError(f"unknown dimensions: {', '.join(map(str, unknown))}", code="unknown_dimension")
+        raise ServiceError(f"unknown dimensions: {name_list(unknown)}", code="unknown_dimension")
     extra = sorted(set(scores) - set(expected))
     if extra:
         raise ServiceError(
-            f"a {mode} campaign takes only {', '.join(expected)}; not: {', '.join(extra)}", code="wrong_mode_dimensions"
+            f"a {mode} campaign takes only {', '.join(expected)}; not: {name_list(extra)}", code="wrong_mode_dimensions"
         )
     missing = [k for k in expected if k not in scores or scores[k] is None]
     if missing:
@@ -671,9 +673,10 @@ def annotation_correct(*, annotation_id: int, annotator, scores: dict, idempoten
         original = Annotation.objects.select_for_update().select_related("task__campaign").get(pk=annotation_id)
     except Annotation.DoesNotExist:
         raise NotFound("no such annotation") from None
-    if original.annotator_id != annotator.pk:
-        raise NotFound("no such annotation")
     campaign = original.task.campaign
+    if original.annotator_id != annotator.pk or not campaign.annotators.filter(pk=annotator.pk).exists():
+        # an annotator taken off the campaign writes nothing more to it (a correction would count again)
+        raise NotFound("no such annotation")
     checked = validate_scores(mode=campaign.mode, scores=scores)
     existing = _replay(idempotency_key=key, annotator=annotator, scores=checked, supersedes_id=original.pk)
     if existing is not None:

@@ -14,12 +14,13 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from aesplatform.accounts.permissions import IsAnnotator, IsCurator
 from aesplatform.common.filters import IntegerFilter
+from aesplatform.common.parsers import BoundedJSONParser
 
 from . import selectors, services
 from .imaging import SUPPORTED_FORMATS, content_type_for_format, extension_for_format
@@ -91,7 +92,7 @@ def _stream(field_file, *, content_type: str, filename: str, etag: str) -> FileR
     retrieve=extend_schema(tags=IMAGES_TAG, summary="One image (curators)"),
 )
 class ImageViewSet(viewsets.ReadOnlyModelViewSet):
-    lookup_value_converter = "int"
+    lookup_value_converter = "id"
     serializer_class = ImageSerializer
     filterset_class = ImageFilter
     ordering_fields = ["id", "created_at", "width", "height", "file_size", "source"]
@@ -144,10 +145,10 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
 class ImportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Import jobs: curators and admins only (annotators neither start nor read imports)."""
 
-    lookup_value_converter = "int"
+    lookup_value_converter = "id"
     permission_classes = [IsCurator]
     serializer_class = ImportJobSerializer
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, BoundedJSONParser]
     filterset_fields = ["state", "kind"]
     ordering_fields = ["id", "created_at"]
     ordering = ["-id"]

@@ -103,6 +103,10 @@ def inspect_image(data: bytes, *, max_pixels: int, thumbnail_size: int) -> Inspe
 def _inspect_open_image(image: Image.Image, *, data: bytes, sha256: str, max_pixels: int,
                         thumbnail_size: int) -> InspectedImage:
     image_format = image.format or ""
+    if image_format == "MPO":
+        # A multi-picture JPEG (phones and stereo cameras write them): a baseline JPEG whose first picture every
+        # decoder and browser shows; the other pictures ride along in an APP2 segment. It is that first picture.
+        image_format = "JPEG"
     if image_format not in SUPPORTED_FORMATS:
         supported = ", ".join(SUPPORTED_FORMATS)
         raise ImageRejected(f"unsupported image format {image_format or 'unknown'} (supported: {supported})")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage, storages
+from django.core.files.storage import FileSystemStorage, default_storage, storages
 from django.utils.functional import empty
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count
@@ -624,6 +624,11 @@ def _delete_staging_leftovers(job: ImportJob) -> None:
     for name in names:
         _storage_delete_quietly(f"{directory}/{name}")
     job.items.exclude(staged_file="").update(staged_file="")
+    if isinstance(default_storage, FileSystemStorage):  # object stores have no folders to leave behind
+        try:
+            os.rmdir(default_storage.path(directory))
+        except OSError:
+            pass  # already gone, or a file appeared meanwhile (it is deleted with the next pass)
 
 
 def image_ingest(*, data: bytes, name: str, source: str, import_job: ImportJob | None = None) -> tuple[Image, bool]:

@@ -9,6 +9,7 @@ Two halves:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -138,6 +139,37 @@ def _inside_any(path: Path, roots: list[Path]) -> bool:
     return any(path == root or path.is_relative_to(root) for root in roots)
 
 
+class LinkRefused(OSError):
+    """A server file that is a symbolic link, or that resolves outside the import roots, when it is opened."""
+
+
+def open_server_file(path: str | Path, *, roots: list[Path] | None = None):
+    """Open a file below the import roots for reading, refusing links when it is OPENED, not only when the import
+    was planned: a file swapped for a link in between would otherwise be read from wherever the link points.
+
+    The last component is opened with O_NOFOLLOW; a link in a parent folder is caught by asking the kernel where
+    the open descriptor really is. Returns a binary file object; raises LinkRefused, or OSError as open() does."""
+    roots = allowed_roots() if roots is None else roots
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LinkRefused(errno.ELOOP, "symbolic link refused (links are not followed)") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise LinkRefused(errno.EINVAL, "not a regular file")
+        where = Path(f"/proc/self/fd/{descriptor}")
+        real = Path(os.readlink(where)) if where.is_symlink() else Path(path).resolve()
+        if not _inside_any(real, roots):
+            raise LinkRefused(errno.EXDEV, "the file links outside the allowed import folders")
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return os.fdopen(descriptor, "rb")
+
+
 def _outside_roots(text: str, roots: list[Path]) -> ServiceError:
     listed = ", ".join(str(root) for root in roots)
     return ServiceError(
@@ -246,7 +278,7 @@ def open_zip(source: FileSource) -> zipfile.ZipFile:
             from django.core.files.storage import default_storage
 
             return zipfile.ZipFile(default_storage.open(source.location, "rb"))
-        return zipfile.ZipFile(source.location)
+        return zipfile.ZipFile(open_server_file(source.location))
     except zipfile.BadZipFile as exc:
         raise ServiceError(f"Not a valid zip file: {exc}", code="zip_invalid") from None
     except OSError as exc:
@@ -320,7 +352,12 @@ def _plan_label_file(part: HumanBeautyPart, roots: list[Path]) -> Iterator[Plann
     label_path = part.path / LABEL_FILE
     images_dir = (part.path / "images").resolve()
     first_line_of: dict[str, int] = {}
-    with open(label_path, "rb") as handle:
+    try:
+        handle = open_server_file(label_path, roots=roots)
+    except OSError as exc:
+        raise ServiceError(f"{part.folder_name}/{LABEL_FILE} cannot be read: {exc.strerror or exc}",
+                           code="humanbeauty_layout") from None
+    with handle:
         for line_number, raw_line in enumerate(handle, start=1):
             line_item = f"{part.folder_name}/{LABEL_FILE}:{line_number}"
             if not raw_line.strip():
@@ -346,7 +383,13 @@ def _plan_label_file(part: HumanBeautyPart, roots: list[Path]) -> Iterator[Plann
             first_line_of[image_name] = line_number
             label = {**record, "line": line_number}
             image_path = images_dir / image_name
-            if not image_path.is_file():
+            if image_path.is_symlink():
+                yield PlannedItem(
+                    name=name, label=label,
+                    message=f"{LABEL_FILE} line {line_number}: images/{image_name} is a symbolic link, refused (links "
+                    "are not followed; export with the images copied or hard-linked)",
+                )
+            elif not image_path.is_file():
                 yield PlannedItem(
                     name=name, label=label,
                     message=f"{LABEL_FILE} line {line_number}: image file not found: images/{image_name}",
@@ -428,11 +471,13 @@ def read_source(source: FileSource, limits: ImportLimits) -> bytes:
 
             handle = default_storage.open(source.location, "rb")
         else:
-            handle = open(source.location, "rb")
+            handle = open_server_file(source.location)
         with handle:
             data = handle.read(limits.max_file_bytes + 1)
     except FileNotFoundError:
         raise ImageRejected("file not found (it was moved or deleted after the import started)") from None
+    except LinkRefused as exc:
+        raise ImageRejected(exc.strerror) from None
     except OSError as exc:
         raise ImageRejected(f"cannot read file: {exc.strerror or exc}") from None
     if len(data) > limits.max_file_bytes:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied as DjangoPermissionDenied
+from django.conf import settings
+from django.core.exceptions import (
+    ObjectDoesNotExist,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions
 from rest_framework.views import exception_handler
@@ -28,6 +36,23 @@ class ConflictError(ServiceError):
     code = "conflict"
 
 
+def _suspicious_request(exc: SuspiciousOperation) -> exceptions.APIException:
+    """Django's refusals of a request body (raised while DRF parses it) as JSON errors instead of HTML pages."""
+    if isinstance(exc, RequestDataTooBig):
+        status_code, code, message = 413, "request_too_large", "The request body is too large."
+    elif isinstance(exc, TooManyFilesSent):
+        status_code, code = 400, "too_many_files"
+        message = f"Too many files in one request (at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES}); send them in parts."
+    elif isinstance(exc, TooManyFieldsSent):
+        status_code, code = 400, "too_many_fields"
+        message = f"Too many form fields in one request (at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS})."
+    else:
+        status_code, code, message = 400, "bad_request", "The request was refused as malformed."
+    api_exc = exceptions.APIException(detail={"detail": message, "code": code})
+    api_exc.status_code = status_code
+    return api_exc
+
+
 def api_exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
@@ -38,6 +63,8 @@ def api_exception_handler(exc, context):
         exc = api_exc
     elif isinstance(exc, ObjectDoesNotExist):
         exc = exceptions.NotFound()
+    elif isinstance(exc, SuspiciousOperation):
+        exc = _suspicious_request(exc)
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     return exception_handler(exc, context)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aesplatform.common.exceptions import ServiceError
+from aesplatform.common.text import name_list
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny-cpu": {
@@ -65,7 +66,7 @@ def resolve_config(*, preset: str, overrides: dict | None) -> dict[str, Any]:
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(OVERRIDES))
     if unknown:
-        raise ServiceError(f"Unknown config key(s): {', '.join(unknown)}. Allowed: {', '.join(sorted(OVERRIDES))}.",
+        raise ServiceError(f"Unknown config key(s): {name_list(unknown)}. Allowed: {', '.join(sorted(OVERRIDES))}.",
                            code="unknown_config_key")
     for key, value in overrides.items():
         if value is None and key == "max_steps":

@@ -12,7 +12,8 @@
   if (!root || !configNode) return;
   var config = JSON.parse(configNode.textContent);
   var csrf = root.getAttribute("data-csrf");
-  var DRAFT_KEY = "aesp-annotate-draft-" + config.campaignId;
+  // Per user and campaign; app.js removes every key with this prefix when someone logs out.
+  var DRAFT_KEY = "aesp-annotate-draft-" + config.userId + "-" + config.campaignId;
 
   var els = {
     image: document.getElementById("task-image"),

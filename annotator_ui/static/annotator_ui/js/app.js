@@ -14,6 +14,18 @@
     }
   });
 
+  // Logging out forgets the rating drafts kept in this browser (the next person at a shared computer must not find
+  // them). The server also sends Clear-Site-Data, which browsers honour on HTTPS and localhost only.
+  document.addEventListener("submit", function (event) {
+    if (!(event.target instanceof HTMLFormElement) || !event.target.classList.contains("account__logout")) return;
+    try {
+      for (var i = window.localStorage.length - 1; i >= 0; i--) {
+        var key = window.localStorage.key(i);
+        if (key && key.indexOf("aesp-annotate-draft-") === 0) window.localStorage.removeItem(key);
+      }
+    } catch (e) { /* storage unavailable: nothing kept either */ }
+  });
+
   // On narrow screens the navigation scrolls sideways: bring the current item into view.
   var current = document.querySelector('.main-nav__link[aria-current="page"]');
   if (current && current.parentElement && current.closest(".main-nav").scrollWidth > current.closest(".main-nav").clientWidth) {

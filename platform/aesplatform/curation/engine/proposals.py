@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from aesplatform.common.text import name_list
+
 KEEP = "keep"
 REJECT = "reject"
 
@@ -63,7 +65,7 @@ def thresholds_validate(thresholds: Any, *, groups: list[str], base: dict[str, A
     merged = copy.deepcopy(base) if base is not None else default_thresholds()
     unknown = set(thresholds) - set(_SCALARS) - {"clip"}
     if unknown:
-        raise ThresholdError(f"Unknown threshold(s): {', '.join(sorted(unknown))}.")
+        raise ThresholdError(f"Unknown threshold(s): {name_list(sorted(unknown))}.")
     for name, value in thresholds.items():
         if name == "clip":
             continue
