@@ -1,4 +1,4 @@
-"""``python -m model_core {train,evaluate,score,synth,bench}``: the same functions the platform calls, JSON out.
+"""``python -m model_core {train,evaluate,score,synth,bench,convert}``: the same functions the platform calls, JSON out.
 
 Every command prints exactly one JSON document on stdout (logs go to stderr), so the output can be piped.
 """
@@ -104,6 +104,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from model_core.convert import convert_internvl2
+
+    report = convert_internvl2(args.source, args.output, lora_r=args.lora_r, head_kind=args.head_kind,
+                               linear_head_output=args.linear_head_output, tokenizer_dir=args.tokenizer,
+                               device=args.device, precision=args.precision)
+    summary = report.to_dict()
+    summary["consumed"] = len(report.consumed)  # the full lists are in OUT/conversion.json
+    _print(summary)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m model_core", description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -185,6 +197,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-images", type=int, default=16, help="images for the (slow) reference way")
     p.add_argument("--batch-size", type=int, default=0, help="0 = choose per configuration")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("convert", help="InternVL2 / HumanAesExpert weights (original layout) -> a trainable checkpoint",
+                       formatter_class=fmt)
+    p.add_argument("source", help="a local InternVL2-1B/2B/8B or HumanAesExpert-1B/8B directory (config.json with "
+                                  "llm_config + vision_config, vision_model.* / mlp1.* / language_model.* weights)")
+    p.add_argument("output", help="new directory: backbone/, a model_core checkpoint, conversion.json")
+    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank of the checkpoint (0: no LoRA)")
+    p.add_argument("--head-kind", choices=["mlp", "linear", "linear_sigmoid"],
+                   help="default: linear when HumanAesExpert heads are found and fit, else mlp")
+    p.add_argument("--linear-head-output", default="identity", choices=["identity", "sigmoid"],
+                   help="output transform of carried Linear heads (when --head-kind is not given)")
+    p.add_argument("--tokenizer", help="take the tokenizer from this directory (a fast tokenizer, tokenizer.json)")
+    p.add_argument("--device", default="cpu", help="where the converted model is built once to check and save it")
+    p.add_argument("--precision", default="fp32", choices=["auto", "bf16", "fp32"], help="for that build")
+    p.set_defaults(func=cmd_convert)
     return parser
 
 
