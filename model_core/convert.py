@@ -193,7 +193,7 @@ def build_hf_config(config: dict[str, Any], *, image_token_id: int, report: Conv
         norm_type=vision.get("norm_type", "rms_norm"), attention_bias=bool(vision.get("qkv_bias", True)),
         use_qk_norm=bool(vision.get("qk_normalization", False)), image_size=[image_size] * 2,
         patch_size=[patch] * 2, num_channels=int(vision.get("num_channels", 3)),
-        layer_scale_init_value=float(vision.get("initializer_factor", 0.1)), use_mean_pooling=True,
+        layer_scale_init_value=0.1, use_mean_pooling=True,  # lambda_1/2 are loaded: the init value is moot
         use_absolute_position_embeddings=True, hidden_dropout_prob=0.0, attention_dropout=0.0,
         projection_dropout=0.0,
     )
@@ -527,11 +527,10 @@ def write_tokenizer(source: Path, target: Path, report: ConversionReport, *, tok
     """Copy (and if needed de-remote) the tokenizer into ``target``; returns the loaded tokenizer.
 
     Supported: the Qwen2 tokenizer files of InternVL2-1B / HumanAesExpert-1B (vocab.json + merges.txt, loaded
-    as Qwen2TokenizerFast); any tokenizer with a ``tokenizer.json`` (its remote-code class, e.g. InternLM2's,
-    is replaced by transformers' PreTrainedTokenizerFast); or a directory given with ``tokenizer_dir``. InternLM2's
-    sentencepiece-only ``tokenizer.model`` (InternVL2-8B as published) needs ``tokenizer_dir``: a fast tokenizer
-    of the same vocabulary (e.g. made once with ``LlamaTokenizerFast.from_pretrained(..., from_slow=True)`` where
-    sentencepiece is installed)."""
+    as Qwen2TokenizerFast); a remote-code tokenizer (InternLM2's, InternVL2-8B / HumanAesExpert-8B) with a
+    ``tokenizer.json``, or with only its sentencepiece BPE ``tokenizer.model``, which is turned into a Llama-style
+    ``tokenizer.json`` (model_core.sp_tokenizer; no sentencepiece package needed); both are then loaded as
+    transformers' PreTrainedTokenizerFast; or any fast tokenizer directory given with ``tokenizer_dir``."""
     from transformers import AutoTokenizer
 
     origin = tokenizer_dir or source
@@ -550,10 +549,18 @@ def write_tokenizer(source: Path, target: Path, report: ConversionReport, *, tok
     cls = tok_config.get("tokenizer_class", "")
     if cls and not _transformers_has(cls):
         if not (target / "tokenizer.json").is_file():
-            raise ConversionError(
-                f"{origin}: tokenizer class {cls} is remote code and there is no tokenizer.json to load instead; "
-                "for InternLM2's sentencepiece tokenizer pass --tokenizer DIR with a fast tokenizer (tokenizer.json) "
-                "of the same vocabulary")
+            if not (target / "tokenizer.model").is_file():
+                raise ConversionError(
+                    f"{origin}: tokenizer class {cls} is remote code and there is neither a tokenizer.json nor a "
+                    "tokenizer.model to build one from; pass --tokenizer DIR with a fast tokenizer of the same "
+                    "vocabulary")
+            from model_core.sp_tokenizer import SentencePieceError, convert_directory
+
+            try:
+                changes += convert_directory(target)
+            except (SentencePieceError, OSError, KeyError, ValueError) as exc:
+                raise ConversionError(f"{origin}: tokenizer.model cannot be converted ({exc}); pass --tokenizer DIR "
+                                      "with a fast tokenizer of the same vocabulary") from None
         tok_config["tokenizer_class"] = "PreTrainedTokenizerFast"
         changes.append(f"tokenizer_class {cls} -> PreTrainedTokenizerFast (reads tokenizer.json)")
     if changes:

@@ -80,9 +80,50 @@ def write_qwen2_tokenizer(directory: Path) -> int:
     return len(vocab) + len(SPECIAL)
 
 
+INTERNLM2_ADDED = ["<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>"]
+
+
+def write_internlm2_sentencepiece(directory: Path) -> int:
+    """InternLM2's tokenizer as InternVL2-8B publishes it: a sentencepiece BPE ``tokenizer.model`` (unk/bos/eos,
+    256 byte pieces, normal pieces with scores = -id, ``<|im_end|>``/``<|im_start|>`` as user-defined pieces, no
+    dummy prefix), InternVL's ``added_tokens.json`` (``<img>`` ... right after the pieces) and a remote-code
+    ``tokenizer_config.json``."""
+    from model_core.sp_tokenizer import BYTE, CONTROL, NORMAL, UNKNOWN, USER_DEFINED, SentencePieceModel, write_model
+    from model_core.text import _corpus
+
+    pieces = [("<unk>", 0.0, UNKNOWN), ("<s>", 0.0, CONTROL), ("</s>", 0.0, CONTROL)]
+    pieces += [(f"<0x{b:02X}>", 0.0, BYTE) for b in range(256)]
+    normal: list[str] = []
+    for char in sorted({c for text in _corpus() + ["\n", "0123456789"] for c in text.replace(" ", "▁")}):
+        normal.append(char)
+    for word in [f"▁{level}" for level in LEVELS] + ["▁aesthetics", "▁human", "▁image"]:
+        for end in range(2, len(word) + 1):
+            if word[:end] not in normal:
+                normal.append(word[:end])
+    pieces += [(p, -float(len(pieces) + i), NORMAL) for i, p in enumerate(normal)]
+    pieces += [("<|im_end|>", 0.0, USER_DEFINED), ("<|im_start|>", 0.0, USER_DEFINED)]
+    write_model(directory / "tokenizer.model", SentencePieceModel(pieces=pieces, model_type="bpe",
+                                                                  byte_fallback=True, add_dummy_prefix=False))
+    added = {token: len(pieces) + i for i, token in enumerate(INTERNLM2_ADDED)}
+    (directory / "added_tokens.json").write_text(json.dumps(added))
+    _internlm2_tokenizer_config(directory)
+    return len(pieces) + len(INTERNLM2_ADDED)
+
+
+def _internlm2_tokenizer_config(directory: Path) -> None:
+    (directory / "tokenizer_config.json").write_text(json.dumps({
+        "auto_map": {"AutoTokenizer": ["tokenization_internlm2.InternLM2Tokenizer",
+                                       "tokenization_internlm2_fast.InternLM2TokenizerFast"]},
+        "tokenizer_class": "InternLM2Tokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        "pad_token": "</s>", "add_bos_token": True, "add_eos_token": False, "model_max_length": 8192,
+        "additional_special_tokens": ["<|im_start|>", "<|im_end|>"] + INTERNLM2_ADDED,
+    }))
+    (directory / "tokenization_internlm2.py").write_text("# remote tokenizer code (not used by the converter)\n")
+
+
 def write_internlm2_tokenizer(directory: Path) -> int:
     """A tokenizer.json (fast tokenizer) with InternLM2's remote-code tokenizer_config (auto_map to
-    tokenization_internlm2*.py, tokenizer_class InternLM2Tokenizer) as an InternLM2 release carries it."""
+    tokenization_internlm2*.py, tokenizer_class InternLM2Tokenizer)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     vocab, merges = byte_level_vocab()
@@ -92,13 +133,7 @@ def write_internlm2_tokenizer(directory: Path) -> int:
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens(specials)
     tokenizer.save(str(directory / "tokenizer.json"))
-    (directory / "tokenizer_config.json").write_text(json.dumps({
-        "auto_map": {"AutoTokenizer": ["tokenization_internlm2.InternLM2Tokenizer",
-                                       "tokenization_internlm2_fast.InternLM2TokenizerFast"]},
-        "tokenizer_class": "InternLM2Tokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
-        "pad_token": "</s>", "additional_special_tokens": SPECIAL[1:], "model_max_length": 8192,
-    }))
-    (directory / "tokenization_internlm2.py").write_text("# remote tokenizer code (not used by the converter)\n")
+    _internlm2_tokenizer_config(directory)
     return tokenizer.get_vocab_size()
 
 
@@ -209,13 +244,19 @@ def original_tensors(family: str, vocab: int, *, vision_layers: int, qk_norm: bo
 def write_original_checkpoint(
     directory: Path, *, family: str = "qwen2", vision_layers: int = VISION["layers"], select_layer: int = -1,
     qk_norm: bool = False, norm_type: str = "layer_norm", heads: bool = False, side_files: bool = False,
-    seed: int = 0, ps_version: str = "v2",
+    seed: int = 0, ps_version: str = "v2", tokenizer: str = "sentencepiece",
 ) -> dict[str, torch.Tensor]:
-    """Write config.json + model.safetensors (+ tokenizer, + head side files) in the original layout."""
+    """Write config.json + model.safetensors (+ tokenizer, + head side files) in the original layout.
+    ``tokenizer`` (InternLM2 only): "sentencepiece" (tokenizer.model, as published) or "fast" (tokenizer.json)."""
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
-    vocab = write_qwen2_tokenizer(directory) if family == "qwen2" else write_internlm2_tokenizer(directory)
+    if family == "qwen2":
+        vocab = write_qwen2_tokenizer(directory)
+    elif tokenizer == "sentencepiece":
+        vocab = write_internlm2_sentencepiece(directory)
+    else:
+        vocab = write_internlm2_tokenizer(directory)
     tensors = original_tensors(family, vocab, vision_layers=vision_layers, qk_norm=qk_norm, norm_type=norm_type,
                                heads=heads, seed=seed)
     config = {

@@ -75,6 +75,40 @@ def test_special_tokens_line_up_with_the_image_token(converted):
     assert converted["report"].tokenizer["token_ids"]["<IMG_CONTEXT>"] == backbone.config.image_token_id
 
 
+def test_internlm2_sentencepiece_model_becomes_an_equivalent_fast_tokenizer(tmp_path):
+    """tokenizer.model (BPE, byte fallback, no dummy prefix) + added_tokens.json -> tokenizer.json, no
+    sentencepiece package involved; the published ids of the added tokens are kept."""
+    from transformers import AutoTokenizer
+
+    write_original_checkpoint(tmp_path / "src", family="internlm2", tokenizer="sentencepiece")
+    report = convert_internvl2(tmp_path / "src", tmp_path / "out")
+    assert any("tokenizer.model" in change for change in report.tokenizer["changes"])
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "out" / "backbone"), local_files_only=True)
+    added = json.loads((tmp_path / "src" / "added_tokens.json").read_text())
+    assert all(tokenizer.convert_tokens_to_ids(token) == token_id for token, token_id in added.items())
+    assert tokenizer.tokenize(" bad") == ["\u2581bad"] and tokenizer.tokenize(" excellent") == ["\u2581excellent"]
+    ids = tokenizer.encode("Rate é<IMG_CONTEXT>", add_special_tokens=False)
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    assert "<0xC3>" in pieces and "<0xA9>" in pieces and pieces[-1] == "<IMG_CONTEXT>"  # byte fallback for é
+    assert tokenizer.decode(ids) == "Rate é<IMG_CONTEXT>"
+    assert tokenizer.encode("x")[0] == tokenizer.convert_tokens_to_ids("<s>")  # add_bos_token, as InternLM2
+    assert tokenizer.convert_tokens_to_ids("<|im_start|>") != tokenizer.unk_token_id
+
+
+def test_a_remote_code_tokenizer_with_tokenizer_json_is_used_as_a_fast_tokenizer(tmp_path):
+    write_original_checkpoint(tmp_path / "src", family="internlm2", tokenizer="fast")
+    report = convert_internvl2(tmp_path / "src", tmp_path / "out")
+    assert report.tokenizer["class"] == "PreTrainedTokenizerFast"
+    assert "tokenizer_class InternLM2Tokenizer -> PreTrainedTokenizerFast (reads tokenizer.json)" in \
+        report.tokenizer["changes"]
+    (tmp_path / "src2").mkdir()
+    write_original_checkpoint(tmp_path / "src2", family="internlm2", tokenizer="fast")
+    (tmp_path / "src2" / "tokenizer.json").unlink()
+    with pytest.raises(ConversionError, match="neither a tokenizer.json nor a tokenizer.model"):
+        convert_internvl2(tmp_path / "src2", tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
+
+
 def _pixels(n=2, seed=0):
     return torch.randn(n, 3, VISION["image"], VISION["image"], generator=torch.Generator().manual_seed(seed))
 
