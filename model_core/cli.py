@@ -26,6 +26,10 @@ def _model_config(args: argparse.Namespace):
 
     if args.model_config:
         return ModelConfig.from_dict(json.loads(Path(args.model_config).read_text()))
+    if getattr(args, "init_checkpoint", None):  # the structure is the saved model's (e.g. a converted checkpoint)
+        from model_core.model import read_checkpoint_config
+
+        return ModelConfig.from_dict(read_checkpoint_config(args.init_checkpoint)["model"])
     tiny = args.backbone == "tiny"
     return ModelConfig(backbone=BackboneConfig(source=args.backbone), lora=LoraSpec(r=args.lora_r),
                        train_vision=tiny, head_dropout=0.0 if tiny else 0.1)
@@ -142,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'tiny' (random init), a local InternVL (-hf) directory, or a repo id in the HF cache")
     p.add_argument("--model-config", help="a JSON ModelConfig (overrides --backbone/--lora-r)")
     p.add_argument("--lora-r", type=int, default=16, help="LoRA rank on the language model")
-    p.add_argument("--init-checkpoint", help="start from this saved model instead of the backbone")
+    p.add_argument("--init-checkpoint", help="start from this saved model (e.g. the output of convert) instead of "
+                                             "the backbone; its model config is used unless --model-config is given")
     p.add_argument("--epochs", type=float, default=1.0, help="passes over the training records")
     p.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")

@@ -537,6 +537,8 @@ def build_model(
     ``tokenizer`` overrides the one that goes with the backbone (a checkpoint passes its saved tokenizer).
     """
     config = config or ModelConfig()
+    if config.head_kind not in HEAD_KINDS:
+        raise ValueError(f"model.head_kind must be one of {', '.join(HEAD_KINDS)}, got {config.head_kind!r}")
     device = resolve_device(device)
     dtype = resolve_dtype(precision, device)
     if config.backbone.is_tiny:

@@ -275,22 +275,32 @@ def test_cli_convert_prints_the_report_and_errors_as_json(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["error"] == "ConversionError"
 
 
-def test_train_runs_two_steps_from_the_converted_checkpoint(tmp_path, small_data):
-    from model_core.model import ModelConfig
-    from model_core.training import TrainConfig, train
+def test_train_runs_two_steps_from_the_converted_checkpoint(tmp_path, small_data, capsys):
+    """`python -m model_core train --init-checkpoint OUT`: the converted model's structure is used as is."""
+    from model_core.cli import main
 
     write_original_checkpoint(tmp_path / "src", heads=True, seed=6)
     convert_internvl2(tmp_path / "src", tmp_path / "out", lora_r=4)
     before = load_model(tmp_path / "out")
-    model_config = ModelConfig.from_dict(read_checkpoint_config(tmp_path / "out")["model"])
-    config = TrainConfig(data=str(small_data), output_dir=str(tmp_path / "run"), model=model_config,
-                         init_checkpoint=str(tmp_path / "out"), max_steps=2, batch_size=4, max_tiles=1,
-                         device="cpu", precision="fp32", num_workers=0, checkpoint_every=0, metavoter_steps=10,
-                         log_every=1)
-    result = train(config)
-    assert result.steps == 2
-    after = load_model(result.final_checkpoint)
-    assert after.config.head_kind == "linear"
+    capsys.readouterr()
+    code = main(["train", "--data", str(small_data), "--output", str(tmp_path / "run"), "--init-checkpoint",
+                 str(tmp_path / "out"), "--max-steps", "2", "--batch-size", "4", "--max-tiles", "1", "--device",
+                 "cpu", "--precision", "fp32", "--num-workers", "0", "--checkpoint-every", "0", "--quiet"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["steps"] == 2
+    after = load_model(result["final_checkpoint"])
+    assert after.config.head_kind == "linear" and after.config.lora.r == 4
     assert not torch.equal(after.regression_head.proj.weight, before.regression_head.proj.weight)
     # the frozen backbone is the converted one, shared by reference (a delta checkpoint)
     assert after.config.backbone.source == before.config.backbone.source
+
+
+def test_head_kind_defaults_to_mlp_for_existing_configs_and_is_validated():
+    from model_core.model import ModelConfig, ScoreLinear, ScoreMLP, build_model
+
+    config = ModelConfig.from_dict({k: v for k, v in ModelConfig().to_dict().items() if k != "head_kind"})
+    assert config.head_kind == "mlp"
+    assert isinstance(build_model(ModelConfig(head_kind="linear")).expert_head, ScoreLinear)
+    assert isinstance(build_model(config).expert_head, ScoreMLP)
+    with pytest.raises(ValueError, match="head_kind"):
+        build_model(ModelConfig(head_kind="conv"))
