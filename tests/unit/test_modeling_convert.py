@@ -128,3 +128,20 @@ def test_a_tiny_model_version_continues_with_the_tiny_preset_only(curator_user, 
                                      config={**CPU, "init_model_version": mv.pk}, created_by=curator_user)
     assert info.value.code == "invalid_config" and "tiny" in info.value.message
 
+
+
+def test_the_job_form_offers_registered_models_to_start_from(curator_user, version, converted):
+    from django.urls import reverse
+
+    from tests.unit.test_modeling_pages import _client
+
+    mv = services.model_version_register(checkpoint_path=str(converted), name="converted-for-ui")
+    curator = _client(curator_user)
+    url = reverse("ui:training_job_new")
+    assert "converted-for-ui" in curator.get(url).content.decode()
+    response = curator.post(url, {"dataset_version": version.pk, "preset": "1B-LoRA", "init_model_version": mv.pk})
+    assert response.status_code == 302, response.content
+    job = TrainingJob.objects.latest("id")
+    assert job.config["train"]["init_checkpoint"] == str(converted.resolve())
+    response = curator.post(url, {"dataset_version": version.pk, "preset": "tiny-cpu", "init_model_version": mv.pk})
+    assert response.status_code == 400 and b"real" in response.content
