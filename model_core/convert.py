@@ -648,7 +648,7 @@ def convert_internvl2(
                                        + ("with" if kind != "linear_sigmoid" else "without")
                                        + " a sigmoid: check heads.reference_code_lines and --linear-head-output")
         _check_accounted(weights, report)
-        _write_backbone(backbone_dir, state, hf_config, config)
+        _write_backbone(backbone_dir, state, hf_config)
         del state
         tokenizer.save_pretrained(str(backbone_dir))
 
@@ -677,7 +677,7 @@ def _check_accounted(weights: dict[str, torch.Tensor], report: ConversionReport)
                               f"e.g. {unaccounted[0]}")
 
 
-def _write_backbone(directory: Path, state: dict[str, torch.Tensor], hf_config, source_config: dict) -> None:
+def _write_backbone(directory: Path, state: dict[str, torch.Tensor], hf_config) -> None:
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
