@@ -683,7 +683,7 @@ def _write_backbone(directory: Path, state: dict[str, torch.Tensor], hf_config) 
     directory.mkdir(parents=True, exist_ok=True)
     dtypes = {t.dtype for t in state.values()}
     dtype = dtypes.pop() if len(dtypes) == 1 else torch.float32
-    hf_config.torch_dtype = str(dtype).replace("torch.", "")
+    hf_config.dtype = str(dtype).replace("torch.", "")
     hf_config.save_pretrained(str(directory))
     save_file({k: v.contiguous() for k, v in state.items()}, str(directory / "model.safetensors"),
               metadata={"format": "pt", "converted_by": "model_core.convert"})
