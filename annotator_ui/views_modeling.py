@@ -21,6 +21,7 @@ from aesplatform.common.exceptions import ServiceError
 from aesplatform.common.models import ACTIVE_JOB_STATES, DIMENSION_FIELDS
 from aesplatform.datasets.models import DatasetState, DatasetVersion
 from aesplatform.modeling import presets, selectors, services
+from aesplatform.modeling.models import ModelBackend, ModelVersion
 from model_core.standard import DIMENSIONS
 
 from .rerender import page_with_error
@@ -109,12 +110,18 @@ class TrainingJobForm(forms.Form):
     max_steps = forms.IntegerField(required=False, min_value=1, help_text="Overrides epochs.")
     backbone_path = forms.CharField(required=False, max_length=1024, label="Backbone path",
                                     help_text="LoRA presets: a local InternVL directory.")
+    init_model_version = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.filter(backend=ModelBackend.MODEL_CORE).order_by("-id"), required=False,
+        label="Start from model", help_text="Instead of a backbone: a registered model_core model (e.g. InternVL2 / "
+                                            "HumanAesExpert weights converted with python -m model_core convert).")
 
     def overrides(self) -> dict:
         data = self.cleaned_data
         out = {k: data[k] for k in ("epochs", "max_steps") if data.get(k) is not None}
         if data.get("backbone_path"):
             out["backbone_path"] = data["backbone_path"].strip()
+        if data.get("init_model_version") is not None:
+            out["init_model_version"] = data["init_model_version"].pk
         return out
 
 

@@ -1,4 +1,4 @@
-"""``python -m model_core {train,evaluate,score,synth,bench}``: the same functions the platform calls, JSON out.
+"""``python -m model_core {train,evaluate,score,synth,bench,convert}``: the same functions the platform calls, JSON out.
 
 Every command prints exactly one JSON document on stdout (logs go to stderr), so the output can be piped.
 """
@@ -26,6 +26,10 @@ def _model_config(args: argparse.Namespace):
 
     if args.model_config:
         return ModelConfig.from_dict(json.loads(Path(args.model_config).read_text()))
+    if getattr(args, "init_checkpoint", None):  # the structure is the saved model's (e.g. a converted checkpoint)
+        from model_core.model import read_checkpoint_config
+
+        return ModelConfig.from_dict(read_checkpoint_config(args.init_checkpoint)["model"])
     tiny = args.backbone == "tiny"
     return ModelConfig(backbone=BackboneConfig(source=args.backbone), lora=LoraSpec(r=args.lora_r),
                        train_vision=tiny, head_dropout=0.0 if tiny else 0.1)
@@ -107,6 +111,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from model_core.convert import convert_internvl2
+
+    report = convert_internvl2(args.source, args.output, lora_r=args.lora_r, head_kind=args.head_kind,
+                               linear_head_output=args.linear_head_output, tokenizer_dir=args.tokenizer,
+                               device=args.device, precision=args.precision)
+    summary = report.to_dict()
+    summary["consumed"] = len(report.consumed)  # the full lists are in OUT/conversion.json
+    _print(summary)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m model_core", description=__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -135,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'tiny' (random init), a local InternVL (-hf) directory, or a repo id in the HF cache")
     p.add_argument("--model-config", help="a JSON ModelConfig (overrides --backbone/--lora-r)")
     p.add_argument("--lora-r", type=int, default=16, help="LoRA rank on the language model")
-    p.add_argument("--init-checkpoint", help="start from this saved model instead of the backbone")
+    p.add_argument("--init-checkpoint", help="start from this saved model (e.g. the output of convert) instead of "
+                                             "the backbone; its model config is used unless --model-config is given")
     p.add_argument("--epochs", type=float, default=1.0, help="passes over the training records")
     p.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
@@ -192,6 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-images", type=int, default=16, help="images for the (slow) reference way")
     p.add_argument("--batch-size", type=int, default=0, help="0 = choose per configuration")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("convert", help="InternVL2 / HumanAesExpert weights (original layout) -> a trainable checkpoint",
+                       formatter_class=fmt)
+    p.add_argument("source", help="a local InternVL2-1B/2B/8B or HumanAesExpert-1B/8B directory (config.json with "
+                                  "llm_config + vision_config, vision_model.* / mlp1.* / language_model.* weights)")
+    p.add_argument("output", help="new directory: backbone/, a model_core checkpoint, conversion.json")
+    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank of the checkpoint (0: no LoRA)")
+    p.add_argument("--head-kind", choices=["mlp", "linear", "linear_sigmoid"],
+                   help="default: linear when HumanAesExpert heads are found and fit, else mlp")
+    p.add_argument("--linear-head-output", default="identity", choices=["identity", "sigmoid"],
+                   help="output transform of carried Linear heads (when --head-kind is not given)")
+    p.add_argument("--tokenizer", help="take the tokenizer from this directory (a fast tokenizer, tokenizer.json)")
+    p.add_argument("--device", default="cpu", help="where the converted model is built once to check and save it")
+    p.add_argument("--precision", default="fp32", choices=["auto", "bf16", "fp32"], help="for that build")
+    p.set_defaults(func=cmd_convert)
     return parser
 
 

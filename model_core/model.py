@@ -114,6 +114,10 @@ class ModelConfig:
     lora: LoraSpec | None = field(default_factory=LoraSpec)
     head_hidden: int = 256
     head_dropout: float = 0.1
+    # "mlp": our ScoreMLP heads (sigmoid outputs). "linear" / "linear_sigmoid": one Linear per head, the shape of
+    # HumanAesExpert's released lm_regression_head / expert_head, so converted weights carry over unchanged; the
+    # suffix says whether a sigmoid follows (the reference's own output transform, see model_core/convert.py).
+    head_kind: str = "mlp"
     train_vision: bool = False  # fully train the vision tower (tiny random-init runs need it; real runs do not)
     train_projector: bool = True  # fully train the vision->language MLP projector
     chat: ChatFormat = field(default_factory=ChatFormat)
@@ -195,6 +199,30 @@ class ScoreMLP(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, outputs)
         return torch.sigmoid(self.fc2(self.drop(F.gelu(self.fc1(self.norm(hidden))))))
+
+
+class ScoreLinear(nn.Module):
+    """One Linear on the hidden state (HumanAesExpert's head shape), optionally followed by a sigmoid."""
+
+    def __init__(self, hidden_size: int, outputs: int, *, squash: bool) -> None:
+        super().__init__()
+        self.proj = nn.Linear(hidden_size, outputs)
+        self.squash = squash
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, D) -> (B, outputs)
+        out = self.proj(hidden)
+        return torch.sigmoid(out) if self.squash else out
+
+
+HEAD_KINDS = ("mlp", "linear", "linear_sigmoid")
+
+
+def build_score_head(config: "ModelConfig", hidden_size: int, outputs: int) -> nn.Module:
+    if config.head_kind == "mlp":
+        return ScoreMLP(hidden_size, config.head_hidden, outputs, config.head_dropout)
+    if config.head_kind in ("linear", "linear_sigmoid"):
+        return ScoreLinear(hidden_size, outputs, squash=config.head_kind == "linear_sigmoid")
+    raise ValueError(f"model.head_kind must be one of {', '.join(HEAD_KINDS)}, got {config.head_kind!r}")
 
 
 class MetaVoter(nn.Module):
@@ -304,8 +332,8 @@ class HumanAesModel(nn.Module):
         self.backbone = backbone
         self.tokenizer = tokenizer
         hidden = backbone.config.text_config.hidden_size
-        self.regression_head = ScoreMLP(hidden, config.head_hidden, 1, config.head_dropout)
-        self.expert_head = ScoreMLP(hidden, config.head_hidden, NUM_DIMENSIONS, config.head_dropout)
+        self.regression_head = build_score_head(config, hidden, 1)
+        self.expert_head = build_score_head(config, hidden, NUM_DIMENSIONS)
         self.metavoter = MetaVoter()
         self.prompts = PromptBuilder(tokenizer, image_token_id=int(backbone.config.image_token_id), chat=config.chat)
         self.register_buffer("level_token_ids", torch.tensor(self.prompts.level_token_ids, dtype=torch.long),
@@ -327,7 +355,7 @@ class HumanAesModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.regression_head.fc1.weight.device
+        return self.metavoter.scale.device
 
     @property
     def backbone_dtype(self) -> torch.dtype:
@@ -509,6 +537,8 @@ def build_model(
     ``tokenizer`` overrides the one that goes with the backbone (a checkpoint passes its saved tokenizer).
     """
     config = config or ModelConfig()
+    if config.head_kind not in HEAD_KINDS:
+        raise ValueError(f"model.head_kind must be one of {', '.join(HEAD_KINDS)}, got {config.head_kind!r}")
     device = resolve_device(device)
     dtype = resolve_dtype(precision, device)
     if config.backbone.is_tiny:
@@ -638,7 +668,8 @@ def load_model(
 
 
 __all__ = [
-    "BackboneConfig", "CheckpointMismatchError", "HeadOutputs", "HumanAesModel", "LoraSpec", "MetaVoter",
+    "BackboneConfig", "CheckpointMismatchError", "HEAD_KINDS", "ScoreLinear", "ScoreMLP", "HeadOutputs",
+    "HumanAesModel", "LoraSpec", "MetaVoter",
     "ModelConfig", "ModelLoadError", "PrecisionError", "TinyBackboneConfig", "build_model", "fit_metavoter",
     "load_model", "load_state", "read_checkpoint_config", "resolve_device", "resolve_dtype", "save_model",
     "OVERALL_PROMPTS", "NUM_LEVELS",

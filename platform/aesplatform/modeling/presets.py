@@ -3,6 +3,11 @@
 A job stores the fully resolved TrainConfig (minus its paths) so that what ran is on record; a preset only
 supplies defaults. `tiny-cpu` trains the random-init test model (a demo on a laptop CPU); the LoRA presets train
 a real InternVL backbone found at a local path (`backbone_path`), which must exist when the job is created.
+
+`init_model_version` (the id of a registered model_core ModelVersion) starts a job from that model instead: its
+checkpoint becomes the trainer's `init_checkpoint` and its model config (backbone, LoRA, head kind) is the job's,
+so that a checkpoint made by `python -m model_core convert` from InternVL2 / HumanAesExpert weights trains with
+any preset whose backbone kind matches (tiny-cpu: a tiny model; the LoRA presets: a real backbone).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ OVERRIDES: dict[str, tuple[type, ...]] = {
     "head_lr": (int, float), "warmup_steps": (int,), "seed": (int,), "checkpoint_every": (int,),
     "log_every": (int,), "max_tiles": (int,), "metavoter_fraction": (int, float), "metavoter_steps": (int,),
     "backbone_path": (str,), "device": (str,), "precision": (str,), "num_workers": (int,),
+    "init_model_version": (int,),
 }
 
 
@@ -76,6 +82,12 @@ def resolve_config(*, preset: str, overrides: dict | None) -> dict[str, Any]:
                                f"got {value!r}.", code="invalid_config")
     spec = PRESETS[preset]
     backbone_path = overrides.pop("backbone_path", "") or ""
+    init_version = overrides.pop("init_model_version", None)
+    if init_version is not None:
+        if backbone_path:
+            raise ServiceError("Give either config.backbone_path or config.init_model_version, not both: a model "
+                               "version brings its own backbone.", code="invalid_config")
+        return _resolve_from_model_version(preset, spec, init_version, overrides)
     if spec["needs_backbone"]:
         if not backbone_path:
             raise ServiceError(f"Preset {preset} trains a real backbone: set config.backbone_path to a local InternVL "
@@ -94,6 +106,44 @@ def resolve_config(*, preset: str, overrides: dict | None) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise ServiceError(str(exc), code="invalid_config") from None
     return {"preset": preset, "train": train, "model": model, "backbone_path": backbone_path}
+
+
+def _resolve_from_model_version(preset: str, spec: dict, version_id: int, overrides: dict) -> dict[str, Any]:
+    """The job config of a run that starts from a registered model_core ModelVersion (see the module doc)."""
+    from aesplatform.modeling.models import ModelBackend, ModelVersion
+    from model_core.model import ModelConfig, ModelLoadError, read_checkpoint_config
+    from model_core.training import TrainConfig
+
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    if version is None:
+        raise ServiceError(f"config.init_model_version: no model version with id {version_id}.",
+                           code="unknown_model_version")
+    if version.backend != ModelBackend.MODEL_CORE:
+        raise ServiceError(f"Model version {version.name} is a {version.backend} checkpoint, which model_core cannot "
+                           "train; convert it first (python -m model_core convert SOURCE OUT) and register OUT.",
+                           code="invalid_config")
+    try:
+        model = ModelConfig.from_dict(read_checkpoint_config(version.checkpoint_path)["model"])
+    except (ModelLoadError, KeyError, TypeError, ValueError) as exc:
+        raise ServiceError(f"Model version {version.name}: its checkpoint cannot be read ({exc}).",
+                           code="checkpoint_missing") from None
+    if model.backbone.is_tiny == spec["needs_backbone"]:
+        raise ServiceError(
+            f"Model version {version.name} has a {'tiny random-init' if model.backbone.is_tiny else 'real'} backbone;"
+            f" preset {preset} trains {'a real backbone' if spec['needs_backbone'] else 'the tiny one'}. Choose a "
+            f"{'tiny-cpu' if model.backbone.is_tiny else 'LoRA'} preset.", code="invalid_config")
+    source = Path(model.backbone.source)
+    if not model.backbone.is_tiny and not (source.is_absolute() and (source / "config.json").is_file()):
+        raise ServiceError(f"Model version {version.name}: its backbone {model.backbone.source!r} is not a local "
+                           "model directory on this machine.", code="backbone_missing")
+    train = {**spec["train"], **overrides, "init_checkpoint": version.checkpoint_path}
+    try:
+        TrainConfig.from_dict({**train, "data": "-", "output_dir": "-", "model": model.to_dict()}).validate()
+    except (TypeError, ValueError) as exc:
+        raise ServiceError(str(exc), code="invalid_config") from None
+    return {"preset": preset, "train": train, "model": model.to_dict(),
+            "backbone_path": "" if model.backbone.is_tiny else model.backbone.source,
+            "init_model_version": version.pk}
 
 
 def train_config(config: dict[str, Any], *, data: str, output_dir: str):
