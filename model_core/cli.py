@@ -56,9 +56,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from model_core.evaluation import evaluate
     from model_core.model import load_model
 
+    from model_core.evaluation import resolve_max_tiles
+
+    max_tiles = resolve_max_tiles(args.protocol, args.max_tiles)  # a bad combination fails before the model loads
     model = load_model(args.checkpoint, device=args.device, precision=args.precision)
-    report = evaluate(model, args.data, split=args.split, max_tiles=args.max_tiles, batch_size=args.batch_size,
-                      num_workers=args.num_workers, on_bad_image=args.on_bad_image, output_dir=args.output)
+    report = evaluate(model, args.data, split=args.split, max_tiles=max_tiles, batch_size=args.batch_size,
+                      num_workers=args.num_workers, on_bad_image=args.on_bad_image, output_dir=args.output,
+                      protocol=args.protocol, model_name=args.checkpoint)
+    if report.reference_table is not None:
+        logger.info("reference table (%s): %s", report.meta.get("reported_head"), ", ".join(
+            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in report.reference_table.items()))
     _print(report.to_dict())
     return 0
 
@@ -150,9 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a model directory written by train (e.g. RUN/final)")
     p.add_argument("data", help="a HumanBeauty root (reads <split>_label.jsonl) or a training jsonl")
     p.add_argument("--split", default="test", choices=["train", "test"], help="which HumanBeauty split")
-    p.add_argument("--output", help="write report.json and plots here")
+    p.add_argument("--output", help="write report.json and plots here (and reference_table.csv with "
+                                    "--protocol reference)")
+    p.add_argument("--protocol", default="ours", choices=["ours", "reference"],
+                   help="ours: at --max-tiles (default 1); reference: as HumanAesExpert's eval script, 12 tiles + "
+                        "thumbnail, the MetaVoter reported, its result columns in reference_table. Both report "
+                        "our metrics and the reference's (labelled 'reference')")
     runtime(p)
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, max_tiles=None)
 
     p = sub.add_parser("score", help="score images: all heads + MetaVoter, one JSON object per image",
                        formatter_class=fmt)
