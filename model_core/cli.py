@@ -45,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             lr=args.lr, head_lr=args.head_lr, precision=args.precision, device=args.device,
             checkpoint_every=args.checkpoint_every, num_workers=args.num_workers, seed=args.seed,
             on_bad_image=args.on_bad_image, resume=not args.no_resume, init_checkpoint=args.init_checkpoint,
-            metavoter_fraction=args.metavoter_fraction,
+            metavoter_fraction=args.metavoter_fraction, metavoter_folds=args.metavoter_folds,
         )
     result = train(config, show_progress=not args.quiet)
     _print(result.to_dict())
@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=200, help="optimizer steps between checkpoints")
     p.add_argument("--metavoter-fraction", type=float, default=0.1,
                    help="share of the training records held out to fit the MetaVoter")
+    p.add_argument("--metavoter-folds", type=int, default=5,
+                   help="cross-fitting folds: the MetaVoter's held-out figure is measured on records it was not "
+                        "fitted on")
     p.add_argument("--seed", type=int, default=0, help="data order, prompt choice, hold-out split")
     p.add_argument("--no-resume", action="store_true", help="start over even if output holds checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
