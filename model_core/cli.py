@@ -59,7 +59,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from model_core.evaluation import resolve_max_tiles
 
     max_tiles = resolve_max_tiles(args.protocol, args.max_tiles)  # a bad combination fails before the model loads
-    model = load_model(args.checkpoint, device=args.device, precision=args.precision)
+    if args.remote_code:
+        from model_core.scoring import RemoteCodeScorer
+
+        model = RemoteCodeScorer(args.checkpoint, device=args.device, precision=args.precision, max_tiles=max_tiles)
+    else:
+        model = load_model(args.checkpoint, device=args.device, precision=args.precision)
     report = evaluate(model, args.data, split=args.split, max_tiles=max_tiles, batch_size=args.batch_size,
                       num_workers=args.num_workers, on_bad_image=args.on_bad_image, output_dir=args.output,
                       protocol=args.protocol, model_name=args.checkpoint)
@@ -162,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "test"], help="which HumanBeauty split")
     p.add_argument("--output", help="write report.json and plots here (and reference_table.csv with "
                                     "--protocol reference)")
+    p.add_argument("--remote-code", action="store_true",
+                   help="the checkpoint is a released HumanAesExpert (trust_remote_code, local files only); what "
+                        "it does not output (regression head, uncertainty) is reported as not available")
     p.add_argument("--protocol", default="ours", choices=["ours", "reference"],
                    help="ours: at --max-tiles (default 1); reference: as HumanAesExpert's eval script, 12 tiles + "
                         "thumbnail, the MetaVoter reported, its result columns in reference_table. Both report "

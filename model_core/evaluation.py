@@ -336,12 +336,55 @@ def resolve_max_tiles(protocol: str, max_tiles: int | None) -> int:
     return 1 if max_tiles is None else max_tiles
 
 
+def predictions_from_scores(scores: Sequence[Any]):
+    """:class:`~model_core.scoring.Predictions` from per-image :class:`~model_core.scoring.ImageScore` results
+    (a scorer backend such as the released checkpoint's): a value the backend does not give stays NaN, so its
+    metrics come out as not available rather than made up."""
+    from model_core.scoring import Predictions
+
+    def column(values) -> np.ndarray:
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+    n = len(scores)
+    expert = np.full((n, len(DIMENSIONS)), np.nan)
+    probs = np.full((n, NUM_LEVELS), np.nan)
+    for i, s in enumerate(scores):
+        if s.expert_scores is not None:
+            expert[i] = s.expert_scores
+        if s.level_probs is not None:
+            probs[i] = s.level_probs
+    metavoter = column(s.metavoter_score for s in scores)
+    failed = {i: s.error or "not scored" for i, s in enumerate(scores) if s.error or np.isnan(metavoter[i])}
+    return Predictions(lm=column(s.lm_score for s in scores), regression=column(s.regression_score for s in scores),
+                       expert=expert, metavoter=metavoter, spread=column(s.uncertainty for s in scores),
+                       level_probs=probs, failed=failed)
+
+
+def _predict(model, records, *, max_tiles: int, batch_size: int, num_workers: int, on_bad_image: str):
+    """Our model: the batched one-pass :func:`~model_core.scoring.predict`. Any other scorer (an object with
+    ``score_images(paths, on_bad_image=...)`` and ``max_tiles``, e.g. ``RemoteCodeScorer``): its own scores."""
+    import torch
+
+    from model_core.scoring import predict
+
+    if isinstance(model, torch.nn.Module):
+        return predict(model, records, max_tiles=max_tiles, batch_size=batch_size, num_workers=num_workers,
+                       on_bad_image=on_bad_image)  # type: ignore[arg-type]
+    scorer_tiles = getattr(model, "max_tiles", None)
+    if scorer_tiles != max_tiles:
+        raise ValueError(f"the scorer tiles at max_tiles={scorer_tiles}, the evaluation asks for {max_tiles}")
+    return predictions_from_scores(model.score_images([r.image for r in records], on_bad_image=on_bad_image))
+
+
 def evaluate(
     model, data: str | Path, *, split: str = "test", max_tiles: int | None = None, batch_size: int = 16,
     num_workers: int = 0, on_bad_image: str = "raise", output_dir: str | Path | None = None, plots: bool = True,
     records=None, protocol: str = "ours", model_name: str = "",
 ) -> EvalReport:
     """Score a test set (HumanBeauty root -> ``<split>_label.jsonl``, or a training jsonl) and compute the report.
+
+    ``model``: our model, or a scorer backend with ``score_images`` (e.g. a released checkpoint's
+    ``RemoteCodeScorer``, built with the same ``max_tiles``); what a backend does not give is not available.
 
     ``protocol="ours"`` (default): at ``max_tiles`` (default 1). ``protocol="reference"``: as the reference
     evaluation script, at 12 tiles + thumbnail with the MetaVoter as the reported score; the report then carries
@@ -350,7 +393,6 @@ def evaluate(
     as null), the PNG plots and, under the reference protocol, ``reference_table.csv``.
     """
     from model_core.data import read_records
-    from model_core.scoring import predict
 
     max_tiles = resolve_max_tiles(protocol, max_tiles)
     if records is None:
@@ -361,8 +403,8 @@ def evaluate(
         n_skipped = 0
     if not records:
         raise ValueError(f"{data}: no records to evaluate")
-    preds = predict(model, records, max_tiles=max_tiles, batch_size=batch_size, num_workers=num_workers,
-                    on_bad_image=on_bad_image)
+    preds = _predict(model, records, max_tiles=max_tiles, batch_size=batch_size, num_workers=num_workers,
+                     on_bad_image=on_bad_image)
     truth = np.array([r.scores for r in records], dtype=np.float64)
     is_expert = np.array([r.is_expert for r in records], dtype=bool)
     report = compute_report(preds, truth, is_expert, true_levels=[r.text_level for r in records])

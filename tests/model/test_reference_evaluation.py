@@ -112,3 +112,37 @@ def test_cli_evaluate_reference_protocol(tiny_model, small_data, tmp_path, capsy
     assert main(args + ["--protocol", "reference", "--max-tiles", "4"]) == 2
     error = json.loads(capsys.readouterr().out)
     assert error["error"] == "ValueError" and "12 tiles" in error["message"]
+
+
+class _StubBackend:
+    """A scorer backend like the released checkpoint's: a MetaVoter and an LM score, no regression head."""
+
+    max_tiles = 12
+
+    def __init__(self, truth_by_image):
+        self.truth = truth_by_image
+
+    def score_images(self, paths, *, on_bad_image="skip"):
+        from model_core.scoring import ImageScore
+
+        out = [ImageScore(path=str(p), lm_score=0.5, metavoter_score=1.0 - self.truth[p],
+                          expert_scores=[0.5] * 12) for p in paths]
+        out[0] = ImageScore(path=str(paths[0]), error="unreadable")
+        return out
+
+
+def test_reference_protocol_with_a_scorer_backend_reports_what_it_gives_and_nothing_more(small_data, tmp_path):
+    from model_core.evaluation import evaluate
+
+    records = read_records(small_data, split="test").records
+    backend = _StubBackend({r.image: r.overall for r in records})
+    report = evaluate(backend, small_data, protocol="reference", output_dir=tmp_path / "ref")
+    assert report.n_records == 5 and report.n_failed == 1
+    assert report.overall["metavoter"]["plcc"] == pytest.approx(-1.0)  # 1 - truth: ours keeps the sign
+    assert report.reference["metavoter"]["plcc_abs"] == pytest.approx(1.0) == report.reference_table["plcc"]
+    assert report.overall["regression"]["n"] == 0 and math.isnan(report.reference["regression"]["plcc_abs"])
+    saved = json.loads((tmp_path / "ref" / "report.json").read_text())
+    assert saved["overall"]["regression"]["plcc"] is None and saved["meta"]["max_tiles"] == 12
+    backend.max_tiles = 1
+    with pytest.raises(ValueError, match="max_tiles=1"):
+        evaluate(backend, small_data, protocol="reference")
