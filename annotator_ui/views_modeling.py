@@ -89,6 +89,32 @@ def _report_rows(metrics: dict) -> list[dict]:
     return [{"head": h, **{m: (overall.get(h) or {}).get(m) for m in METRICS}} for h in HEADS if h in overall]
 
 
+# The reference evaluation script's columns (model_core.evaluation.REFERENCE_COLUMNS) as the page heads them.
+REFERENCE_COLUMNS = (("accuracy_ref", "Accuracy"), ("mean_precision_ref", "mean Precision"),
+                     ("mean_recall_ref", "mean Recall"), ("mean_f1_ref", "mean F1"), ("plcc_abs", "|PLCC|"),
+                     ("srcc_abs", "|SRCC|"), ("krcc_abs", "|KRCC|"), ("rmse_ref", '"mse" √(MSE+1e-8)'),
+                     ("rmae_ref", '"mae" √(MAE+1e-8)'))
+
+
+def _reference_rows(metrics: dict) -> list[dict]:
+    """One row per head of the reference script's metrics (report["reference"]); None shows as not available."""
+    reference = (metrics or {}).get("reference") or {}
+    return [{"head": h, "values": [(reference.get(h) or {}).get(k) for k, _ in REFERENCE_COLUMNS]}
+            for h in HEADS if h in reference]
+
+
+def _holdout(metrics: dict) -> dict | None:
+    """The held-out figures of training (records the heads never trained on; the MetaVoter's measured out of
+    fit), or None for a report without them."""
+    holdout = (metrics or {}).get("holdout") or {}
+    plcc = holdout.get("overall_plcc") or {}
+    if not plcc:
+        return None
+    measured = holdout.get("metavoter_measured") or {}
+    return {"rows": [{"head": h, "plcc": plcc.get(h)} for h in HEADS if h in plcc], "n": holdout.get("n"),
+            "method": measured.get("method"), "folds": measured.get("folds"), "detail": measured.get("detail", "")}
+
+
 def _dimension_rows(metrics: dict) -> list[dict]:
     dims = (metrics or {}).get("dimensions") or {}
     rows = []
@@ -155,6 +181,10 @@ def _job_context(job) -> dict:
         "job": job, "active_states": ACTIVE_JOB_STATES, "loss_svg": loss_curve_svg(job.loss_curve),
         "percent": round(100 * job.step / job.total_steps) if job.total_steps else 0,
         "report_rows": _report_rows(metrics.get("report") or {}),
+        "reference_rows": _reference_rows(metrics.get("report") or {}),
+        "reference_columns": [label for _, label in REFERENCE_COLUMNS],
+        "report_meta": (metrics.get("report") or {}).get("meta") or {},
+        "holdout": _holdout(metrics),
         "model_version": getattr(job, "model_version", None) if hasattr(job, "model_version") else None,
         "log_tail": "\n".join(job.log.splitlines()[-40:]),
     }
@@ -202,6 +232,9 @@ class ModelDetailView(RoleRequiredMixin, TemplateView):
         model = get_object_or_404(selectors.model_version_list(), pk=self.kwargs["pk"])
         plots = [name for name in PLOT_FILES if model.report_dir and (Path(model.report_dir) / name).is_file()]
         context.update(model=model, report_rows=_report_rows(model.metrics), dimension_rows=_dimension_rows(model.metrics),
+                       reference_rows=_reference_rows(model.metrics),
+                       reference_columns=[label for _, label in REFERENCE_COLUMNS],
+                       report_meta=(model.metrics or {}).get("meta") or {}, holdout=_holdout(model.metrics),
                        promoted=selectors.model_version_promoted(), plots=plots,
                        promote_error=kwargs.get("promote_error", ""))
         return context

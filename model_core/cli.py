@@ -49,7 +49,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             lr=args.lr, head_lr=args.head_lr, precision=args.precision, device=args.device,
             checkpoint_every=args.checkpoint_every, num_workers=args.num_workers, seed=args.seed,
             on_bad_image=args.on_bad_image, resume=not args.no_resume, init_checkpoint=args.init_checkpoint,
-            metavoter_fraction=args.metavoter_fraction,
+            metavoter_fraction=args.metavoter_fraction, metavoter_folds=args.metavoter_folds,
         )
     result = train(config, show_progress=not args.quiet)
     _print(result.to_dict())
@@ -60,9 +60,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from model_core.evaluation import evaluate
     from model_core.model import load_model
 
-    model = load_model(args.checkpoint, device=args.device, precision=args.precision)
-    report = evaluate(model, args.data, split=args.split, max_tiles=args.max_tiles, batch_size=args.batch_size,
-                      num_workers=args.num_workers, on_bad_image=args.on_bad_image, output_dir=args.output)
+    from model_core.evaluation import resolve_max_tiles
+
+    max_tiles = resolve_max_tiles(args.protocol, args.max_tiles)  # a bad combination fails before the model loads
+    if args.remote_code:
+        from model_core.scoring import RemoteCodeScorer
+
+        model = RemoteCodeScorer(args.checkpoint, device=args.device, precision=args.precision, max_tiles=max_tiles)
+    else:
+        model = load_model(args.checkpoint, device=args.device, precision=args.precision)
+    report = evaluate(model, args.data, split=args.split, max_tiles=max_tiles, batch_size=args.batch_size,
+                      num_workers=args.num_workers, on_bad_image=args.on_bad_image, output_dir=args.output,
+                      protocol=args.protocol, model_name=args.checkpoint)
+    if report.reference_table is not None:
+        logger.info("reference table (%s): %s", report.meta.get("reported_head"), ", ".join(
+            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in report.reference_table.items()))
     _print(report.to_dict())
     return 0
 
@@ -161,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=200, help="optimizer steps between checkpoints")
     p.add_argument("--metavoter-fraction", type=float, default=0.1,
                    help="share of the training records held out to fit the MetaVoter")
+    p.add_argument("--metavoter-folds", type=int, default=5,
+                   help="cross-fitting folds: the MetaVoter's held-out figure is measured on records it was not "
+                        "fitted on")
     p.add_argument("--seed", type=int, default=0, help="data order, prompt choice, hold-out split")
     p.add_argument("--no-resume", action="store_true", help="start over even if output holds checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -172,9 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a model directory written by train (e.g. RUN/final)")
     p.add_argument("data", help="a HumanBeauty root (reads <split>_label.jsonl) or a training jsonl")
     p.add_argument("--split", default="test", choices=["train", "test"], help="which HumanBeauty split")
-    p.add_argument("--output", help="write report.json and plots here")
+    p.add_argument("--output", help="write report.json and plots here (and reference_table.csv with "
+                                    "--protocol reference)")
+    p.add_argument("--remote-code", action="store_true",
+                   help="the checkpoint is a released HumanAesExpert (trust_remote_code, local files only); what "
+                        "it does not output (regression head, uncertainty) is reported as not available")
+    p.add_argument("--protocol", default="ours", choices=["ours", "reference"],
+                   help="ours: at --max-tiles (default 1); reference: as HumanAesExpert's eval script, 12 tiles + "
+                        "thumbnail, the MetaVoter reported, its result columns in reference_table. Both report "
+                        "our metrics and the reference's (labelled 'reference')")
     runtime(p)
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, max_tiles=None)
 
     p = sub.add_parser("score", help="score images: all heads + MetaVoter, one JSON object per image",
                        formatter_class=fmt)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from model_core.standard import NUM_DIMENSIONS, ScoreError, validate_expert_scores, validate_score
+from model_core.standard import LEVELS, NUM_DIMENSIONS, ScoreError, validate_expert_scores, validate_score
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ class Record:
     is_expert: bool
     source: str = ""
     origin: str = ""  # "file:line" the record came from, for error messages
+    # The level word an overall-only HumanBeauty record carries (`text_level`); the reference evaluation takes
+    # it as the true level of such records. None where the source gives none.
+    text_level: str | None = None
 
     @property
     def overall(self) -> float:
@@ -185,9 +188,13 @@ def read_humanbeauty(
         if not is_expert and isinstance(raw["score"], list):
             raise DataError(f"{origin}: an overall-only record needs 'score' as one number")
         scores = _scores_of(origin, raw["score"], is_expert=is_expert)
+        text_level = raw.get("text_level")
+        if text_level is not None and (not isinstance(text_level, str) or text_level.lower() not in LEVELS):
+            raise DataError(f"{origin}: 'text_level' must be one of {', '.join(LEVELS)}, got {text_level!r}")
         image = root / name
         pending.append((Record(image=image, scores=scores, is_expert=is_expert, source=str(raw.get("source", "")),
-                               origin=origin), image))
+                               origin=origin, text_level=None if is_expert or text_level is None
+                               else text_level.lower()), image))
     return _finish(pending, check_images=check_images, on_bad_image=on_bad_image)
 
 

@@ -7,7 +7,11 @@ is the same function with a tqdm bar. Stages:
    + expert_weight x MSE(expert, scores) masked so that overall-only records train the expert head's overall
    output only (their 11 sub-dimension placeholders never enter a loss);
 2. MetaVoter: the trained model scores a held-out part of the training records (``metavoter_fraction``, split
-   off before stage 1 and never trained on) and the MetaVoter is fitted on those head outputs.
+   off before stage 1 and never trained on) and the MetaVoter is fitted on those head outputs. Its own held-out
+   figure cannot come from the records it is fitted on, so it is cross-fitted: the held-out records are cut
+   into ``metavoter_folds`` folds, each fold is scored by a MetaVoter fitted on the other folds, and those
+   out-of-fit scores make ``TrainResult.holdout``'s MetaVoter figure; the MetaVoter saved with the model is then
+   fitted on all held-out records. ``holdout["metavoter_measured"]`` says how (method, folds, n).
 
 Reliability: a checkpoint (``model.safetensors`` + ``config.json`` + optimizer state) is written atomically every
 ``checkpoint_every`` optimizer steps; starting again with the same ``output_dir`` resumes from the newest one at
@@ -37,7 +41,7 @@ import torch.nn.functional as F
 
 from model_core.data import ImageDataset, read_records
 from model_core.model import (
-    CheckpointMismatchError, HumanAesModel, ModelConfig, _from_dict, build_model, config_differences,
+    CheckpointMismatchError, HumanAesModel, MetaVoter, ModelConfig, _from_dict, build_model, config_differences,
     fit_metavoter, load_model, load_state, read_checkpoint_config, resolve_dtype, save_model,
 )
 from model_core.standard import NUM_DIMENSIONS
@@ -76,6 +80,7 @@ class TrainConfig:
     expert_weight: float = 1.0
     metavoter_fraction: float = 0.1
     metavoter_steps: int = 300
+    metavoter_folds: int = 5  # cross-fitting folds for the MetaVoter's out-of-fit held-out figure
     precision: str = "auto"  # auto: bf16 on a GPU with bf16, fp32 otherwise
     device: str = "auto"
     gradient_checkpointing: bool = False
@@ -104,6 +109,8 @@ class TrainConfig:
             problems.append("max_steps must be >= 1")
         if not 0.0 <= self.metavoter_fraction < 1.0:
             problems.append("metavoter_fraction must be in [0, 1)")
+        if self.metavoter_folds < 2:
+            problems.append("metavoter_folds must be >= 2")
         if self.max_tiles < 1:
             problems.append("max_tiles must be >= 1")
         if self.on_bad_image not in ("raise", "skip"):
@@ -135,8 +142,8 @@ class TrainResult:
     steps: int
     resumed_from: int | None
     history: list[dict[str, Any]]
-    metavoter: dict[str, Any]
-    holdout: dict[str, Any]
+    metavoter: dict[str, Any]  # fit statistics of the saved MetaVoter (in-sample: on the records it was fitted on)
+    holdout: dict[str, Any]  # figures on the held-out records, the MetaVoter's out-of-fit (see metavoter_measured)
     skipped_images: int
     elapsed_s: float
 
@@ -171,6 +178,59 @@ def _split_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.n
     if fraction > 0 and n_hold < 4:
         n_hold = min(4, n // 2)
     return np.sort(order[n_hold:]), np.sort(order[:n_hold])
+
+
+MIN_METAVOTER_FIT = 4  # fit_metavoter's minimum number of records
+
+
+def _metavoter_folds(n: int, folds: int, seed: int) -> np.ndarray | None:
+    """(n,) fold index per held-out record, or None when n records cannot give every fold's MetaVoter
+    ``MIN_METAVOTER_FIT`` records to fit on and leave at least one to score. Folds grow in number (up to one
+    record each) until the records outside the largest fold are enough to fit on."""
+    k = min(folds, n)
+    while k < n and n - math.ceil(n / k) < MIN_METAVOTER_FIT:
+        k += 1
+    if k < 2 or n - math.ceil(n / k) < MIN_METAVOTER_FIT:
+        return None
+    order = np.random.default_rng([seed, 23]).permutation(n)
+    fold_of = np.empty(n, dtype=np.int64)
+    fold_of[order] = np.arange(n) % k
+    return fold_of
+
+
+def _metavoter_out_of_fit(estimates: torch.Tensor, spread: torch.Tensor, target: torch.Tensor, *,
+                          fold_of: np.ndarray, steps: int) -> np.ndarray:
+    """(N,) MetaVoter scores, each from a MetaVoter fitted on the other folds only (never on that record)."""
+    scores = np.full(len(target), np.nan)
+    for fold in range(int(fold_of.max()) + 1):
+        scored = torch.from_numpy(fold_of == fold)
+        voter = MetaVoter()
+        fit_metavoter(voter, estimates[~scored], spread[~scored], target[~scored], steps=steps)
+        with torch.no_grad():
+            out, _ = voter(estimates[scored], spread[scored])  # (fold size,)
+        scores[scored.numpy()] = out.numpy()
+    return scores
+
+
+def _holdout_figures(preds, records, *, out_of_fit: np.ndarray | None, how: dict[str, Any]) -> dict[str, Any]:
+    """Every head's figures on the held-out records; the MetaVoter's from its out-of-fit scores, or None (not
+    measured) when there are none. ``preds`` are the head outputs on those records."""
+    from model_core.evaluation import compute_report
+
+    truth = np.array([r.scores for r in records], dtype=np.float64)
+    is_expert = np.array([r.is_expert for r in records], dtype=bool)
+    ok = preds.ok
+    if out_of_fit is not None:
+        voted = np.full(len(records), np.nan)
+        voted[ok] = out_of_fit
+        preds = dataclasses.replace(preds, metavoter=voted)
+    report = compute_report(preds, truth, is_expert, true_levels=[r.text_level for r in records])
+    if out_of_fit is None:
+        report.overall["metavoter"] = {k: None for k in report.overall["metavoter"]}
+        report.reference["metavoter"] = {k: None for k in report.reference["metavoter"]}
+    return {"overall_plcc": {h: m["plcc"] for h, m in report.overall.items()}, "overall": report.overall,
+            "reference": report.reference, "expert_mean_plcc": report.expert_mean_plcc, "n": report.n_records,
+            "metavoter_measured": how}
 
 
 def _epoch_batches(n: int, *, epoch: int, seed: int, batch_size: int, rank: int, world: int) -> list[list[int]]:
@@ -416,7 +476,6 @@ def train(
     model.eval()
 
     # -- stage 2: MetaVoter on the held-out records -------------------------------------------------------------
-    from model_core.evaluation import compute_report
     from model_core.scoring import predict
 
     metavoter_stats: dict[str, Any] = {}
@@ -426,22 +485,33 @@ def train(
             _progress(progress_callback, None, stage="metavoter", step=step, total_steps=total_steps,
                       epoch=micro / micro_per_epoch, loss=None, losses={}, lr=0.0,
                       elapsed_s=time.monotonic() - started, eta_s=None, images_per_s=None)
+        # The head outputs do not depend on the MetaVoter: one pass serves the cross-fit and the final fit.
         preds = predict(model, holdout_records, max_tiles=config.max_tiles, batch_size=config.batch_size,
                         num_workers=config.num_workers, on_bad_image=config.on_bad_image)  # type: ignore[arg-type]
         ok = preds.ok
         target = torch.tensor([r.overall for r in holdout_records], dtype=torch.float32)[torch.from_numpy(ok)]
-        estimates = torch.from_numpy(preds.estimates[ok]).float()
-        spread = torch.from_numpy(preds.spread[ok]).float()
-        if len(target) >= 4:
-            metavoter_stats = fit_metavoter(model.metavoter, estimates, spread, target, steps=config.metavoter_steps)
-            preds = predict(model, holdout_records, max_tiles=config.max_tiles, batch_size=config.batch_size,
-                            num_workers=0, on_bad_image=config.on_bad_image)  # type: ignore[arg-type]
-            truth = np.array([r.scores for r in holdout_records])
-            report = compute_report(preds, truth, np.array([r.is_expert for r in holdout_records]))
-            holdout = {"overall_plcc": {h: m["plcc"] for h, m in report.overall.items()},
-                       "expert_mean_plcc": report.expert_mean_plcc, "n": report.n_records}
+        estimates = torch.from_numpy(preds.estimates[ok]).float()  # (n, 3)
+        spread = torch.from_numpy(preds.spread[ok]).float()  # (n,)
+        n = len(target)
+        fold_of = _metavoter_folds(n, config.metavoter_folds, config.seed)
+        out_of_fit = None
+        if fold_of is not None:
+            out_of_fit = _metavoter_out_of_fit(estimates, spread, target, fold_of=fold_of,
+                                               steps=config.metavoter_steps)
+            how = {"method": "cross_fit", "folds": int(fold_of.max()) + 1, "n": n,
+                   "detail": "each held-out record scored by a MetaVoter fitted on the other folds only; the saved "
+                             "MetaVoter is fitted on all n"}
         else:
-            logger.warning("only %d usable held-out records: the MetaVoter stays the plain mean", len(target))
+            how = {"method": "not_measured", "folds": 0, "n": n,
+                   "detail": f"{n} usable held-out records cannot both fit a MetaVoter (at least "
+                             f"{MIN_METAVOTER_FIT}) and leave records it did not see to score"}
+            logger.warning("the MetaVoter's held-out figure is not measured: %s", how["detail"])
+        if n >= MIN_METAVOTER_FIT:
+            metavoter_stats = fit_metavoter(model.metavoter, estimates, spread, target, steps=config.metavoter_steps)
+            metavoter_stats["measured_on"] = "the records it was fitted on (in-sample)"
+        else:
+            logger.warning("only %d usable held-out records: the MetaVoter stays the plain mean", n)
+        holdout = _holdout_figures(preds, holdout_records, out_of_fit=out_of_fit, how=how)
     else:
         logger.warning("metavoter_fraction=0: the MetaVoter is not fitted and returns the mean of the heads")
 

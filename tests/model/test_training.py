@@ -1,9 +1,11 @@
-"""Training mechanics: masked expert loss, checkpoints, stop + resume equals an uninterrupted run, bad configs."""
+"""Training mechanics: masked expert loss, checkpoints, stop + resume equals an uninterrupted run, bad configs, the
+MetaVoter's held-out figure measured out of fit."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -40,6 +42,10 @@ def test_stopped_run_resumes_to_the_same_weights_as_an_uninterrupted_run(tmp_pat
     train_events = [p for p in progress if p.stage == "train"]
     assert [p.step for p in train_events] == [1, 2, 3, 4, 5, 6] and train_events[-1].eta_s == 0
     assert all(p.loss is not None and p.loss > 0 for p in train_events)
+    # 4 held-out records: the MetaVoter is fitted on them, but none is left to measure it on -> not measured
+    assert whole.holdout["metavoter_measured"]["method"] == "not_measured" and whole.holdout["n"] == 4
+    assert whole.holdout["overall_plcc"]["metavoter"] is None and whole.holdout["overall_plcc"]["lm"] is not None
+    assert whole.metavoter["n"] == 4
 
     calls = {"n": 0}
 
@@ -82,3 +88,61 @@ def test_bf16_training_on_cpu_is_refused_before_any_work(tmp_path, small_data):
 def test_invalid_training_config_lists_the_problems(tmp_path, small_data):
     with pytest.raises(ValueError, match="batch_size and grad_accum must be >= 1; metavoter_fraction"):
         train(_config(small_data, tmp_path / "run", batch_size=0, metavoter_fraction=1.5))
+
+
+def test_the_metavoters_holdout_figure_comes_from_records_it_was_not_fitted_on(tmp_path, small_data, monkeypatch):
+    """Instrumented real run: which held-out rows every MetaVoter was fitted on, and which rows it scored."""
+    import model_core.training as training
+    from model_core.model import MetaVoter
+
+    fitted: dict[int, set] = {}  # id(MetaVoter) -> rows it was fitted on
+    fits: list[set] = []
+    truth: dict[tuple, float] = {}
+    scored: list[tuple[tuple, float]] = []  # (row, score) from a fitted MetaVoter, outside its fitting
+    inside_fit = {"on": False}
+    real_fit, real_forward = training.fit_metavoter, MetaVoter.forward
+
+    def key(estimates, spread, i) -> tuple:
+        return (*estimates[i].tolist(), float(spread[i]))
+
+    def spy_fit(metavoter, estimates, spread, target, **kwargs):
+        rows = {key(estimates, spread, i) for i in range(len(target))}
+        truth.update({key(estimates, spread, i): float(target[i]) for i in range(len(target))})
+        fitted[id(metavoter)] = rows
+        fits.append(rows)
+        inside_fit["on"] = True
+        try:
+            return real_fit(metavoter, estimates, spread, target, **kwargs)
+        finally:
+            inside_fit["on"] = False
+
+    def spy_forward(self, estimates, spread):
+        score, weights = real_forward(self, estimates, spread)
+        if not inside_fit["on"] and id(self) in fitted:
+            for i in range(len(score)):
+                row = key(estimates, spread, i)
+                assert row not in fitted[id(self)], "a MetaVoter scored a record it was fitted on"
+                scored.append((row, float(score[i])))
+        return score, weights
+
+    monkeypatch.setattr(training, "fit_metavoter", spy_fit)
+    monkeypatch.setattr(MetaVoter, "forward", spy_forward)
+    result = train(_config(small_data, tmp_path / "run", max_steps=2, grad_accum=1, checkpoint_every=0,
+                           metavoter_fraction=0.5, metavoter_steps=10))
+
+    how = result.holdout["metavoter_measured"]
+    assert how["method"] == "cross_fit" and how["folds"] == 5 and how["n"] == result.holdout["n"] == 9
+    everything = set(truth)
+    assert len(everything) == 9 and fits[-1] == everything  # the saved MetaVoter: fitted on all held-out records
+    assert len(fits) == 6 and all(len(rows) in (7, 8) for rows in fits[:-1])
+    assert sorted(row for row, _ in scored) == sorted(everything)  # every record scored once, out of fit
+    # The stored figure is the one these out-of-fit scores give (Pearson written out).
+    pred = np.array([s for _, s in scored])
+    true = np.array([truth[row] for row, _ in scored])
+    dp, dt = pred - pred.mean(), true - true.mean()
+    expected = float((dp * dt).sum() / np.sqrt((dp ** 2).sum() * (dt ** 2).sum()))
+    assert result.holdout["overall"]["metavoter"]["plcc"] == pytest.approx(expected, abs=1e-6)
+    assert result.holdout["overall_plcc"]["metavoter"] == result.holdout["overall"]["metavoter"]["plcc"]
+    assert result.metavoter["n"] == 9 and "in-sample" in result.metavoter["measured_on"]
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())["holdout"]
+    assert saved["metavoter_measured"] == how

@@ -93,6 +93,10 @@ def test_training_job_runs_evaluates_registers_and_promotes(curator_client, vers
     assert model["backend"] == "model_core" and model["training_job"] == job.pk
     assert model["metrics"]["overall"]["metavoter"]["plcc"] == report["overall"]["metavoter"]["plcc"]
     assert (job.output_dir + "/evaluation") == model["report_dir"]
+    # the reference script's metrics ride along under their own names; the held-out figure says how it was measured
+    assert model["metrics"]["reference"]["metavoter"]["n"] == report["overall"]["metavoter"]["n"]
+    assert model["metrics"]["holdout"]["metavoter_measured"]["method"] in ("cross_fit", "not_measured")
+    assert "held-out MetaVoter PLCC" in data["log"]
     # registering the same job again gives the same model back; cancelling a finished job is a conflict
     again = curator_client.post("/api/model-versions/", {"training_job": job.pk}, format="json")
     assert again.status_code == 201 and again.json()["id"] == model["id"]

@@ -15,7 +15,13 @@ pytestmark = pytest.mark.django_db
 
 REPORT = {"overall": {h: {"plcc": 0.8 + i / 100, "srcc": 0.7, "krcc": 0.5, "rmse": 0.1, "mae": 0.08, "n": 20}
                       for i, h in enumerate(("lm", "regression", "expert", "metavoter"))},
-          "dimensions": {"comprehensive": {"plcc": 0.75, "srcc": 0.7, "n": 10}}}
+          "dimensions": {"comprehensive": {"plcc": 0.75, "srcc": 0.7, "n": 10}},
+          "reference": {"metavoter": {"plcc_abs": 0.8123, "srcc_abs": 0.7, "krcc_abs": 0.5, "rmse_ref": 0.1001,
+                                      "rmae_ref": 0.2829, "accuracy_ref": 0.6, "mean_precision_ref": 0.55,
+                                      "mean_recall_ref": None, "mean_f1_ref": 0.5, "n": 20}},
+          "meta": {"protocol": "reference", "max_tiles": 12},
+          "holdout": {"overall_plcc": {"lm": 0.61, "metavoter": 0.6789}, "n": 9,
+                      "metavoter_measured": {"method": "cross_fit", "folds": 5, "n": 9}}}
 
 
 def _client(user) -> Client:
@@ -102,6 +108,12 @@ def test_model_page_compare_and_promote(world, curator, curator_user):
     page = curator.get(reverse("ui:model_detail", args=[model.pk])).content.decode()
     assert 'data-testid="model-report"' in page and "0.830" in page and "Comprehensive" in page
     assert reverse("ui:model_plot", args=[model.pk, "scatter.png"]) in page and "replaces current" in page
+    # the reference script's metrics, labelled as such, and the held-out figures with how they were measured
+    reference = page.split('data-testid="reference-report"')[1].split("</table>")[0]
+    assert "|PLCC|" in reference and "0.8123" in reference and "not available" in reference
+    assert '"mse" √(MSE+1e-8)' in page.replace("&quot;", '"') and "Protocol reference, 12 tile(s)" in page
+    holdout = page.split('data-testid="holdout-report"')[1].split("</table>")[0]
+    assert "0.679" in holdout and "cross-fitted (5 folds)" in page
     assert curator.get(reverse("ui:model_plot", args=[model.pk, "secret.txt"])).status_code == 404
     compare = curator.get(reverse("ui:model_compare", args=[model.pk])).content.decode()
     assert 'data-testid="compare-b">current' in compare and "<strong>0.830</strong>" in compare

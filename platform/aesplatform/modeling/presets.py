@@ -50,6 +50,7 @@ OVERRIDES: dict[str, tuple[type, ...]] = {
     "epochs": (int, float), "max_steps": (int,), "batch_size": (int,), "grad_accum": (int,), "lr": (int, float),
     "head_lr": (int, float), "warmup_steps": (int,), "seed": (int,), "checkpoint_every": (int,),
     "log_every": (int,), "max_tiles": (int,), "metavoter_fraction": (int, float), "metavoter_steps": (int,),
+    "metavoter_folds": (int,),
     "backbone_path": (str,), "device": (str,), "precision": (str,), "num_workers": (int,),
     "init_model_version": (int,),
 }

@@ -298,6 +298,11 @@ def _evaluate(job: TrainingJob, result, data: dict[str, str], reporter: _JobRepo
 
     entry: dict[str, Any] = {"stage": "final", "steps": result.steps, "holdout": result.holdout,
                              "metavoter_fit": result.metavoter, "train_history_tail": result.history[-5:]}
+    measured = (result.holdout or {}).get("metavoter_measured") or {}
+    if measured:
+        plcc = (result.holdout.get("overall_plcc") or {}).get("metavoter")
+        reporter.log("held-out MetaVoter PLCC " + (f"{plcc:.3f}" if plcc is not None else "not available") +
+                     f" ({measured.get('method')}, {measured.get('folds')} folds, n={measured.get('n')})")
     if Path(data["test"]).stat().st_size == 0:
         reporter.log("the dataset version has no test items: no evaluation report")
         return [entry]
