@@ -57,10 +57,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from model_core.evaluation import evaluate
+    from model_core.evaluation import evaluate, resolve_max_tiles
     from model_core.model import load_model
-
-    from model_core.evaluation import resolve_max_tiles
 
     max_tiles = resolve_max_tiles(args.protocol, args.max_tiles)  # a bad combination fails before the model loads
     if args.remote_code:
