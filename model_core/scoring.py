@@ -263,12 +263,12 @@ def _local_checkpoint(source: str | Path) -> Path:
         raise ModelLoadError(
             f"no local copy of the HumanAesExpert checkpoint {str(source)!r} (a directory with config.json, the "
             "remote code and the weights); download it once (e.g. `huggingface-cli download "
-            "KwaiVGI/HumanAesExpert-1B --local-dir /models/HumanAesExpert-1B`) and pass its directory")
+            "HumanBeauty/HumanAesExpert-1B --local-dir /models/HumanAesExpert-1B`) and pass its directory")
     return path
 
 
 class RemoteCodeScorer:
-    """A released HumanAesExpert checkpoint (e.g. ``KwaiVGI/HumanAesExpert-1B``) loaded from local disk.
+    """A released HumanAesExpert checkpoint (e.g. ``HumanBeauty/HumanAesExpert-1B``) loaded from local disk.
 
     Runs as the reference does (its test.py / eval script): the image as 12 tiles + a thumbnail (our tiling is
     the reference's ``load_image``), fp16 on CUDA (fp32 on CPU), and the checkpoint's own methods:
