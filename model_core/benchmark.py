@@ -64,16 +64,15 @@ def reference_way(model, paths: list[str], *, max_tiles: int = 12) -> None:
         pixels = image_to_pixels(load_image(path), max_tiles=max_tiles, tile_size=model.tile_size)
         pixels = pixels.to(model.device, model.backbone_dtype)
         n_tokens = pixels.shape[0] * model.tokens_per_tile
-        overall_ids, _, head = builder.encode(n_image_tokens=n_tokens, is_expert=False, scores=[0.0] * 12, index=0,
-                                              train=False)
+        overall = builder.encode(n_image_tokens=n_tokens, is_expert=False, scores=[0.0] * 12, index=0, train=False)
         expert_builder_prompt = builder.chat.inference_prompt
         try:  # the second pass asks the expert question
             object.__setattr__(builder.chat, "inference_prompt", EXPERT_PROMPTS[0])
-            expert_ids, _, head_e = builder.encode(n_image_tokens=n_tokens, is_expert=True, scores=[0.0] * 12,
-                                                   index=0, train=False)
+            expert = builder.encode(n_image_tokens=n_tokens, is_expert=True, scores=[0.0] * 12, index=0,
+                                    train=False)
         finally:
             object.__setattr__(builder.chat, "inference_prompt", expert_builder_prompt)
-        for ids, h in ((overall_ids, head), (expert_ids, head_e)):
+        for ids, h in ((overall.input_ids, overall.lm_index), (expert.input_ids, expert.lm_index)):
             input_ids = torch.tensor([ids], device=model.device)
             with torch.autocast(model.device.type, dtype=model.backbone_dtype,
                                 enabled=model.backbone_dtype != torch.float32):
