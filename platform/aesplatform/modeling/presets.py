@@ -3,6 +3,9 @@
 A job stores the fully resolved TrainConfig (minus its paths) so that what ran is on record; a preset only
 supplies defaults. `tiny-cpu` trains the random-init test model (a demo on a laptop CPU); the LoRA presets train
 a real InternVL backbone found at a local path (`backbone_path`), which must exist when the job is created.
+The training recipe (chat layout and prompts, docs/training-recipes.md) is model_core's default for what the job
+starts from: ours ("platform") for the tiny backbone, the reference trainer's ("reference") for InternVL2
+weights; a job may choose with the `recipe` override.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ OVERRIDES: dict[str, tuple[type, ...]] = {
     "epochs": (int, float), "max_steps": (int,), "batch_size": (int,), "grad_accum": (int,), "lr": (int, float),
     "head_lr": (int, float), "warmup_steps": (int,), "seed": (int,), "checkpoint_every": (int,),
     "log_every": (int,), "max_tiles": (int,), "metavoter_fraction": (int, float), "metavoter_steps": (int,),
-    "backbone_path": (str,), "device": (str,), "precision": (str,), "num_workers": (int,),
+    "backbone_path": (str,), "device": (str,), "precision": (str,), "num_workers": (int,), "recipe": (str,),
 }
 
 
@@ -58,6 +61,7 @@ def resolve_config(*, preset: str, overrides: dict | None) -> dict[str, Any]:
     Raises ServiceError (400) naming the problem: unknown preset, unknown or mistyped override, a missing backbone
     directory, or values TrainConfig.validate() refuses."""
     from model_core.model import ModelConfig
+    from model_core.text import default_recipe_for
     from model_core.training import TrainConfig
 
     if preset not in PRESETS:
@@ -86,7 +90,12 @@ def resolve_config(*, preset: str, overrides: dict | None) -> dict[str, Any]:
     elif backbone_path:
         raise ServiceError(f"Preset {preset} uses the tiny random-init backbone; backbone_path does not apply.",
                            code="invalid_config")
-    model = ModelConfig.from_dict({**spec["model"], "backbone": {"source": backbone_path or "tiny"}}).to_dict()
+    recipe = overrides.pop("recipe", None) or default_recipe_for("internvl-hf" if backbone_path else "tiny")
+    try:
+        model = ModelConfig.from_dict({**spec["model"], "backbone": {"source": backbone_path or "tiny"},
+                                       "chat": {"recipe": recipe}}).to_dict()
+    except ValueError as exc:
+        raise ServiceError(str(exc), code="invalid_config") from None
     train = {**spec["train"], **overrides}
     try:
         TrainConfig.from_dict({**train, "data": "-", "output_dir": "-", "model": model}).validate()
