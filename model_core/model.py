@@ -333,10 +333,17 @@ class HumanAesModel(nn.Module):
     def backbone_dtype(self) -> torch.dtype:
         return self.backbone.get_input_embeddings().weight.dtype
 
-    def collator(self, *, train: bool):
+    def collator(self, *, train: bool, seed: int = 0):
+        """Batches for training (answers, labels, a prompt per record drawn from ``seed``) or for scoring."""
+        import copy
+
         from model_core.data import Collator
 
-        return Collator(self.prompts.encode, tokens_per_tile=self.tokens_per_tile,
+        prompts = self.prompts
+        if seed != prompts.seed:
+            prompts = copy.copy(prompts)
+            prompts.seed = seed
+        return Collator(prompts.encode, tokens_per_tile=self.tokens_per_tile,
                         pad_token_id=int(self.tokenizer.pad_token_id or 0), train=train)
 
     # -- forward --------------------------------------------------------------------------------------------

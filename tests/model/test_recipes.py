@@ -206,3 +206,13 @@ def test_cli_train_chooses_the_recipe_from_what_it_starts_from(tmp_path):
     assert config("--backbone", str(tmp_path), "--recipe", "platform").chat.recipe == "platform"
     save_model(build_model(ModelConfig(chat=ChatFormat(recipe="reference"))), tmp_path / "ours")
     assert config("--init-checkpoint", str(tmp_path / "ours")).chat.recipe == "reference"  # the checkpoint's own
+
+
+def test_the_training_seed_draws_the_prompts(tiny_model):
+    def prompts(seed: int) -> list[list[int]]:
+        encode = tiny_model.collator(train=True, seed=seed).encode
+        return [encode(n_image_tokens=1, is_expert=False, scores=[0.5] * 12, index=i, train=True).input_ids
+                for i in range(30)]
+
+    assert prompts(0) == prompts(0) and prompts(0) != prompts(1)
+    assert tiny_model.prompts.seed == 0  # the model's own builder is left alone
