@@ -57,7 +57,7 @@ def _write_images(directory: Path, n: int, size: tuple[int, int]) -> list[str]:
 def reference_way(model, paths: list[str], *, max_tiles: int = 12) -> None:
     """One image at a time, two full forward passes with full-vocabulary logits (MetaVoter as in the reference)."""
     from model_core.data import image_to_pixels, load_image
-    from model_core.standard import EXPERT_PROMPTS
+    from model_core.standard import prompt_lists
 
     builder = model.prompts
     for path in paths:
@@ -67,7 +67,7 @@ def reference_way(model, paths: list[str], *, max_tiles: int = 12) -> None:
         overall = builder.encode(n_image_tokens=n_tokens, is_expert=False, scores=[0.0] * 12, index=0, train=False)
         expert_builder_prompt = builder.chat.inference_prompt
         try:  # the second pass asks the expert question
-            object.__setattr__(builder.chat, "inference_prompt", EXPERT_PROMPTS[0])
+            object.__setattr__(builder.chat, "inference_prompt", prompt_lists(builder.chat.recipe)[1][0])
             expert = builder.encode(n_image_tokens=n_tokens, is_expert=True, scores=[0.0] * 12, index=0,
                                     train=False)
         finally:

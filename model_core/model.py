@@ -19,6 +19,7 @@ output comes from the same hidden state, so the MetaVoter costs nothing extra.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -335,8 +336,6 @@ class HumanAesModel(nn.Module):
 
     def collator(self, *, train: bool, seed: int = 0):
         """Batches for training (answers, labels, a prompt per record drawn from ``seed``) or for scoring."""
-        import copy
-
         from model_core.data import Collator
 
         prompts = self.prompts
