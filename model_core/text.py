@@ -98,7 +98,7 @@ class TokenizerError(ValueError):
 
 # What a training run starts from -> the recipe it uses unless told otherwise (see default_recipe_for).
 SOURCE_KINDS: dict[str, str] = {
-    "tiny": PLATFORM_RECIPE,  # the random-init test backbone: ours measures better on the learnability test
+    "tiny": PLATFORM_RECIPE,  # the random-init backbone: ours gives the better expert PLCC on the learnability test
     "model_core": PLATFORM_RECIPE,  # one of our checkpoints: keep the recipe it was trained with (its config says)
     "internvl-hf": REFERENCE_RECIPE,  # an InternVL2 checkpoint in transformers' -hf layout
     "internvl2": REFERENCE_RECIPE,  # InternVL2 weights in their original layout, converted by `model_core convert`
