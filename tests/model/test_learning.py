@@ -22,7 +22,7 @@ from model_core.training import TrainConfig, train
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # 1-3 min per recipe on an idle 2-core VM, up to ~10 min while other test runs share it
+@pytest.mark.timeout(1200)  # ~20-45 s per recipe on an idle 2-core VM, ~7-10 min while other test runs share it
 @pytest.mark.parametrize("recipe", ["platform", "reference"])
 def test_tiny_model_learns_synthetic_aesthetics(tmp_path, recipe):
     summary = write_humanbeauty(tmp_path / "data", n_overall=250, n_expert=375, seed=0, size=(64, 64),
