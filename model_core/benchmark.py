@@ -57,23 +57,22 @@ def _write_images(directory: Path, n: int, size: tuple[int, int]) -> list[str]:
 def reference_way(model, paths: list[str], *, max_tiles: int = 12) -> None:
     """One image at a time, two full forward passes with full-vocabulary logits (MetaVoter as in the reference)."""
     from model_core.data import image_to_pixels, load_image
-    from model_core.standard import EXPERT_PROMPTS
+    from model_core.standard import prompt_lists
 
     builder = model.prompts
     for path in paths:
         pixels = image_to_pixels(load_image(path), max_tiles=max_tiles, tile_size=model.tile_size)
         pixels = pixels.to(model.device, model.backbone_dtype)
         n_tokens = pixels.shape[0] * model.tokens_per_tile
-        overall_ids, _, head = builder.encode(n_image_tokens=n_tokens, is_expert=False, scores=[0.0] * 12, index=0,
-                                              train=False)
+        overall = builder.encode(n_image_tokens=n_tokens, is_expert=False, scores=[0.0] * 12, index=0, train=False)
         expert_builder_prompt = builder.chat.inference_prompt
         try:  # the second pass asks the expert question
-            object.__setattr__(builder.chat, "inference_prompt", EXPERT_PROMPTS[0])
-            expert_ids, _, head_e = builder.encode(n_image_tokens=n_tokens, is_expert=True, scores=[0.0] * 12,
-                                                   index=0, train=False)
+            object.__setattr__(builder.chat, "inference_prompt", prompt_lists(builder.chat.recipe)[1][0])
+            expert = builder.encode(n_image_tokens=n_tokens, is_expert=True, scores=[0.0] * 12, index=0,
+                                    train=False)
         finally:
             object.__setattr__(builder.chat, "inference_prompt", expert_builder_prompt)
-        for ids, h in ((overall_ids, head), (expert_ids, head_e)):
+        for ids, h in ((overall.input_ids, overall.lm_index), (expert.input_ids, expert.lm_index)):
             input_ids = torch.tensor([ids], device=model.device)
             with torch.autocast(model.device.type, dtype=model.backbone_dtype,
                                 enabled=model.backbone_dtype != torch.float32):

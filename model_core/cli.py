@@ -22,17 +22,21 @@ def _print(payload: Any) -> None:
 
 
 def _model_config(args: argparse.Namespace):
-    from model_core.model import BackboneConfig, LoraSpec, ModelConfig
+    from model_core.model import BackboneConfig, LoraSpec, ModelConfig, read_checkpoint_config
+    from model_core.text import ChatFormat, default_recipe_for
 
     if args.model_config:
         return ModelConfig.from_dict(json.loads(Path(args.model_config).read_text()))
-    if getattr(args, "init_checkpoint", None):  # the structure is the saved model's (e.g. a converted checkpoint)
-        from model_core.model import read_checkpoint_config
-
-        return ModelConfig.from_dict(read_checkpoint_config(args.init_checkpoint)["model"])
+    if getattr(args, "init_checkpoint", None):  # the saved model's structure and layout (e.g. a converted checkpoint)
+        config = ModelConfig.from_dict(read_checkpoint_config(args.init_checkpoint)["model"])
+        if args.recipe and args.recipe != config.chat.recipe:
+            raise ValueError(f"--recipe {args.recipe}: {args.init_checkpoint} was trained with the "
+                             f"{config.chat.recipe!r} recipe, and a model keeps the layout it was trained with")
+        return config
     tiny = args.backbone == "tiny"
+    chat = ChatFormat(recipe=args.recipe or default_recipe_for("tiny" if tiny else "internvl-hf"))
     return ModelConfig(backbone=BackboneConfig(source=args.backbone), lora=LoraSpec(r=args.lora_r),
-                       train_vision=tiny, head_dropout=0.0 if tiny else 0.1)
+                       train_vision=tiny, head_dropout=0.0 if tiny else 0.1, chat=chat)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -163,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora-r", type=int, default=16, help="LoRA rank on the language model")
     p.add_argument("--init-checkpoint", help="start from this saved model (e.g. the output of convert) instead of "
                                              "the backbone; its model config is used unless --model-config is given")
+    p.add_argument("--recipe", choices=["platform", "reference"],
+                   help="chat layout and prompts (docs/training-recipes.md); default: the --init-checkpoint's, "
+                        "else platform for the tiny backbone and reference for InternVL2 weights")
     p.add_argument("--epochs", type=float, default=1.0, help="passes over the training records")
     p.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")

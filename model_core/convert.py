@@ -53,7 +53,7 @@ from typing import Any
 import torch
 
 from model_core.standard import NUM_DIMENSIONS
-from model_core.text import IM_END, IM_START, IMG_CONTEXT, IMG_END, IMG_START
+from model_core.text import IM_END, IM_START, IMG_CONTEXT, IMG_END, IMG_START, ChatFormat, default_recipe_for
 
 logger = logging.getLogger(__name__)
 
@@ -652,8 +652,11 @@ def convert_internvl2(
         del state
         tokenizer.save_pretrained(str(backbone_dir))
 
+        # InternVL2 and HumanAesExpert were fine-tuned with the reference trainer's chat layout: training on from
+        # here keeps it (docs/training-recipes.md).
         model_config = ModelConfig(backbone=BackboneConfig(source=str(backbone_dir)),
-                                   lora=LoraSpec(r=lora_r, alpha=2 * lora_r) if lora_r else None, head_kind=kind)
+                                   lora=LoraSpec(r=lora_r, alpha=2 * lora_r) if lora_r else None, head_kind=kind,
+                                   chat=ChatFormat(recipe=default_recipe_for("internvl2")))
         model = build_model(model_config, device=device, precision=precision)
         _load_heads(model, carried)
         model.config = dataclasses.replace(

@@ -24,6 +24,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from model_core.standard import LEVELS, NUM_DIMENSIONS, ScoreError, validate_expert_scores, validate_score
+from model_core.text import Encoded
 
 logger = logging.getLogger(__name__)
 
@@ -360,7 +361,8 @@ class Batch:
     input_ids: torch.Tensor  # (B, T) long, right-padded
     attention_mask: torch.Tensor  # (B, T) long
     labels: torch.Tensor  # (B, T) long, -100 outside the answer tokens
-    head_index: torch.Tensor  # (B,) long: position of the last answer-prefix token, where the heads read
+    head_index: torch.Tensor  # (B,) long: where the regression and expert heads read (see model_core.text)
+    lm_index: torch.Tensor  # (B,) long: where the LM head reads the level distribution (last answer-prefix token)
     scores: torch.Tensor  # (B, 12) float
     is_expert: torch.Tensor  # (B,) bool
     indices: list[int]
@@ -373,7 +375,7 @@ class Batch:
     def to(self, device: torch.device | str, *, dtype: torch.dtype | None = None) -> "Batch":
         moved = {}
         for name in ("pixel_values", "tiles_per_image", "input_ids", "attention_mask", "labels", "head_index",
-                     "scores", "is_expert"):
+                     "lm_index", "scores", "is_expert"):
             tensor = getattr(self, name)
             if name == "pixel_values" and dtype is not None:
                 tensor = tensor.to(dtype)
@@ -382,17 +384,17 @@ class Batch:
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         return {"pixel_values": self.pixel_values, "input_ids": self.input_ids,
-                "attention_mask": self.attention_mask, "head_index": self.head_index}
+                "attention_mask": self.attention_mask, "head_index": self.head_index, "lm_index": self.lm_index}
 
 
 class Collator:
     """Builds the token sequences (via ``encode``) and pads them; drops and reports :class:`Failed` items.
 
     ``encode(n_image_tokens, is_expert, scores, index, train)`` comes from the model's
-    :class:`~model_core.text.PromptBuilder` and returns (input_ids, labels, head_index).
+    :class:`~model_core.text.PromptBuilder` and returns an :class:`~model_core.text.Encoded`.
     """
 
-    def __init__(self, encode: Callable[..., tuple[list[int], list[int], int]], *, tokens_per_tile: int,
+    def __init__(self, encode: Callable[..., Encoded], *, tokens_per_tile: int,
                  pad_token_id: int, train: bool) -> None:
         self.encode = encode
         self.tokens_per_tile = tokens_per_tile
@@ -407,15 +409,15 @@ class Collator:
                         scores=x.scores, index=x.index, train=self.train)
             for x in examples
         ]
-        length = max((len(ids) for ids, _, _ in encoded), default=0)
+        length = max((len(e.input_ids) for e in encoded), default=0)
         batch_size = len(examples)
         input_ids = torch.full((batch_size, length), self.pad_token_id, dtype=torch.long)
         labels = torch.full((batch_size, length), -100, dtype=torch.long)
         attention_mask = torch.zeros((batch_size, length), dtype=torch.long)
-        for row, (ids, labs, _) in enumerate(encoded):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            labels[row, : len(labs)] = torch.tensor(labs)
-            attention_mask[row, : len(ids)] = 1
+        for row, e in enumerate(encoded):
+            input_ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
+            labels[row, : len(e.labels)] = torch.tensor(e.labels)
+            attention_mask[row, : len(e.input_ids)] = 1
         tile_size = examples[0].pixel_values.shape[-1] if examples else 1
         return Batch(
             pixel_values=(torch.cat([x.pixel_values for x in examples]) if examples
@@ -424,7 +426,8 @@ class Collator:
             input_ids=input_ids,
             attention_mask=attention_mask,
             labels=labels,
-            head_index=torch.tensor([h for _, _, h in encoded], dtype=torch.long),
+            head_index=torch.tensor([e.head_index for e in encoded], dtype=torch.long),
+            lm_index=torch.tensor([e.lm_index for e in encoded], dtype=torch.long),
             scores=torch.tensor([x.scores for x in examples], dtype=torch.float32).reshape(batch_size, NUM_DIMENSIONS),
             is_expert=torch.tensor([x.is_expert for x in examples], dtype=torch.bool),
             indices=[x.index for x in examples],

@@ -19,6 +19,7 @@ output comes from the same hidden state, so the MetaVoter costs nothing extra.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -361,18 +362,25 @@ class HumanAesModel(nn.Module):
     def backbone_dtype(self) -> torch.dtype:
         return self.backbone.get_input_embeddings().weight.dtype
 
-    def collator(self, *, train: bool):
+    def collator(self, *, train: bool, seed: int = 0):
+        """Batches for training (answers, labels, a prompt per record drawn from ``seed``) or for scoring."""
         from model_core.data import Collator
 
-        return Collator(self.prompts.encode, tokens_per_tile=self.tokens_per_tile,
+        prompts = self.prompts
+        if seed != prompts.seed:
+            prompts = copy.copy(prompts)
+            prompts.seed = seed
+        return Collator(prompts.encode, tokens_per_tile=self.tokens_per_tile,
                         pad_token_id=int(self.tokenizer.pad_token_id or 0), train=train)
 
     # -- forward --------------------------------------------------------------------------------------------
     def forward(
         self, *, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-        head_index: torch.Tensor, labels: torch.Tensor | None = None,
+        head_index: torch.Tensor, lm_index: torch.Tensor | None = None, labels: torch.Tensor | None = None,
     ) -> HeadOutputs:
-        """One prefill; all heads read the hidden state at ``head_index`` (the last answer-prefix token)."""
+        """One prefill; the regression and expert heads read the hidden state at ``head_index``, the LM head at
+        ``lm_index`` (the last answer-prefix token; defaults to ``head_index``, where the platform recipe reads all
+        three). Where each recipe puts them: :mod:`model_core.text`."""
         low_precision = self.backbone_dtype in (torch.bfloat16, torch.float16)
         with torch.autocast(device_type=input_ids.device.type, dtype=self.backbone_dtype, enabled=low_precision):
             out = self.backbone.model(
@@ -382,9 +390,10 @@ class HumanAesModel(nn.Module):
         hidden = out.last_hidden_state  # (B, T, D)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         head_hidden = hidden[rows, head_index].float()  # (B, D)
+        lm_hidden = head_hidden if lm_index is None else hidden[rows, lm_index].float()  # (B, D)
 
         lm_weight = self.backbone.lm_head.weight  # (V, D)
-        level_logits = head_hidden @ lm_weight[self.level_token_ids].float().T  # (B, 5)
+        level_logits = lm_hidden @ lm_weight[self.level_token_ids].float().T  # (B, 5)
         level_probs = torch.softmax(level_logits, dim=-1)
         lm_score = level_probs @ self.level_centres  # (B,)
         lm_spread = (level_probs @ self.level_centres.square() - lm_score.square()).clamp_min(0).sqrt()  # (B,)

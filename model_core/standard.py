@@ -54,6 +54,13 @@ LEVEL_CENTRES: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 ANSWER_PREFIX = "The aesthetics of the human image is"
 OVERALL_ANSWER_TEMPLATE = ANSWER_PREFIX + " {level}"
 
+# Training recipes: how a record becomes a chat sequence (see model_core/text.py for the token layout).
+# "platform": our own prompt lists and layout (the heads read where the one-prefill scorer reads).
+# "reference": the HumanAesExpert reference trainer's prompts, system turn and one-turn expert records.
+PLATFORM_RECIPE = "platform"
+REFERENCE_RECIPE = "reference"
+RECIPES: tuple[str, ...] = (PLATFORM_RECIPE, REFERENCE_RECIPE)
+
 # Prompt lists: the trainer picks one per record from a seed so that a run is reproducible. The overall prompts
 # go with is_expert 0, the "... from 12 different dimensions" prompts with is_expert 1.
 OVERALL_PROMPTS: tuple[str, ...] = (
@@ -70,6 +77,37 @@ EXPERT_PROMPTS: tuple[str, ...] = (
     "Please rate the aesthetics of the human image from 12 different dimensions.",
     "Evaluate the human image's aesthetics from 12 different dimensions.",
 )
+
+# The reference recipe's lists, in the reference's order (its register script draws one uniformly per record, the
+# overall list for is_expert 0, the expert list for is_expert 1, and puts "<image>\n" before it).
+REFERENCE_OVERALL_PROMPTS: tuple[str, ...] = (
+    "Can you evaluate the aesthetics of the human image?",
+    "Rate the aesthetics of this human picture.",
+    "How is the aesthetics of this human image?",
+    "Can you rate the aesthetics of this human picture?",
+    "Please evaluate the aesthetics of the human image.",
+)
+REFERENCE_EXPERT_PROMPTS: tuple[str, ...] = (
+    "Can you evaluate the aesthetics of the human image from 12 different dimensions?",
+    "Rate the aesthetics of this human picture from 12 different dimensions.",
+    "How is the aesthetics of this human image from 12 different dimensions?",
+    "Can you rate the aesthetics of this human picture from 12 different dimensions?",
+    "Please evaluate the aesthetics of the human image from 12 different dimensions.",
+)
+# The question the released checkpoints are asked at inference (their README and evaluation script).
+REFERENCE_INFERENCE_PROMPT = REFERENCE_OVERALL_PROMPTS[1]
+# The system turn the reference trainer writes: its template subclasses ms-swift's `InternvlTemplate` (not
+# `Internvl2Template`), whose default system text is this one; the fine-tuning scripts pass no `--system`.
+REFERENCE_SYSTEM_PROMPT = "You are an AI assistant whose name is InternLM (书生·浦语)."
+
+
+def prompt_lists(recipe: str = PLATFORM_RECIPE) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(overall prompts, expert prompts) of a recipe."""
+    if recipe == PLATFORM_RECIPE:
+        return OVERALL_PROMPTS, EXPERT_PROMPTS
+    if recipe == REFERENCE_RECIPE:
+        return REFERENCE_OVERALL_PROMPTS, REFERENCE_EXPERT_PROMPTS
+    raise ValueError(f"unknown training recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
 
 
 class ScoreError(ValueError):
@@ -133,7 +171,8 @@ def training_scores(*, overall: float, expert: Sequence[float] | None) -> list[f
     return [0.0] * (NUM_DIMENSIONS - 1) + [validate_score(overall, what=OVERALL.name)]
 
 
-def pick_prompt(*, is_expert: bool, seed: int, record_index: int) -> str:
-    """A prompt for one record, reproducible from (seed, record index)."""
-    prompts = EXPERT_PROMPTS if is_expert else OVERALL_PROMPTS
+def pick_prompt(*, is_expert: bool, seed: int, record_index: int, recipe: str = PLATFORM_RECIPE) -> str:
+    """A prompt for one record from the recipe's lists, drawn uniformly and reproducibly from (seed, record index)."""
+    overall, expert = prompt_lists(recipe)
+    prompts = expert if is_expert else overall
     return prompts[random.Random(f"{seed}:{record_index}").randrange(len(prompts))]

@@ -394,7 +394,7 @@ def train(
     wrapped = accelerator.prepare_model(model)  # DDP under torchrun/accelerate launch; the model itself otherwise
     dataset = ImageDataset(train_records, tile_size=model.tile_size, max_tiles=config.max_tiles,
                            on_bad_image=config.on_bad_image)  # type: ignore[arg-type]
-    collate = model.collator(train=True)
+    collate = model.collator(train=True, seed=config.seed)  # the run's seed draws the prompts
 
     bar = None
     if show_progress and is_main:

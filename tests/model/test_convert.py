@@ -62,6 +62,7 @@ def test_output_is_a_model_core_checkpoint_on_the_converted_backbone(converted):
     assert hf["text_config"]["model_type"] == ("qwen2" if converted["case"]["family"] == "qwen2" else "llama")
     assert hf["vision_feature_layer"] == -1
     assert not list(out.parent.glob(".out.converting-*"))  # the temporary directory is gone
+    assert payload["model"]["chat"]["recipe"] == "reference"  # InternVL2 weights train on with the reference layout
 
 
 def test_special_tokens_line_up_with_the_image_token(converted):
@@ -289,10 +290,15 @@ def test_train_runs_two_steps_from_the_converted_checkpoint(tmp_path, small_data
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["steps"] == 2
     after = load_model(result["final_checkpoint"])
-    assert after.config.head_kind == "linear" and after.config.lora.r == 4
+    assert after.config.head_kind == "linear" and after.config.lora.r == 4 and after.config.chat.recipe == "reference"
     assert not torch.equal(after.regression_head.proj.weight, before.regression_head.proj.weight)
     # the frozen backbone is the converted one, shared by reference (a delta checkpoint)
     assert after.config.backbone.source == before.config.backbone.source
+    # a model keeps the layout it was trained with: another recipe is refused before any work
+    code = main(["train", "--data", str(small_data), "--output", str(tmp_path / "run2"), "--init-checkpoint",
+                 str(tmp_path / "out"), "--recipe", "platform", "--max-steps", "1", "--device", "cpu", "--quiet"])
+    assert code == 2 and "reference" in json.loads(capsys.readouterr().out)["message"]
+    assert not (tmp_path / "run2").exists()
 
 
 def test_head_kind_defaults_to_mlp_for_existing_configs_and_is_validated():

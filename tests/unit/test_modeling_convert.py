@@ -60,6 +60,12 @@ def test_a_lora_preset_trains_from_the_registered_conversion(curator_client, ver
     assert job.config["train"]["init_checkpoint"] == str(converted.resolve())
     assert job.config["model"] == ModelVersion.objects.get(pk=mv_id).config["model"]
     assert job.config["init_model_version"] == mv_id
+    assert job.config["model"]["chat"]["recipe"] == "reference"
+    other = curator_client.post("/api/training-jobs/", {
+        "dataset_version": version.pk, "preset": "1B-LoRA",
+        "config": {**CPU, "init_model_version": mv_id, "recipe": "platform"}}, format="json")
+    assert other.status_code == 400 and "keeps the layout" in other.json()["detail"]
+    assert TrainingJob.objects.count() == 1
 
     job = services.training_job_run(job_id=job.pk)
     assert job.state == JobState.SUCCEEDED, job.error

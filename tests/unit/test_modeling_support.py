@@ -100,6 +100,7 @@ def test_histogram_counts_edges():
     ("tiny-cpu", {"backbone_path": "/x"}, "invalid_config"),
     ("1B-LoRA", {}, "backbone_missing"),
     ("8B-LoRA", {"backbone_path": "/no/such/InternVL2-8B"}, "backbone_missing"),
+    ("tiny-cpu", {"recipe": "swift"}, "invalid_config"),
 ])
 def test_bad_presets_and_configs_are_refused(preset, overrides, code):
     from aesplatform.modeling.presets import resolve_config
@@ -116,6 +117,15 @@ def test_lora_preset_accepts_a_local_backbone_dir(tmp_path):
     config = resolve_config(preset="1B-LoRA", overrides={"backbone_path": str(tmp_path), "epochs": 2})
     assert config["model"]["backbone"]["source"] == str(tmp_path)
     assert config["train"]["epochs"] == 2 and config["model"]["lora"] is not None
+    assert config["model"]["chat"]["recipe"] == "reference"  # InternVL2 weights: the reference recipe by default
+    ours = resolve_config(preset="1B-LoRA", overrides={"backbone_path": str(tmp_path), "recipe": "platform"})
+    assert ours["model"]["chat"]["recipe"] == "platform"
+
+
+def test_tiny_preset_trains_with_our_recipe():
+    from aesplatform.modeling.presets import resolve_config
+
+    assert resolve_config(preset="tiny-cpu", overrides={})["model"]["chat"]["recipe"] == "platform"
 
 
 def test_json_safe_turns_nan_and_infinities_into_null():

@@ -8,6 +8,10 @@ a real InternVL backbone found at a local path (`backbone_path`), which must exi
 checkpoint becomes the trainer's `init_checkpoint` and its model config (backbone, LoRA, head kind) is the job's,
 so that a checkpoint made by `python -m model_core convert` from InternVL2 / HumanAesExpert weights trains with
 any preset whose backbone kind matches (tiny-cpu: a tiny model; the LoRA presets: a real backbone).
+
+The training recipe (chat layout and prompts, docs/training-recipes.md) is model_core's default for what the job
+starts from: ours ("platform") for the tiny backbone, the reference trainer's ("reference") for InternVL2
+weights; a job may choose with the `recipe` override.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ OVERRIDES: dict[str, tuple[type, ...]] = {
     "head_lr": (int, float), "warmup_steps": (int,), "seed": (int,), "checkpoint_every": (int,),
     "log_every": (int,), "max_tiles": (int,), "metavoter_fraction": (int, float), "metavoter_steps": (int,),
     "metavoter_folds": (int,),
-    "backbone_path": (str,), "device": (str,), "precision": (str,), "num_workers": (int,),
+    "backbone_path": (str,), "device": (str,), "precision": (str,), "num_workers": (int,), "recipe": (str,),
     "init_model_version": (int,),
 }
 
@@ -66,6 +70,7 @@ def resolve_config(*, preset: str, overrides: dict | None) -> dict[str, Any]:
     Raises ServiceError (400) naming the problem: unknown preset, unknown or mistyped override, a missing backbone
     directory, or values TrainConfig.validate() refuses."""
     from model_core.model import ModelConfig
+    from model_core.text import default_recipe_for
     from model_core.training import TrainConfig
 
     if preset not in PRESETS:
@@ -100,7 +105,12 @@ def resolve_config(*, preset: str, overrides: dict | None) -> dict[str, Any]:
     elif backbone_path:
         raise ServiceError(f"Preset {preset} uses the tiny random-init backbone; backbone_path does not apply.",
                            code="invalid_config")
-    model = ModelConfig.from_dict({**spec["model"], "backbone": {"source": backbone_path or "tiny"}}).to_dict()
+    recipe = overrides.pop("recipe", None) or default_recipe_for("internvl-hf" if backbone_path else "tiny")
+    try:
+        model = ModelConfig.from_dict({**spec["model"], "backbone": {"source": backbone_path or "tiny"},
+                                       "chat": {"recipe": recipe}}).to_dict()
+    except ValueError as exc:
+        raise ServiceError(str(exc), code="invalid_config") from None
     train = {**spec["train"], **overrides}
     try:
         TrainConfig.from_dict({**train, "data": "-", "output_dir": "-", "model": model}).validate()
@@ -137,6 +147,10 @@ def _resolve_from_model_version(preset: str, spec: dict, version_id: int, overri
     if not model.backbone.is_tiny and not (source.is_absolute() and (source / "config.json").is_file()):
         raise ServiceError(f"Model version {version.name}: its backbone {model.backbone.source!r} is not a local "
                            "model directory on this machine.", code="backbone_missing")
+    recipe = overrides.pop("recipe", None)
+    if recipe is not None and recipe != model.chat.recipe:
+        raise ServiceError(f"Model version {version.name} was trained with the {model.chat.recipe!r} recipe; a model "
+                           "keeps the layout it was trained with (leave config.recipe out).", code="invalid_config")
     train = {**spec["train"], **overrides, "init_checkpoint": version.checkpoint_path}
     try:
         TrainConfig.from_dict({**train, "data": "-", "output_dir": "-", "model": model.to_dict()}).validate()
