@@ -107,6 +107,7 @@ def test_the_heartbeat_thread_keeps_a_running_job_alive_and_stops_with_the_block
 def test_the_sweep_requeues_only_jobs_without_a_sign_of_life(user, django_capture_on_commit_callbacks, monkeypatch):
     sent = []
     monkeypatch.setattr(jobs, "_send", lambda app, name, pk: sent.append((name, pk)))
+    monkeypatch.setattr(jobs, "_messages_waiting", lambda app, name, cache: 0)  # the pending one's message is lost
     alive_running = job_claim(model=ImportJob, job_id=_job(user).pk)
     fresh_pending = _job(user)
     dead_running = _stale(user, "running", attempts=1)
@@ -130,6 +131,23 @@ def test_the_sweep_requeues_only_jobs_without_a_sign_of_life(user, django_captur
     # the re-queued job is claimed from where it stopped, by one worker
     again = job_claim(model=ImportJob, job_id=dead_running.pk)
     assert again is not None and again.attempts == 2
+
+
+def test_the_sweep_leaves_a_pending_job_alone_while_messages_wait_in_its_queue(user, monkeypatch,
+                                                                              django_capture_on_commit_callbacks):
+    waiting_behind_others = _stale(user, "pending")
+    monkeypatch.setattr(jobs, "_messages_waiting", lambda app, name, cache: 3)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        assert job_sweep() == {}
+    assert not queued and ImportJob.objects.get(pk=waiting_behind_others.pk).state == JobState.PENDING
+
+
+def test_the_sweep_counts_the_messages_of_a_queue_on_the_real_broker():
+    from aesplatform.celery import app
+
+    cache: dict = {}
+    assert jobs._messages_waiting(app, "workers.gpu.training_job_run", cache) is not None
+    assert list(cache) == ["gpu"]
 
 
 def test_cancel_rules(user):

@@ -270,18 +270,23 @@ def job_resume(*, job: Job) -> Job:
 def job_sweep() -> dict[str, list[int]]:
     """Re-queue every job that has shown no sign of life for AESP_JOB_STALE_S (celery beat runs this).
 
-    Running ones go back to pending (cancelled, when a cancel was asked for), then to the queue; pending ones
-    are queued again (their message was lost, or is still waiting behind others: a second one is harmless).
-    Each row is taken with a guarded UPDATE, so two sweeps at once queue it once."""
+    Running ones go back to pending (cancelled, when a cancel was asked for), then to the queue. Pending ones are
+    queued again when their message is evidently lost: none is waiting in their queue (a job merely waiting behind
+    others is left alone). Each row is taken with a guarded UPDATE, so two sweeps at once queue it once."""
     from aesplatform.celery import app
 
     swept: dict[str, list[int]] = {}
+    waiting: dict[str, int | None] = {}
     for model in job_models():
         now = timezone.now()
         stale = _stale_q(_cutoff(now))
         candidates = list(model.objects.filter(stale, state__in=ACTIVE_JOB_STATES).order_by("pk")
-                          .values_list("pk", flat=True)[:1000])
-        for job_id in candidates:
+                          .values_list("pk", "state", "cancel_requested")[:1000])
+        for job_id, state, cancel_requested in candidates:
+            if state == JobState.PENDING and not cancel_requested:
+                task_name = model.objects.select_related().get(pk=job_id).job_task_name()
+                if _messages_waiting(app, task_name, waiting):
+                    continue
             with transaction.atomic():
                 rows = model.objects.filter(stale, pk=job_id, state__in=ACTIVE_JOB_STATES)
                 if rows.filter(cancel_requested=True).update(state=JobState.CANCELLED, finished_at=now,
@@ -289,13 +294,25 @@ def job_sweep() -> dict[str, list[int]]:
                     continue
                 if not rows.update(state=JobState.PENDING, heartbeat_at=now, updated_at=now):
                     continue  # it came alive, finished, or another sweep took it
-                job = model.objects.select_related().get(pk=job_id)
-                task_name = job.job_task_name()
+                task_name = model.objects.select_related().get(pk=job_id).job_task_name()
                 transaction.on_commit(lambda name=task_name, pk=job_id: _send(app, name, pk))
             swept.setdefault(model._meta.label, []).append(job_id)
     if swept:
         logger.warning("job sweep re-queued jobs with no sign of life for %.0f s: %s", job_stale_after(), swept)
     return swept
+
+
+def _messages_waiting(app, task_name: str, cache: dict[str, int | None]) -> int | None:
+    """How many messages wait in the queue `task_name` is routed to (None: the broker could not say)."""
+    queue = app.amqp.router.route({}, task_name)["queue"].name
+    if queue not in cache:
+        try:
+            with app.connection_for_write() as connection:
+                cache[queue] = connection.default_channel.queue_declare(queue=queue, passive=False).message_count
+        except Exception:  # noqa: BLE001 - unknown: the job is queued again (a second message is harmless)
+            logger.warning("job sweep could not count the messages of queue %s", queue, exc_info=True)
+            cache[queue] = None
+    return cache[queue]
 
 
 def _send(app, task_name: str, job_id: int) -> None:
