@@ -173,6 +173,12 @@ def job_cancelled(*, job: Job, **fields) -> bool:
     return bool(_owned(job).update(**fields, state=JobState.CANCELLED, finished_at=now, updated_at=now))
 
 
+def job_release(*, job: Job) -> bool:
+    """Give the job back to the queue's next delivery (pending), keeping what it did: e.g. at a time limit."""
+    now = timezone.now()
+    return bool(_owned(job).update(state=JobState.PENDING, heartbeat_at=now, updated_at=now))
+
+
 def job_refresh(job: Job) -> Job:
     return type(job).objects.get(pk=job.pk)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
@@ -43,6 +44,7 @@ from aesplatform.common.jobs import (
     job_fail,
     job_progress,
     job_refresh,
+    job_release,
     job_resume,
     job_running,
     job_should_stop,
@@ -294,6 +296,9 @@ def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: i
             return job_refresh(run)
         try:
             return _filter_run_score(run, scorer=scorer, config=config, num_workers=num_workers)
+        except SoftTimeLimitExceeded:
+            job_release(job=run)  # the task queues itself again and continues from the first unscored image
+            raise
         except Exception as exc:
             job_fail(job=run, error=f"{type(exc).__name__}: {exc}")
             raise

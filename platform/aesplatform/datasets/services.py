@@ -398,6 +398,10 @@ def export_manifest(export: Export) -> dict:
 
 def export_resume(*, export: Export) -> Export:
     """Queue a failed or stalled export again; it starts over in a fresh temporary directory."""
+    live = _live_export(export.version, export.format, export.options_digest)
+    if live is not None and live.pk != export.pk:
+        raise ConflictError(f"Export {live.pk} of the same version, format and options is {live.state}; use that one.",
+                            code="duplicate_export")
     return job_resume(job=export)
 
 
