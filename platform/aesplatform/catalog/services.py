@@ -30,10 +30,9 @@ from django.core.files.storage import FileSystemStorage, default_storage, storag
 from django.utils.functional import empty
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count
-from django.utils import timezone
 
 from aesplatform.annotation.models import Consensus, ConsensusOrigin
-from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.common.exceptions import ServiceError
 from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
 from aesplatform.common.jobs import (
     job_cancel,
