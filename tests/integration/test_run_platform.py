@@ -52,7 +52,7 @@ def _main_workers(script: psutil.Process) -> list[psutil.Process]:
     return found
 
 
-def test_make_run_restarts_a_killed_worker_keeps_the_web_up_and_stops_everything_on_sigterm(tmp_path):
+def _platform_env(tmp_path) -> tuple[dict[str, str], int]:
     env = {key: value for key, value in os.environ.items() if key not in _TEST_ONLY}
     port = _free_port()
     env.update(DJANGO_ENV="development", AESP_VAR_DIR=str(tmp_path / "var"), PY=sys.executable, HOST="127.0.0.1",
@@ -61,6 +61,22 @@ def test_make_run_restarts_a_killed_worker_keeps_the_web_up_and_stops_everything
                PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "platform"), str(REPO_ROOT)]))
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO_ROOT, env=env,
                    check=True, timeout=240)
+    return env, port
+
+
+def _cleanup(script: subprocess.Popen, tmp_path) -> None:
+    if script.poll() is None:
+        os.killpg(script.pid, signal.SIGKILL)
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("AESP_VAR_DIR", "").startswith(str(tmp_path)):
+                process.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+
+
+def test_make_run_restarts_a_killed_worker_keeps_the_web_up_and_stops_everything_on_sigterm(tmp_path):
+    env, port = _platform_env(tmp_path)
     log = open(tmp_path / "run.log", "wb")
     script = subprocess.Popen(["scripts/run_platform.sh"], cwd=REPO_ROOT, env=env, stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True)
@@ -89,12 +105,26 @@ def test_make_run_restarts_a_killed_worker_keeps_the_web_up_and_stops_everything
         assert not alive, f"still running {elapsed:.1f} s after SIGTERM: {[p.info for p in alive]}\n{logs()}"
         assert elapsed < 10 and not _answers(health)
     finally:
-        if script.poll() is None:
-            os.killpg(script.pid, signal.SIGKILL)
-        for process in psutil.process_iter():
-            try:
-                if str(tmp_path) in " ".join(process.environ().get("AESP_VAR_DIR", "")):
-                    process.kill()
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
+        _cleanup(script, tmp_path)
+        log.close()
+
+
+def test_ctrl_c_stops_make_run_within_seconds(tmp_path):
+    """Ctrl-C in a terminal: SIGINT to the whole foreground process group (the script and its supervisors)."""
+    env, port = _platform_env(tmp_path)
+    log = open(tmp_path / "run.log", "wb")
+    script = subprocess.Popen(["scripts/run_platform.sh"], cwd=REPO_ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    logs = lambda: (tmp_path / "run.log").read_text(errors="replace")[-4000:]  # noqa: E731
+    try:
+        parent = psutil.Process(script.pid)
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/health/"), timeout=90, message=f"the web; log:\n{logs()}")
+        wait_for(lambda: " ready." in logs(), timeout=90, message=f"the worker; log:\n{logs()}")
+        everything = [parent, *parent.children(recursive=True)]
+        started = time.monotonic()
+        os.killpg(script.pid, signal.SIGINT)
+        _gone, alive = psutil.wait_procs(everything, timeout=10)
+        assert not alive, f"still running {time.monotonic() - started:.1f} s after Ctrl-C: {alive}\n{logs()}"
+    finally:
+        _cleanup(script, tmp_path)
         log.close()
