@@ -6,9 +6,9 @@ The life of a filter run:
    `workers.gpu.filter_run_execute` (queue `gpu`) once it commits. Any bad input: a 4xx and no row at all.
 2. `filter_run_execute` (GPU worker, CPU without one): scores the results that are still unscored, in chunks,
    through the engine's batched pipeline; each model batch is written with one bulk UPDATE guarded by
-   `scored_at IS NULL`, so a redelivered task (acks_late: the worker was killed) picks up where the last
-   committed batch ended and no image is scored twice. The common job claim (aesplatform.common.jobs) keeps two
-   deliveries of the same run from working at once. An image whose file vanished is marked (result error, image `broken`).
+   `scored_at IS NULL`, so a new delivery (the worker was killed: the job sweep queues the run again) picks up
+   where the last committed batch ended and no image is scored twice. The common job claim
+   (aesplatform.common.jobs) keeps two deliveries of the same run from working at once. An image whose file vanished is marked (result error, image `broken`).
 3. `filter_run_finalize`: near-duplicate groups (ANN over the stored embeddings), proposals from thresholds,
    ReviewBatches (a duplicate group never straddles two batches), images `imported` -> `filtered`.
 4. `filter_run_repropose`: new thresholds re-propose the undecided results from the stored signals (the model

@@ -1,10 +1,10 @@
 """Modeling services: training jobs, the model registry (exactly one promoted model) and pre-scoring runs.
 
 Jobs run in the `gpu` queue (workers/modeling.py; pre-scoring with a released HumanAesExpert checkpoint in the
-`humanaesexpert` queue, whose worker runs in that release's pinned runtime) and are safe to deliver twice: a
-per-job advisory lock keeps a second delivery from running beside the first; a delivery after a killed worker
-resumes training from the newest checkpoint (model_core resumes from the same output_dir) and pre-scoring from
-the first image without a score.
+`humanaesexpert` queue, whose worker runs in that release's pinned runtime) and are safe to deliver twice: the
+common job claim (aesplatform.common.jobs) keeps a second delivery from running beside the first; a delivery
+after a killed worker (queued by the job sweep) resumes training from the newest checkpoint (model_core resumes
+from the same output_dir) and pre-scoring from the first image without a score.
 """
 
 from __future__ import annotations
