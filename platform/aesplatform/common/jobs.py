@@ -265,7 +265,8 @@ def job_resume(*, job: Job) -> Job:
         raise ConflictError(f"{_noun(model)} {job.pk} is running; it can be resumed if it fails or stalls.",
                             code="already_running")
     job.state, job.error, job.finished_at, job.heartbeat_at = JobState.PENDING, "", None, timezone.now()
-    job.save(update_fields=["state", "error", "finished_at", "heartbeat_at", "updated_at"])
+    job.cancel_requested = False  # a resume asked after a cancel (of a worker that then died) is the later wish
+    job.save(update_fields=["state", "error", "finished_at", "heartbeat_at", "cancel_requested", "updated_at"])
     job_enqueue(job=job)
     return job
 
