@@ -419,9 +419,12 @@ def export_run(*, export_id: int) -> Export | None:
         job_progress(job=export, processed=0)
         export = Export.objects.select_related("version").get(pk=export_id)
         target = export_target(export)
-        temp = target.parent / f".{target.name}.partial-{export.pk}"
+        # One temporary directory per attempt: a worker that was given up on (and still writes) never shares one
+        # with the worker that took the export over. What earlier attempts left behind is removed.
+        temp = target.parent / f".{target.name}.partial-{export.pk}-{export.attempts}"
+        for leftover in target.parent.glob(f".{target.name}.partial-{export.pk}-*"):
+            _remove(leftover)
         try:
-            _remove(temp)
             summary = _write_export(export, target=target, temp=temp)
         except _ExportCancelled:
             _remove(temp)

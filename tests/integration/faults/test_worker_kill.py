@@ -99,7 +99,7 @@ def test_killed_jobs_of_every_kind_are_taken_up_again_by_themselves_each_item_on
             dataset_version=training_version, preset="tiny-cpu", created_by=curator_user, enqueue=queued,
             config={"max_steps": 16, "batch_size": 8, "checkpoint_every": 3, "log_every": 1, "metavoter_steps": 10})
         target = datasets.export_target(export)
-        partial = target.parent / f".{target.name}.partial-{export.pk}"
+        partial = target.parent / f".{target.name}.partial-{export.pk}-1"  # the first attempt's
         copied = lambda: len([p for p in partial.rglob("*") if p.is_file()]) if partial.is_dir() else 0  # noqa: E731
         half_way = {
             "import": lambda: ImportJob.objects.get(pk=job.pk).processed >= 64,
