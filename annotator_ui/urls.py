@@ -75,3 +75,10 @@ urlpatterns += [
     path("models/prescores/", views_modeling.PrescoresView.as_view(), name="prescores"),
     path("models/prescores/runs/", views_modeling.PrescoreRunCreateView.as_view(), name="prescore_run_new"),
 ]
+
+# Resume / Cancel of every job kind (issue 15: nothing stays stuck).
+from . import views_jobs  # noqa: E402
+
+urlpatterns += [
+    path("jobs/<str:kind>/<id:pk>/<str:action>/", views_jobs.JobActionView.as_view(), name="job_action"),
+]

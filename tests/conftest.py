@@ -78,30 +78,46 @@ def _media_root(settings, tmp_path):
 
 
 class CeleryWorker:
-    """A real `celery worker` process over the real broker and the test database."""
+    """A real `celery worker` process over the real broker (Redis, or the filesystem broker of `make run` when its
+    env says CELERY_BROKER_URL=filesystem://) and the test database. `beat`: celery beat embedded (-B), which
+    queues the job sweep (aesplatform.celery)."""
 
-    def __init__(self, env: dict[str, str], queues: str = "cpu,gpu", app: str = "aesplatform"):
+    def __init__(self, env: dict[str, str], queues: str = "cpu,gpu", app: str = "aesplatform", *,
+                 concurrency: int = 1, beat: bool = False):
         self.env = env
         self.queues = queues
         self.app = app  # another module exposing the Celery app (fault-injection tests slow some calls down)
+        self.concurrency = concurrency
+        self.beat = beat
         self.process: subprocess.Popen | None = None
         self.log_path = Path(env["AESP_VAR_DIR"]) / f"worker-{os.getpid()}-{time.monotonic_ns()}.log"
+
+    @property
+    def filesystem_broker(self) -> bool:
+        return self.env.get("CELERY_BROKER_URL", "").startswith("filesystem")
 
     def start(self) -> None:
         from aesplatform.celery import app
 
-        app.control.purge()
+        if not self.filesystem_broker:
+            app.control.purge()
         self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", self.app, "worker", "-Q", self.queues, "-c", "1",
-             "--pool", "prefork", "--loglevel", "INFO", "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
-            cwd=REPO_ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
+        command = [sys.executable, "-m", "celery", "-A", self.app, "worker", "-Q", self.queues,
+                   "-c", str(self.concurrency), "--pool", "prefork", "--loglevel", "INFO",
+                   "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"]
+        if self.beat:
+            command += ["-B", "-s", str(self.log_path.with_suffix(".beat-schedule"))]
+        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=self.env, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"celery worker exited early:\n{self.log_path.read_text()[-4000:]}")
-            if app.control.inspect(timeout=1).ping():
+            if self.filesystem_broker:
+                # the test process publishes to Redis; a filesystem-broker worker says it is ready in its log
+                if " ready." in self.log_path.read_text(errors="replace"):
+                    return
+            elif app.control.inspect(timeout=1).ping():
                 return
             time.sleep(0.5)
         self.stop()
@@ -151,13 +167,13 @@ def celery_worker_factory(transactional_db, settings):
     workers: list[CeleryWorker] = []
 
     def start(queues: str = "cpu,gpu", *, app: str = "aesplatform", pythonpath: tuple[str | Path, ...] = (),
-              **extra_env: str) -> CeleryWorker:
+              concurrency: int = 1, beat: bool = False, **extra_env: str) -> CeleryWorker:
         """`pythonpath`: directories put before the repository's on the worker's PYTHONPATH (a runtime overlay,
         e.g. the HumanAesExpert one); `extra_env`: more environment variables."""
         worker_env = {**env, **extra_env}
         if pythonpath:
             worker_env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), env["PYTHONPATH"]])
-        worker = CeleryWorker(worker_env, queues, app)
+        worker = CeleryWorker(worker_env, queues, app, concurrency=concurrency, beat=beat)
         worker.start()
         workers.append(worker)
         return worker

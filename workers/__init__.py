@@ -4,4 +4,5 @@ from . import catalog  # noqa: F401
 from . import annotation  # noqa: F401
 from . import curation  # noqa: F401
 from . import datasets  # noqa: F401
+from . import jobs  # noqa: F401
 from . import modeling  # noqa: F401

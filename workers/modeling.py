@@ -2,9 +2,9 @@
 to the `humanaesexpert` queue (aesplatform.celery), whose worker runs with the pinned runtime of the released
 HumanAesExpert checkpoints first on its PYTHONPATH (`make humanaesexpert-runtime`).
 
-Thin and idempotent: ids in, services called. Late acks + reject-on-worker-lost: a killed worker's task is
-delivered again, and the services resume (training from the newest checkpoint, pre-scoring from the first
-image without a score).
+Thin and idempotent: ids in, services called. A job whose worker was killed is queued again by the job sweep
+(aesplatform.common.jobs), and the services resume (training from the newest checkpoint, pre-scoring from the
+first image without a score).
 """
 
 from __future__ import annotations

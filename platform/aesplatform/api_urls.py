@@ -66,6 +66,8 @@ urlpatterns += [
     path("exports/", datasets_api.ExportListCreateView.as_view(), name="api-exports"),
     path("exports/<id:pk>/", datasets_api.ExportDetailView.as_view(), name="api-export"),
     path("exports/<id:pk>/download/", datasets_api.ExportDownloadView.as_view(), name="api-export-download"),
+    path("exports/<id:pk>/resume/", datasets_api.ExportResumeView.as_view(), name="api-export-resume"),
+    path("exports/<id:pk>/cancel/", datasets_api.ExportCancelView.as_view(), name="api-export-cancel"),
 ]
 
 # --- modeling: training jobs, model registry, pre-scoring (issue 8) ---
@@ -75,11 +77,14 @@ urlpatterns += [
     path("training-jobs/", modeling_api.TrainingJobListCreateView.as_view(), name="api-training-jobs"),
     path("training-jobs/<id:pk>/", modeling_api.TrainingJobDetailView.as_view(), name="api-training-job"),
     path("training-jobs/<id:pk>/cancel/", modeling_api.TrainingJobCancelView.as_view(), name="api-training-job-cancel"),
+    path("training-jobs/<id:pk>/resume/", modeling_api.TrainingJobResumeView.as_view(), name="api-training-job-resume"),
     path("model-versions/", modeling_api.ModelVersionListCreateView.as_view(), name="api-model-versions"),
     path("model-versions/<id:pk>/", modeling_api.ModelVersionDetailView.as_view(), name="api-model-version"),
     path("model-versions/<id:pk>/promote/", modeling_api.ModelVersionPromoteView.as_view(), name="api-model-version-promote"),
     path("prescore-runs/", modeling_api.PrescoreRunListCreateView.as_view(), name="api-prescore-runs"),
     path("prescore-runs/<id:pk>/", modeling_api.PrescoreRunDetailView.as_view(), name="api-prescore-run"),
+    path("prescore-runs/<id:pk>/resume/", modeling_api.PrescoreRunResumeView.as_view(), name="api-prescore-run-resume"),
+    path("prescore-runs/<id:pk>/cancel/", modeling_api.PrescoreRunCancelView.as_view(), name="api-prescore-run-cancel"),
     path("prescores/", modeling_api.PrescoreListView.as_view(), name="api-prescores"),
 ]
 urlpatterns += [

@@ -5,6 +5,11 @@ Queues: `cpu` (imports, exports, bookkeeping), `gpu` (CLIP filtering, training, 
 was made for, transformers 4.44.2 and friends first on its PYTHONPATH, `make humanaesexpert-runtime`). JSON only,
 late acks with reject-on-worker-lost so that a killed worker's task is delivered again; every task is
 idempotent, which makes that safe.
+
+Nothing stays stuck: celery beat (`make run` embeds it in the main worker, compose runs a `beat` service) queues
+`workers.jobs.job_sweep` every AESP_JOB_SWEEP_S; it re-queues the jobs with no heartbeat for AESP_JOB_STALE_S
+(aesplatform.common.jobs). The broker's visibility timeout stays long (an hour): a job whose worker died is taken
+up by the sweep within a minute or two, on either broker, not by a redelivery.
 """
 
 from __future__ import annotations
@@ -33,5 +38,13 @@ app.conf.update(
     task_routes={"workers.gpu.*": {"queue": "gpu"}, "workers.humanaesexpert.*": {"queue": "humanaesexpert"}},
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
+    beat_schedule={
+        "job-sweep": {
+            "task": "workers.jobs.job_sweep",
+            "schedule": float(os.environ.get("AESP_JOB_SWEEP_S") or 30.0),
+            # a sweep that waited longer than one period is superseded by the next one
+            "options": {"queue": "cpu", "expires": float(os.environ.get("AESP_JOB_SWEEP_S") or 30.0)},
+        },
+    },
 )
 app.autodiscover_tasks(["workers"], related_name=None, force=True)

@@ -259,6 +259,14 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         }
     )
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+
+# Nothing stays stuck (aesplatform.common.jobs): a running job's worker marks it alive every AESP_JOB_HEARTBEAT_S;
+# every AESP_JOB_SWEEP_S the sweep (celery beat, aesplatform/celery.py) re-queues the jobs with no sign of life for
+# AESP_JOB_STALE_S: a running job whose worker died, a queued one whose message was lost. The broker's
+# visibility timeout stays long: the sweep, not a redelivery, is what takes such a job up again.
+AESP_JOB_HEARTBEAT_S = env.float("AESP_JOB_HEARTBEAT_S", default=15.0)
+AESP_JOB_STALE_S = env.float("AESP_JOB_STALE_S", default=60.0)
+AESP_JOB_SWEEP_S = env.float("AESP_JOB_SWEEP_S", default=30.0)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=6 * 3600)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=6 * 3600 + 300)
 

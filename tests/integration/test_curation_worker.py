@@ -9,6 +9,7 @@ from aesplatform.common.models import JobState
 from aesplatform.curation import services
 from aesplatform.curation.models import FilterResult, FilterRun, ReviewBatch
 from tests.conftest import CeleryWorker, wait_for
+from tests.integration.faults.test_worker_kill import LIFE_CYCLE
 from tests.curation_support import stored_scenes, tiny_run_kwargs
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
@@ -33,7 +34,7 @@ def test_gpu_task_is_routed_to_the_gpu_queue():
 
 @pytest.mark.django_db(transaction=True)
 def test_killed_worker_resumes_and_scores_every_image_exactly_once(slow_scoring, celery_worker_factory, curator_user):
-    first = celery_worker_factory(queues="gpu")
+    first = celery_worker_factory(queues="gpu", **LIFE_CYCLE)
     images = stored_scenes(24)
     run = services.filter_run_create(created_by=curator_user, image_ids=[i.pk for i in images], batch_size=2,
                                      review_batch_size=10, thresholds=PIXEL_ONLY, **tiny_run_kwargs())
@@ -45,8 +46,8 @@ def test_killed_worker_resumes_and_scores_every_image_exactly_once(slow_scoring,
     assert run.state == JobState.RUNNING and 6 <= run.processed < run.total == 24
     assert len(before_kill) == run.processed
 
-    # A new worker: the killed one's unacknowledged task comes back (visibility timeout) and continues the run.
-    second = CeleryWorker({**first.env, "CELERY_VISIBILITY_TIMEOUT": "1", "AESP_FILTER_BATCH_DELAY": "0"}, "gpu")
+    # A new worker: its embedded beat's job sweep re-queues the run (no heartbeat any more) and it continues it.
+    second = CeleryWorker({**first.env, "AESP_FILTER_BATCH_DELAY": "0"}, "cpu,gpu", beat=True)
     try:
         second.start()
         wait_for(lambda: FilterRun.objects.get(pk=run.pk).state == JobState.SUCCEEDED, timeout=120,

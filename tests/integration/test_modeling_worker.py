@@ -9,6 +9,7 @@ from aesplatform.common.models import JobState
 from aesplatform.modeling import services
 from aesplatform.modeling.models import TrainingJob
 from tests.conftest import CeleryWorker, wait_for
+from tests.integration.faults.test_worker_kill import LIFE_CYCLE
 from tests.unit.test_modeling_support import frozen_version, synthetic_images
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
@@ -25,7 +26,7 @@ def test_modeling_tasks_are_routed_to_the_gpu_queue():
 @pytest.mark.django_db(transaction=True)
 def test_killed_training_worker_resumes_from_its_checkpoint_then_cancels(celery_worker_factory, curator_user,
                                                                           settings, tmp_path):
-    first = celery_worker_factory(queues="gpu")
+    first = celery_worker_factory(queues="gpu", **LIFE_CYCLE)
     version = frozen_version(synthetic_images(24), user=curator_user)
     job = services.training_job_create(
         dataset_version=version, preset="tiny-cpu", created_by=curator_user,
@@ -37,7 +38,8 @@ def test_killed_training_worker_resumes_from_its_checkpoint_then_cancels(celery_
     job.refresh_from_db()
     assert job.state == JobState.RUNNING and job.total_steps == 400 and job.eta_seconds > 0
 
-    second = CeleryWorker({**first.env, "CELERY_VISIBILITY_TIMEOUT": "1"}, "gpu")
+    # nobody resumes it: the job sweep of the new worker's embedded beat takes it up (production visibility timeout)
+    second = CeleryWorker(first.env, "cpu,gpu", beat=True)
     try:
         second.start()
         wait_for(lambda: "resuming after an interrupted run" in TrainingJob.objects.get(pk=job.pk).log,

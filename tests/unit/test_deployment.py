@@ -107,8 +107,11 @@ def test_docker_compose_file_is_valid():
         ["docker-compose", "-f", "docker-compose.yml", "config"], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    for service in ("proxy:", "web:", "worker-cpu:", "worker-gpu:", "postgres:", "redis:", "flower:"):
+    for service in ("proxy:", "web:", "worker-cpu:", "worker-gpu:", "beat:", "postgres:", "redis:", "flower:"):
         assert service in result.stdout
+    # exactly one celery beat: it queues the job sweep that re-queues jobs whose worker died
+    beat = ("\n" + result.stdout.split("services:\n", 1)[1]).split("\n  beat:\n", 1)[1]
+    assert "celery -A aesplatform beat" in beat.split("\n  ", 1)[0] + beat
     assert "capabilities:" in result.stdout and "gpu" in result.stdout
     # only the buffering proxy is published; gunicorn's sync workers are reached through it
     services = "\n" + result.stdout.split("services:\n", 1)[1]

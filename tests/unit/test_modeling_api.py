@@ -4,10 +4,12 @@ every bad input of issue 8 gives a clear 4xx and records nothing; curators and a
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import psycopg
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from aesplatform.common.locks import LockNamespace
 from aesplatform.common.models import JobState
@@ -162,8 +164,10 @@ def test_an_interrupted_job_resumes_from_its_last_checkpoint(curator_client, ver
     monkeypatch.setattr(services, "PROGRESS_MIN_INTERVAL_S", 0.0)
     services.training_job_run(job_id=job_id)
     monkeypatch.undo()
-    # what a killed worker leaves: the job still running, a checkpoint on disk; the redelivery resumes it
-    TrainingJob.objects.filter(pk=job_id).update(state="running", cancel_requested=False)
+    # what a killed worker leaves: the job still running with a heartbeat gone stale, a checkpoint on disk; the
+    # next delivery (the sweep's) resumes it
+    TrainingJob.objects.filter(pk=job_id).update(state="running", cancel_requested=False, finished_at=None,
+                                                 heartbeat_at=timezone.now() - timedelta(hours=1))
     job = services.training_job_run(job_id=job_id)
     assert job.state == "succeeded", job.error
     assert "resuming after an interrupted run" in job.log and "resumed from step 2" in job.log

@@ -77,6 +77,7 @@ API_MATRIX: dict[tuple[str, str], str] = {
     ("get", "/api/imports/{id}/"): CURATOR,
     ("get", "/api/imports/{id}/items/"): CURATOR,
     ("post", "/api/imports/{id}/resume/"): CURATOR,
+    ("post", "/api/imports/{id}/cancel/"): CURATOR,
     # curation
     ("get", "/api/filter-runs/"): CURATOR,
     ("post", "/api/filter-runs/"): CURATOR,
@@ -99,11 +100,14 @@ API_MATRIX: dict[tuple[str, str], str] = {
     ("post", "/api/exports/"): CURATOR,
     ("get", "/api/exports/{id}/"): CURATOR,
     ("get", "/api/exports/{id}/download/"): CURATOR,
+    ("post", "/api/exports/{id}/resume/"): CURATOR,
+    ("post", "/api/exports/{id}/cancel/"): CURATOR,
     # modeling
     ("get", "/api/training-jobs/"): CURATOR,
     ("post", "/api/training-jobs/"): CURATOR,
     ("get", "/api/training-jobs/{id}/"): CURATOR,
     ("post", "/api/training-jobs/{id}/cancel/"): CURATOR,
+    ("post", "/api/training-jobs/{id}/resume/"): CURATOR,
     ("get", "/api/model-versions/"): CURATOR,
     ("post", "/api/model-versions/"): CURATOR,
     ("get", "/api/model-versions/{id}/"): CURATOR,
@@ -111,6 +115,8 @@ API_MATRIX: dict[tuple[str, str], str] = {
     ("get", "/api/prescore-runs/"): CURATOR,
     ("post", "/api/prescore-runs/"): CURATOR,
     ("get", "/api/prescore-runs/{id}/"): CURATOR,
+    ("post", "/api/prescore-runs/{id}/resume/"): CURATOR,
+    ("post", "/api/prescore-runs/{id}/cancel/"): CURATOR,
     ("get", "/api/prescores/"): CURATOR,
 }
 
@@ -161,6 +167,7 @@ PAGE_MATRIX: dict[tuple[str, str], str] = {
     ("get", "ui:training_job"): CURATOR,
     ("get", "ui:training_job_live"): CURATOR,
     ("post", "ui:training_job_cancel"): CURATOR,
+    ("post", "ui:job_action"): CURATOR,
     ("get", "ui:model_detail"): CURATOR,
     ("get", "ui:model_plot"): CURATOR,
     ("post", "ui:model_promote"): CURATOR,
@@ -198,8 +205,9 @@ OBJECT_OF_PREFIX = [
     ("/exports/", "export"),
     ("/models/jobs/", "training_job"),
     ("/models/", "model_version"),
+    ("/jobs/", "import_job"),
 ]
-OTHER_PARAMS = {"name": "loss.png"}  # non-id route parameters
+OTHER_PARAMS = {"name": "loss.png", "kind": "import", "action": "cancel"}  # non-id route parameters
 METHODS = ("get", "post", "put", "patch", "delete")
 
 

@@ -188,9 +188,16 @@ class ImportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(ImportItemSerializer(page, many=True).data)
 
-    @extend_schema(tags=IMPORTS_TAG, summary="Resume an interrupted or failed job (its pending items only)",
-                   request=None, responses={202: ImportJobSerializer, 409: OpenApiResponse(description="Already finished")})
+    @extend_schema(tags=IMPORTS_TAG, summary="Resume a failed or stalled job (its pending items only)",
+                   request=None, responses={202: ImportJobSerializer,
+                                            409: OpenApiResponse(description="Finished, cancelled, or running")})
     @action(detail=True, methods=["post"], url_path="resume", filter_backends=[], pagination_class=None)
     def resume(self, request, pk=None):
         job = services.import_job_resume(job=self.get_object())
         return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(tags=IMPORTS_TAG, summary="Cancel a job (a running one stops after its current chunk)",
+                   request=None, responses={200: ImportJobSerializer, 409: OpenApiResponse(description="Already finished")})
+    @action(detail=True, methods=["post"], url_path="cancel", filter_backends=[], pagination_class=None)
+    def cancel(self, request, pk=None):
+        return Response(ImportJobSerializer(services.import_job_cancel(job=self.get_object())).data)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from aesplatform.common.models import JobState, TimeStampedModel
+from aesplatform.common.models import Job, TimeStampedModel
 
 
 class ImageStatus(models.TextChoices):
@@ -59,9 +59,8 @@ class ImportKind(models.TextChoices):
     HUMANBEAUTY = "humanbeauty", "HumanBeauty data set folder"
 
 
-class ImportJob(TimeStampedModel):
+class ImportJob(Job):
     kind = models.CharField(max_length=16, choices=ImportKind.choices)
-    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.PENDING, db_index=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="import_jobs")
     source_path = models.CharField(max_length=1024, blank=True, help_text="Folder or zip on the server.")
     source_name = models.CharField(max_length=200, help_text="Recorded as Image.source for what this job imports.")
@@ -71,16 +70,15 @@ class ImportJob(TimeStampedModel):
     duplicate_count = models.PositiveIntegerField(default=0)
     error_count = models.PositiveIntegerField(default=0)
     labels_count = models.PositiveIntegerField(default=0, help_text="HumanBeauty labels stored as consensus.")
-    error = models.TextField(blank=True, help_text="Why the whole job failed (per-file errors are ImportItems).")
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    job_task = "workers.catalog.import_job_run"
+
+    class Meta(Job.Meta):
         ordering = ["-id"]
         constraints = [
+            *Job.Meta.constraints,
             models.CheckConstraint(condition=models.Q(processed__lte=models.F("total")), name="importjob_processed_le_total"),
             models.CheckConstraint(condition=models.Q(kind__in=ImportKind.values), name="importjob_kind_valid"),
-            models.CheckConstraint(condition=models.Q(state__in=JobState.values), name="importjob_state_valid"),
         ]
 
     def __str__(self) -> str:

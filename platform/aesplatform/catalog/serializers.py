@@ -8,6 +8,7 @@ from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from aesplatform.common.job_api import JOB_LIFE_CYCLE_FIELDS, stalled_field
 from aesplatform.common.models import JobState
 
 from .models import Image, ImportItem, ImportJob, ImportKind
@@ -58,13 +59,14 @@ class ImportJobSerializer(serializers.ModelSerializer):
     state = ImportJobStateField()
     created_by = serializers.CharField(source="created_by.username", read_only=True)
     progress = serializers.SerializerMethodField()
+    stalled = stalled_field()
 
     class Meta:
         model = ImportJob
         fields = [
             "id", "kind", "state", "created_by", "source_path", "source_name", "total", "processed",
             "imported_count", "duplicate_count", "error_count", "labels_count", "progress", "error",
-            "created_at", "started_at", "finished_at",
+            "created_at", "started_at", "finished_at", *JOB_LIFE_CYCLE_FIELDS,
         ]
         read_only_fields = fields
 

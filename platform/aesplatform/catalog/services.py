@@ -30,12 +30,21 @@ from django.core.files.storage import FileSystemStorage, default_storage, storag
 from django.utils.functional import empty
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count
-from django.utils import timezone
 
 from aesplatform.annotation.models import Consensus, ConsensusOrigin
-from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.common.exceptions import ServiceError
 from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
-from aesplatform.common.models import JobState
+from aesplatform.common.jobs import (
+    job_cancel,
+    job_cancelled,
+    job_fail,
+    job_progress,
+    job_refresh,
+    job_resume,
+    job_running,
+    job_should_stop,
+    job_succeed,
+)
 
 from .imaging import InspectedImage, extension_for_format
 from .models import Image, ImportItem, ImportJob, ImportKind, ImportOutcome
@@ -206,21 +215,14 @@ def _enqueue_run(job: ImportJob) -> None:
     job_enqueue_on_commit(import_job_run_task, job.pk, on_failure=job_failed_unqueued(ImportJob, job.pk))
 
 
-@transaction.atomic
 def import_job_resume(*, job: ImportJob) -> ImportJob:
-    """Queue an interrupted or failed job again; it picks up its pending items only."""
-    job = ImportJob.objects.select_for_update().get(pk=job.pk)
-    if job.state == JobState.SUCCEEDED:
-        raise ConflictError("This import has already finished.", code="already_finished")
-    if job.state == JobState.CANCELLED:
-        raise ConflictError("This import was cancelled.", code="cancelled")
-    job.state = JobState.PENDING
-    job.error = ""
-    job.finished_at = None
-    job.full_clean()
-    job.save(update_fields=["state", "error", "finished_at", "updated_at"])
-    _enqueue_run(job)
-    return job
+    """Queue an interrupted, failed or stalled job again; it picks up its pending items only."""
+    return job_resume(job=job)
+
+
+def import_job_cancel(*, job: ImportJob) -> ImportJob:
+    """Stop a job: what is imported stays; the pending items are left pending (a cancelled job is not resumed)."""
+    return job_cancel(job=job)
 
 
 # --- running a job -------------------------------------------------------------------------------------------
@@ -232,52 +234,40 @@ def import_job_run(*, job_id: int, processes: int | None = None) -> ImportJob:
     `processes`: size of the decode/hash/thumbnail pool (default: the CPUs this process may use; 0 or 1 works
     in this process).
     """
-    job = _import_job_mark_running(job_id=job_id)
-    if job.state != JobState.RUNNING:
-        return job
-    limits = ImportLimits.from_settings()
-    try:
-        _job_source_check(job)
-        if not job.items.exists():
-            _import_job_plan(job=job, limits=limits)
-        _process_pending(job=job, limits=limits, processes=processes)
-    except ServiceError as exc:
-        logger.warning("import job %s failed: %s", job.pk, exc.message)
-        return _import_job_finish(job_id=job.pk, error=exc.message)
-    except Exception as exc:
-        logger.exception("import job %s failed unexpectedly", job.pk)
-        _import_job_finish(job_id=job.pk, error=f"internal error ({type(exc).__name__}); the job can be resumed")
-        raise
-    finally:
-        close_cached_archive()
-    _delete_staging_leftovers(job)
-    return _import_job_finish(job_id=job.pk)
+    with job_running(model=ImportJob, job_id=job_id) as job:
+        if job is None:
+            return ImportJob.objects.get(pk=job_id)
+        limits = ImportLimits.from_settings()
+        try:
+            _job_source_check(job)
+            if not job.items.exists():
+                _import_job_plan(job=job, limits=limits)
+            stopped = _process_pending(job=job, limits=limits, processes=processes)
+        except ServiceError as exc:
+            logger.warning("import job %s failed: %s", job.pk, exc.message)
+            return _import_job_finish(job=job, error=exc.message)
+        except Exception as exc:
+            logger.exception("import job %s failed unexpectedly", job.pk)
+            _import_job_finish(job=job, error=f"internal error ({type(exc).__name__}); the job can be resumed")
+            raise
+        finally:
+            close_cached_archive()
+        if stopped:
+            _refresh_counts(job)
+            job_cancelled(job=job, **{field: getattr(job, field) for field in _COUNT_FIELDS})
+            return job_refresh(job)
+        _delete_staging_leftovers(job)
+        return _import_job_finish(job=job)
 
 
-@transaction.atomic
-def _import_job_mark_running(*, job_id: int) -> ImportJob:
-    job = ImportJob.objects.select_for_update().get(pk=job_id)
-    if job.state in (JobState.SUCCEEDED, JobState.CANCELLED):
-        logger.info("import job %s is already %s; nothing to do", job.pk, job.state)
-        return job
-    job.state = JobState.RUNNING
-    job.error = ""
-    job.started_at = job.started_at or timezone.now()
-    job.finished_at = None
-    job.full_clean()
-    job.save(update_fields=["state", "error", "started_at", "finished_at", "updated_at"])
-    return job
-
-
-@transaction.atomic
-def _import_job_finish(*, job_id: int, error: str = "") -> ImportJob:
-    job = ImportJob.objects.select_for_update().get(pk=job_id)
+def _import_job_finish(*, job: ImportJob, error: str = "") -> ImportJob:
     _refresh_counts(job)
-    job.state = JobState.FAILED if error else JobState.SUCCEEDED
-    job.error = error
-    job.finished_at = timezone.now()
-    job.full_clean()
-    job.save(update_fields=["state", "error", "finished_at", "updated_at"])
+    counts = {field: getattr(job, field) for field in _COUNT_FIELDS}
+    if error:
+        job_fail(job=job, error=error, **counts)
+    else:
+        job_succeed(job=job, **counts)
+    job = job_refresh(job)
     logger.info(
         "import job %s %s: %s imported, %s duplicates, %s errors of %s",
         job.pk, job.state, job.imported_count, job.duplicate_count, job.error_count, job.total,
@@ -309,7 +299,7 @@ def _import_job_plan(*, job: ImportJob, limits: ImportLimits) -> None:
     ImportItem.objects.bulk_create(
         [_planned_to_item(job, entry) for entry in planned], batch_size=2000, ignore_conflicts=True
     )
-    _save_counts(job)
+    _progress_counts(job)
 
 
 def _planned_to_item(job: ImportJob, entry: PlannedItem) -> ImportItem:
@@ -398,17 +388,20 @@ def _children_allowed():
             config["daemon"] = was_daemon
 
 
-def _process_pending(*, job: ImportJob, limits: ImportLimits, processes: int | None) -> None:
+def _process_pending(*, job: ImportJob, limits: ImportLimits, processes: int | None) -> bool:
+    """Process the pending items; True when the job was cancelled (or taken over) on the way."""
     pending = job.items.filter(outcome=ImportOutcome.PENDING).count()
     if processes is None:
         processes = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if pending == 0:
-        return
+        return False
     if processes <= 1 or pending < POOL_MIN_ITEMS:
         for chunk in _pending_chunks(job):
+            if job_should_stop(job=job):
+                return True
             results = [inspect_and_store(_item_file_source(job, item), limits) for item in chunk]
             _store_chunk(job=job, chunk=chunk, results=results)
-        return
+        return False
     # fork: the pool's children inherit the loaded code and settings instantly. They only read files and run
     # Pillow; they never touch the database connection they inherit.
     context = multiprocessing.get_context("fork")
@@ -419,6 +412,8 @@ def _process_pending(*, job: ImportJob, limits: ImportLimits, processes: int | N
         # and memory stays bounded by two chunks whatever the number of images.
         in_flight: tuple[list[_PendingItem], Iterator] | None = None
         for chunk in _pending_chunks(job):
+            if job_should_stop(job=job):
+                return True
             sources = [_item_file_source(job, item) for item in chunk]
             results = pool.map(inspect_and_store, sources, [limits] * len(sources), chunksize=4)
             if in_flight is not None:
@@ -426,6 +421,7 @@ def _process_pending(*, job: ImportJob, limits: ImportLimits, processes: int | N
             in_flight = (chunk, results)
         if in_flight is not None:
             _store_chunk(job=job, chunk=in_flight[0], results=list(in_flight[1]))
+    return False
 
 
 def _store_chunk(*, job: ImportJob, chunk: list[_PendingItem], results: list[InspectedImage | str]) -> None:
@@ -494,7 +490,7 @@ def _store_chunk_rows(*, job: ImportJob, chunk: list[_PendingItem], results: lis
         # One imported row per (image, dimension): a label already there (the same photo in 58K and 50K, a
         # re-import) is kept, not overwritten.
         Consensus.objects.bulk_create(consensus, ignore_conflicts=True)
-    _save_counts(job)
+    _progress_counts(job)
     return staged
 
 
@@ -549,6 +545,12 @@ _COUNT_FIELDS = ["total", "processed", "imported_count", "duplicate_count", "err
 def _save_counts(job: ImportJob) -> None:
     _refresh_counts(job)
     job.save(update_fields=[*_COUNT_FIELDS, "updated_at"])
+
+
+def _progress_counts(job: ImportJob) -> None:
+    """The worker's progress: the counters, written only while this worker holds the job."""
+    _refresh_counts(job)
+    job_progress(job=job, **{field: getattr(job, field) for field in _COUNT_FIELDS})
 
 
 def _refresh_counts(job: ImportJob) -> None:

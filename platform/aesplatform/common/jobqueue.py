@@ -84,10 +84,11 @@ def job_failed_unqueued(model, pk: int) -> Callable[[str], None]:
     def record(reason: str) -> None:
         from django.utils import timezone
 
+        from .jobs import job_error_text
         from .models import JobState
 
         now = timezone.now()
         model.objects.filter(pk=pk, state=JobState.PENDING).update(
-            state=JobState.FAILED, error=reason[:4000], finished_at=now, updated_at=now)
+            state=JobState.FAILED, error=job_error_text(reason), finished_at=now, updated_at=now)
 
     return record

@@ -1,4 +1,4 @@
-"""PostgreSQL advisory locks: one worker per job even when a task is delivered twice.
+"""PostgreSQL advisory locks (jobs are claimed by aesplatform.common.jobs instead: a guarded UPDATE).
 
 Every namespace is listed here, so that two kinds of job can never share one by accident. On SQLite (the
 embedded default, one worker) the locks are always granted: writes are serialized by the database there.
@@ -14,10 +14,9 @@ from django.db import connection
 
 
 class LockNamespace(IntEnum):
-    FILTER_RUN = 0x46524E
-    EXPORT = 7_000_007
-    TRAINING_JOB = 7_000_008
-    PRESCORE_RUN = 7_000_009
+    # 0x46524E and 7_000_007..7_000_009 were the per-job locks of filter runs, exports, training and pre-scoring,
+    # replaced by the common job claim (aesplatform.common.jobs); not reused, so that an old worker still running
+    # during an upgrade can never collide with a new use.
     PROMOTION = 7_000_010
 
 

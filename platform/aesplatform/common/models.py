@@ -27,6 +27,50 @@ class JobState(models.TextChoices):
 
 
 ACTIVE_JOB_STATES = (JobState.PENDING, JobState.RUNNING)
+FINISHED_JOB_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class Job(TimeStampedModel):
+    """The life cycle every background job shares (import, filter run, export, training, pre-scoring).
+
+    Writes go through aesplatform.common.jobs (claim, heartbeat, progress, cancel, fail, succeed, resume); the
+    kind-specific work stays in its app. `attempts` counts claims and doubles as the owner's token: every write a
+    worker makes is guarded by it, so a worker that was given up on (its heartbeat went stale and the job was
+    claimed again) can no longer change the job. `heartbeat_at` is the last sign of life: set when the job is
+    queued and claimed, then every few seconds by the running worker (the periodic sweep re-queues the job once
+    it is older than AESP_JOB_STALE_S). Concrete models name the Celery task that runs them (`job_task_name`).
+    """
+
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.PENDING, db_index=True)
+    error = models.TextField(blank=True, help_text="Why the job failed (or why it was last interrupted).")
+    cancel_requested = models.BooleanField(default=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the job's worker.")
+    attempts = models.PositiveIntegerField(default=0, help_text="How many times a worker claimed the job.")
+
+    job_task = ""  # the Celery task (name) that runs a job of this kind, with its id as the only argument
+
+    class Meta:
+        abstract = True
+        constraints = [
+            models.CheckConstraint(condition=models.Q(state__in=JobState.values), name="%(class)s_state_valid"),
+        ]
+
+    def job_task_name(self) -> str:
+        return self.job_task
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_JOB_STATES
+
+    @property
+    def is_stalled(self) -> bool:
+        """Running (or queued) with no sign of life for longer than AESP_JOB_STALE_S: its worker died or its
+        message was lost; the sweep re-queues it (the page says "stalled, resuming")."""
+        from .jobs import job_is_stale
+
+        return job_is_stale(self)
 
 
 def score_field(*, label: str, **kwargs) -> models.FloatField:

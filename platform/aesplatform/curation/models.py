@@ -5,10 +5,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from aesplatform.common.models import JobState, TimeStampedModel
+from aesplatform.common.models import Job, TimeStampedModel
 
 
-class FilterRun(TimeStampedModel):
+class FilterRun(Job):
     name = models.CharField(max_length=200)
     clip_model_name = models.CharField(max_length=100, default="ViT-L-14")
     clip_checkpoint = models.CharField(max_length=1024, blank=True, help_text="Local checkpoint path; empty: random init (tests).")
@@ -16,19 +16,17 @@ class FilterRun(TimeStampedModel):
     thresholds = models.JSONField(default=dict, help_text="Per-signal thresholds that turn signals into proposals.")
     batch_size = models.PositiveIntegerField(default=64)
     review_batch_size = models.PositiveIntegerField(default=48)
-    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.PENDING, db_index=True)
     total = models.PositiveIntegerField(default=0)
     processed = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="filter_runs")
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    job_task = "workers.gpu.filter_run_execute"
+
+    class Meta(Job.Meta):
         ordering = ["-id"]
         constraints = [
+            *Job.Meta.constraints,
             models.CheckConstraint(condition=models.Q(processed__lte=models.F("total")), name="filterrun_processed_le_total"),
-            models.CheckConstraint(condition=models.Q(state__in=JobState.values), name="filterrun_state_valid"),
             models.CheckConstraint(condition=models.Q(batch_size__gt=0, review_batch_size__gt=0), name="filterrun_batch_sizes_positive"),
         ]
 

@@ -6,6 +6,7 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework import serializers
 
+from aesplatform.common.job_api import JOB_LIFE_CYCLE_FIELDS, stalled_field
 from aesplatform.common.models import JobState
 
 from .models import BatchState, CuratorDecision, FilterResult, FilterRun, ReviewBatch
@@ -54,12 +55,13 @@ class FilterRunSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     batch_total = serializers.IntegerField(read_only=True, required=False)
     batch_pending = serializers.IntegerField(read_only=True, required=False)
+    stalled = stalled_field()
 
     class Meta:
         model = FilterRun
         fields = ["id", "name", "state", "total", "processed", "progress", "clip_model_name", "clip_checkpoint",
                   "prompt_set", "thresholds", "batch_size", "review_batch_size", "error", "created_by",
-                  "created_at", "started_at", "finished_at", "batch_total", "batch_pending"]
+                  "created_at", "started_at", "finished_at", "batch_total", "batch_pending", *JOB_LIFE_CYCLE_FIELDS]
         read_only_fields = fields
 
     def get_progress(self, run) -> float:

@@ -6,9 +6,9 @@ The life of a filter run:
    `workers.gpu.filter_run_execute` (queue `gpu`) once it commits. Any bad input: a 4xx and no row at all.
 2. `filter_run_execute` (GPU worker, CPU without one): scores the results that are still unscored, in chunks,
    through the engine's batched pipeline; each model batch is written with one bulk UPDATE guarded by
-   `scored_at IS NULL`, so a redelivered task (acks_late: the worker was killed) picks up where the last
-   committed batch ended and no image is scored twice. A PostgreSQL advisory lock keeps two deliveries of the
-   same run from working at once. An image whose file vanished is marked (result error, image `broken`).
+   `scored_at IS NULL`, so a new delivery (the worker was killed: the job sweep queues the run again) picks up
+   where the last committed batch ended and no image is scored twice. The common job claim
+   (aesplatform.common.jobs) keeps two deliveries of the same run from working at once. An image whose file vanished is marked (result error, image `broken`).
 3. `filter_run_finalize`: near-duplicate groups (ANN over the stored embeddings), proposals from thresholds,
    ReviewBatches (a duplicate group never straddles two batches), images `imported` -> `filtered`.
 4. `filter_run_repropose`: new thresholds re-propose the undecided results from the stored signals (the model
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
@@ -37,7 +38,18 @@ from django.utils import timezone
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
-from aesplatform.common.locks import LockNamespace, advisory_lock
+from aesplatform.common.jobs import (
+    job_cancel,
+    job_cancelled,
+    job_fail,
+    job_progress,
+    job_refresh,
+    job_release,
+    job_resume,
+    job_running,
+    job_should_stop,
+    job_succeed,
+)
 from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
 
 from .engine import proposals as engine_proposals
@@ -207,30 +219,16 @@ def filter_run_enqueue(*, run: FilterRun) -> None:
     job_enqueue_on_commit(task, run.pk, on_failure=job_failed_unqueued(FilterRun, run.pk))
 
 
-@transaction.atomic
 def filter_run_resume(*, run: FilterRun) -> FilterRun:
-    """Queue a run again (its worker died and the broker lost the task, or it failed): only what is left runs."""
-    run = FilterRun.objects.select_for_update().get(pk=run.pk)
-    if run.state in (JobState.SUCCEEDED, JobState.CANCELLED):
-        raise ConflictError(f"Filter run {run.pk} is {run.state}; there is nothing to resume.", code="not_resumable")
+    """Queue a run again (it failed, stalled, or its message was lost): only what is left runs."""
     if run.state == JobState.FAILED:
         _checkpoint_validate(run.clip_model_name, run.clip_checkpoint)
-        run.state, run.error, run.finished_at = JobState.PENDING, "", None
-        run.save(update_fields=["state", "error", "finished_at", "updated_at"])
-    filter_run_enqueue(run=run)
-    return run
+    return job_resume(job=run)
 
 
-@transaction.atomic
 def filter_run_cancel(*, run: FilterRun) -> FilterRun:
     """Stop a run that is still scoring (the worker stops after its current batch); nothing is proposed."""
-    run = FilterRun.objects.select_for_update().get(pk=run.pk)
-    if run.state not in ACTIVE_JOB_STATES:
-        raise ConflictError(f"Filter run {run.pk} is {run.state}; only a pending or running run can be cancelled.",
-                            code="not_cancellable")
-    run.state, run.finished_at = JobState.CANCELLED, timezone.now()
-    run.save(update_fields=["state", "finished_at", "updated_at"])
-    return run
+    return job_cancel(job=run)
 
 
 # --- scoring (the worker) ------------------------------------------------------------------------------------
@@ -283,36 +281,26 @@ def _storage_access():
     return read_file, default_storage.path
 
 
-def _run_state(run_id: int) -> str:
-    return FilterRun.objects.filter(pk=run_id).values_list("state", flat=True).first() or JobState.CANCELLED
-
-
 def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: int | None = None) -> FilterRun | None:
     """Score what is left of a run, then finalize it. Idempotent and resumable (see the module docstring)."""
-    run = FilterRun.objects.filter(pk=run_id).first()
-    if run is None or run.state not in ACTIVE_JOB_STATES:
-        return run
-    with advisory_lock(LockNamespace.FILTER_RUN, run_id) as acquired:
-        if not acquired:
-            logger.warning("filter run %s is already being scored by another worker", run_id)
-            return run
+    with job_running(model=FilterRun, job_id=run_id) as run:
+        if run is None:
+            return FilterRun.objects.filter(pk=run_id).first()
         config = filter_config()
-        updated = FilterRun.objects.filter(pk=run_id, state__in=ACTIVE_JOB_STATES).update(
-            state=JobState.RUNNING, started_at=run.started_at or timezone.now(), updated_at=timezone.now()
-        )
-        if not updated:
-            return FilterRun.objects.get(pk=run_id)
-        run.refresh_from_db()
         from .engine.clip import CheckpointError
 
         try:
             scorer = _scorer_for(run, _device(config, device))
         except CheckpointError as exc:
-            return _filter_run_fail(run_id=run_id, error=str(exc))
+            job_fail(job=run, error=str(exc))
+            return job_refresh(run)
         try:
             return _filter_run_score(run, scorer=scorer, config=config, num_workers=num_workers)
+        except SoftTimeLimitExceeded:
+            job_release(job=run)  # the task queues itself again and continues from the first unscored image
+            raise
         except Exception as exc:
-            _filter_run_fail(run_id=run_id, error=f"{type(exc).__name__}: {exc}")
+            job_fail(job=run, error=f"{type(exc).__name__}: {exc}")
             raise
 
 
@@ -323,9 +311,10 @@ def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_wor
     reader, locate = _storage_access()
     workers = config["NUM_WORKERS"] if num_workers is None else num_workers
     while True:
-        if _run_state(run_id) != JobState.RUNNING:
-            logger.info("filter run %s stopped (%s)", run_id, _run_state(run_id))
-            return FilterRun.objects.get(pk=run_id)
+        if job_should_stop(job=run):
+            job_cancelled(job=run)
+            logger.info("filter run %s stopped", run_id)
+            return job_refresh(run)
         chunk = list(
             FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True)
             .order_by("id").values_list("id", "image__file")[: config["CHUNK_SIZE"]]
@@ -335,15 +324,16 @@ def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_wor
         items = [ImageItem(result_id, locate(name)) for result_id, name in chunk]
         for scored in pipeline_run(items, scorer, batch_size=run.batch_size, num_workers=workers, reader=reader,
                                    batch_delay=config["BATCH_DELAY"]):
-            _results_write(run_id=run_id, scored=scored)
-            if _run_state(run_id) != JobState.RUNNING:
+            _results_write(run=run, scored=scored)
+            if job_should_stop(job=run):
                 break
-    return filter_run_finalize(run_id=run_id)
+    return filter_run_finalize(run=run)
 
 
 @transaction.atomic
-def _results_write(*, run_id: int, scored: Sequence) -> int:
+def _results_write(*, run: FilterRun, scored: Sequence) -> int:
     """One bulk UPDATE for a batch; rows another delivery already scored are left alone."""
+    run_id = run.pk
     keys = [s.key for s in scored]
     rows = {
         r.pk: r for r in FilterResult.objects.select_for_update()
@@ -375,32 +365,21 @@ def _results_write(*, run_id: int, scored: Sequence) -> int:
         Image.objects.filter(pk__in=broken, status__in=FILTERABLE_STATUSES).update(
             status=ImageStatus.BROKEN, updated_at=now
         )
-    _refresh_progress(run_id)
-    return len(rows)
-
-
-def _refresh_progress(run_id: int) -> None:
     left = FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).count()
-    run = FilterRun.objects.only("total").get(pk=run_id)
-    FilterRun.objects.filter(pk=run_id).update(processed=max(0, run.total - left), updated_at=timezone.now())
-
-
-def _filter_run_fail(*, run_id: int, error: str) -> FilterRun:
-    FilterRun.objects.filter(pk=run_id).update(
-        state=JobState.FAILED, error=error[:4000], finished_at=timezone.now(), updated_at=timezone.now()
-    )
-    logger.error("filter run %s failed: %s", run_id, error)
-    return FilterRun.objects.get(pk=run_id)
+    job_progress(job=run, processed=max(0, run.total - left))
+    return len(rows)
 
 
 # --- proposals and review batches ----------------------------------------------------------------------------
 
 
 @transaction.atomic
-def filter_run_finalize(*, run_id: int) -> FilterRun:
-    """Group duplicates, propose, batch, mark images filtered; done once, in one transaction."""
-    run = FilterRun.objects.select_for_update().get(pk=run_id)
-    if run.state != JobState.RUNNING:
+def filter_run_finalize(*, run: FilterRun) -> FilterRun:
+    """Group duplicates, propose, batch, mark images filtered; done once, in one transaction, by the worker
+    that holds the run."""
+    held = run
+    run = FilterRun.objects.select_for_update().get(pk=run.pk)
+    if run.state != JobState.RUNNING or run.attempts != held.attempts:
         return run
     if FilterResult.objects.filter(run=run, scored_at__isnull=True).exists():
         raise ConflictError(f"Filter run {run.pk} still has unscored images.")
@@ -409,10 +388,9 @@ def filter_run_finalize(*, run_id: int) -> FilterRun:
     Image.objects.filter(pk__in=scored_ok, status=ImageStatus.IMPORTED).update(
         status=ImageStatus.FILTERED, updated_at=timezone.now()
     )
-    run.state, run.processed, run.finished_at = JobState.SUCCEEDED, run.total, timezone.now()
-    run.save(update_fields=["state", "processed", "finished_at", "updated_at"])
+    job_succeed(job=run, processed=run.total)
     logger.info("filter run %s finalized", run.pk)
-    return run
+    return job_refresh(run)
 
 
 @transaction.atomic

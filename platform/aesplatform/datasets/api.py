@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from aesplatform.accounts.permissions import IsCurator
 from aesplatform.annotation.models import Campaign
 from aesplatform.common import pagination as common_pagination
+from aesplatform.common.job_api import JOB_LIFE_CYCLE_FIELDS, job_action_view, stalled_field
 from aesplatform.common.exceptions import ConflictError
 from aesplatform.common.models import DIMENSION_FIELDS
 
@@ -88,11 +89,13 @@ class ExportSerializer(serializers.ModelSerializer):
     version = serializers.PrimaryKeyRelatedField(read_only=True)
     created_by = serializers.CharField(source="created_by.username", read_only=True)
     download_url = serializers.SerializerMethodField()
+    stalled = stalled_field()
 
     class Meta:
         model = Export
         fields = ["id", "version", "format", "options", "state", "total", "processed", "path", "archive_size",
-                  "manifest", "error", "created_by", "created_at", "finished_at", "download_url"]
+                  "manifest", "error", "created_by", "created_at", "started_at", "finished_at", "download_url",
+                  *JOB_LIFE_CYCLE_FIELDS]
         read_only_fields = fields
 
     def get_download_url(self, export: Export) -> str | None:
@@ -227,6 +230,14 @@ class ExportDetailView(generics.RetrieveAPIView):
     @extend_schema(tags=TAGS, summary="An export: state, progress, manifest summary")
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
+
+
+ExportResumeView = job_action_view(model=Export, serializer_class=ExportSerializer, action="resume", tags=TAGS,
+                                   service=lambda export: services.export_resume(export=export),
+                                   permission_classes=[IsCurator])
+ExportCancelView = job_action_view(model=Export, serializer_class=ExportSerializer, action="cancel", tags=TAGS,
+                                   service=lambda export: services.export_cancel(export=export),
+                                   permission_classes=[IsCurator])
 
 
 class TarRenderer(BaseRenderer):

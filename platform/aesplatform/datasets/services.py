@@ -28,7 +28,17 @@ from django.utils import timezone
 from aesplatform.annotation.models import Campaign, Consensus
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
-from aesplatform.common.locks import LockNamespace, advisory_lock
+from aesplatform.common.jobs import (
+    job_cancel,
+    job_cancelled,
+    job_fail,
+    job_progress,
+    job_refresh,
+    job_resume,
+    job_running,
+    job_should_stop,
+    job_succeed,
+)
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 
 from . import selection as selection_mod
@@ -363,8 +373,8 @@ def _local_path_function():
     return generic
 
 
-def _save_progress(export_id: int, processed: int) -> None:
-    Export.objects.filter(pk=export_id, state=JobState.RUNNING).update(processed=processed, updated_at=timezone.now())
+class _ExportCancelled(Exception):
+    """The export was cancelled (or taken over by another worker) while it was being written."""
 
 
 def export_manifest(export: Export) -> dict:
@@ -386,31 +396,40 @@ def export_manifest(export: Export) -> dict:
     }
 
 
-def _claim(export_id: int) -> Export | None:
-    with transaction.atomic():
-        export = Export.objects.select_for_update().select_related("version").filter(pk=export_id).first()
-        if export is None or export.state not in (JobState.PENDING, JobState.RUNNING):
-            return None  # gone, finished, failed or cancelled: a redelivery does nothing
-        export.state, export.processed, export.error = JobState.RUNNING, 0, ""
-        export.save(update_fields=["state", "processed", "error", "updated_at"])
-        return export
+def export_resume(*, export: Export) -> Export:
+    """Queue a failed or stalled export again; it starts over in a fresh temporary directory."""
+    live = _live_export(export.version, export.format, export.options_digest)
+    if live is not None and live.pk != export.pk:
+        raise ConflictError(f"Export {live.pk} of the same version, format and options is {live.state}; use that one.",
+                            code="duplicate_export")
+    return job_resume(job=export)
+
+
+def export_cancel(*, export: Export) -> Export:
+    """Stop an export; its half-written directory is removed and nothing becomes visible."""
+    return job_cancel(job=export)
 
 
 def export_run(*, export_id: int) -> Export | None:
     """Write an export (worker). Idempotent: a finished export is left alone; an interrupted one starts over
     in a fresh temporary directory; a second delivery while one runs does nothing."""
-    with advisory_lock(LockNamespace.EXPORT, export_id) as acquired:
-        if not acquired:
-            logger.info("export %s is being written by another worker", export_id)
-            return Export.objects.filter(pk=export_id).first()
-        export = _claim(export_id)
+    with job_running(model=Export, job_id=export_id) as export:
         if export is None:
             return Export.objects.filter(pk=export_id).first()
+        job_progress(job=export, processed=0)
+        export = Export.objects.select_related("version").get(pk=export_id)
         target = export_target(export)
-        temp = target.parent / f".{target.name}.partial-{export.pk}"
+        # One temporary directory per attempt: a worker that was given up on (and still writes) never shares one
+        # with the worker that took the export over. What earlier attempts left behind is removed.
+        temp = target.parent / f".{target.name}.partial-{export.pk}-{export.attempts}"
+        for leftover in target.parent.glob(f".{target.name}.partial-{export.pk}-*"):
+            _remove(leftover)
         try:
-            _remove(temp)
             summary = _write_export(export, target=target, temp=temp)
+        except _ExportCancelled:
+            _remove(temp)
+            job_cancelled(job=export)
+            return job_refresh(export)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job, none leaves files behind
             _remove(temp)
             if isinstance(exc, ServiceError):
@@ -419,21 +438,11 @@ def export_run(*, export_id: int) -> Export | None:
             else:
                 message = str(exc) if isinstance(exc, (writers.ExportWriteError, OSError)) else repr(exc)
                 logger.exception("export %s failed", export_id)
-            Export.objects.filter(pk=export_id).update(state=JobState.FAILED, error=message[:4000],
-                                                       finished_at=timezone.now(), updated_at=timezone.now())
-            return Export.objects.get(pk=export_id)
-        with transaction.atomic():
-            export = Export.objects.select_for_update().get(pk=export_id)
-            export.state = JobState.SUCCEEDED
-            export.path = str(target)
-            export.archive_path = ""  # streamed from `path` at download time (archive_response)
-            export.archive_size = summary.pop("archive_bytes", None)
-            export.manifest = summary
-            export.processed = export.total
-            export.finished_at = timezone.now()
-            export.full_clean(validate_constraints=False)
-            export.save()
-        return export
+            job_fail(job=export, error=message)
+            return job_refresh(export)
+        job_succeed(job=export, path=str(target), archive_path="",  # streamed from `path` at download time
+                    archive_size=summary.pop("archive_bytes", None), manifest=summary, processed=export.total)
+        return job_refresh(export)
 
 
 def _remove(path: Path) -> None:
@@ -456,7 +465,8 @@ def _write_export(export: Export, *, target: Path, temp: Path) -> dict:
     def progress(done: int) -> None:
         if done - last[0] >= PROGRESS_EVERY:
             last[0] = done
-            _save_progress(export.pk, done)
+            if not job_progress(job=export, processed=done) or job_should_stop(job=export):
+                raise _ExportCancelled()
 
     rows = export_rows(version)
     if export.format == ExportFormat.HUMANBEAUTY:
@@ -473,6 +483,8 @@ def _write_export(export: Export, *, target: Path, temp: Path) -> dict:
                "images": placer.counts}
     if options.get("archive"):
         summary["archive_bytes"] = writers.archive_size(files, prefix=target.name)
+    if job_should_stop(job=export):
+        raise _ExportCancelled()
     if target.exists():  # an empty directory that was there already (checked again: the check above was earlier)
         _check_target_free(target)
         target.rmdir()

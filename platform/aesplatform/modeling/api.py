@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from aesplatform.accounts.permissions import IsCurator
 from aesplatform.common import pagination as common_pagination
+from aesplatform.common.job_api import JOB_LIFE_CYCLE_FIELDS, job_action_view, stalled_field
 from aesplatform.common.models import DIMENSION_FIELDS
 from aesplatform.datasets.models import DatasetVersion
 
@@ -29,12 +30,13 @@ class TrainingJobSerializer(serializers.ModelSerializer):
     state = serializers.CharField(read_only=True, help_text=_JOB_STATES)
     created_by = serializers.CharField(source="created_by.username", read_only=True)
     model_version = serializers.SerializerMethodField()
+    stalled = stalled_field()
 
     class Meta:
         model = TrainingJob
-        fields = ["id", "dataset_version", "preset", "config", "state", "cancel_requested", "step", "total_steps",
+        fields = ["id", "dataset_version", "preset", "config", "state", "step", "total_steps",
                   "loss", "eta_seconds", "loss_curve", "metrics", "log", "output_dir", "error", "created_by",
-                  "created_at", "started_at", "finished_at", "model_version"]
+                  "created_at", "started_at", "finished_at", "model_version", *JOB_LIFE_CYCLE_FIELDS]
         read_only_fields = fields
 
     def get_model_version(self, job: TrainingJob) -> int | None:
@@ -76,11 +78,12 @@ class ModelVersionRegisterSerializer(serializers.Serializer):
 class PrescoreRunSerializer(serializers.ModelSerializer):
     state = serializers.CharField(read_only=True, help_text=_JOB_STATES)
     created_by = serializers.CharField(source="created_by.username", read_only=True)
+    stalled = stalled_field()
 
     class Meta:
         model = PrescoreRun
         fields = ["id", "model_version", "image_ids", "state", "total", "processed", "max_tiles", "batch_size",
-                  "error", "created_by", "created_at", "finished_at"]
+                  "error", "created_by", "created_at", "started_at", "finished_at", *JOB_LIFE_CYCLE_FIELDS]
         read_only_fields = fields
 
 
@@ -154,6 +157,11 @@ class TrainingJobCancelView(APIView):
     def post(self, request, pk: int):
         job = generics.get_object_or_404(TrainingJob, pk=pk)
         return Response(TrainingJobSerializer(services.training_job_cancel(job=job)).data)
+
+
+TrainingJobResumeView = job_action_view(model=TrainingJob, serializer_class=TrainingJobSerializer, action="resume",
+                                        tags=TAGS, service=lambda job: services.training_job_resume(job=job),
+                                        permission_classes=[IsCurator])
 
 
 class ModelVersionListCreateView(generics.ListAPIView):
@@ -242,6 +250,14 @@ class PrescoreRunDetailView(generics.RetrieveAPIView):
     @extend_schema(tags=TAGS, summary="A pre-scoring run and its progress")
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
+
+
+PrescoreRunResumeView = job_action_view(model=PrescoreRun, serializer_class=PrescoreRunSerializer, action="resume",
+                                        tags=TAGS, service=lambda run: services.prescore_run_resume(run=run),
+                                        permission_classes=[IsCurator])
+PrescoreRunCancelView = job_action_view(model=PrescoreRun, serializer_class=PrescoreRunSerializer, action="cancel",
+                                        tags=TAGS, service=lambda run: services.prescore_run_cancel(run=run),
+                                        permission_classes=[IsCurator])
 
 
 class PrescoreListView(generics.ListAPIView):

@@ -8,19 +8,17 @@ from django.db import models
 from aesplatform.common.models import (
     DIMENSION_FIELDS,
     DimensionScores,
-    JobState,
+    Job,
     TimeStampedModel,
     score_range_constraints,
     score_range_q,
 )
 
 
-class TrainingJob(TimeStampedModel):
+class TrainingJob(Job):
     dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.PROTECT, related_name="training_jobs")
     preset = models.CharField(max_length=40, help_text="tiny-cpu, 1B-LoRA, 8B-LoRA, ...")
     config = models.JSONField(default=dict, blank=True)
-    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.PENDING, db_index=True)
-    cancel_requested = models.BooleanField(default=False)
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
     loss = models.FloatField(null=True, blank=True)
@@ -29,15 +27,14 @@ class TrainingJob(TimeStampedModel):
     loss_curve = models.JSONField(default=list, blank=True, help_text="[step, loss] pairs.")
     log = models.TextField(blank=True)
     output_dir = models.CharField(max_length=1024, blank=True)
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="training_jobs")
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    job_task = "workers.gpu.training_job_run"
+
+    class Meta(Job.Meta):
         ordering = ["-id"]
         constraints = [
-            models.CheckConstraint(condition=models.Q(state__in=JobState.values), name="trainingjob_state_valid"),
+            *Job.Meta.constraints,
             models.CheckConstraint(
                 condition=models.Q(total_steps=0) | models.Q(step__lte=models.F("total_steps")), name="trainingjob_step_le_total"
             ),
@@ -79,26 +76,29 @@ class ModelVersion(TimeStampedModel):
         return self.name
 
 
-class PrescoreRun(TimeStampedModel):
+class PrescoreRun(Job):
     """A resumable pass of one model over chosen images."""
 
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="prescore_runs")
     image_ids = models.JSONField(default=list, blank=True, help_text="The chosen images; empty: all approved images.")
-    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.PENDING, db_index=True)
     total = models.PositiveIntegerField(default=0)
     processed = models.PositiveIntegerField(default=0)
     max_tiles = models.PositiveSmallIntegerField(default=1)
     batch_size = models.PositiveIntegerField(default=32)
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="prescore_runs")
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(Job.Meta):
         ordering = ["-id"]
         constraints = [
-            models.CheckConstraint(condition=models.Q(state__in=JobState.values), name="prescorerun_state_valid"),
+            *Job.Meta.constraints,
             models.CheckConstraint(condition=models.Q(processed__lte=models.F("total")), name="prescorerun_processed_le_total"),
         ]
+
+    def job_task_name(self) -> str:
+        """Released HumanAesExpert checkpoints are scored on their own queue (their pinned runtime)."""
+        if self.model_version.backend == ModelBackend.HUMANAESEXPERT:
+            return "workers.humanaesexpert.prescore_run_execute"
+        return "workers.gpu.prescore_run_execute"
 
 
 class Prescore(DimensionScores):

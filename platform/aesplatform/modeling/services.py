@@ -1,10 +1,10 @@
 """Modeling services: training jobs, the model registry (exactly one promoted model) and pre-scoring runs.
 
 Jobs run in the `gpu` queue (workers/modeling.py; pre-scoring with a released HumanAesExpert checkpoint in the
-`humanaesexpert` queue, whose worker runs in that release's pinned runtime) and are safe to deliver twice: a
-per-job advisory lock keeps a second delivery from running beside the first; a delivery after a killed worker
-resumes training from the newest checkpoint (model_core resumes from the same output_dir) and pre-scoring from
-the first image without a score.
+`humanaesexpert` queue, whose worker runs in that release's pinned runtime) and are safe to deliver twice: the
+common job claim (aesplatform.common.jobs) keeps a second delivery from running beside the first; a delivery
+after a killed worker (queued by the job sweep) resumes training from the newest checkpoint (model_core resumes
+from the same output_dir) and pre-scoring from the first image without a score.
 """
 
 from __future__ import annotations
@@ -21,12 +21,24 @@ from typing import Any
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
-from aesplatform.common.locks import LockNamespace, advisory_lock, advisory_xact_lock
+from aesplatform.common.jobs import (
+    job_cancel,
+    job_cancelled,
+    job_fail,
+    job_progress,
+    job_refresh,
+    job_resume,
+    job_running,
+    job_should_stop,
+    job_succeed,
+)
+from aesplatform.common.locks import LockNamespace, advisory_xact_lock
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 from aesplatform.datasets.models import DatasetItem, DatasetState, DatasetVersion, Split
 
@@ -37,7 +49,6 @@ logger = logging.getLogger(__name__)
 
 LOG_LINES_KEPT = 400
 PROGRESS_MIN_INTERVAL_S = 0.5
-FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 # --- helpers --------------------------------------------------------------------------------------------------
@@ -97,20 +108,15 @@ def _enqueue_training(job_id: int) -> None:
     job_enqueue_on_commit(task, job_id, on_failure=job_failed_unqueued(TrainingJob, job_id))
 
 
-@transaction.atomic
 def training_job_cancel(*, job: TrainingJob) -> TrainingJob:
-    """Pending: cancelled at once. Running: the trainer stops at its next step, writes a checkpoint, and the job
-    ends cancelled. Finished jobs cannot be cancelled (409)."""
-    job = TrainingJob.objects.select_for_update().get(pk=job.pk)
-    if job.state in FINISHED:
-        raise ConflictError(f"Training job {job.pk} is {job.state}; only pending or running jobs can be cancelled.",
-                            code="already_finished")
-    job.cancel_requested = True
-    if job.state == JobState.PENDING:
-        job.state = JobState.CANCELLED
-        job.finished_at = timezone.now()
-    job.save(update_fields=["cancel_requested", "state", "finished_at", "updated_at"])
-    return job
+    """Pending (or stalled): cancelled at once. Running: the trainer stops at its next step, writes a checkpoint,
+    and the job ends cancelled. Finished jobs cannot be cancelled (409)."""
+    return job_cancel(job=job)
+
+
+def training_job_resume(*, job: TrainingJob) -> TrainingJob:
+    """Queue a failed or stalled job again: training continues from its newest checkpoint."""
+    return job_resume(job=job)
 
 
 def _export_files(job: TrainingJob) -> dict[str, str] | None:
@@ -166,6 +172,7 @@ class _JobReporter:
     """Progress callback and stop flag of one training job, writing to the database at most every 0.5 s."""
 
     def __init__(self, job: TrainingJob) -> None:
+        self.job = job
         self.job_id = job.pk
         self.curve: list[list[float]] = [list(p) for p in job.loss_curve]
         self.lines: list[str] = job.log.splitlines()
@@ -194,13 +201,14 @@ class _JobReporter:
             self.lines.append(f"{timezone.now():%Y-%m-%d %H:%M:%S} stage {p.stage}")
         self.lines = self.lines[-LOG_LINES_KEPT:]
         fields["log"] = "\n".join(self.lines)
-        TrainingJob.objects.filter(pk=self.job_id).update(**fields)
+        fields.pop("updated_at")
+        job_progress(job=self.job, **fields)
 
     def should_stop(self) -> bool:
         now = time.monotonic()
         if not self.stop and now - self.last_stop_check >= PROGRESS_MIN_INTERVAL_S:
             self.last_stop_check = now
-            self.stop = TrainingJob.objects.filter(pk=self.job_id, cancel_requested=True).exists()
+            self.stop = job_should_stop(job=self.job)
         return self.stop
 
 
@@ -213,37 +221,18 @@ def latest_checkpoint_step(job: TrainingJob) -> int | None:
     return max(steps) if steps else None
 
 
-def _claim_training(job_id: int) -> TrainingJob | None:
-    with transaction.atomic():
-        job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
-        if job is None or job.state in FINISHED:
-            return None
-        if job.cancel_requested:
-            job.state, job.finished_at = JobState.CANCELLED, timezone.now()
-            job.save(update_fields=["state", "finished_at", "updated_at"])
-            return None
-        resumed = job.state == JobState.RUNNING
-        job.state = JobState.RUNNING
-        job.started_at = job.started_at or timezone.now()
-        job.save(update_fields=["state", "started_at", "updated_at"])
-    job.resumed = resumed  # type: ignore[attr-defined]
-    return job
-
-
 def training_job_run(*, job_id: int) -> TrainingJob | None:
     """Run (or resume) a training job: write its data, train, evaluate on the test split, register the model.
 
-    Returns None when there is nothing to do (finished, missing, or another delivery is running it)."""
-    with advisory_lock(LockNamespace.TRAINING_JOB, job_id) as acquired:
-        if not acquired:
-            logger.info("training job %s is being run by another delivery", job_id)
-            return None
-        job = _claim_training(job_id)
+    Returns the job as it is after this delivery (unchanged when there was nothing to do: finished, cancelled,
+    or another worker holds it)."""
+    with job_running(model=TrainingJob, job_id=job_id) as job:
         if job is None:
             return TrainingJob.objects.filter(pk=job_id).first()
         reporter = _JobReporter(job)
         checkpoint = latest_checkpoint_step(job)
-        reporter.log(("resuming after an interrupted run" if job.resumed else "started") +
+        resumed = job.attempts > 1
+        reporter.log(("resuming after an interrupted run" if resumed else "started") +
                      f" (preset {job.preset}, dataset {job.dataset_version})" +
                      (f"; continuing from the checkpoint of step {checkpoint}" if checkpoint else ""))
         try:
@@ -259,34 +248,25 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
             metrics = _evaluate(job, result, data, reporter)
         except TrainingStopped as exc:
             reporter.log(f"cancelled: {exc}")
-            TrainingJob.objects.filter(pk=job_id).update(state=JobState.CANCELLED, finished_at=timezone.now(),
-                                                         eta_seconds=None, updated_at=timezone.now())
-            return TrainingJob.objects.get(pk=job_id)
+            job_cancelled(job=job, eta_seconds=None)
+            return job_refresh(job)
         except Exception as exc:  # noqa: BLE001 - any failure ends the job with its message and traceback
             logger.exception("training job %s failed", job_id)
             reporter.lines.extend(traceback.format_exc().splitlines()[-30:])
             reporter.log(f"failed: {exc}")
-            TrainingJob.objects.filter(pk=job_id).update(state=JobState.FAILED, error=f"{type(exc).__name__}: {exc}",
-                                                         finished_at=timezone.now(), eta_seconds=None,
-                                                         updated_at=timezone.now())
-            return TrainingJob.objects.get(pk=job_id)
+            job_fail(job=job, error=f"{type(exc).__name__}: {exc}", eta_seconds=None)
+            return job_refresh(job)
         try:
             with transaction.atomic():
-                job = TrainingJob.objects.select_for_update().get(pk=job_id)
-                job.metrics = json_safe(metrics)
-                job.state = JobState.SUCCEEDED
-                job.finished_at = timezone.now()
-                job.eta_seconds = 0.0
-                job.step = job.total_steps
-                job.save()
-                if not ModelVersion.objects.filter(training_job=job).exists():
+                finished = job_succeed(job=job, metrics=json_safe(metrics), eta_seconds=0.0, step=F("total_steps"))
+                job = job_refresh(job)
+                if finished and not ModelVersion.objects.filter(training_job=job).exists():
                     model_version_register(training_job=job)
         except Exception as exc:  # noqa: BLE001 - the job must not stay "running" when its bookkeeping fails
             logger.exception("training job %s: recording the result failed", job_id)
             reporter.log(f"failed while recording the result: {exc}")
-            TrainingJob.objects.filter(pk=job_id).update(state=JobState.FAILED, error=f"{type(exc).__name__}: {exc}",
-                                                         finished_at=timezone.now(), updated_at=timezone.now())
-            return TrainingJob.objects.get(pk=job_id)
+            job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
+            return job_refresh(job)
         reporter.log("registered as a model version")
         return job
 
@@ -546,17 +526,21 @@ def prescore_rows(model_version_id: int, images: list[tuple[int, str]], scores) 
     return rows
 
 
+def prescore_run_resume(*, run: PrescoreRun) -> PrescoreRun:
+    """Queue a failed or stalled run again: only the images this model has not scored yet are scored."""
+    return job_resume(job=run)
+
+
+def prescore_run_cancel(*, run: PrescoreRun) -> PrescoreRun:
+    """Stop a run after its current chunk; the scores written so far stay."""
+    return job_cancel(job=run)
+
+
 def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | None:
     """Score, batch by batch, the run's images that this model has not scored yet. Resumable and idempotent."""
-    with advisory_lock(LockNamespace.PRESCORE_RUN, run_id) as acquired:
-        if not acquired:
-            return None
-        with transaction.atomic():
-            run = PrescoreRun.objects.select_for_update().select_related("model_version").filter(pk=run_id).first()
-            if run is None or run.state in FINISHED:
-                return run
-            run.state = JobState.RUNNING
-            run.save(update_fields=["state", "updated_at"])
+    with job_running(model=PrescoreRun, job_id=run_id) as run:
+        if run is None:
+            return PrescoreRun.objects.filter(pk=run_id).first()
         version = run.model_version
         try:
             scorer = load_scorer(version, device=device)
@@ -564,8 +548,9 @@ def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | 
                     .order_by("id")
                     .values_list("id", "file"))
             while True:
-                if PrescoreRun.objects.filter(pk=run_id, state=JobState.CANCELLED).exists():
-                    return PrescoreRun.objects.get(pk=run_id)
+                if job_should_stop(job=run):
+                    job_cancelled(job=run)
+                    return job_refresh(run)
                 # Fetch a chunk of several batches at once; score them in one call (the batches stay run.batch_size).
                 chunk = [(i, image_path(key)) for i, key in todo[: run.batch_size * 8]]
                 if not chunk:
@@ -573,12 +558,11 @@ def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | 
                 _score_chunk(run, version, scorer, chunk)
         except Exception as exc:  # noqa: BLE001
             logger.exception("prescore run %s failed", run_id)
-            PrescoreRun.objects.filter(pk=run_id).update(state=JobState.FAILED, error=f"{type(exc).__name__}: {exc}",
-                                                         finished_at=timezone.now(), updated_at=timezone.now())
-            return PrescoreRun.objects.get(pk=run_id)
+            job_fail(job=run, error=f"{type(exc).__name__}: {exc}")
+            return job_refresh(run)
         done = _run_images(run).filter(prescores__model_version=version).count()
-        PrescoreRun.objects.filter(pk=run_id).update(state=JobState.SUCCEEDED, processed=min(done, run.total),
-                                                     finished_at=timezone.now(), updated_at=timezone.now())
+        if not job_succeed(job=run, processed=min(done, run.total)):
+            return job_refresh(run)
         if version.promoted:
             from .active import ActiveLearningUnavailable, campaigns_refresh_for_images
 
@@ -590,7 +574,7 @@ def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | 
             else:
                 logger.info("prescore run %s: %d open task(s) of active-learning campaigns re-prioritised", run_id,
                             refreshed)
-        return PrescoreRun.objects.get(pk=run_id)
+        return job_refresh(run)
 
 
 def prescore_num_workers() -> int:
@@ -625,7 +609,7 @@ def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tu
             # Unreadable files: marked broken, so the run does not try them forever.
             Image.objects.filter(pk__in=failed).update(status=ImageStatus.BROKEN)
         done = _run_images(run).filter(prescores__model_version=version).count()
-        PrescoreRun.objects.filter(pk=run.pk).update(processed=min(done, run.total), updated_at=timezone.now())
+        job_progress(job=run, processed=min(done, run.total))
     if failed:
         logger.warning("prescore run %s: %d unreadable image(s) marked broken", run.pk, len(failed))
 

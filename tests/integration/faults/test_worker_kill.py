@@ -1,16 +1,21 @@
-"""kill -9 a real Celery worker in the middle of each kind of job; a new worker finishes it, nothing lost or doubled.
+"""kill -9 a real Celery worker in the middle of every kind of job; the jobs finish BY THEMSELVES (no resume call),
+from where they stopped, each item once, on both brokers: Redis (production) and the filesystem broker (`make run`).
 
-The killed worker runs the real code with one function slowed down (faults/slow_app.py), so that the kill lands
-while the job is half done; the test checks that it was. The new worker runs the plain app with a 1 s broker
-visibility timeout (test only; production keeps an hour), so the killed worker's unacknowledged message comes back
-to it at once (late acks + reject-on-worker-lost, aesplatform/celery.py). The filter run's kill test is in
-test_curation_worker.py and the training job's kill-then-cancel in test_modeling_worker.py; here the training job
-is killed and then runs to its end, and its model pre-scores under a second kill.
+What takes them up again is the job sweep (aesplatform.common.jobs), queued by celery beat embedded in the new
+worker, not a redelivery: the broker keeps its production visibility timeout (an hour). The workers run with the
+life-cycle periods shortened through the environment (heartbeat 1 s, stale after 8 s, sweep every 2 s;
+production: 15 s, 60 s, 30 s).
+
+One kill per phase keeps the module within a few minutes: the first worker (4 processes, each job's work slowed
+by faults/slow_app.py so that the kill lands half-way) runs an import, a filter run, an export and a training job
+at once and is killed; a second worker finishes all four; then it pre-scores with the trained model, slowly, and
+is killed in turn; a third one finishes the pre-scoring. With Redis the jobs are queued as usual; with the
+filesystem broker (which the test process does not publish to) they are created unqueued and the sweep queues
+them, as it does a job whose message was lost.
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import uuid
 from pathlib import Path
@@ -27,132 +32,145 @@ from tests.unit.test_import_imaging import jpeg_bytes
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 SLOW_APP = "tests.integration.faults.slow_app"
-RESUMING = {"CELERY_VISIBILITY_TIMEOUT": "1"}
+LIFE_CYCLE = {"AESP_JOB_HEARTBEAT_S": "1", "AESP_JOB_STALE_S": "8", "AESP_JOB_SWEEP_S": "2"}
+PIXEL_ONLY = {"clip": {"person_subject": None, "single_person": None, "photograph": None, "quality_problems": None},
+              "min_faces": 0, "max_faces": 10, "near_duplicate_cosine": 0.998}
+FIRST_WORKER_SLOW = ";".join([
+    "aesplatform.catalog.services:_store_chunk=8",
+    "aesplatform.curation.services:_results_write=4",
+    "aesplatform.datasets.writers:ImagePlacer._place=0.6",
+    "aesplatform.modeling.services:_JobReporter.progress=1.5",
+])
+FINISHED = ("succeeded", "failed", "cancelled")
 
 
-def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+@pytest.fixture(params=["redis", "filesystem"])
+def broker(request, tmp_path, settings):
+    """The environment of this test's workers for the broker; `queued`: whether jobs are queued on creation."""
+    env = dict(LIFE_CYCLE)
+    if request.param == "filesystem":
+        var = tmp_path / "worker-var"
+        var.mkdir()
+        env.update(CELERY_BROKER_URL="filesystem://", CELERY_RESULT_BACKEND=f"file://{var}/celery/results",
+                   AESP_VAR_DIR=str(var), AESP_EXPORT_ROOT=str(settings.AESP_EXPORT_ROOT))
+    return {"name": request.param, "env": env, "queued": request.param == "redis"}
 
 
-def test_a_killed_import_resumes_and_stores_every_image_exactly_once(celery_worker_factory, curator_user):
-    root = Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0])
-    folder = root / f"killed-{uuid.uuid4().hex[:8]}"
+def _finished(model, pk):
+    return model.objects.filter(pk=pk, state__in=FINISHED).first()
+
+
+def test_killed_jobs_of_every_kind_are_taken_up_again_by_themselves_each_item_once(
+        broker, celery_worker_factory, curator_user):
+    from aesplatform.curation import services as curation
+    from aesplatform.curation.models import FilterResult, FilterRun
+    from aesplatform.datasets import services as datasets
+    from aesplatform.datasets.models import Export
+    from aesplatform.modeling import services as modeling
+    from aesplatform.modeling.models import ModelVersion, Prescore, PrescoreRun, TrainingJob
+    from tests.curation_support import stored_scenes, tiny_run_kwargs
+    from tests.unit.test_dataset_support import labelled_set
+    from tests.unit.test_modeling_support import frozen_version, synthetic_images
+
+    env, queued = broker["env"], broker["queued"]
+    folder = Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0]) / f"killed-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True)
     try:
+        # --- the data: 200 files to import, 12 images to filter, a 50-image version to export, 24 to train on
         for index in range(200):  # four chunks of 64 rows (one transaction each)
             (folder / f"{index:03d}.jpg").write_bytes(jpeg_bytes(40, 30, seed=5000 + index))
-        first = celery_worker_factory("cpu", app=SLOW_APP, AESP_FAULT_SLOW="aesplatform.catalog.services:_store_chunk=1.5")
-        job = import_job_create(created_by=curator_user, kind="folder", path=str(folder))
-        processed = lambda: ImportJob.objects.get(pk=job.pk).processed  # noqa: E731
-        wait_for(lambda: processed() >= 64, timeout=90, message=f"a first chunk; worker log:\n{first.logs()[-3000:]}")
-        first.kill()
-        job.refresh_from_db()
-        assert job.state == JobState.RUNNING and 64 <= job.processed < job.total == 200  # killed half-way
+        scenes = stored_scenes(12)
+        labelled_set(30, 20, groups={1: 3, 3: 3})
+        export_version = datasets.dataset_version_freeze(version=datasets.dataset_version_create(
+            created_by=curator_user, name=f"killed-{uuid.uuid4().hex[:8]}", split_seed=3))
+        training_images = synthetic_images(24)
+        training_version = frozen_version(training_images, user=curator_user)
 
-        second = celery_worker_factory("cpu", **RESUMING)
-        job = wait_for(lambda: ImportJob.objects.filter(pk=job.pk, state__in=["succeeded", "failed"]).first(),
-                       timeout=120, message=f"the resumed import; worker log:\n{second.logs()[-3000:]}")
-        assert job.state == JobState.SUCCEEDED, job.error
+        # --- phase 1: four jobs at once in a slowed worker, killed half-way
+        first = celery_worker_factory("cpu,gpu", app=SLOW_APP, concurrency=4, beat=True,
+                                      AESP_FAULT_SLOW=FIRST_WORKER_SLOW, **env)
+        job = import_job_create(created_by=curator_user, kind="folder", path=str(folder), enqueue=queued)
+        run = curation.filter_run_create(created_by=curator_user, image_ids=[i.pk for i in scenes], batch_size=2,
+                                         review_batch_size=10, thresholds=PIXEL_ONLY, enqueue=queued,
+                                         **tiny_run_kwargs())
+        export, _ = datasets.export_create(version=export_version, format="humanbeauty", options={},
+                                           created_by=curator_user, enqueue=queued)
+        training = modeling.training_job_create(
+            dataset_version=training_version, preset="tiny-cpu", created_by=curator_user, enqueue=queued,
+            config={"max_steps": 16, "batch_size": 8, "checkpoint_every": 3, "log_every": 1, "metavoter_steps": 10})
+        target = datasets.export_target(export)
+        partial = target.parent / f".{target.name}.partial-{export.pk}-1"  # the first attempt's
+        copied = lambda: len([p for p in partial.rglob("*") if p.is_file()]) if partial.is_dir() else 0  # noqa: E731
+        half_way = {
+            "import": lambda: ImportJob.objects.get(pk=job.pk).processed >= 64,
+            "filter run": lambda: FilterRun.objects.get(pk=run.pk).processed >= 2,
+            "export": lambda: copied() >= 5,
+            "training": lambda: TrainingJob.objects.get(pk=training.pk).step >= 4,
+        }
+        for name, reached in half_way.items():
+            wait_for(reached, timeout=150, message=f"the {name} half-way; worker log:\n{first.logs()[-3000:]}")
+        first.kill()
+        job.refresh_from_db(), run.refresh_from_db(), export.refresh_from_db(), training.refresh_from_db()
+        states = [(type(j).__name__, j.state, j.attempts, j.error) for j in (job, run, export, training)]
+        assert all(j.state == JobState.RUNNING and j.attempts == 1 for j in (job, run, export, training)), states
+        assert 64 <= job.processed < 200 and 2 <= run.processed < 12 and not target.exists()
+        killed_at = training.step
+        assert killed_at < 16
+        scored_before = dict(FilterResult.objects.filter(run=run, scored_at__isnull=False)
+                             .values_list("id", "scored_at"))
+
+        # --- nobody resumes anything: the new worker's sweep takes the four jobs up again
+        second = celery_worker_factory("cpu,gpu", app=SLOW_APP, concurrency=2, beat=True,
+                                       AESP_FAULT_SLOW="aesplatform.modeling.services:_score_chunk=2", **env)
+        logs = lambda: second.logs()[-3000:]  # noqa: E731
+        job = wait_for(lambda: _finished(ImportJob, job.pk), timeout=180, message=f"the import; log:\n{logs()}")
+        run = wait_for(lambda: _finished(FilterRun, run.pk), timeout=180, message=f"the filter run; log:\n{logs()}")
+        export = wait_for(lambda: _finished(Export, export.pk), timeout=180, message=f"the export; log:\n{logs()}")
+        training = wait_for(lambda: _finished(TrainingJob, training.pk), timeout=240,
+                            message=f"the training job; log:\n{logs()}")
+        assert "job sweep re-queued" in second.logs()
+
+        assert job.state == JobState.SUCCEEDED and job.attempts == 2, job.error
         assert (job.total, job.processed, job.imported_count, job.duplicate_count, job.error_count) == (200, 200, 200, 0, 0)
         images = Image.objects.filter(import_job=job)
         assert images.count() == 200 and images.values("sha256").distinct().count() == 200
         assert sorted(images.values_list("original_name", flat=True)) == [f"{i:03d}.jpg" for i in range(200)]
-        assert job.items.filter(outcome="imported", image__isnull=False).count() == 200
-        media = Path(settings.MEDIA_ROOT)
-        assert all((media / key).is_file() for key in images.values_list("file", flat=True))
+
+        assert run.state == JobState.SUCCEEDED and run.attempts == 2, run.error
+        results = FilterResult.objects.filter(run=run)
+        assert run.processed == results.count() == 12 and not results.filter(scored_at__isnull=True).exists()
+        assert dict(results.filter(pk__in=scored_before).values_list("id", "scored_at")) == scored_before
+
+        assert export.state == JobState.SUCCEEDED and export.attempts == 2, export.error
+        assert export.processed == export.total == 50 and Path(export.path) == target
+        assert len([p for p in target.rglob("*") if p.suffix in (".png", ".jpg")]) == 50
+        assert not [p for p in target.parent.iterdir() if ".partial-" in p.name]
+
+        assert training.state == JobState.SUCCEEDED and training.attempts == 2, training.error + training.log
+        assert [p[0] for p in training.loss_curve] == list(range(1, 17))  # every step once
+        resumed_at = int(training.log.split("continuing from the checkpoint of step ")[1].split()[0].rstrip(")"))
+        assert 3 <= resumed_at <= killed_at and resumed_at % 3 == 0  # from its checkpoint, not from step 0
+
+        # --- phase 2: pre-scoring with the trained model, killed half-way, finished by a third worker
+        model = ModelVersion.objects.get(training_job=training)
+        modeling.model_version_promote(model_version=model, user=curator_user)
+        image_ids = [image.pk for image, _ in training_images]
+        prescoring = modeling.prescore_run_create(created_by=curator_user, image_ids=image_ids, batch_size=1,
+                                                  enqueue=queued)
+        wait_for(lambda: PrescoreRun.objects.get(pk=prescoring.pk).processed >= 8, timeout=120,
+                 message=f"a first chunk scored; log:\n{logs()}")
+        second.kill()
+        prescoring.refresh_from_db()
+        assert prescoring.state == JobState.RUNNING and 8 <= prescoring.processed < 24
+        kept = dict(Prescore.objects.filter(model_version=model).values_list("image_id", "created_at"))
+
+        third = celery_worker_factory("cpu,gpu", beat=True, **env)
+        prescoring = wait_for(lambda: _finished(PrescoreRun, prescoring.pk), timeout=120,
+                              message=f"the pre-scoring; log:\n{third.logs()[-3000:]}")
+        assert prescoring.state == JobState.SUCCEEDED and prescoring.attempts == 2, prescoring.error
+        rows = Prescore.objects.filter(model_version=model)
+        assert prescoring.processed == prescoring.total == 24
+        assert sorted(rows.values_list("image_id", flat=True)) == sorted(image_ids)  # one row per image
+        assert dict(rows.filter(image_id__in=kept).values_list("image_id", "created_at")) == kept
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def test_a_killed_export_starts_over_and_matches_an_uninterrupted_one_byte_for_byte(celery_worker_factory):
-    from aesplatform.datasets import services
-    from aesplatform.datasets.models import Export
-    from tests import factories
-    from tests.unit.test_dataset_support import labelled_set
-
-    curator = factories.curator()
-    first = celery_worker_factory("cpu", app=SLOW_APP,
-                                  AESP_FAULT_SLOW="aesplatform.datasets.writers:ImagePlacer._place=0.15")
-    labelled_set(30, 20, groups={1: 3, 3: 3})
-    version = services.dataset_version_freeze(version=services.dataset_version_create(
-        created_by=curator, name=f"killed-{uuid.uuid4().hex[:8]}", split_seed=3))
-    export, created = services.export_create(version=version, format="humanbeauty", options={}, created_by=curator)
-    assert created
-    target = services.export_target(export)
-    partial = target.parent / f".{target.name}.partial-{export.pk}"
-    copied = lambda: len([p for p in partial.rglob("*") if p.is_file()]) if partial.is_dir() else 0  # noqa: E731
-    wait_for(lambda: copied() >= 10, timeout=90, message=f"images being copied; worker log:\n{first.logs()[-3000:]}")
-    first.kill()
-    export.refresh_from_db()
-    assert export.state == JobState.RUNNING and not target.exists() and copied() < 50 + 4  # killed half-way
-
-    second = celery_worker_factory("cpu", **RESUMING)
-    export = wait_for(lambda: Export.objects.filter(pk=export.pk, state__in=["succeeded", "failed"]).first(),
-                      timeout=120, message=f"the resumed export; worker log:\n{second.logs()[-3000:]}")
-    assert export.state == JobState.SUCCEEDED, export.error
-    assert export.processed == export.total == 50 and Path(export.path) == target
-    assert not [p for p in target.parent.iterdir() if ".partial-" in p.name]  # the half-written copy is gone
-
-    # the same export written in one go (in this process, to another directory) has the same bytes, file for file
-    reference_dir = Path(settings.AESP_EXPORT_ROOT) / f"reference-{uuid.uuid4().hex[:8]}"
-    reference, _ = services.export_create(version=version, format="humanbeauty",
-                                          options={"target_dir": str(reference_dir)}, created_by=curator,
-                                          enqueue=False)
-    assert services.export_run(export_id=reference.pk).state == JobState.SUCCEEDED
-    got, expected = _tree_digest(target), _tree_digest(reference_dir)
-    assert len([name for name in got if name.endswith((".png", ".jpg"))]) == 50
-    assert got == expected
-
-
-def test_killed_training_resumes_from_its_checkpoint_and_killed_prescoring_scores_each_image_once(
-        celery_worker_factory, curator_user, settings):
-    from aesplatform.modeling import services
-    from aesplatform.modeling.models import ModelVersion, Prescore, PrescoreRun, TrainingJob
-    from tests.unit.test_modeling_support import frozen_version, synthetic_images
-
-    images = synthetic_images(24)
-    version = frozen_version(images, user=curator_user)
-    first = celery_worker_factory("gpu", app=SLOW_APP,
-                                  AESP_FAULT_SLOW="aesplatform.modeling.services:_JobReporter.progress=0.4")
-    job = services.training_job_create(
-        dataset_version=version, preset="tiny-cpu", created_by=curator_user,
-        config={"max_steps": 16, "batch_size": 8, "checkpoint_every": 3, "log_every": 1, "metavoter_steps": 10})
-    step = lambda: TrainingJob.objects.get(pk=job.pk).step  # noqa: E731
-    wait_for(lambda: step() >= 7, timeout=180, message=f"7 training steps; worker log:\n{first.logs()[-3000:]}")
-    first.kill()
-    killed_at = step()
-    assert TrainingJob.objects.get(pk=job.pk).state == JobState.RUNNING and killed_at < 16
-
-    # The second worker trains at full speed; it pre-scores slowly, so that it can be killed in turn.
-    second = celery_worker_factory("gpu", app=SLOW_APP, AESP_FAULT_SLOW="aesplatform.modeling.services:_score_chunk=1.5",
-                                   **RESUMING)
-    job = wait_for(lambda: TrainingJob.objects.filter(pk=job.pk, state__in=["succeeded", "failed"]).first(),
-                   timeout=240, message=f"the resumed training job; worker log:\n{second.logs()[-3000:]}")
-    assert job.state == JobState.SUCCEEDED, job.error + job.log
-    curve = [p[0] for p in job.loss_curve]
-    assert curve == list(range(1, 17)), curve  # every step once: none lost, none doubled in the record
-    resumed_at = int(job.log.split("continuing from the checkpoint of step ")[1].split()[0].rstrip(")"))
-    assert 6 <= resumed_at <= killed_at and resumed_at % 3 == 0  # from its checkpoint, not from step 0
-    assert f"resumed from step {resumed_at}" in job.log
-    model = ModelVersion.objects.get(training_job=job)
-
-    services.model_version_promote(model_version=model, user=curator_user)
-    image_ids = [image.pk for image, _ in images]
-    run = services.prescore_run_create(created_by=curator_user, image_ids=image_ids, batch_size=1)
-    processed = lambda: PrescoreRun.objects.get(pk=run.pk).processed  # noqa: E731
-    wait_for(lambda: processed() >= 8, timeout=120, message=f"a first chunk scored; log:\n{second.logs()[-3000:]}")
-    second.kill()
-    run.refresh_from_db()
-    assert run.state == JobState.RUNNING and 8 <= run.processed < 24
-    scored_before = dict(Prescore.objects.filter(model_version=model).values_list("image_id", "created_at"))
-
-    third = celery_worker_factory("gpu", **RESUMING)
-    run = wait_for(lambda: PrescoreRun.objects.filter(pk=run.pk, state__in=["succeeded", "failed"]).first(),
-                   timeout=120, message=f"the resumed pre-scoring; worker log:\n{third.logs()[-3000:]}")
-    assert run.state == JobState.SUCCEEDED, run.error
-    rows = Prescore.objects.filter(model_version=model)
-    assert run.processed == run.total == 24
-    assert sorted(rows.values_list("image_id", flat=True)) == sorted(image_ids)  # one row per image
-    # what was scored before the kill was kept, not scored again
-    assert dict(rows.filter(image_id__in=scored_before).values_list("image_id", "created_at")) == scored_before
