@@ -35,11 +35,14 @@ SLOW_APP = "tests.integration.faults.slow_app"
 LIFE_CYCLE = {"AESP_JOB_HEARTBEAT_S": "1", "AESP_JOB_STALE_S": "8", "AESP_JOB_SWEEP_S": "2"}
 PIXEL_ONLY = {"clip": {"person_subject": None, "single_person": None, "photograph": None, "quality_problems": None},
               "min_faces": 0, "max_faces": 10, "near_duplicate_cosine": 0.998}
+# Slow enough that no job can finish while the test waits, one after the other, for each to be half-way (on a loaded
+# 2-core machine that wait takes a minute or more): import ~2 min, filter run ~1.5 min, export ~2.5 min, training
+# ~1.5 min in the first worker. The workers after the kill are not slowed.
 FIRST_WORKER_SLOW = ";".join([
-    "aesplatform.catalog.services:_store_chunk=8",
-    "aesplatform.curation.services:_results_write=4",
-    "aesplatform.datasets.writers:ImagePlacer._place=0.6",
-    "aesplatform.modeling.services:_JobReporter.progress=1.5",
+    "aesplatform.catalog.services:_store_chunk=30",
+    "aesplatform.curation.services:_results_write=15",
+    "aesplatform.datasets.writers:ImagePlacer._place=3",
+    "aesplatform.modeling.services:_JobReporter.progress=6",
 ])
 FINISHED = ("succeeded", "failed", "cancelled")
 
