@@ -261,10 +261,10 @@ def test_a_lease_that_ended_after_the_campaign_read_is_not_resumed():
     campaign = campaign_for([ann], images=3)
     first = services.task_lease_next(campaign=campaign, annotator=ann)
     read = selectors.campaign_for_lease(campaign_id=campaign.id, user=ann)
-    assert read.live_leases_read == (ann.id, [first.id])
+    assert (read.annotator_id, read.live_lease_ids) == (ann.id, (first.id,))
     # the lease ends in between (its time is up when the service runs)
     later = timezone.now() + timezone.timedelta(seconds=campaign.lease_seconds + 1)
-    nxt = services.task_lease_next(campaign=read, annotator=ann, now=later)
+    nxt = services.task_lease_next(campaign=read.campaign, annotator=ann, now=later, read=read)
     assert nxt.id != first.id and Assignment.objects.get(pk=first.id).state == AssignmentState.EXPIRED
 
 
@@ -325,11 +325,12 @@ def test_the_expiry_sweep_is_skipped_only_on_a_fresh_no(monkeypatch):
     real = services.leases_expire
     monkeypatch.setattr(services, "leases_expire", lambda **kw: sweeps.append(kw) or real(**kw))
     read = selectors.campaign_for_lease(campaign_id=campaign.id, user=ann)
-    assert read.expired_leases_read[2] is False
-    services.task_lease_next(campaign=read, annotator=ann)
+    assert read.any_expired is False
+    services.task_lease_next(campaign=read.campaign, annotator=ann, read=read)
     assert sweeps == []  # nothing had run out a moment ago
     read = selectors.campaign_for_lease(campaign_id=campaign.id, user=ann)
-    services.task_lease_next(campaign=read, annotator=ann, held=[], now=timezone.now() + timezone.timedelta(hours=1))
+    services.task_lease_next(campaign=read.campaign, annotator=ann, held=[], read=read,
+                             now=timezone.now() + timezone.timedelta(hours=1))
     assert len(sweeps) == 1  # asked about another time than the read's: swept
 
 

@@ -19,7 +19,8 @@ import random
 import threading
 import time
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.contrib.auth import get_user_model
@@ -241,10 +242,25 @@ def leases_expire(*, now=None, limit: int = EXPIRE_BATCH) -> int:
     return len(expired)
 
 
-def _check_annotator_in(campaign: Campaign, annotator) -> None:
-    # selectors.campaign_for_lease reads the membership along with the campaign (one query less per request)
-    known = getattr(campaign, "membership_checked", None)
-    member = known[1] if known and known[0] == annotator.pk else campaign.annotators.filter(pk=annotator.pk).exists()
+@dataclass(frozen=True)
+class LeaseContext:
+    """What selectors.campaign_for_lease read along with the campaign, in the same query (the next-task hot path),
+    for one annotator at one moment: task_lease_next uses these answers instead of asking again.
+
+    `live_lease_ids`: the annotator's live leases in the campaign at `read_at`, a superset of those live later
+    (leases only end with time). `any_expired`: whether any lease (of any campaign) had run out at `read_at`.
+    """
+
+    campaign: Campaign
+    annotator_id: int
+    read_at: datetime
+    member: bool
+    live_lease_ids: tuple[int, ...]
+    any_expired: bool
+
+
+def _check_annotator_in(campaign: Campaign, annotator, read: LeaseContext | None) -> None:
+    member = read.member if read is not None else campaign.annotators.filter(pk=annotator.pk).exists()
     if not member:
         # the answer for a campaign that does not exist: ids of campaigns one is not in are not confirmed
         raise NotFound("no such campaign")
@@ -255,20 +271,27 @@ def _check_active(campaign: Campaign) -> None:
         raise ConflictError(f"the campaign is {campaign.state}, not active", code="campaign_not_active")
 
 
-def task_lease_next(*, campaign: Campaign, annotator, held: list[int] | tuple = (), now=None) -> Assignment | None:
+def task_lease_next(
+    *, campaign: Campaign, annotator, held: list[int] | tuple = (), now=None, read: LeaseContext | None = None
+) -> Assignment | None:
     """Lease the next task of `campaign` to `annotator` (None when none is left for them).
 
     `held`: ids of this annotator's assignments the client already shows or preloads; a live lease of theirs
     outside that list is handed back first (a reload resumes), and an annotator holds at most MAX_LIVE_LEASES.
 
+    `read`: what selectors.campaign_for_lease read with this campaign for this annotator (saves the membership,
+    live-lease and expiry queries); without it they are asked here.
+
     Every write is atomic: the expiry sweep runs in a transaction of its own, and the lease itself is one statement
     on PostgreSQL (hotpath.task_lease_in_one_statement) or one transaction elsewhere.
     """
     now = now or timezone.now()
+    if read is not None and (read.campaign.pk != campaign.pk or read.annotator_id != annotator.pk):
+        raise ValueError("the lease context was read for another campaign or annotator")
     # Membership first: a non-member learns nothing of a campaign, not even that it is a draft or closed.
-    _check_annotator_in(campaign, annotator)
+    _check_annotator_in(campaign, annotator, read)
     _check_active(campaign)
-    if _leases_may_have_expired(campaign, annotator, now):
+    if _leases_may_have_expired(read, now):
         with transaction.atomic():
             leases_expire(now=now)
 
@@ -276,8 +299,7 @@ def task_lease_next(*, campaign: Campaign, annotator, held: list[int] | tuple = 
     # The caller's live leases as selectors.campaign_for_lease read them just before: a superset of those live now
     # (leases only end with time), so "nothing to resume, below the cap" holds now too. Anything else (a lease to
     # resume, the cap) is decided on a fresh read.
-    known = getattr(campaign, "live_leases_read", None)
-    live = known[1] if known and known[0] == annotator.pk else None
+    live = list(read.live_lease_ids) if read is not None else None
     if live is not None and (len(live) >= MAX_LIVE_LEASES or any(i not in held_ids for i in live)):
         live = None
     if live is None:
@@ -351,12 +373,10 @@ def _is_duplicate_lease(exc: IntegrityError) -> bool:
 EXPIRY_READ_FRESH_FOR = timedelta(seconds=1)
 
 
-def _leases_may_have_expired(campaign: Campaign, annotator, now) -> bool:
-    known = getattr(campaign, "expired_leases_read", None)
-    if not known or known[0] != annotator.pk:
+def _leases_may_have_expired(read: LeaseContext | None, now) -> bool:
+    if read is None:
         return True
-    _, read_at, any_expired = known
-    return any_expired or not (read_at <= now < read_at + EXPIRY_READ_FRESH_FOR)
+    return read.any_expired or not (read.read_at <= now < read.read_at + EXPIRY_READ_FRESH_FOR)
 
 
 @transaction.atomic
