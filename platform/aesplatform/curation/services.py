@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from django.utils import timezone
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
+from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.jobs import (
     job_cancel,
     job_cancelled,
@@ -234,8 +234,8 @@ def filter_run_cancel(*, run: FilterRun) -> FilterRun:
 # --- scoring (the worker) ------------------------------------------------------------------------------------
 
 
-_scorer_cache: dict[tuple, Any] = {}
-_scorer_lock = threading.Lock()
+# The CLIP model last scored with, per process (see LoadedModelCache).
+CLIP_SCORERS: LoadedModelCache[Any] = LoadedModelCache()
 
 
 def _device(config: dict[str, Any], device: str | None) -> str:
@@ -249,23 +249,14 @@ def _device(config: dict[str, Any], device: str | None) -> str:
 
 def _scorer_for(run: FilterRun, device: str):
     """The loaded model for this run, kept in the worker process for the next run with the same model."""
-    import json
-
     from .engine.clip import ClipScorer
 
-    key = (run.clip_model_name, run.clip_checkpoint, device)
-    with _scorer_lock:
-        scorer = _scorer_cache.get(key)
-        if scorer is None:
-            _scorer_cache.clear()  # one model in memory at a time
-            scorer = ClipScorer(model_name=run.clip_model_name, checkpoint=run.clip_checkpoint,
-                                prompt_set=run.prompt_set, device=device)
-            scorer.prompt_key = json.dumps(run.prompt_set, sort_keys=True)
-            _scorer_cache[key] = scorer
-        prompt_key = json.dumps(run.prompt_set, sort_keys=True)
-        if scorer.prompt_key != prompt_key:
-            scorer.set_prompts(run.prompt_set)
-            scorer.prompt_key = prompt_key
+    scorer = CLIP_SCORERS.get(
+        (run.clip_model_name, run.clip_checkpoint, device),
+        lambda: ClipScorer(model_name=run.clip_model_name, checkpoint=run.clip_checkpoint,
+                           prompt_set=run.prompt_set, device=device),
+    )
+    scorer.use_prompts(run.prompt_set)
     return scorer
 
 

@@ -39,6 +39,7 @@ from aesplatform.common.jobs import (
     job_succeed,
 )
 from aesplatform.common.locks import LockNamespace, advisory_xact_lock
+from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 from aesplatform.datasets.models import DatasetItem, DatasetState, DatasetVersion, Split
 
@@ -479,25 +480,23 @@ def _run_images(run: PrescoreRun):
     return Image.objects.filter(pk__in=run.image_ids) if run.image_ids else _default_images()
 
 
-_SCORERS: dict[int, Any] = {}
+# The loaded model of the version last scored with, per process (see LoadedModelCache).
+SCORERS: LoadedModelCache[Any] = LoadedModelCache()
 
 
 def load_scorer(model_version: ModelVersion, *, device: str = "auto"):
     """The model of a version, cached per process (a worker scores many runs with the same promoted model)."""
-    cached = _SCORERS.get(model_version.pk)
-    if cached is not None:
-        return cached
-    if model_version.backend == ModelBackend.HUMANAESEXPERT:
-        from model_core.scoring import RemoteCodeScorer
 
-        scorer = RemoteCodeScorer(model_version.checkpoint_path, device=device)
-    else:
+    def load():
+        if model_version.backend == ModelBackend.HUMANAESEXPERT:
+            from model_core.scoring import RemoteCodeScorer
+
+            return RemoteCodeScorer(model_version.checkpoint_path, device=device)
         from model_core.model import load_model
 
-        scorer = load_model(model_version.checkpoint_path, device=device, precision="auto")
-    _SCORERS.clear()
-    _SCORERS[model_version.pk] = scorer
-    return scorer
+        return load_model(model_version.checkpoint_path, device=device, precision="auto")
+
+    return SCORERS.get(model_version.pk, load)
 
 
 def _clip(value: float | None) -> float | None:
