@@ -148,7 +148,8 @@ def test_quality_updates_are_queued_once_per_window_and_stamped_with_its_end(
 
     sent = []
     monkeypatch.setattr(campaign_quality_update, "apply_async", lambda args, countdown: sent.append((args, countdown)))
-    monkeypatch.setattr(services, "_quality_window_ends", {})
+    clock = [1000.0]
+    monkeypatch.setattr(services, "QUALITY_UPDATE_WINDOWS", services.QualityUpdateWindows(clock=lambda: clock[0]))
     ann = factories.annotator()
     campaign = campaign_for([ann], images=4, redundancy=1)
     before = timezone.now()
@@ -164,7 +165,7 @@ def test_quality_updates_are_queued_once_per_window_and_stamped_with_its_end(
     assert stamp >= before + timezone.timedelta(seconds=services.QUALITY_UPDATE_WINDOW_S)
     assert countdown > services.QUALITY_UPDATE_WINDOW_S
     # once the window is over, the next submit queues again
-    services._quality_window_ends[campaign.id] = 0.0
+    clock[0] += services.QUALITY_UPDATE_WINDOW_S
     lease = services.task_lease_next(campaign=campaign, annotator=ann)
     with django_capture_on_commit_callbacks(execute=True):
         services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5}, idempotency_key=uuid.uuid4())
@@ -185,8 +186,7 @@ def test_a_failed_publish_keeps_the_submit_and_owes_the_update_to_the_next_publi
             raise ConnectionError("broker down")
 
     monkeypatch.setattr(campaign_quality_update, "apply_async", publish)
-    monkeypatch.setattr(services, "_quality_window_ends", {})
-    monkeypatch.setattr(services, "_quality_owed", set())
+    monkeypatch.setattr(services, "QUALITY_UPDATE_WINDOWS", services.QualityUpdateWindows())
     ann = factories.annotator()
     first, second = campaign_for([ann], images=2, redundancy=1), campaign_for([ann], images=1, redundancy=1)
     for _ in range(2):
@@ -196,13 +196,13 @@ def test_a_failed_publish_keeps_the_submit_and_owes_the_update_to_the_next_publi
                                                     idempotency_key=uuid.uuid4())
         assert created
     assert calls == [first.id]  # the second submit did not wait on the broker again (retry delay)
-    assert services._quality_owed == {first.id}
+    assert services.QUALITY_UPDATE_WINDOWS.owed == {first.id}
     down[0] = False
     lease = services.task_lease_next(campaign=second, annotator=ann)
     with django_capture_on_commit_callbacks(execute=True):
         services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5},
                                    idempotency_key=uuid.uuid4())
-    assert calls == [first.id, second.id, first.id] and not services._quality_owed
+    assert calls == [first.id, second.id, first.id] and not services.QUALITY_UPDATE_WINDOWS.owed
 
 
 def test_hot_path_sql_reads_the_same_rows_as_the_orm():

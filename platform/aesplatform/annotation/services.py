@@ -19,6 +19,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -503,9 +504,48 @@ QUALITY_UPDATE_MARGIN_S = 1.0  # tolerance for the worker's clock running ahead 
 # With the job queue down a publish fails after ~0.6 s: a campaign's next attempt waits this long, so that submits
 # stay fast while it is down.
 QUALITY_UPDATE_RETRY_S = 10.0
-_quality_window_ends: dict[int, float] = {}
-_quality_owed: set[int] = set()  # campaigns whose update could not be queued (sent with the next one that can)
-_quality_window_lock = threading.Lock()
+
+
+class QualityUpdateWindows:
+    """The consensus-update windows of one process: until when the update it last queued for a campaign covers
+    that campaign's submits, and the campaigns owed an update (their publish failed; sent with the next that works).
+
+    Per process on purpose: a window saves the publishes of this process's own submits (another process's submits
+    open windows of their own: at most one more recomputation each, never one left out). The process owns the one
+    instance, QUALITY_UPDATE_WINDOWS; `clock` (monotonic seconds) is what a test turns forward.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._ends: dict[int, float] = {}
+        self._owed: set[int] = set()
+
+    def open(self, campaign_id: int) -> list[int] | None:
+        """Open the campaign's next window and hand over the other campaigns owed an update (to be queued now
+        with this one); None while its window is still open (nothing to queue)."""
+        with self._lock:
+            now = self._clock()
+            if self._ends.get(campaign_id, 0.0) > now:
+                return None
+            self._ends[campaign_id] = now + QUALITY_UPDATE_WINDOW_S
+            owed = sorted(self._owed - {campaign_id})
+            self._owed.clear()
+            return owed
+
+    def publish_failed(self, campaign_id: int, owed: list[int]) -> None:
+        """The job queue refused: the campaign tries again after QUALITY_UPDATE_RETRY_S, and every update is owed."""
+        with self._lock:
+            self._ends[campaign_id] = self._clock() + QUALITY_UPDATE_RETRY_S
+            self._owed.update([campaign_id, *owed])
+
+    @property
+    def owed(self) -> frozenset[int]:
+        with self._lock:
+            return frozenset(self._owed)
+
+
+QUALITY_UPDATE_WINDOWS = QualityUpdateWindows()
 
 
 def _queue_quality_update(campaign_id: int) -> None:
@@ -524,13 +564,10 @@ def _queue_quality_update(campaign_id: int) -> None:
     def send():
         from workers.annotation import campaign_quality_update
 
-        now = time.monotonic()
-        with _quality_window_lock:
-            if _quality_window_ends.get(campaign_id, 0.0) > now:
-                return
-            _quality_window_ends[campaign_id] = now + QUALITY_UPDATE_WINDOW_S
-            owed = sorted(_quality_owed - {campaign_id})
-            _quality_owed.clear()
+        windows = QUALITY_UPDATE_WINDOWS
+        owed = windows.open(campaign_id)
+        if owed is None:
+            return
         requested_at = timezone.now() + timedelta(seconds=QUALITY_UPDATE_WINDOW_S)
         for target in [campaign_id, *owed]:
             try:
@@ -538,9 +575,7 @@ def _queue_quality_update(campaign_id: int) -> None:
                     (target, requested_at.isoformat()), countdown=QUALITY_UPDATE_WINDOW_S + QUALITY_UPDATE_MARGIN_S
                 )
             except Exception as exc:  # noqa: BLE001 - the broker is down: the annotation stays stored, the update owed
-                with _quality_window_lock:
-                    _quality_window_ends[campaign_id] = time.monotonic() + QUALITY_UPDATE_RETRY_S
-                    _quality_owed.update([campaign_id, *owed])
+                windows.publish_failed(campaign_id, owed)
                 logger.warning("consensus update of campaign %s not queued (job queue unavailable: %s); it is "
                                "queued with the next update that can be", target, exc)
                 return
