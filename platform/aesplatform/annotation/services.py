@@ -37,7 +37,7 @@ from aesplatform.common.text import name_list
 from model_core.standard import DIMENSIONS, OVERALL, ScoreError, validate_score
 
 from . import agreement as agreement_math
-from . import hotpath
+from . import hotpath, limits
 from . import consensus as consensus_math
 from .models import (
     Agreement,
@@ -121,13 +121,13 @@ def campaign_create(
     mode: str,
     created_by,
     image_ids: list[int],
-    redundancy: int = 3,
-    gold_ratio: float = 0.0,
+    redundancy: int = limits.REDUNDANCY_DEFAULT,
+    gold_ratio: float = limits.GOLD_RATIO_DEFAULT,
     show_prescores: bool = False,
     instructions: str = "",
     annotators=(),
     task_order: str = TaskOrder.RANDOM,
-    lease_seconds: int = 900,
+    lease_seconds: int = limits.LEASE_SECONDS_DEFAULT,
     state: str = CampaignState.DRAFT,
     seed: int | None = None,
 ) -> Campaign:

@@ -52,6 +52,7 @@ from aesplatform.common.jobs import (
 )
 from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
 
+from . import limits
 from .engine import proposals as engine_proposals
 from .engine import prompts as engine_prompts
 from .models import BatchState, CuratorDecision, FilterResult, FilterRun, ProposedDecision, ReviewBatch
@@ -60,8 +61,6 @@ logger = logging.getLogger(__name__)
 
 FILTERABLE_STATUSES = (ImageStatus.IMPORTED, ImageStatus.FILTERED)
 DECIDABLE_STATUSES = (ImageStatus.IMPORTED, ImageStatus.FILTERED, ImageStatus.APPROVED, ImageStatus.REJECTED)
-MAX_BATCH_SIZE = 1024
-MAX_REVIEW_BATCH_SIZE = 500
 _DECISION_FROM_PROPOSAL = {ProposedDecision.KEEP: CuratorDecision.Decision.APPROVE,
                            ProposedDecision.REJECT: CuratorDecision.Decision.REJECT}
 
@@ -165,8 +164,8 @@ def filter_run_create(
     clip_checkpoint: str | None = None,
     prompt_set: dict | None = None,
     thresholds: dict | None = None,
-    batch_size: int = 64,
-    review_batch_size: int = 48,
+    batch_size: int = limits.BATCH_SIZE_DEFAULT,
+    review_batch_size: int = limits.REVIEW_BATCH_SIZE_DEFAULT,
     enqueue: bool = True,
 ) -> FilterRun:
     """Record a run over the selected images and queue it (after commit).
@@ -177,13 +176,14 @@ def filter_run_create(
     config = filter_config()
     model_name = (clip_model_name or config["DEFAULT_MODEL"]).strip()
     checkpoint = (config["DEFAULT_CHECKPOINT"] if clip_checkpoint is None else clip_checkpoint).strip()
-    if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise ServiceError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}.")
-    if not 1 <= review_batch_size <= MAX_REVIEW_BATCH_SIZE:
-        raise ServiceError(f"review_batch_size must be between 1 and {MAX_REVIEW_BATCH_SIZE}.")
+    if not limits.BATCH_SIZE_MIN <= batch_size <= limits.BATCH_SIZE_MAX:
+        raise ServiceError(f"batch_size must be between {limits.BATCH_SIZE_MIN} and {limits.BATCH_SIZE_MAX}.")
+    if not limits.REVIEW_BATCH_SIZE_MIN <= review_batch_size <= limits.REVIEW_BATCH_SIZE_MAX:
+        raise ServiceError(f"review_batch_size must be between {limits.REVIEW_BATCH_SIZE_MIN} and "
+                           f"{limits.REVIEW_BATCH_SIZE_MAX}.")
     try:
         prompts = engine_prompts.prompt_set_validate(prompt_set if prompt_set is not None else engine_prompts.default_prompt_set())
-        limits = engine_proposals.thresholds_validate(thresholds or {}, groups=list(prompts["groups"]))
+        checked_thresholds = engine_proposals.thresholds_validate(thresholds or {}, groups=list(prompts["groups"]))
     except ValueError as exc:
         raise ServiceError(str(exc), code="invalid_settings") from exc
     _checkpoint_validate(model_name, checkpoint)
@@ -198,7 +198,7 @@ def filter_run_create(
         clip_model_name=model_name,
         clip_checkpoint=checkpoint,
         prompt_set=prompts,
-        thresholds=limits,
+        thresholds=checked_thresholds,
         batch_size=batch_size,
         review_batch_size=review_batch_size,
         total=len(selected),

@@ -19,6 +19,7 @@ from aesplatform.common import pagination as common_pagination
 from aesplatform.common.job_api import JOB_LIFE_CYCLE_FIELDS, job_action_view, stalled_field
 from aesplatform.common.exceptions import ConflictError
 from aesplatform.common.models import DIMENSION_FIELDS
+from aesplatform.common.serializers import StrictInputSerializer
 
 from . import selectors, services, writers
 from .downloads import ranged_file_response, ranged_response
@@ -55,7 +56,7 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DatasetVersionCreateSerializer(serializers.Serializer):
+class DatasetVersionCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     campaigns = serializers.PrimaryKeyRelatedField(many=True, queryset=Campaign.objects.all(), required=False,
@@ -106,7 +107,7 @@ class ExportSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(url) if request else url
 
 
-class ExportCreateSerializer(serializers.Serializer):
+class ExportCreateSerializer(StrictInputSerializer):
     version = serializers.PrimaryKeyRelatedField(queryset=DatasetVersion.objects.all())
     format = serializers.ChoiceField(choices=ExportFormat.choices)
     options = serializers.DictField(
