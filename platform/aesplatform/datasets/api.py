@@ -21,7 +21,7 @@ from aesplatform.common.exceptions import ConflictError
 from aesplatform.common.models import DIMENSION_FIELDS
 from aesplatform.common.serializers import StrictInputSerializer
 
-from . import selectors, services, writers
+from . import limits, selectors, services, writers
 from .downloads import ranged_file_response, ranged_response
 from .models import DatasetItem, DatasetKind, DatasetVersion, Export, ExportFormat, Split
 
@@ -66,9 +66,10 @@ class DatasetVersionCreateSerializer(StrictInputSerializer):
                                  "for every image, overall keeps the overall score only")
     consensus_method = serializers.ChoiceField(choices=[(m, m) for m in services.CONSENSUS_METHODS],
                                                default=services.CONSENSUS_METHODS[0])
-    min_ratings = serializers.IntegerField(min_value=1, max_value=1000, default=1)
+    min_ratings = serializers.IntegerField(min_value=limits.MIN_RATINGS_MIN, max_value=limits.MIN_RATINGS_MAX,
+                                           default=limits.MIN_RATINGS_DEFAULT)
     split_seed = serializers.IntegerField(min_value=-(2**63), max_value=2**63 - 1, default=0)
-    test_ratio = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.1)
+    test_ratio = serializers.FloatField(min_value=0.0, max_value=1.0, default=limits.TEST_RATIO_DEFAULT)
     freeze = serializers.BooleanField(default=False, help_text="Freeze right away (select, split, snapshot).")
 
     def validate_test_ratio(self, value):
