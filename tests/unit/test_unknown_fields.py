@@ -37,6 +37,11 @@ def test_a_create_request_with_an_unknown_field_is_a_400_naming_it(admin_client_
     assert {m: m.objects.count() for m in apps.get_models()} == counts
 
 
+def test_a_thresholds_patch_with_an_unknown_field_is_refused(curator_client):
+    r = curator_client.patch("/api/filter-runs/999999/thresholds/", {"thresholds": {}, "treshold": 1}, format="json")
+    assert r.status_code == 400 and r.json()["non_field_errors"][0].startswith("unknown fields: treshold")
+
+
 def test_a_campaign_patch_with_a_setting_that_cannot_change_is_refused_and_changes_nothing(curator_client):
     from aesplatform.annotation import services
     from aesplatform.annotation.models import Campaign

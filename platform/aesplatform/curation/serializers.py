@@ -110,7 +110,7 @@ class FilterRunCreateSerializer(StrictInputSerializer):
         ref_name = "FilterRunCreate"
 
 
-class ThresholdsSerializer(serializers.Serializer):
+class ThresholdsSerializer(StrictInputSerializer):
     thresholds = serializers.JSONField(help_text="Thresholds to change; the others keep their values.")
 
     class Meta:
