@@ -350,3 +350,19 @@ def test_an_annotator_taken_off_a_campaign_loses_the_leases_they_held():
     assert Task.objects.get(pk=lease.task_id).active_lease_count == 0  # the task is free for the others
     again = services.task_lease_next(campaign=campaign, annotator=kept, held=[other.id])
     assert again.task_id == lease.task_id
+
+
+def test_a_lease_context_read_for_someone_else_is_refused_and_leases_nothing():
+    """The context selectors.campaign_for_lease read is for one annotator and campaign: passing it with another
+    is a programming error, never a membership or a lease list taken from someone else."""
+    from aesplatform.annotation import selectors
+
+    member, other = factories.annotator(), factories.annotator()
+    campaign = campaign_for([member, other], images=2)
+    read = selectors.campaign_for_lease(campaign_id=campaign.id, user=member)
+    assert (read.campaign, read.annotator_id, read.member, read.live_lease_ids) == (campaign, member.id, True, ())
+    with pytest.raises(ValueError, match="another campaign or annotator"):
+        services.task_lease_next(campaign=read.campaign, annotator=other, read=read)
+    assert not Assignment.objects.exists()
+    outsider = factories.annotator()
+    assert selectors.campaign_for_lease(campaign_id=campaign.id, user=outsider).member is False
