@@ -69,6 +69,7 @@ def test_the_unknown_field_message_is_short_for_many_fields():
     assert many.errors["non_field_errors"] == ["unknown fields: b, k000, k001, k002, k003, k004, k005, k006, k007, "
                                                "k008 and 191 more (accepted: a)"]
     assert Two(data={"a": 1}).is_valid()
+    assert Two(data={"a": 1, "csrfmiddlewaretoken": "x"}).is_valid()  # a form post's CSRF token is no data field
 
 
 def test_the_limits_are_the_same_in_the_service_the_serializer_and_the_form():

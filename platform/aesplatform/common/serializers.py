@@ -10,6 +10,10 @@ from rest_framework.settings import api_settings
 from .text import name_list
 
 
+# Sent along by HTML forms (Django's CSRF token in a session-authenticated form post); never a data field.
+_FORM_PLUMBING = frozenset({"csrfmiddlewaretoken"})
+
+
 class StrictInputSerializer(serializers.Serializer):
     """A request body with a field this serializer does not take is a 400 naming it, not a success that drops it
     (a `PATCH {"redundancy": 5}` answered 200 would tell the client the campaign changed when nothing did)."""
@@ -17,7 +21,7 @@ class StrictInputSerializer(serializers.Serializer):
     def to_internal_value(self, data):
         if isinstance(data, Mapping):
             accepted = [name for name, field in self.fields.items() if not field.read_only]
-            unknown = sorted(set(data) - set(accepted))
+            unknown = sorted(set(data) - set(accepted) - _FORM_PLUMBING)
             if unknown:
                 raise serializers.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [
                     f"unknown fields: {name_list(unknown)} (accepted: {', '.join(accepted)})"
