@@ -18,7 +18,7 @@ from django.views.generic import FormView, TemplateView
 
 from aesplatform.accounts.permissions import RoleRequiredMixin
 from aesplatform.accounts.roles import Role
-from aesplatform.annotation import selectors, services
+from aesplatform.annotation import limits, selectors, services
 from aesplatform.annotation.models import Campaign, CampaignMode, CampaignState, TaskOrder
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ServiceError
@@ -27,11 +27,12 @@ MAX_IMAGES_FROM_FORM = 200_000
 
 
 class CampaignForm(forms.Form):
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=limits.CAMPAIGN_NAME_MAX_LENGTH)
     mode = forms.ChoiceField(choices=CampaignMode.choices, initial=CampaignMode.EXPERT)
-    redundancy = forms.IntegerField(min_value=1, max_value=50, initial=3, help_text="Distinct annotators per image.")
+    redundancy = forms.IntegerField(min_value=limits.REDUNDANCY_MIN, max_value=limits.REDUNDANCY_MAX,
+                                    initial=limits.REDUNDANCY_DEFAULT, help_text="Distinct annotators per image.")
     gold_ratio = forms.FloatField(
-        min_value=0.0, max_value=0.5, initial=0.0,
+        min_value=limits.GOLD_RATIO_MIN, max_value=limits.GOLD_RATIO_MAX, initial=limits.GOLD_RATIO_DEFAULT,
         help_text="Share of images with an imported reference label, mixed in unannounced.",
     )
     image_source = forms.ChoiceField(required=False, help_text="Approved images of this source only (blank: any).")
@@ -40,7 +41,8 @@ class CampaignForm(forms.Form):
     instructions = forms.CharField(widget=forms.Textarea, required=False)
     show_prescores = forms.BooleanField(required=False, help_text="Off by default, to avoid anchoring.")
     task_order = forms.ChoiceField(choices=TaskOrder.choices, initial=TaskOrder.RANDOM)
-    lease_seconds = forms.IntegerField(min_value=30, max_value=86400, initial=900)
+    lease_seconds = forms.IntegerField(min_value=limits.LEASE_SECONDS_MIN, max_value=limits.LEASE_SECONDS_MAX,
+                                       initial=limits.LEASE_SECONDS_DEFAULT)
     activate = forms.BooleanField(required=False, initial=True, help_text="Start handing out tasks right away.")
 
     def __init__(self, *args, **kwargs):

@@ -21,7 +21,7 @@ from aesplatform.accounts.roles import Role
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ServiceError
 from aesplatform.common.models import ACTIVE_JOB_STATES
-from aesplatform.curation import selectors, services
+from aesplatform.curation import limits, selectors, services
 from aesplatform.curation.models import BatchState, FilterRun, ProposedDecision, ReviewBatch
 
 
@@ -36,7 +36,8 @@ class FilterRunForm(forms.Form):
     clip_model_name = forms.CharField(max_length=100, label="CLIP model")
     clip_checkpoint = forms.CharField(max_length=1024, required=False, label="Checkpoint (absolute path)",
                                       help_text="Local file; empty means random weights (only for trying things out).")
-    review_batch_size = forms.IntegerField(min_value=1, max_value=500, initial=48, label="Images per review batch")
+    review_batch_size = forms.IntegerField(min_value=limits.REVIEW_BATCH_SIZE_MIN, max_value=limits.REVIEW_BATCH_SIZE_MAX,
+                                           initial=limits.REVIEW_BATCH_SIZE_DEFAULT, label="Images per review batch")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -18,7 +18,7 @@ from aesplatform.accounts.roles import Role
 from aesplatform.annotation.models import Campaign
 from aesplatform.common.exceptions import ServiceError
 from aesplatform.common.models import ACTIVE_JOB_STATES
-from aesplatform.datasets import selectors, services
+from aesplatform.datasets import limits, selectors, services
 from aesplatform.datasets.api import archive_response
 from aesplatform.datasets.models import DatasetKind, ExportFormat
 from model_core.standard import LEVELS
@@ -39,9 +39,10 @@ class DatasetVersionForm(forms.Form):
                                                  help_text="Labels of HumanBeauty imports.")
     kind = forms.ChoiceField(choices=DatasetKind.choices, initial=DatasetKind.MIXED,
                              help_text="Expert refuses images without all 12 dimensions.")
-    min_ratings = forms.IntegerField(min_value=1, max_value=1000, initial=1, label="Minimum ratings")
+    min_ratings = forms.IntegerField(min_value=limits.MIN_RATINGS_MIN, max_value=limits.MIN_RATINGS_MAX,
+                                     initial=limits.MIN_RATINGS_DEFAULT, label="Minimum ratings")
     split_seed = forms.IntegerField(initial=0, label="Split seed")
-    test_ratio = forms.FloatField(min_value=0.01, max_value=0.99, initial=0.1, label="Test ratio",
+    test_ratio = forms.FloatField(min_value=0.01, max_value=0.99, initial=limits.TEST_RATIO_DEFAULT, label="Test ratio",
                                   help_text="Per source; near-duplicate groups stay on one side.")
     freeze = forms.BooleanField(required=False, initial=True, label="Freeze now",
                                 help_text="Select, split and snapshot right away (then immutable).")

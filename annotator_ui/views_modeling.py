@@ -20,7 +20,7 @@ from aesplatform.accounts.roles import Role
 from aesplatform.common.exceptions import ServiceError
 from aesplatform.common.models import ACTIVE_JOB_STATES, DIMENSION_FIELDS
 from aesplatform.datasets.models import DatasetState, DatasetVersion
-from aesplatform.modeling import presets, selectors, services
+from aesplatform.modeling import limits, presets, selectors, services
 from aesplatform.modeling.models import ModelBackend, ModelVersion
 from model_core.standard import DIMENSIONS
 
@@ -305,11 +305,12 @@ PRESCORES_SHOWN = 100
 
 
 class PrescoreRunForm(forms.Form):
-    max_tiles = forms.IntegerField(min_value=1, max_value=12, required=False,
+    max_tiles = forms.IntegerField(min_value=limits.MAX_TILES_MIN, max_value=limits.MAX_TILES_MAX, required=False,
                                    widget=forms.NumberInput(attrs={"placeholder": "auto", "title": (
                                        "Empty: 1 for a model trained here, 12 (the reference's) for a released "
                                        "HumanAesExpert checkpoint")}))
-    batch_size = forms.IntegerField(min_value=1, max_value=1024, initial=32)
+    batch_size = forms.IntegerField(min_value=limits.BATCH_SIZE_MIN, max_value=limits.BATCH_SIZE_MAX,
+                                    initial=limits.BATCH_SIZE_DEFAULT)
 
 
 class PrescoresView(RoleRequiredMixin, TemplateView):

@@ -93,8 +93,7 @@ def main() -> int:
         best_core = max(best_core, args.n_images / (time.perf_counter() - start))
 
         version = ModelVersion.objects.create(name=f"bench-{repeat}", checkpoint_path=str(checkpoint))
-        services._SCORERS.clear()
-        services._SCORERS[version.pk] = model  # the same model object: loading is not what is measured
+        services.SCORERS.put(version.pk, model)  # the same model object: loading is not what is measured
         run = PrescoreRun.objects.create(model_version=version, image_ids=image_ids, total=len(image_ids),
                                          batch_size=args.batch_size, created_by=user)
         start = time.perf_counter()

@@ -177,7 +177,7 @@ for k in range({samples}):
         sid = transaction.savepoint()
         t = time.perf_counter()
         mine = selectors.campaign_for_lease(campaign_id=campaign.id, user=user)  # as the view does
-        a = services.task_lease_next(campaign=mine, annotator=user, held=[-1, -2])
+        a = services.task_lease_next(campaign=mine.campaign, annotator=user, held=[-1, -2], read=mine)
         lease_ms.append((time.perf_counter() - t) * 1000)
         transaction.savepoint_rollback(sid)
     if sql is None:

@@ -77,6 +77,15 @@ def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
+@pytest.fixture(autouse=True)
+def _own_quality_update_windows(monkeypatch):
+    """Each test starts with no consensus-update window open and none owed (a process's state, see
+    annotation.services.QualityUpdateWindows): what one test queued never holds back another's."""
+    from aesplatform.annotation import services
+
+    monkeypatch.setattr(services, "QUALITY_UPDATE_WINDOWS", services.QualityUpdateWindows())
+
+
 class CeleryWorker:
     """A real `celery worker` process over the real broker (Redis, or the filesystem broker of `make run` when its
     env says CELERY_BROKER_URL=filesystem://) and the test database. `beat`: celery beat embedded (-B), which

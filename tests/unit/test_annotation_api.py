@@ -101,6 +101,7 @@ def test_curator_creates_a_campaign_with_tasks_and_unannounced_gold(curator_clie
         ({"annotators": [999999]}, "unknown annotator"),
         ({"curator_as_annotator": False, "plain_user": True}, "annotator role"),
         ({"state": "closed"}, "draft or active"),
+        ({"priority": 1, "lease": 60}, "unknown fields: lease, priority"),
     ],
 )
 def test_campaign_create_bad_input(curator_client, change, message):
@@ -130,7 +131,10 @@ def test_campaign_state_changes_and_closing_ends_leases(curator_client, ann):
     assert Assignment.objects.get(pk=task["id"]).state == AssignmentState.EXPIRED
     assert Task.objects.filter(active_lease_count__gt=0).count() == 0
     assert curator_client.patch(f"/api/campaigns/{campaign.id}/", {"state": "draft"}, format="json").status_code == 409
-    assert curator_client.patch(f"/api/campaigns/{campaign.id}/", {"redundancy": 5}, format="json").json() is not None
+    # a setting that cannot change is refused by name, not answered 200 with nothing changed
+    refused = curator_client.patch(f"/api/campaigns/{campaign.id}/", {"redundancy": 5, "name": "renamed"}, format="json")
+    assert refused.status_code == 400 and "unknown fields: redundancy" in refused.json()["non_field_errors"][0]
+    assert Campaign.objects.filter(pk=campaign.id, redundancy=2, name="c").exists()
 
 
 # --- leases -------------------------------------------------------------------------------------------------------

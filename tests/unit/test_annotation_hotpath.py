@@ -148,7 +148,8 @@ def test_quality_updates_are_queued_once_per_window_and_stamped_with_its_end(
 
     sent = []
     monkeypatch.setattr(campaign_quality_update, "apply_async", lambda args, countdown: sent.append((args, countdown)))
-    monkeypatch.setattr(services, "_quality_window_ends", {})
+    clock = [1000.0]
+    monkeypatch.setattr(services, "QUALITY_UPDATE_WINDOWS", services.QualityUpdateWindows(clock=lambda: clock[0]))
     ann = factories.annotator()
     campaign = campaign_for([ann], images=4, redundancy=1)
     before = timezone.now()
@@ -164,7 +165,7 @@ def test_quality_updates_are_queued_once_per_window_and_stamped_with_its_end(
     assert stamp >= before + timezone.timedelta(seconds=services.QUALITY_UPDATE_WINDOW_S)
     assert countdown > services.QUALITY_UPDATE_WINDOW_S
     # once the window is over, the next submit queues again
-    services._quality_window_ends[campaign.id] = 0.0
+    clock[0] += services.QUALITY_UPDATE_WINDOW_S
     lease = services.task_lease_next(campaign=campaign, annotator=ann)
     with django_capture_on_commit_callbacks(execute=True):
         services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5}, idempotency_key=uuid.uuid4())
@@ -185,8 +186,7 @@ def test_a_failed_publish_keeps_the_submit_and_owes_the_update_to_the_next_publi
             raise ConnectionError("broker down")
 
     monkeypatch.setattr(campaign_quality_update, "apply_async", publish)
-    monkeypatch.setattr(services, "_quality_window_ends", {})
-    monkeypatch.setattr(services, "_quality_owed", set())
+    monkeypatch.setattr(services, "QUALITY_UPDATE_WINDOWS", services.QualityUpdateWindows())
     ann = factories.annotator()
     first, second = campaign_for([ann], images=2, redundancy=1), campaign_for([ann], images=1, redundancy=1)
     for _ in range(2):
@@ -196,13 +196,13 @@ def test_a_failed_publish_keeps_the_submit_and_owes_the_update_to_the_next_publi
                                                     idempotency_key=uuid.uuid4())
         assert created
     assert calls == [first.id]  # the second submit did not wait on the broker again (retry delay)
-    assert services._quality_owed == {first.id}
+    assert services.QUALITY_UPDATE_WINDOWS.owed == {first.id}
     down[0] = False
     lease = services.task_lease_next(campaign=second, annotator=ann)
     with django_capture_on_commit_callbacks(execute=True):
         services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5},
                                    idempotency_key=uuid.uuid4())
-    assert calls == [first.id, second.id, first.id] and not services._quality_owed
+    assert calls == [first.id, second.id, first.id] and not services.QUALITY_UPDATE_WINDOWS.owed
 
 
 def test_hot_path_sql_reads_the_same_rows_as_the_orm():
@@ -261,10 +261,10 @@ def test_a_lease_that_ended_after_the_campaign_read_is_not_resumed():
     campaign = campaign_for([ann], images=3)
     first = services.task_lease_next(campaign=campaign, annotator=ann)
     read = selectors.campaign_for_lease(campaign_id=campaign.id, user=ann)
-    assert read.live_leases_read == (ann.id, [first.id])
+    assert (read.annotator_id, read.live_lease_ids) == (ann.id, (first.id,))
     # the lease ends in between (its time is up when the service runs)
     later = timezone.now() + timezone.timedelta(seconds=campaign.lease_seconds + 1)
-    nxt = services.task_lease_next(campaign=read, annotator=ann, now=later)
+    nxt = services.task_lease_next(campaign=read.campaign, annotator=ann, now=later, read=read)
     assert nxt.id != first.id and Assignment.objects.get(pk=first.id).state == AssignmentState.EXPIRED
 
 
@@ -325,11 +325,12 @@ def test_the_expiry_sweep_is_skipped_only_on_a_fresh_no(monkeypatch):
     real = services.leases_expire
     monkeypatch.setattr(services, "leases_expire", lambda **kw: sweeps.append(kw) or real(**kw))
     read = selectors.campaign_for_lease(campaign_id=campaign.id, user=ann)
-    assert read.expired_leases_read[2] is False
-    services.task_lease_next(campaign=read, annotator=ann)
+    assert read.any_expired is False
+    services.task_lease_next(campaign=read.campaign, annotator=ann, read=read)
     assert sweeps == []  # nothing had run out a moment ago
     read = selectors.campaign_for_lease(campaign_id=campaign.id, user=ann)
-    services.task_lease_next(campaign=read, annotator=ann, held=[], now=timezone.now() + timezone.timedelta(hours=1))
+    services.task_lease_next(campaign=read.campaign, annotator=ann, held=[], read=read,
+                             now=timezone.now() + timezone.timedelta(hours=1))
     assert len(sweeps) == 1  # asked about another time than the read's: swept
 
 
@@ -349,3 +350,19 @@ def test_an_annotator_taken_off_a_campaign_loses_the_leases_they_held():
     assert Task.objects.get(pk=lease.task_id).active_lease_count == 0  # the task is free for the others
     again = services.task_lease_next(campaign=campaign, annotator=kept, held=[other.id])
     assert again.task_id == lease.task_id
+
+
+def test_a_lease_context_read_for_someone_else_is_refused_and_leases_nothing():
+    """The context selectors.campaign_for_lease read is for one annotator and campaign: passing it with another
+    is a programming error, never a membership or a lease list taken from someone else."""
+    from aesplatform.annotation import selectors
+
+    member, other = factories.annotator(), factories.annotator()
+    campaign = campaign_for([member, other], images=2)
+    read = selectors.campaign_for_lease(campaign_id=campaign.id, user=member)
+    assert (read.campaign, read.annotator_id, read.member, read.live_lease_ids) == (campaign, member.id, True, ())
+    with pytest.raises(ValueError, match="another campaign or annotator"):
+        services.task_lease_next(campaign=read.campaign, annotator=other, read=read)
+    assert not Assignment.objects.exists()
+    outsider = factories.annotator()
+    assert selectors.campaign_for_lease(campaign_id=campaign.id, user=outsider).member is False

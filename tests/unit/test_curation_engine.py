@@ -132,6 +132,21 @@ def test_clip_scorer_mechanics(tiny_scorer):
     assert tiny_scorer.dtype == torch.float32 and tiny_scorer.image_size == 64
 
 
+def test_the_scorer_recomputes_its_text_features_only_for_another_prompt_set(tiny_scorer):
+    default = prompts.default_prompt_set()
+    features = tiny_scorer.text_features
+    tiny_scorer.use_prompts(prompts.default_prompt_set())
+    assert tiny_scorer.text_features is features  # the same prompts (another dict): nothing recomputed
+    first = next(iter(default["groups"]))
+    fewer = {**default, "groups": {first: default["groups"][first]}}
+    try:
+        tiny_scorer.use_prompts(fewer)
+        assert tiny_scorer.text_features is not features and set(tiny_scorer.groups) == {first}
+    finally:
+        tiny_scorer.use_prompts(default)  # the fixture is shared by the module
+    assert set(tiny_scorer.groups) == set(default["groups"])
+
+
 def test_checkpoint_check(tmp_path):
     import open_clip
     from safetensors.torch import save_file

@@ -145,7 +145,7 @@ def test_a_model_whose_prescores_lack_uncertainty_is_refused_too(curator_user, t
 
 def test_a_run_without_the_pinned_runtime_fails_naming_the_package_and_the_target(released, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "einops", None)  # this process is the main venv: no overlay
-    services._SCORERS.clear()
+    services.SCORERS.clear()
     image = factories.ImageFactory(status="approved")
     run = services.prescore_run_create(created_by=factories.curator(), image_ids=[image.pk], enqueue=False)
     with caplog.at_level(logging.ERROR):

@@ -13,6 +13,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
+from aesplatform.common.serializers import StrictInputSerializer
+
 from . import selectors, services
 from .permissions import IsCurator, IsPlatformAdmin
 from .roles import Role, user_roles
@@ -88,7 +90,7 @@ class UserListCreateView(ListAPIView):
 
     serializer_class = UserSerializer
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInputSerializer):
         username = serializers.CharField(max_length=150)
         email = serializers.EmailField(required=False, allow_blank=True, default="")
         password = serializers.CharField(min_length=10, trim_whitespace=False, write_only=True)

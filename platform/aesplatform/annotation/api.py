@@ -147,11 +147,11 @@ class NextTaskView(APIView):
         responses={200: AssignmentOutSerializer, 204: OpenApiResponse(description="Nothing left for you.")},
     )
     def post(self, request, pk: int):
-        campaign = selectors.campaign_for_lease(campaign_id=pk, user=request.user)
-        if campaign is None:
+        read = selectors.campaign_for_lease(campaign_id=pk, user=request.user)
+        if read is None:
             raise services.NotFound("no such campaign")  # the answer a campaign one is not in gets too
         held = validated(NextTaskRequestSerializer, request.data)["held"]
-        assignment = services.task_lease_next(campaign=campaign, annotator=request.user, held=held)
+        assignment = services.task_lease_next(campaign=read.campaign, annotator=request.user, held=held, read=read)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(assignment_payload(assignment))

@@ -2,9 +2,9 @@
 
 DRF's TokenAuthentication reads the token with its user; the role check (`IsAnnotator`) then reads the user's
 groups in a second query on every request. Here one plain SELECT (hotpath.token_user_and_groups) returns the user
-and their group names, and the roles are stored where `accounts.roles.user_roles` caches them for the request, so
-the role check costs nothing more. The rules are those of `accounts.roles` (IMPLIED_ROLES, superusers are
-admins); nothing is cached beyond the request, so a revoked token or role takes effect on the next request.
+and their group names, and the roles are handed to `accounts.roles.user_roles_remember` for the request, so
+the role check costs nothing more. The rules are those of `accounts.roles.roles_granted`; nothing is cached
+beyond the request, so a revoked token or role takes effect on the next request.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 
-from aesplatform.accounts.roles import IMPLIED_ROLES, Role
+from aesplatform.accounts.roles import roles_granted, user_roles_remember
 
 from . import hotpath
 
@@ -26,11 +26,7 @@ class TokenWithRolesAuthentication(TokenAuthentication):
         user, group_names = found
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        granted: set[Role] = set(IMPLIED_ROLES[Role.ADMIN]) if user.is_superuser else set()
-        for name in group_names:
-            if name in Role._value2member_map_:
-                granted |= IMPLIED_ROLES[Role(name)]
-        user._aesp_roles = frozenset(granted)  # the per-request cache of accounts.roles.user_roles
+        user_roles_remember(user, roles_granted(is_superuser=user.is_superuser, group_names=group_names))
         return user, self.get_model()(key=key, user=user)
 
 

@@ -23,6 +23,8 @@ from aesplatform.common.models import (
 )
 from model_core.standard import DIMENSIONS, NUM_DIMENSIONS, OVERALL
 
+from . import limits
+
 
 class CampaignMode(models.TextChoices):
     OVERALL = "overall", "Overall score only"
@@ -41,17 +43,21 @@ class TaskOrder(models.TextChoices):
 
 
 class Campaign(TimeStampedModel):
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=limits.CAMPAIGN_NAME_MAX_LENGTH)
     mode = models.CharField(max_length=8, choices=CampaignMode.choices)
     redundancy = models.PositiveSmallIntegerField(
-        default=3, validators=[MinValueValidator(1), MaxValueValidator(50)], help_text="Distinct annotators per image."
+        default=limits.REDUNDANCY_DEFAULT,
+        validators=[MinValueValidator(limits.REDUNDANCY_MIN), MaxValueValidator(limits.REDUNDANCY_MAX)],
+        help_text="Distinct annotators per image."
     )
-    gold_ratio = models.FloatField(default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
+    gold_ratio = models.FloatField(default=limits.GOLD_RATIO_DEFAULT,
+                                   validators=[MinValueValidator(limits.GOLD_RATIO_MIN), MaxValueValidator(limits.GOLD_RATIO_MAX)])
     show_prescores = models.BooleanField(default=False, help_text="Hidden by default, to avoid anchoring.")
     instructions = models.TextField(blank=True)
     state = models.CharField(max_length=8, choices=CampaignState.choices, default=CampaignState.DRAFT, db_index=True)
     task_order = models.CharField(max_length=8, choices=TaskOrder.choices, default=TaskOrder.RANDOM)
-    lease_seconds = models.PositiveIntegerField(default=900, validators=[MinValueValidator(30)])
+    lease_seconds = models.PositiveIntegerField(default=limits.LEASE_SECONDS_DEFAULT,
+                                                validators=[MinValueValidator(limits.LEASE_SECONDS_MIN)])
     annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="campaigns")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="created_campaigns")
 
@@ -60,9 +66,9 @@ class Campaign(TimeStampedModel):
         constraints = [
             models.CheckConstraint(condition=models.Q(mode__in=CampaignMode.values), name="campaign_mode_valid"),
             models.CheckConstraint(condition=models.Q(state__in=CampaignState.values), name="campaign_state_valid"),
-            models.CheckConstraint(condition=models.Q(redundancy__gte=1), name="campaign_redundancy_positive"),
-            models.CheckConstraint(condition=models.Q(gold_ratio__gte=0, gold_ratio__lte=0.5), name="campaign_gold_ratio_range"),
-            models.CheckConstraint(condition=models.Q(lease_seconds__gte=30), name="campaign_lease_min"),
+            models.CheckConstraint(condition=models.Q(redundancy__gte=limits.REDUNDANCY_MIN), name="campaign_redundancy_positive"),
+            models.CheckConstraint(condition=models.Q(gold_ratio__gte=limits.GOLD_RATIO_MIN, gold_ratio__lte=limits.GOLD_RATIO_MAX), name="campaign_gold_ratio_range"),
+            models.CheckConstraint(condition=models.Q(lease_seconds__gte=limits.LEASE_SECONDS_MIN), name="campaign_lease_min"),
         ]
 
     def __str__(self) -> str:

@@ -29,7 +29,7 @@ from .models import (
     Task,
     TaskState,
 )
-from .services import campaign_matrices, expected_dimensions
+from .services import LeaseContext, campaign_matrices, expected_dimensions
 
 
 def campaigns_visible_to(*, user) -> QuerySet[Campaign]:
@@ -39,19 +39,16 @@ def campaigns_visible_to(*, user) -> QuerySet[Campaign]:
     return Campaign.objects.filter(state=CampaignState.ACTIVE, annotators=user)
 
 
-def campaign_for_lease(*, campaign_id: int, user) -> Campaign | None:
+def campaign_for_lease(*, campaign_id: int, user) -> LeaseContext | None:
     """The campaign with whether `user` is one of its annotators, the user's live leases in it and whether any
-    lease has run out, in one query (the next-task hot path; services.task_lease_next uses the answers instead of
-    asking again)."""
+    lease has run out, in one query (the next-task hot path: pass it to services.task_lease_next as `read`)."""
     now = timezone.now()
     found = hotpath.campaign_for_next_task(campaign_id=campaign_id, user_id=user.pk, now=now)
     if found is None:
         return None
     campaign, member, any_expired, live = found
-    campaign.membership_checked = (user.pk, member)
-    campaign.live_leases_read = (user.pk, live)
-    campaign.expired_leases_read = (user.pk, now, any_expired)
-    return campaign
+    return LeaseContext(campaign=campaign, annotator_id=user.pk, read_at=now, member=member,
+                        live_lease_ids=tuple(live), any_expired=any_expired)
 
 
 def campaign_for_annotator(*, campaign_id: int, user) -> Campaign | None:

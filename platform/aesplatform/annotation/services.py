@@ -19,7 +19,9 @@ import random
 import threading
 import time
 import uuid
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.contrib.auth import get_user_model
@@ -35,7 +37,7 @@ from aesplatform.common.text import name_list
 from model_core.standard import DIMENSIONS, OVERALL, ScoreError, validate_score
 
 from . import agreement as agreement_math
-from . import hotpath
+from . import hotpath, limits
 from . import consensus as consensus_math
 from .models import (
     Agreement,
@@ -119,13 +121,13 @@ def campaign_create(
     mode: str,
     created_by,
     image_ids: list[int],
-    redundancy: int = 3,
-    gold_ratio: float = 0.0,
+    redundancy: int = limits.REDUNDANCY_DEFAULT,
+    gold_ratio: float = limits.GOLD_RATIO_DEFAULT,
     show_prescores: bool = False,
     instructions: str = "",
     annotators=(),
     task_order: str = TaskOrder.RANDOM,
-    lease_seconds: int = 900,
+    lease_seconds: int = limits.LEASE_SECONDS_DEFAULT,
     state: str = CampaignState.DRAFT,
     seed: int | None = None,
 ) -> Campaign:
@@ -241,10 +243,25 @@ def leases_expire(*, now=None, limit: int = EXPIRE_BATCH) -> int:
     return len(expired)
 
 
-def _check_annotator_in(campaign: Campaign, annotator) -> None:
-    # selectors.campaign_for_lease reads the membership along with the campaign (one query less per request)
-    known = getattr(campaign, "membership_checked", None)
-    member = known[1] if known and known[0] == annotator.pk else campaign.annotators.filter(pk=annotator.pk).exists()
+@dataclass(frozen=True)
+class LeaseContext:
+    """What selectors.campaign_for_lease read along with the campaign, in the same query (the next-task hot path),
+    for one annotator at one moment: task_lease_next uses these answers instead of asking again.
+
+    `live_lease_ids`: the annotator's live leases in the campaign at `read_at`, a superset of those live later
+    (leases only end with time). `any_expired`: whether any lease (of any campaign) had run out at `read_at`.
+    """
+
+    campaign: Campaign
+    annotator_id: int
+    read_at: datetime
+    member: bool
+    live_lease_ids: tuple[int, ...]
+    any_expired: bool
+
+
+def _check_annotator_in(campaign: Campaign, annotator, read: LeaseContext | None) -> None:
+    member = read.member if read is not None else campaign.annotators.filter(pk=annotator.pk).exists()
     if not member:
         # the answer for a campaign that does not exist: ids of campaigns one is not in are not confirmed
         raise NotFound("no such campaign")
@@ -255,20 +272,27 @@ def _check_active(campaign: Campaign) -> None:
         raise ConflictError(f"the campaign is {campaign.state}, not active", code="campaign_not_active")
 
 
-def task_lease_next(*, campaign: Campaign, annotator, held: list[int] | tuple = (), now=None) -> Assignment | None:
+def task_lease_next(
+    *, campaign: Campaign, annotator, held: list[int] | tuple = (), now=None, read: LeaseContext | None = None
+) -> Assignment | None:
     """Lease the next task of `campaign` to `annotator` (None when none is left for them).
 
     `held`: ids of this annotator's assignments the client already shows or preloads; a live lease of theirs
     outside that list is handed back first (a reload resumes), and an annotator holds at most MAX_LIVE_LEASES.
 
+    `read`: what selectors.campaign_for_lease read with this campaign for this annotator (saves the membership,
+    live-lease and expiry queries); without it they are asked here.
+
     Every write is atomic: the expiry sweep runs in a transaction of its own, and the lease itself is one statement
     on PostgreSQL (hotpath.task_lease_in_one_statement) or one transaction elsewhere.
     """
     now = now or timezone.now()
+    if read is not None and (read.campaign.pk != campaign.pk or read.annotator_id != annotator.pk):
+        raise ValueError("the lease context was read for another campaign or annotator")
     # Membership first: a non-member learns nothing of a campaign, not even that it is a draft or closed.
-    _check_annotator_in(campaign, annotator)
+    _check_annotator_in(campaign, annotator, read)
     _check_active(campaign)
-    if _leases_may_have_expired(campaign, annotator, now):
+    if _leases_may_have_expired(read, now):
         with transaction.atomic():
             leases_expire(now=now)
 
@@ -276,8 +300,7 @@ def task_lease_next(*, campaign: Campaign, annotator, held: list[int] | tuple = 
     # The caller's live leases as selectors.campaign_for_lease read them just before: a superset of those live now
     # (leases only end with time), so "nothing to resume, below the cap" holds now too. Anything else (a lease to
     # resume, the cap) is decided on a fresh read.
-    known = getattr(campaign, "live_leases_read", None)
-    live = known[1] if known and known[0] == annotator.pk else None
+    live = list(read.live_lease_ids) if read is not None else None
     if live is not None and (len(live) >= MAX_LIVE_LEASES or any(i not in held_ids for i in live)):
         live = None
     if live is None:
@@ -351,12 +374,10 @@ def _is_duplicate_lease(exc: IntegrityError) -> bool:
 EXPIRY_READ_FRESH_FOR = timedelta(seconds=1)
 
 
-def _leases_may_have_expired(campaign: Campaign, annotator, now) -> bool:
-    known = getattr(campaign, "expired_leases_read", None)
-    if not known or known[0] != annotator.pk:
+def _leases_may_have_expired(read: LeaseContext | None, now) -> bool:
+    if read is None:
         return True
-    _, read_at, any_expired = known
-    return any_expired or not (read_at <= now < read_at + EXPIRY_READ_FRESH_FOR)
+    return read.any_expired or not (read.read_at <= now < read.read_at + EXPIRY_READ_FRESH_FOR)
 
 
 @transaction.atomic
@@ -483,9 +504,48 @@ QUALITY_UPDATE_MARGIN_S = 1.0  # tolerance for the worker's clock running ahead 
 # With the job queue down a publish fails after ~0.6 s: a campaign's next attempt waits this long, so that submits
 # stay fast while it is down.
 QUALITY_UPDATE_RETRY_S = 10.0
-_quality_window_ends: dict[int, float] = {}
-_quality_owed: set[int] = set()  # campaigns whose update could not be queued (sent with the next one that can)
-_quality_window_lock = threading.Lock()
+
+
+class QualityUpdateWindows:
+    """The consensus-update windows of one process: until when the update it last queued for a campaign covers
+    that campaign's submits, and the campaigns owed an update (their publish failed; sent with the next that works).
+
+    Per process on purpose: a window saves the publishes of this process's own submits (another process's submits
+    open windows of their own: at most one more recomputation each, never one left out). The process owns the one
+    instance, QUALITY_UPDATE_WINDOWS; `clock` (monotonic seconds) is what a test turns forward.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._ends: dict[int, float] = {}
+        self._owed: set[int] = set()
+
+    def open(self, campaign_id: int) -> list[int] | None:
+        """Open the campaign's next window and hand over the other campaigns owed an update (to be queued now
+        with this one); None while its window is still open (nothing to queue)."""
+        with self._lock:
+            now = self._clock()
+            if self._ends.get(campaign_id, 0.0) > now:
+                return None
+            self._ends[campaign_id] = now + QUALITY_UPDATE_WINDOW_S
+            owed = sorted(self._owed - {campaign_id})
+            self._owed.clear()
+            return owed
+
+    def publish_failed(self, campaign_id: int, owed: list[int]) -> None:
+        """The job queue refused: the campaign tries again after QUALITY_UPDATE_RETRY_S, and every update is owed."""
+        with self._lock:
+            self._ends[campaign_id] = self._clock() + QUALITY_UPDATE_RETRY_S
+            self._owed.update([campaign_id, *owed])
+
+    @property
+    def owed(self) -> frozenset[int]:
+        with self._lock:
+            return frozenset(self._owed)
+
+
+QUALITY_UPDATE_WINDOWS = QualityUpdateWindows()
 
 
 def _queue_quality_update(campaign_id: int) -> None:
@@ -504,13 +564,10 @@ def _queue_quality_update(campaign_id: int) -> None:
     def send():
         from workers.annotation import campaign_quality_update
 
-        now = time.monotonic()
-        with _quality_window_lock:
-            if _quality_window_ends.get(campaign_id, 0.0) > now:
-                return
-            _quality_window_ends[campaign_id] = now + QUALITY_UPDATE_WINDOW_S
-            owed = sorted(_quality_owed - {campaign_id})
-            _quality_owed.clear()
+        windows = QUALITY_UPDATE_WINDOWS
+        owed = windows.open(campaign_id)
+        if owed is None:
+            return
         requested_at = timezone.now() + timedelta(seconds=QUALITY_UPDATE_WINDOW_S)
         for target in [campaign_id, *owed]:
             try:
@@ -518,9 +575,7 @@ def _queue_quality_update(campaign_id: int) -> None:
                     (target, requested_at.isoformat()), countdown=QUALITY_UPDATE_WINDOW_S + QUALITY_UPDATE_MARGIN_S
                 )
             except Exception as exc:  # noqa: BLE001 - the broker is down: the annotation stays stored, the update owed
-                with _quality_window_lock:
-                    _quality_window_ends[campaign_id] = time.monotonic() + QUALITY_UPDATE_RETRY_S
-                    _quality_owed.update([campaign_id, *owed])
+                windows.publish_failed(campaign_id, owed)
                 logger.warning("consensus update of campaign %s not queued (job queue unavailable: %s); it is "
                                "queued with the next update that can be", target, exc)
                 return

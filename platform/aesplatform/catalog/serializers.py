@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from aesplatform.common.job_api import JOB_LIFE_CYCLE_FIELDS, stalled_field
 from aesplatform.common.models import JobState
+from aesplatform.common.serializers import StrictInputSerializer
 
 from .models import Image, ImportItem, ImportJob, ImportKind
 
@@ -84,7 +85,7 @@ class ImportItemSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ImportJobCreateSerializer(serializers.Serializer):
+class ImportJobCreateSerializer(StrictInputSerializer):
     """multipart/form-data: `kind` and either `files` (upload, zip) or `path` (folder, zip, humanbeauty)."""
 
     kind = serializers.ChoiceField(choices=ImportKind.choices)

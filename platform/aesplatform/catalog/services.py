@@ -51,8 +51,8 @@ from .models import Image, ImportItem, ImportJob, ImportKind, ImportOutcome
 from .sources import (
     FileSource,
     ImportLimits,
+    OpenArchive,
     PlannedItem,
-    close_cached_archive,
     humanbeauty_base,
     inspect_source,
     label_scores,
@@ -250,8 +250,6 @@ def import_job_run(*, job_id: int, processes: int | None = None) -> ImportJob:
             logger.exception("import job %s failed unexpectedly", job.pk)
             _import_job_finish(job=job, error=f"internal error ({type(exc).__name__}); the job can be resumed")
             raise
-        finally:
-            close_cached_archive()
         if stopped:
             _refresh_counts(job)
             job_cancelled(job=job, **{field: getattr(job, field) for field in _COUNT_FIELDS})
@@ -342,22 +340,35 @@ def _pending_chunks(job: ImportJob) -> Iterator[list[_PendingItem]]:
         yield [_PendingItem(*row) for row in rows]
 
 
-def inspect_and_store(source: FileSource, limits: ImportLimits) -> InspectedImage | str:
+def inspect_and_store(source: FileSource, limits: ImportLimits, *, archives: OpenArchive) -> InspectedImage | str:
     """Pool side of an import: read, inspect and store one file's original and thumbnail (content-addressed,
     before any row refers to them). Returns the result without its bytes, or the reason for a rejection."""
-    result = inspect_source(source, limits)
+    result = inspect_source(source, limits, archives=archives)
     if isinstance(result, InspectedImage):
         _store_image_files(result)
         result = dataclasses.replace(result, data=b"", thumbnail=b"")
     return result
 
 
+# The open zip of this pool process (set by _pool_process_init in each process of an import's pool, which owns
+# it: the pool, and so the archive, ends with the import run). Never set in the job's own process.
+_pool_archive: OpenArchive | None = None
+
+
 def _pool_process_init() -> None:
     """Set up one pool process: it dies with the process that forked it, and has a fresh storage object."""
+    global _pool_archive
     _die_with_parent()
     # A storage client inherited over fork (S3's connection pool) must not be shared between processes.
     default_storage._wrapped = empty
     storages._storages = {}
+    _pool_archive = OpenArchive()
+
+
+def _pool_inspect_and_store(source: FileSource, limits: ImportLimits) -> InspectedImage | str:
+    if _pool_archive is None:
+        raise RuntimeError("_pool_inspect_and_store runs only in a pool process set up by _pool_process_init")
+    return inspect_and_store(source, limits, archives=_pool_archive)
 
 
 def _die_with_parent() -> None:
@@ -396,11 +407,12 @@ def _process_pending(*, job: ImportJob, limits: ImportLimits, processes: int | N
     if pending == 0:
         return False
     if processes <= 1 or pending < POOL_MIN_ITEMS:
-        for chunk in _pending_chunks(job):
-            if job_should_stop(job=job):
-                return True
-            results = [inspect_and_store(_item_file_source(job, item), limits) for item in chunk]
-            _store_chunk(job=job, chunk=chunk, results=results)
+        with OpenArchive() as archives:
+            for chunk in _pending_chunks(job):
+                if job_should_stop(job=job):
+                    return True
+                results = [inspect_and_store(_item_file_source(job, item), limits, archives=archives) for item in chunk]
+                _store_chunk(job=job, chunk=chunk, results=results)
         return False
     # fork: the pool's children inherit the loaded code and settings instantly. They only read files and run
     # Pillow; they never touch the database connection they inherit.
@@ -415,7 +427,7 @@ def _process_pending(*, job: ImportJob, limits: ImportLimits, processes: int | N
             if job_should_stop(job=job):
                 return True
             sources = [_item_file_source(job, item) for item in chunk]
-            results = pool.map(inspect_and_store, sources, [limits] * len(sources), chunksize=4)
+            results = pool.map(_pool_inspect_and_store, sources, [limits] * len(sources), chunksize=4)
             if in_flight is not None:
                 _store_chunk(job=job, chunk=in_flight[0], results=list(in_flight[1]))
             in_flight = (chunk, results)

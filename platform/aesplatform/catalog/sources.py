@@ -437,31 +437,40 @@ def label_scores(label: dict[str, Any], *, item_name: str) -> dict[int, float]:
 
 # --- reading (process pool side) -----------------------------------------------------------------------------
 
-# One open archive per pool process: reopening a large zip's central directory for every member is slow.
-_open_archive: tuple[FileSource, zipfile.ZipFile] | None = None
+class OpenArchive:
+    """The zip archive last read from, kept open for the next member: reopening a large zip's central directory
+    for every member is slow. Owned by whoever reads an import's files in one process (the import run, or one
+    process of its pool), which closes it when done (a context manager); never shared between processes or jobs.
+    """
+
+    def __init__(self) -> None:
+        self._source: FileSource | None = None
+        self._archive: zipfile.ZipFile | None = None
+
+    def archive_for(self, source: FileSource) -> zipfile.ZipFile:
+        key = FileSource("zip", source.location, in_storage=source.in_storage)
+        if self._archive is None or self._source != key:
+            self.close()
+            self._archive = open_zip(key)
+            self._source = key
+        return self._archive
+
+    def close(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+        self._source, self._archive = None, None
+
+    def __enter__(self) -> OpenArchive:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
-def _archive_for(source: FileSource) -> zipfile.ZipFile:
-    global _open_archive
-    key = FileSource("zip", source.location, in_storage=source.in_storage)
-    if _open_archive is None or _open_archive[0] != key:
-        if _open_archive is not None:
-            _open_archive[1].close()
-        _open_archive = (key, open_zip(key))
-    return _open_archive[1]
-
-
-def close_cached_archive() -> None:
-    global _open_archive
-    if _open_archive is not None:
-        _open_archive[1].close()
-        _open_archive = None
-
-
-def read_source(source: FileSource, limits: ImportLimits) -> bytes:
+def read_source(source: FileSource, limits: ImportLimits, *, archives: OpenArchive) -> bytes:
     if source.kind == "zip":
         try:
-            archive = _archive_for(source)
+            archive = archives.archive_for(source)
         except ServiceError as exc:
             raise ImageRejected(exc.message) from None
         return read_zip_member(archive, source.member, limits)
@@ -485,11 +494,12 @@ def read_source(source: FileSource, limits: ImportLimits) -> bytes:
     return data
 
 
-def inspect_source(source: FileSource, limits: ImportLimits) -> InspectedImage | str:
-    """Read and inspect one file. Returns the result, or the reason it was rejected (a str): the pool
-    hands values back, and an exception object's pickling is not worth depending on."""
+def inspect_source(source: FileSource, limits: ImportLimits, *, archives: OpenArchive) -> InspectedImage | str:
+    """Read and inspect one file (`archives`: the reader's open zip, see OpenArchive). Returns the result, or the
+    reason it was rejected (a str): the pool hands values back, and an exception object's pickling is not worth
+    depending on."""
     try:
-        data = read_source(source, limits)
+        data = read_source(source, limits, archives=archives)
         return inspect_image(data, max_pixels=limits.max_image_pixels, thumbnail_size=limits.thumbnail_size)
     except ImageRejected as exc:
         return str(exc)

@@ -8,7 +8,9 @@ from rest_framework import serializers
 
 from aesplatform.common.job_api import JOB_LIFE_CYCLE_FIELDS, stalled_field
 from aesplatform.common.models import JobState
+from aesplatform.common.serializers import StrictInputSerializer
 
+from . import limits
 from .models import BatchState, CuratorDecision, FilterResult, FilterRun, ReviewBatch
 
 
@@ -87,7 +89,7 @@ class FilterRunDetailSerializer(FilterRunSerializer):
         read_only_fields = fields
 
 
-class FilterRunCreateSerializer(serializers.Serializer):
+class FilterRunCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=1_000_000,
                                       help_text="Images to filter; leave out to select by source / import job.")
@@ -98,14 +100,17 @@ class FilterRunCreateSerializer(serializers.Serializer):
                                             help_text="Absolute path of a local checkpoint; empty: random weights (tests).")
     prompt_set = serializers.JSONField(required=False, help_text="{version, groups: {name: {positive: [...], negative: [...]}}}")
     thresholds = serializers.JSONField(required=False, help_text="Overrides of the default thresholds.")
-    batch_size = serializers.IntegerField(min_value=1, max_value=1024, default=64)
-    review_batch_size = serializers.IntegerField(min_value=1, max_value=500, default=48)
+    batch_size = serializers.IntegerField(min_value=limits.BATCH_SIZE_MIN, max_value=limits.BATCH_SIZE_MAX,
+                                          default=limits.BATCH_SIZE_DEFAULT)
+    review_batch_size = serializers.IntegerField(min_value=limits.REVIEW_BATCH_SIZE_MIN,
+                                                 max_value=limits.REVIEW_BATCH_SIZE_MAX,
+                                                 default=limits.REVIEW_BATCH_SIZE_DEFAULT)
 
     class Meta:
         ref_name = "FilterRunCreate"
 
 
-class ThresholdsSerializer(serializers.Serializer):
+class ThresholdsSerializer(StrictInputSerializer):
     thresholds = serializers.JSONField(help_text="Thresholds to change; the others keep their values.")
 
     class Meta:
@@ -176,7 +181,7 @@ class DecisionInputSerializer(serializers.Serializer):
         ref_name = "CuratorDecisionInput"
 
 
-class ReviewBatchDecideSerializer(serializers.Serializer):
+class ReviewBatchDecideSerializer(StrictInputSerializer):
     decisions = serializers.ListField(
         child=DecisionInputSerializer(), required=False, default=list, max_length=10_000,
         help_text="Per-image decisions; images left out get their proposal (keep = approve).",

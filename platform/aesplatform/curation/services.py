@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from django.utils import timezone
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
+from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.jobs import (
     job_cancel,
     job_cancelled,
@@ -52,6 +52,7 @@ from aesplatform.common.jobs import (
 )
 from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
 
+from . import limits
 from .engine import proposals as engine_proposals
 from .engine import prompts as engine_prompts
 from .models import BatchState, CuratorDecision, FilterResult, FilterRun, ProposedDecision, ReviewBatch
@@ -60,8 +61,6 @@ logger = logging.getLogger(__name__)
 
 FILTERABLE_STATUSES = (ImageStatus.IMPORTED, ImageStatus.FILTERED)
 DECIDABLE_STATUSES = (ImageStatus.IMPORTED, ImageStatus.FILTERED, ImageStatus.APPROVED, ImageStatus.REJECTED)
-MAX_BATCH_SIZE = 1024
-MAX_REVIEW_BATCH_SIZE = 500
 _DECISION_FROM_PROPOSAL = {ProposedDecision.KEEP: CuratorDecision.Decision.APPROVE,
                            ProposedDecision.REJECT: CuratorDecision.Decision.REJECT}
 
@@ -165,8 +164,8 @@ def filter_run_create(
     clip_checkpoint: str | None = None,
     prompt_set: dict | None = None,
     thresholds: dict | None = None,
-    batch_size: int = 64,
-    review_batch_size: int = 48,
+    batch_size: int = limits.BATCH_SIZE_DEFAULT,
+    review_batch_size: int = limits.REVIEW_BATCH_SIZE_DEFAULT,
     enqueue: bool = True,
 ) -> FilterRun:
     """Record a run over the selected images and queue it (after commit).
@@ -177,13 +176,14 @@ def filter_run_create(
     config = filter_config()
     model_name = (clip_model_name or config["DEFAULT_MODEL"]).strip()
     checkpoint = (config["DEFAULT_CHECKPOINT"] if clip_checkpoint is None else clip_checkpoint).strip()
-    if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise ServiceError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}.")
-    if not 1 <= review_batch_size <= MAX_REVIEW_BATCH_SIZE:
-        raise ServiceError(f"review_batch_size must be between 1 and {MAX_REVIEW_BATCH_SIZE}.")
+    if not limits.BATCH_SIZE_MIN <= batch_size <= limits.BATCH_SIZE_MAX:
+        raise ServiceError(f"batch_size must be between {limits.BATCH_SIZE_MIN} and {limits.BATCH_SIZE_MAX}.")
+    if not limits.REVIEW_BATCH_SIZE_MIN <= review_batch_size <= limits.REVIEW_BATCH_SIZE_MAX:
+        raise ServiceError(f"review_batch_size must be between {limits.REVIEW_BATCH_SIZE_MIN} and "
+                           f"{limits.REVIEW_BATCH_SIZE_MAX}.")
     try:
         prompts = engine_prompts.prompt_set_validate(prompt_set if prompt_set is not None else engine_prompts.default_prompt_set())
-        limits = engine_proposals.thresholds_validate(thresholds or {}, groups=list(prompts["groups"]))
+        checked_thresholds = engine_proposals.thresholds_validate(thresholds or {}, groups=list(prompts["groups"]))
     except ValueError as exc:
         raise ServiceError(str(exc), code="invalid_settings") from exc
     _checkpoint_validate(model_name, checkpoint)
@@ -198,7 +198,7 @@ def filter_run_create(
         clip_model_name=model_name,
         clip_checkpoint=checkpoint,
         prompt_set=prompts,
-        thresholds=limits,
+        thresholds=checked_thresholds,
         batch_size=batch_size,
         review_batch_size=review_batch_size,
         total=len(selected),
@@ -234,8 +234,8 @@ def filter_run_cancel(*, run: FilterRun) -> FilterRun:
 # --- scoring (the worker) ------------------------------------------------------------------------------------
 
 
-_scorer_cache: dict[tuple, Any] = {}
-_scorer_lock = threading.Lock()
+# The CLIP model last scored with, per process (see LoadedModelCache).
+CLIP_SCORERS: LoadedModelCache[Any] = LoadedModelCache()
 
 
 def _device(config: dict[str, Any], device: str | None) -> str:
@@ -249,23 +249,14 @@ def _device(config: dict[str, Any], device: str | None) -> str:
 
 def _scorer_for(run: FilterRun, device: str):
     """The loaded model for this run, kept in the worker process for the next run with the same model."""
-    import json
-
     from .engine.clip import ClipScorer
 
-    key = (run.clip_model_name, run.clip_checkpoint, device)
-    with _scorer_lock:
-        scorer = _scorer_cache.get(key)
-        if scorer is None:
-            _scorer_cache.clear()  # one model in memory at a time
-            scorer = ClipScorer(model_name=run.clip_model_name, checkpoint=run.clip_checkpoint,
-                                prompt_set=run.prompt_set, device=device)
-            scorer.prompt_key = json.dumps(run.prompt_set, sort_keys=True)
-            _scorer_cache[key] = scorer
-        prompt_key = json.dumps(run.prompt_set, sort_keys=True)
-        if scorer.prompt_key != prompt_key:
-            scorer.set_prompts(run.prompt_set)
-            scorer.prompt_key = prompt_key
+    scorer = CLIP_SCORERS.get(
+        (run.clip_model_name, run.clip_checkpoint, device),
+        lambda: ClipScorer(model_name=run.clip_model_name, checkpoint=run.clip_checkpoint,
+                           prompt_set=run.prompt_set, device=device),
+    )
+    scorer.use_prompts(run.prompt_set)
     return scorer
 
 

@@ -19,8 +19,9 @@ from aesplatform.common import pagination as common_pagination
 from aesplatform.common.job_api import JOB_LIFE_CYCLE_FIELDS, job_action_view, stalled_field
 from aesplatform.common.exceptions import ConflictError
 from aesplatform.common.models import DIMENSION_FIELDS
+from aesplatform.common.serializers import StrictInputSerializer
 
-from . import selectors, services, writers
+from . import limits, selectors, services, writers
 from .downloads import ranged_file_response, ranged_response
 from .models import DatasetItem, DatasetKind, DatasetVersion, Export, ExportFormat, Split
 
@@ -55,7 +56,7 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DatasetVersionCreateSerializer(serializers.Serializer):
+class DatasetVersionCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     campaigns = serializers.PrimaryKeyRelatedField(many=True, queryset=Campaign.objects.all(), required=False,
@@ -65,9 +66,10 @@ class DatasetVersionCreateSerializer(serializers.Serializer):
                                  "for every image, overall keeps the overall score only")
     consensus_method = serializers.ChoiceField(choices=[(m, m) for m in services.CONSENSUS_METHODS],
                                                default=services.CONSENSUS_METHODS[0])
-    min_ratings = serializers.IntegerField(min_value=1, max_value=1000, default=1)
+    min_ratings = serializers.IntegerField(min_value=limits.MIN_RATINGS_MIN, max_value=limits.MIN_RATINGS_MAX,
+                                           default=limits.MIN_RATINGS_DEFAULT)
     split_seed = serializers.IntegerField(min_value=-(2**63), max_value=2**63 - 1, default=0)
-    test_ratio = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.1)
+    test_ratio = serializers.FloatField(min_value=0.0, max_value=1.0, default=limits.TEST_RATIO_DEFAULT)
     freeze = serializers.BooleanField(default=False, help_text="Freeze right away (select, split, snapshot).")
 
     def validate_test_ratio(self, value):
@@ -106,7 +108,7 @@ class ExportSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(url) if request else url
 
 
-class ExportCreateSerializer(serializers.Serializer):
+class ExportCreateSerializer(StrictInputSerializer):
     version = serializers.PrimaryKeyRelatedField(queryset=DatasetVersion.objects.all())
     format = serializers.ChoiceField(choices=ExportFormat.choices)
     options = serializers.DictField(

@@ -16,6 +16,8 @@ from aesplatform.common.models import (
 )
 from model_core.standard import OVERALL
 
+from . import limits
+
 
 class DatasetState(models.TextChoices):
     DRAFT = "draft"
@@ -46,9 +48,9 @@ class DatasetVersion(TimeStampedModel):
     campaigns = models.ManyToManyField("annotation.Campaign", blank=True, related_name="dataset_versions")
     include_imported_labels = models.BooleanField(default=True)
     consensus_method = models.CharField(max_length=40, default="bt500")
-    min_ratings = models.PositiveSmallIntegerField(default=1)
+    min_ratings = models.PositiveSmallIntegerField(default=limits.MIN_RATINGS_DEFAULT)
     split_seed = models.BigIntegerField(default=0)
-    test_ratio = models.FloatField(default=0.1)
+    test_ratio = models.FloatField(default=limits.TEST_RATIO_DEFAULT)
     code_version = models.CharField(max_length=80, blank=True)
     counts = models.JSONField(default=dict, blank=True, help_text="Per split / source / kind, and the balance report.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="dataset_versions")

@@ -41,6 +41,7 @@ from aesplatform.common.jobs import (
 )
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 
+from . import limits
 from . import selection as selection_mod
 from . import writers
 from .models import DatasetItem, DatasetKind, DatasetState, DatasetVersion, Export, ExportFormat, Split
@@ -77,9 +78,9 @@ def dataset_version_create(
     include_imported_labels: bool = True,
     kind: str = DatasetKind.MIXED,
     consensus_method: str = BT500_METHOD,
-    min_ratings: int = 1,
+    min_ratings: int = limits.MIN_RATINGS_DEFAULT,
     split_seed: int = 0,
-    test_ratio: float = 0.1,
+    test_ratio: float = limits.TEST_RATIO_DEFAULT,
     description: str = "",
 ) -> DatasetVersion:
     """A draft version: the selection (campaigns and/or imported labels), the label rules and the split."""

@@ -11,9 +11,10 @@ from aesplatform.accounts.permissions import IsCurator
 from aesplatform.common import pagination as common_pagination
 from aesplatform.common.job_api import JOB_LIFE_CYCLE_FIELDS, job_action_view, stalled_field
 from aesplatform.common.models import DIMENSION_FIELDS
+from aesplatform.common.serializers import StrictInputSerializer
 from aesplatform.datasets.models import DatasetVersion
 
-from . import presets, selectors, services
+from . import limits, presets, selectors, services
 from .models import ModelVersion, Prescore, PrescoreRun, TrainingJob
 
 TAGS = ["modeling"]
@@ -44,7 +45,7 @@ class TrainingJobSerializer(serializers.ModelSerializer):
         return version.pk if version is not None else None
 
 
-class TrainingJobCreateSerializer(serializers.Serializer):
+class TrainingJobCreateSerializer(StrictInputSerializer):
     dataset_version = serializers.PrimaryKeyRelatedField(queryset=DatasetVersion.objects.all())
     preset = serializers.ChoiceField(choices=[(p, p) for p in presets.preset_names()])
     config = serializers.DictField(required=False, default=dict,
@@ -61,7 +62,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ModelVersionRegisterSerializer(serializers.Serializer):
+class ModelVersionRegisterSerializer(StrictInputSerializer):
     training_job = serializers.PrimaryKeyRelatedField(queryset=TrainingJob.objects.all(), required=False,
                                                       allow_null=True, default=None)
     checkpoint_path = serializers.CharField(required=False, allow_blank=True, default="", max_length=1024)
@@ -87,16 +88,17 @@ class PrescoreRunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class PrescoreRunCreateSerializer(serializers.Serializer):
+class PrescoreRunCreateSerializer(StrictInputSerializer):
     model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all(), required=False,
                                                        allow_null=True, default=None,
                                                        help_text="Default: the promoted model.")
     image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list,
                                       max_length=1_000_000, help_text="Default: every approved image.")
-    max_tiles = serializers.IntegerField(min_value=1, max_value=12, required=False, allow_null=True, default=None,
+    max_tiles = serializers.IntegerField(min_value=limits.MAX_TILES_MIN, max_value=limits.MAX_TILES_MAX, required=False, allow_null=True, default=None,
                                          help_text="Default: 1 for a model trained here, 12 (the reference's) for a "
                                                    "released HumanAesExpert checkpoint.")
-    batch_size = serializers.IntegerField(min_value=1, max_value=1024, default=32)
+    batch_size = serializers.IntegerField(min_value=limits.BATCH_SIZE_MIN, max_value=limits.BATCH_SIZE_MAX,
+                                          default=limits.BATCH_SIZE_DEFAULT)
 
 
 class ModelPrescoreSerializer(serializers.ModelSerializer):

@@ -39,10 +39,11 @@ from aesplatform.common.jobs import (
     job_succeed,
 )
 from aesplatform.common.locks import LockNamespace, advisory_xact_lock
+from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 from aesplatform.datasets.models import DatasetItem, DatasetState, DatasetVersion, Split
 
-from . import presets
+from . import limits, presets
 from .models import ModelBackend, ModelVersion, Prescore, PrescoreRun, TrainingJob
 
 logger = logging.getLogger(__name__)
@@ -424,7 +425,8 @@ DEFAULT_MAX_TILES = {ModelBackend.MODEL_CORE: 1, ModelBackend.HUMANAESEXPERT: 12
 
 @transaction.atomic
 def prescore_run_create(*, created_by, image_ids: list[int] | None = None, model_version: ModelVersion | None = None,
-                        max_tiles: int | None = None, batch_size: int = 32, enqueue: bool = True) -> PrescoreRun:
+                        max_tiles: int | None = None, batch_size: int = limits.BATCH_SIZE_DEFAULT,
+                        enqueue: bool = True) -> PrescoreRun:
     """Queue a pre-scoring pass (default model: the promoted one; default images: every approved image).
 
     A model_core checkpoint is scored on the `gpu` queue; a released HumanAesExpert checkpoint on the
@@ -435,10 +437,11 @@ def prescore_run_create(*, created_by, image_ids: list[int] | None = None, model
                             code="no_promoted_model")
     if max_tiles is None:
         max_tiles = DEFAULT_MAX_TILES.get(model_version.backend, 1)
-    if not 1 <= max_tiles <= 12:
-        raise ServiceError("max_tiles must be between 1 and 12.", code="invalid")
-    if not 1 <= batch_size <= 1024:
-        raise ServiceError("batch_size must be between 1 and 1024.", code="invalid")
+    if not limits.MAX_TILES_MIN <= max_tiles <= limits.MAX_TILES_MAX:
+        raise ServiceError(f"max_tiles must be between {limits.MAX_TILES_MIN} and {limits.MAX_TILES_MAX}.", code="invalid")
+    if not limits.BATCH_SIZE_MIN <= batch_size <= limits.BATCH_SIZE_MAX:
+        raise ServiceError(f"batch_size must be between {limits.BATCH_SIZE_MIN} and {limits.BATCH_SIZE_MAX}.",
+                           code="invalid")
     image_ids = sorted(set(image_ids or []))
     if image_ids:
         found = set(Image.objects.filter(pk__in=image_ids).values_list("pk", flat=True))
@@ -479,25 +482,23 @@ def _run_images(run: PrescoreRun):
     return Image.objects.filter(pk__in=run.image_ids) if run.image_ids else _default_images()
 
 
-_SCORERS: dict[int, Any] = {}
+# The loaded model of the version last scored with, per process (see LoadedModelCache).
+SCORERS: LoadedModelCache[Any] = LoadedModelCache()
 
 
 def load_scorer(model_version: ModelVersion, *, device: str = "auto"):
     """The model of a version, cached per process (a worker scores many runs with the same promoted model)."""
-    cached = _SCORERS.get(model_version.pk)
-    if cached is not None:
-        return cached
-    if model_version.backend == ModelBackend.HUMANAESEXPERT:
-        from model_core.scoring import RemoteCodeScorer
 
-        scorer = RemoteCodeScorer(model_version.checkpoint_path, device=device)
-    else:
+    def load():
+        if model_version.backend == ModelBackend.HUMANAESEXPERT:
+            from model_core.scoring import RemoteCodeScorer
+
+            return RemoteCodeScorer(model_version.checkpoint_path, device=device)
         from model_core.model import load_model
 
-        scorer = load_model(model_version.checkpoint_path, device=device, precision="auto")
-    _SCORERS.clear()
-    _SCORERS[model_version.pk] = scorer
-    return scorer
+        return load_model(model_version.checkpoint_path, device=device, precision="auto")
+
+    return SCORERS.get(model_version.pk, load)
 
 
 def _clip(value: float | None) -> float | None:

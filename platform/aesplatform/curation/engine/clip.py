@@ -7,6 +7,7 @@ to open_clip as `pretrained=<path>`; an empty checkpoint means random initialisa
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -108,6 +109,10 @@ class ClipOutput:
     probabilities: list[dict[str, float]]  # per image: prompt group -> probability
 
 
+def _prompts_key(prompt_set: dict[str, Any]) -> str:
+    return json.dumps(prompt_set, sort_keys=True)
+
+
 class ClipScorer:
     """A loaded CLIP model with the prompt set's text features computed once. bf16 on CUDA, fp32 on CPU."""
 
@@ -135,8 +140,14 @@ class ClipScorer:
     def description(self) -> str:
         return f"{self.model_name} ({'random init' if not self.checkpoint else os.path.basename(self.checkpoint)}, {self.dtype}, {self.device})"
 
+    def use_prompts(self, prompt_set: dict[str, Any]) -> None:
+        """Score against `prompt_set` from now on (its text features are computed again only when it changed)."""
+        if _prompts_key(prompt_set) != self.prompts_key:
+            self.set_prompts(prompt_set)
+
     @torch.inference_mode()
     def set_prompts(self, prompt_set: dict[str, Any]) -> None:
+        self.prompts_key = _prompts_key(prompt_set)  # the prompt set the text features were computed from
         prompts, self.groups = prompt_list(prompt_set)
         tokens = open_clip.get_tokenizer(self.model_name)(prompts).to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
