@@ -146,7 +146,7 @@ class Annotation(DimensionScores):
     )
     idempotency_key = models.UUIDField(unique=True, default=uuid.uuid4, help_text="Client key: a retried submit stores once.")
     time_spent_ms = models.PositiveIntegerField(default=0)
-    ui_version = models.CharField(max_length=40, blank=True)
+    ui_version = models.CharField(max_length=limits.UI_VERSION_MAX_LENGTH, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -707,7 +707,7 @@ def _annotation_checked(*, mode, annotator, assignment_id, scores, key, time_spe
         raise ServiceError("time_spent_ms must be a non-negative integer")
     annotation = Annotation(
         annotator=annotator, assignment_id=assignment_id, is_expert=mode == CampaignMode.EXPERT, idempotency_key=key,
-        time_spent_ms=min(int(time_spent_ms), 2**31 - 1), ui_version=ui_version[:40],
+        time_spent_ms=min(int(time_spent_ms), 2**31 - 1), ui_version=ui_version[:limits.UI_VERSION_MAX_LENGTH],
     )
     annotation.set_scores(checked)
     try:
@@ -741,7 +741,7 @@ def annotation_correct(*, annotation_id: int, annotator, scores: dict, idempoten
         raise ConflictError("this annotation was already corrected; correct the newest version", code="already_superseded")
     correction = Annotation(
         task=original.task, annotator=annotator, assignment=original.assignment, is_expert=original.is_expert,
-        supersedes=original, idempotency_key=key, time_spent_ms=max(int(time_spent_ms), 0), ui_version=ui_version[:40],
+        supersedes=original, idempotency_key=key, time_spent_ms=max(int(time_spent_ms), 0), ui_version=ui_version[:limits.UI_VERSION_MAX_LENGTH],
     )
     correction.set_scores(checked)
     correction.full_clean(validate_unique=False)
