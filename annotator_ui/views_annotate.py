@@ -15,7 +15,7 @@ from aesplatform.accounts.roles import Role
 from aesplatform.annotation import selectors
 from aesplatform.annotation.models import CampaignState
 from aesplatform.annotation.services import expected_dimensions
-from model_core.standard import LEVEL_CENTRES, LEVELS
+from model_core.standard import LEVEL_CENTRES, LEVEL_UPPER_BOUNDS, LEVELS
 
 UI_VERSION = "annotate.js/1"
 
@@ -44,6 +44,7 @@ class AnnotateCampaignView(RoleRequiredMixin, TemplateView):
                 "active": campaign.state == CampaignState.ACTIVE,
                 "dimensions": [{"key": d.key, "name": d.name, "group": d.group} for d in dims],
                 "levels": [{"name": name, "centre": centre} for name, centre in zip(LEVELS, LEVEL_CENTRES)],
+                "levelUpperBounds": list(LEVEL_UPPER_BOUNDS),
                 "urls": {
                     "next": reverse("api-campaign-next-task", args=[campaign.pk]),
                     "submit": reverse("api-assignment-submit", args=[0]),

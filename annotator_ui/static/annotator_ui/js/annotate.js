@@ -71,10 +71,11 @@
     return new Promise(function (resolve) { setTimeout(resolve, ms); });
   }
 
+  // The level of a score: 1 + the number of upper bounds it reaches (the bounds come from model_core.standard).
   function levelOf(score) {
-    var bounds = [0.2, 0.4, 0.6, 0.8];
+    var bounds = config.levelUpperBounds;
     for (var i = 0; i < bounds.length; i++) if (score < bounds[i]) return i + 1;
-    return 5;
+    return bounds.length + 1;
   }
 
   function round2(x) {
