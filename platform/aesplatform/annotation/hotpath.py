@@ -2,8 +2,9 @@
 
 Profiling the next-task + submit cycle through gunicorn showed most of the web process's CPU in building and
 compiling ORM querysets (a token lookup with three EXISTS annotations cost 3 ms of CPU, the same rows through a
-plain SELECT 0.25 ms). The statements here are the ones the ORM produced, with the same indexes, locks and
-results; table and column names come from the models' _meta and rows become model instances through the
+plain SELECT 0.25 ms). The statements here began as the ones the ORM produced; the lease and the submit have since
+become single statements of their own on PostgreSQL (data-modifying WITH queries), which the ORM cannot express.
+tests/unit/test_annotation_hotpath.py checks that they read and write the same rows as the ORM would; table and column names come from the models' _meta and rows become model instances through the
 backend's converters (Model.from_db), so the rest of the code sees ordinary, partially loaded instances.
 Portable SQL: PostgreSQL (the production database) gets FOR UPDATE [OF ...] [SKIP LOCKED]; SQLite (the embedded
 default) has no row locks and serializes writers with BEGIN IMMEDIATE instead (see services.py).

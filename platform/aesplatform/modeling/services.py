@@ -49,7 +49,7 @@ from .models import ModelBackend, ModelVersion, Prescore, PrescoreRun, TrainingJ
 logger = logging.getLogger(__name__)
 
 LOG_LINES_KEPT = 400
-PROGRESS_MIN_INTERVAL_S = 0.5
+PROGRESS_MIN_INTERVAL_S = 0.5  # between two reads of the stop flag
 
 
 # --- helpers --------------------------------------------------------------------------------------------------
@@ -170,7 +170,9 @@ def _training_data(job: TrainingJob, data_dir: Path) -> dict[str, str]:
 
 
 class _JobReporter:
-    """Progress callback and stop flag of one training job, writing to the database at most every 0.5 s."""
+    """Progress callback and stop flag of one training job. Progress is written whenever the trainer reports it (every
+    `log_every` steps and at stage changes); the stop flag is read from the database at most every
+    PROGRESS_MIN_INTERVAL_S, however often the trainer asks (every optimizer step)."""
 
     def __init__(self, job: TrainingJob) -> None:
         self.job = job
