@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run migrate demo web worker test test-sqlite test-fast check-services lint schema compose-config clean \
+.PHONY: install run migrate demo test test-sqlite test-fast check-services lint schema compose-config clean \
 	help humanaesexpert-runtime
 
 help:
