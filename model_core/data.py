@@ -13,7 +13,6 @@ one tile. ``max_tiles=1`` gives a single resized tile: the fast pre-scoring mode
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path

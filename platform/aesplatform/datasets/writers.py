@@ -4,15 +4,13 @@ A writer takes the version's items as a stream of :class:`ExportRow` (sorted: ov
 each by image name), writes into a fresh directory, and returns the list of files it wrote with their sha256 and
 size (what manifest.json lists). Nothing here holds the dataset in memory but that file list.
 
-Byte-identical output for the same rows and options: records are written in the order given, with one fixed
-JSON formatting (`json.dumps(..., ensure_ascii=False)` with the default separators, keys in the order of the
-format), floats as Python writes them (the shortest repr that reads back to the same float), prompts from a seed.
+Byte-identical output for the same rows and options: records are written in the order given, by
+model_core.formats (which owns the layout, the records and their one JSON formatting), prompts from a seed.
 Images are named `<sha256>.<ext>`: content-addressed, unique, and the same after an export is imported again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
