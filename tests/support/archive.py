@@ -22,17 +22,14 @@ def write_archive(root: Path, files: Sequence[FileEntry], archive: Path, *, pref
             out.write(data)
             size += len(data)
 
-        dirs_done: set[str] = set()
+        folders_written: set[str] = set()
         for entry in sorted(files, key=lambda e: e.path):
-            folder = entry.path.rpartition("/")[0]
-            if folder not in dirs_done:
-                parts = folder.split("/") if folder else []
-                for depth in range(len(parts) + 1):
-                    directory = "/".join([prefix, *parts[:depth]])
-                    if directory not in dirs_done:
-                        dirs_done.add(directory)
-                        emit(tar_header(directory + "/", 0, directory=True))
-                dirs_done.add(folder)
+            parents = entry.path.split("/")[:-1]
+            for depth in range(len(parents) + 1):  # every folder above the file, outermost first, once
+                folder = "/".join([prefix, *parents[:depth]]) + "/"
+                if folder not in folders_written:
+                    folders_written.add(folder)
+                    emit(tar_header(folder, 0, directory=True))
             emit(tar_header(f"{prefix}/{entry.path}", entry.size))
             data = (root / entry.path).read_bytes()
             if len(data) != entry.size:
