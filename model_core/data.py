@@ -71,17 +71,22 @@ class ReadResult:
         return len(self.skipped)
 
 
-def _iter_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+def _parsed_records(path: Path, parse: Callable[[dict[str, Any]], Any]) -> Iterable[tuple[str, Any]]:
+    """("file:line", parse(record)) for each record of a jsonl file; a DataError names the file and line."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     with path.open("r", encoding="utf-8") as handle:
         for line_no, record in formats.iter_jsonl(handle):
+            origin = f"{path}:{line_no}"
             if isinstance(record, formats.MalformedLine):
                 exc = record.error  # (text mode: only a JSONDecodeError; an undecodable line raised while reading)
-                raise DataError(f"{path}:{line_no}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+                raise DataError(f"{origin}: malformed JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(record, dict):
-                raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
-            yield line_no, record
+                raise DataError(f"{origin}: expected a JSON object, got {type(record).__name__}")
+            try:
+                yield origin, parse(record)
+            except formats.FormatError as exc:
+                raise DataError(f"{origin}: {exc}") from None
 
 
 def check_image(path: Path) -> str | None:
@@ -96,9 +101,9 @@ def check_image(path: Path) -> str | None:
     return None
 
 
-def _finish(records: list[tuple[Record, Path]], *, check_images: bool, on_bad_image: OnBadImage) -> ReadResult:
+def _finish(records: list[Record], *, check_images: bool, on_bad_image: OnBadImage) -> ReadResult:
     result = ReadResult(records=[])
-    for record, _ in records:
+    for record in records:
         problem = check_image(record.image) if check_images else None
         if problem is None:
             result.records.append(record)
@@ -126,17 +131,11 @@ def read_training_jsonl(
     """
     _check_on_bad_image(on_bad_image)
     path = Path(path)
-    pending: list[tuple[Record, Path]] = []
-    for line_no, raw in _iter_jsonl(path):
-        origin = f"{path}:{line_no}"
-        try:
-            parsed = formats.parse_training_record(raw)
-        except formats.FormatError as exc:
-            raise DataError(f"{origin}: {exc}") from None
+    pending: list[Record] = []
+    for origin, parsed in _parsed_records(path, formats.parse_training_record):
         image = Path(parsed.image)
-        image = image if image.is_absolute() else (path.parent / image)
-        pending.append((Record(image=image, scores=parsed.scores, is_expert=parsed.is_expert, source=parsed.source,
-                               origin=origin), image))
+        pending.append(Record(image=image if image.is_absolute() else path.parent / image, scores=parsed.scores,
+                              is_expert=parsed.is_expert, source=parsed.source, origin=origin))
     return _finish(pending, check_images=check_images, on_bad_image=on_bad_image)
 
 
@@ -150,16 +149,9 @@ def read_humanbeauty(
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     root = Path(root)
     path = root / formats.SPLIT_LABEL_FILES[split]
-    pending: list[tuple[Record, Path]] = []
-    for line_no, raw in _iter_jsonl(path):
-        origin = f"{path}:{line_no}"
-        try:
-            parsed = formats.parse_split_record(raw)
-        except formats.FormatError as exc:
-            raise DataError(f"{origin}: {exc}") from None
-        image = root / parsed.image_name
-        pending.append((Record(image=image, scores=parsed.scores, is_expert=parsed.is_expert, source=parsed.source,
-                               origin=origin, text_level=parsed.text_level), image))
+    pending = [Record(image=root / parsed.image_name, scores=parsed.scores, is_expert=parsed.is_expert,
+                      source=parsed.source, origin=origin, text_level=parsed.text_level)
+               for origin, parsed in _parsed_records(path, formats.parse_split_record)]
     return _finish(pending, check_images=check_images, on_bad_image=on_bad_image)
 
 

@@ -167,30 +167,48 @@ class ImagePlacer:
 # --- the two formats ------------------------------------------------------------------------------------------
 
 
+def _write_rows(
+    rows: Iterable[ExportRow], *, writer: formats.HumanBeautyWriter | formats.TrainingJsonlWriter,
+    add: Callable[[ExportRow], str], root: Path | None = None, placer: ImagePlacer | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[FileEntry]:
+    """Each row's records through `add` (which returns where the row's image goes, relative to `root`), its
+    image put there by `placer` (when given); the files written, images first. Nothing is left half-running
+    after an error: queued image placements are dropped, the record files closed."""
+    files: list[FileEntry] = []
+    base = str(root)
+    try:
+        for count, row in enumerate(rows, start=1):
+            if row.split not in SPLIT_LABEL_FILES:  # (the training files have the same splits)
+                raise ExportWriteError(f"unknown split {row.split!r} for image {row.image_name}")
+            relpath = add(row)
+            if placer is not None:
+                placer.place(row, f"{base}/{relpath}")
+                files.append(FileEntry(relpath, row.image_sha256, row.image_size))
+            if progress is not None and count % 1000 == 0:
+                progress(count)
+    except BaseException:
+        if placer is not None:
+            placer.close(cancel=True)
+        writer.abort()
+        raise
+    if placer is not None:
+        placer.close()
+    files.extend(writer.close())
+    return files
+
+
 def write_humanbeauty(
     root: Path, rows: Iterable[ExportRow], *, placer: ImagePlacer, progress: Callable[[int], None],
 ) -> list[FileEntry]:
     """HumanBeauty-58K/ and -50K/ (images/ + label.jsonl), train_label.jsonl and test_label.jsonl."""
-    files: list[FileEntry] = []
     labels = formats.HumanBeautyWriter(root)
-    base = str(root)
-    try:
-        for count, row in enumerate(rows, start=1):
-            if row.split not in SPLIT_LABEL_FILES:
-                raise ExportWriteError(f"unknown split {row.split!r} for image {row.image_name}")
-            relpath = labels.add(image_name=row.image_name, source=row.source, scores=row.scores,
-                                 is_expert=row.is_expert, split=row.split)
-            placer.place(row, f"{base}/{relpath}")
-            files.append(FileEntry(relpath, row.image_sha256, row.image_size))
-            if count % 1000 == 0:
-                progress(count)
-    except BaseException:
-        placer.close(cancel=True)
-        labels.abort()
-        raise
-    placer.close()
-    files.extend(labels.close())
-    return files
+
+    def add(row: ExportRow) -> str:
+        return labels.add(image_name=row.image_name, source=row.source, scores=row.scores, is_expert=row.is_expert,
+                          split=row.split)
+
+    return _write_rows(rows, writer=labels, add=add, root=root, placer=placer, progress=progress)
 
 
 def write_training_jsonl(
@@ -199,29 +217,17 @@ def write_training_jsonl(
 ) -> list[FileEntry]:
     """train.jsonl and test.jsonl with images/<name>; image paths absolute (under `final_root`, where the export
     will be once renamed) or relative to the jsonl's folder."""
-    files: list[FileEntry] = []
     (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
     records = formats.TrainingJsonlWriter(root, prompt_seed=prompt_seed if prompts else None)
-    base = str(root)
     final_base = str(final_root)
-    try:
-        for count, row in enumerate(rows, start=1):
-            relpath = f"{IMAGES_DIR}/{row.image_name}"
-            placer.place(row, f"{base}/{relpath}")
-            files.append(FileEntry(relpath, row.image_sha256, row.image_size))
-            if row.split not in TRAINING_FILES:
-                raise ExportWriteError(f"unknown split {row.split!r} for image {row.image_name}")
-            image_path = f"{final_base}/{relpath}" if image_paths == "absolute" else relpath
-            records.add(scores=row.scores, is_expert=row.is_expert, image_path=image_path, split=row.split)
-            if count % 1000 == 0:
-                progress(count)
-    except BaseException:
-        placer.close(cancel=True)
-        records.abort()
-        raise
-    placer.close()
-    files.extend(records.close())
-    return files
+
+    def add(row: ExportRow) -> str:
+        relpath = f"{IMAGES_DIR}/{row.image_name}"
+        image_path = f"{final_base}/{relpath}" if image_paths == "absolute" else relpath
+        records.add(scores=row.scores, is_expert=row.is_expert, image_path=image_path, split=row.split)
+        return relpath
+
+    return _write_rows(rows, writer=records, add=add, root=root, placer=placer, progress=progress)
 
 
 def write_training_records(root: Path, rows: Iterable[ExportRow], *, image_path: Callable[[ExportRow], str]
@@ -229,15 +235,13 @@ def write_training_records(root: Path, rows: Iterable[ExportRow], *, image_path:
     """train.jsonl and test.jsonl only, each record pointing where `image_path(row)` says (no images written):
     the training data of a version whose images stay where they are stored."""
     records = formats.TrainingJsonlWriter(root)
-    try:
-        for row in rows:
-            if row.split not in TRAINING_FILES:
-                raise ExportWriteError(f"unknown split {row.split!r} for image {row.image_name}")
-            records.add(scores=row.scores, is_expert=row.is_expert, image_path=image_path(row), split=row.split)
-    except BaseException:
-        records.abort()
-        raise
-    return records.close()
+
+    def add(row: ExportRow) -> str:
+        path = image_path(row)
+        records.add(scores=row.scores, is_expert=row.is_expert, image_path=path, split=row.split)
+        return path
+
+    return _write_rows(rows, writer=records, add=add)
 
 
 # --- manifest and archive -------------------------------------------------------------------------------------
