@@ -356,3 +356,26 @@ def test_the_streamed_archive_is_the_written_one_byte_for_byte(tmp_path):
     (root / "a.txt").write_bytes(b"changed size")
     with pytest.raises(writers.ExportWriteError, match="changed size"):
         b"".join(writers.iter_archive(root, layout))
+
+
+def test_training_data_for_the_trainer_is_the_exports_records_pointing_at_the_stored_images(
+        version, curator, export_root, tmp_path):
+    from django.core.files.storage import default_storage
+
+    data = services.training_data_write(version=version, directory=tmp_path / "data")
+    assert data == {"train": str(tmp_path / "data" / "train.jsonl"), "test": str(tmp_path / "data" / "test.jsonl")}
+    written = {split: read_lines(Path(path)) for split, path in data.items()}
+    stored = os.path.abspath(default_storage.location)
+    assert all(r["images"][0].startswith(stored + "/") and os.path.isfile(r["images"][0])
+               for records in written.values() for r in records)
+    assert not (tmp_path / "data.tmp").exists()
+
+    export = run_export(version, curator, "training_jsonl", {"archive": False})
+    for split, records in written.items():
+        exported = read_lines(Path(export.path) / f"{split}.jsonl")
+        strip = [{**r, "images": None} for r in records]
+        assert strip == [{**r, "images": None} for r in exported]  # same records, same order
+    # now that an export with absolute paths exists, the trainer reads it
+    assert services.training_data_write(version=version, directory=tmp_path / "again") == \
+        {split: str(Path(export.path) / f"{split}.jsonl") for split in ("train", "test")}
+    assert not (tmp_path / "again").exists()
