@@ -13,7 +13,6 @@ one tile. ``max_tiles=1`` gives a single resized tile: the fast pre-scoring mode
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from model_core.standard import LEVELS, NUM_DIMENSIONS, ScoreError, validate_expert_scores, validate_score
+from model_core import formats
+from model_core.standard import NUM_DIMENSIONS
 from model_core.text import Encoded
 
 logger = logging.getLogger(__name__)
@@ -71,20 +71,22 @@ class ReadResult:
         return len(self.skipped)
 
 
-def _iter_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+def _parsed_records(path: Path, parse: Callable[[dict[str, Any]], Any]) -> Iterable[tuple[str, Any]]:
+    """("file:line", parse(record)) for each record of a jsonl file; a DataError names the file and line."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     with path.open("r", encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{line_no}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        for line_no, record in formats.iter_jsonl(handle):
+            origin = f"{path}:{line_no}"
+            if isinstance(record, formats.MalformedLine):
+                exc = record.error  # (text mode: only a JSONDecodeError; an undecodable line raised while reading)
+                raise DataError(f"{origin}: malformed JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(record, dict):
-                raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
-            yield line_no, record
+                raise DataError(f"{origin}: expected a JSON object, got {type(record).__name__}")
+            try:
+                yield origin, parse(record)
+            except formats.FormatError as exc:
+                raise DataError(f"{origin}: {exc}") from None
 
 
 def check_image(path: Path) -> str | None:
@@ -99,22 +101,9 @@ def check_image(path: Path) -> str | None:
     return None
 
 
-def _scores_of(origin: str, value: Any, *, is_expert: bool) -> tuple[float, ...]:
-    try:
-        if is_expert:
-            return tuple(validate_expert_scores(value))
-        if isinstance(value, list):  # the training jsonl: eleven placeholders and the overall last
-            if len(value) != NUM_DIMENSIONS:
-                raise ScoreError(f"scores must have {NUM_DIMENSIONS} values, got {len(value)}")
-            return (0.0,) * (NUM_DIMENSIONS - 1) + (validate_score(value[-1], what="overall score"),)
-        return (0.0,) * (NUM_DIMENSIONS - 1) + (validate_score(value, what="overall score"),)
-    except ScoreError as exc:
-        raise DataError(f"{origin}: {exc}") from None
-
-
-def _finish(records: list[tuple[Record, Path]], *, check_images: bool, on_bad_image: OnBadImage) -> ReadResult:
+def _finish(records: list[Record], *, check_images: bool, on_bad_image: OnBadImage) -> ReadResult:
     result = ReadResult(records=[])
-    for record, _ in records:
+    for record in records:
         problem = check_image(record.image) if check_images else None
         if problem is None:
             result.records.append(record)
@@ -142,24 +131,11 @@ def read_training_jsonl(
     """
     _check_on_bad_image(on_bad_image)
     path = Path(path)
-    pending: list[tuple[Record, Path]] = []
-    for line_no, raw in _iter_jsonl(path):
-        origin = f"{path}:{line_no}"
-        images = raw.get("images")
-        if not isinstance(images, list) or len(images) != 1 or not isinstance(images[0], str):
-            raise DataError(f"{origin}: 'images' must be a list with exactly one path")
-        if "scores" not in raw:
-            raise DataError(f"{origin}: missing 'scores'")
-        is_expert = raw.get("is_expert")
-        if is_expert not in (0, 1) or isinstance(is_expert, float):
-            raise DataError(f"{origin}: 'is_expert' must be 0 or 1, got {is_expert!r}")
-        if not isinstance(raw["scores"], list):
-            raise DataError(f"{origin}: 'scores' must be a list of {NUM_DIMENSIONS} numbers")
-        scores = _scores_of(origin, raw["scores"], is_expert=bool(is_expert))
-        image = Path(images[0])
-        image = image if image.is_absolute() else (path.parent / image)
-        pending.append((Record(image=image, scores=scores, is_expert=bool(is_expert),
-                               source=str(raw.get("source", "")), origin=origin), image))
+    pending: list[Record] = []
+    for origin, parsed in _parsed_records(path, formats.parse_training_record):
+        image = Path(parsed.image)
+        pending.append(Record(image=image if image.is_absolute() else path.parent / image, scores=parsed.scores,
+                              is_expert=parsed.is_expert, source=parsed.source, origin=origin))
     return _finish(pending, check_images=check_images, on_bad_image=on_bad_image)
 
 
@@ -169,33 +145,13 @@ def read_humanbeauty(
 ) -> ReadResult:
     """Read ``<root>/<split>_label.jsonl`` of the HumanBeauty layout (root-relative ``image_name``, ``is_expert``)."""
     _check_on_bad_image(on_bad_image)
-    if split not in ("train", "test"):
+    if split not in formats.SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     root = Path(root)
-    path = root / f"{split}_label.jsonl"
-    pending: list[tuple[Record, Path]] = []
-    for line_no, raw in _iter_jsonl(path):
-        origin = f"{path}:{line_no}"
-        name = raw.get("image_name")
-        if not isinstance(name, str) or not name:
-            raise DataError(f"{origin}: missing 'image_name'")
-        is_expert = raw.get("is_expert")
-        if not isinstance(is_expert, bool):
-            raise DataError(f"{origin}: 'is_expert' must be true or false, got {is_expert!r}")
-        if "score" not in raw:
-            raise DataError(f"{origin}: missing 'score'")
-        if is_expert and not isinstance(raw["score"], list):
-            raise DataError(f"{origin}: an expert record needs 'score' as a list of {NUM_DIMENSIONS} numbers")
-        if not is_expert and isinstance(raw["score"], list):
-            raise DataError(f"{origin}: an overall-only record needs 'score' as one number")
-        scores = _scores_of(origin, raw["score"], is_expert=is_expert)
-        text_level = raw.get("text_level")
-        if text_level is not None and (not isinstance(text_level, str) or text_level.lower() not in LEVELS):
-            raise DataError(f"{origin}: 'text_level' must be one of {', '.join(LEVELS)}, got {text_level!r}")
-        image = root / name
-        pending.append((Record(image=image, scores=scores, is_expert=is_expert, source=str(raw.get("source", "")),
-                               origin=origin, text_level=None if is_expert or text_level is None
-                               else text_level.lower()), image))
+    path = root / formats.SPLIT_LABEL_FILES[split]
+    pending = [Record(image=root / parsed.image_name, scores=parsed.scores, is_expert=parsed.is_expert,
+                      source=parsed.source, origin=origin, text_level=parsed.text_level)
+               for origin, parsed in _parsed_records(path, formats.parse_split_record)]
     return _finish(pending, check_images=check_images, on_bad_image=on_bad_image)
 
 

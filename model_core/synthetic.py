@@ -16,7 +16,6 @@ writes byte-identical files every time.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,15 +24,14 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from model_core.standard import NUM_DIMENSIONS, expert_answer, overall_answer, score_to_level, training_scores
+from model_core import formats
+from model_core.standard import NUM_DIMENSIONS
 
 logger = logging.getLogger(__name__)
 
 SOURCE = "synthetic"
 SWIFT_TRAIN_JSONL = "swift_train.jsonl"  # ms-swift style training records (absolute image paths)
 SWIFT_TEST_JSONL = "swift_test.jsonl"
-DIR_58K = "HumanBeauty-58K"
-DIR_50K = "HumanBeauty-50K"
 # Real aesthetic dimensions correlate strongly (a good photo tends to be good in many ways); the factors share a
 # latent "quality" with this weight. It also lets a small model learn every dimension partly from the easiest cues.
 SHARED_QUALITY = 0.55
@@ -196,12 +194,6 @@ class SyntheticSummary:
         return asdict(self)
 
 
-def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
 def write_humanbeauty(
     root: str | Path, *, n_overall: int, n_expert: int, seed: int = 0, size: tuple[int, int] = (224, 224),
     test_fraction: float = 0.2, noise: float = 0.02, image_format: str = "png",
@@ -222,52 +214,39 @@ def write_humanbeauty(
     if image_format not in ("png", "jpg"):
         raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
     root = Path(root).resolve()
-    train_label: list[dict[str, Any]] = []
-    test_label: list[dict[str, Any]] = []
-    swift_train: list[dict[str, Any]] = []
-    swift_test: list[dict[str, Any]] = []
-    files: dict[str, str] = {}
-    for kind_dir, count, is_expert in ((DIR_58K, n_overall, False), (DIR_50K, n_expert, True)):
-        if count == 0:
-            continue
-        images_dir = root / kind_dir / "images"
-        images_dir.mkdir(parents=True, exist_ok=True)
-        n_test = int(round(count * test_fraction))
-        order = np.random.default_rng([seed, int(is_expert), 1]).permutation(count)
-        test_ids = set(order[:n_test].tolist())
-        labels: list[dict[str, Any]] = []
-        for i in range(count):
+    root.mkdir(parents=True, exist_ok=True)
+    labels = formats.HumanBeautyWriter(root)
+    swift = formats.TrainingJsonlWriter(root, file_names={"train": SWIFT_TRAIN_JSONL, "test": SWIFT_TEST_JSONL})
+    n_split = {"train": 0, "test": 0}
+    try:
+        for count, is_expert in ((n_overall, False), (n_expert, True)):
+            if count == 0:
+                continue
+            n_test = int(round(count * test_fraction))
+            order = np.random.default_rng([seed, int(is_expert), 1]).permutation(count)
+            test_ids = set(order[:n_test].tolist())
             kind_tag = "expert" if is_expert else "overall"
-            image, scores = generate_image(rng=np.random.default_rng([seed, int(is_expert), 0, i]), size=size,
-                                           noise=noise)
-            name = f"synth_{kind_tag}_{i:06d}.{image_format}"
-            path = images_dir / name
-            if image_format == "png":
-                image.save(path, format="PNG", compress_level=1)  # speed over size: demo data
-            else:
-                image.save(path, format="JPEG", quality=92)
-            if is_expert:
-                label = {"image_name": name, "source": SOURCE, "score": scores}
-                answer = expert_answer(scores)
-                train_scores = training_scores(overall=scores[-1], expert=scores)
-            else:
-                overall = scores[-1]
-                label = {"image_name": name, "source": SOURCE, "score": overall, "text_level": score_to_level(overall)}
-                answer = overall_answer(overall)
-                train_scores = training_scores(overall=overall, expert=None)
-            labels.append(label)
-            split_label, split_swift = (test_label, swift_test) if i in test_ids else (train_label, swift_train)
-            split_label.append({**label, "image_name": f"{kind_dir}/images/{name}", "is_expert": is_expert})
-            split_swift.append({"query": "", "response": answer, "history": [], "images": [str(path)],
-                                "scores": train_scores, "is_expert": int(is_expert)})
-        _write_jsonl(root / kind_dir / "label.jsonl", labels)
-        files[f"{kind_dir}/label.jsonl"] = str(root / kind_dir / "label.jsonl")
-    for name, records in (("train_label.jsonl", train_label), ("test_label.jsonl", test_label),
-                          (SWIFT_TRAIN_JSONL, swift_train), (SWIFT_TEST_JSONL, swift_test)):
-        _write_jsonl(root / name, records)
-        files[name] = str(root / name)
-    summary = SyntheticSummary(root=str(root), n_overall=n_overall, n_expert=n_expert, n_train=len(train_label),
-                               n_test=len(test_label), seed=seed, size=tuple(size), files=files)
+            for i in range(count):
+                image, scores = generate_image(rng=np.random.default_rng([seed, int(is_expert), 0, i]), size=size,
+                                               noise=noise)
+                split = "test" if i in test_ids else "train"
+                n_split[split] += 1
+                relpath = labels.add(image_name=f"synth_{kind_tag}_{i:06d}.{image_format}", source=SOURCE,
+                                     scores=scores, is_expert=is_expert, split=split)
+                path = root / relpath
+                if image_format == "png":
+                    image.save(path, format="PNG", compress_level=1)  # speed over size: demo data
+                else:
+                    image.save(path, format="JPEG", quality=92)
+                swift.add(scores=scores, is_expert=is_expert, image_path=str(path), split=split)
+    except BaseException:
+        labels.abort()
+        swift.abort()
+        raise
+    written = [*labels.close(), *swift.close()]
+    files = {entry.path: str(root / entry.path) for entry in written}
+    summary = SyntheticSummary(root=str(root), n_overall=n_overall, n_expert=n_expert, n_train=n_split["train"],
+                               n_test=n_split["test"], seed=seed, size=tuple(size), files=files)
     logger.info("wrote %d synthetic images to %s", n_overall + n_expert, root)
     return summary
 

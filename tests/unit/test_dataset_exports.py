@@ -19,6 +19,7 @@ from aesplatform.datasets.models import Export
 from model_core.data import read_humanbeauty, read_records, read_training_jsonl
 from model_core.standard import DIMENSIONS, LEVELS
 from tests import factories
+from tests.support.archive import write_archive
 from tests.unit.test_dataset_support import archive_bytes, labelled_set
 
 pytestmark = pytest.mark.django_db
@@ -264,22 +265,28 @@ def test_two_exports_of_the_same_choice_give_one_result(version, curator, export
 
 
 def test_the_direct_record_formatting_is_json_dumps_byte_for_byte():
-    from aesplatform.datasets.writers import ExportRow, dumps, humanbeauty_label, humanbeauty_line
+    from model_core import formats
 
-    expert = ExportRow("a.png", "a" * 64, "images/a.png", 3, 'Ünï "src"', "test", True,
-                       tuple([1 / 3, 0.0, 1.0, 0.1 + 0.2, 1e-7, 0.5, 0.25, 0.75, 0.999, 0.01, 0.2, 0.6]))
-    overall = ExportRow("b.jpg", "b" * 64, "images/b.jpg", 3, "FFHQ", "train", False, (None,) * 11 + (2 / 3,))
-    for row in (expert, overall):
-        assert humanbeauty_line(row, image_name=row.image_name) == dumps(humanbeauty_label(row))
-        for name in ("HumanBeauty-50K/images/a.png", "x/y"):
-            expected = dumps({**humanbeauty_label(row), "image_name": name, "is_expert": row.is_expert})
-            assert humanbeauty_line(row, image_name=name, is_expert=row.is_expert) == expected
+    expert = [1 / 3, 0.0, 1.0, 0.1 + 0.2, 1e-7, 0.5, 0.25, 0.75, 0.999, 0.01, 0.2, 0.6]
+    overall = [None] * 11 + [2 / 3]
+    for name, source, scores, is_expert in (("a.png", 'Ünï "src"', expert, True), ("b.jpg", "FFHQ", overall, False)):
+        label = formats.label_record(image_name=name, source=source, scores=scores, is_expert=is_expert)
+        tail = formats.label_tail(source_json=formats.dumps(source), scores=scores, is_expert=is_expert)
+        assert formats.label_line(name, tail) == formats.dumps(label)
+        for relpath in ("HumanBeauty-50K/images/a.png", "x/y"):
+            expected = formats.dumps({**label, "image_name": relpath, "is_expert": is_expert})
+            assert formats.split_line(relpath, tail, is_expert=is_expert) == expected
 
 
 def test_write_humanbeauty_lines_are_json_dumps_byte_for_byte(tmp_path):
     """The writer's inlined records (shared tails, quoted names without json) equal dumps() of the records, for
     plain, quoted and non-ASCII names and sources, integer and float scores; images placed in the background."""
     from aesplatform.datasets import writers
+    from model_core import formats
+
+    def _label(row):
+        return formats.label_record(image_name=row.image_name, source=row.source, scores=row.scores,
+                                    is_expert=row.is_expert)
 
     scores = tuple([1 / 3, 0, 1, 0.1 + 0.2, 1e-7, 0.5, 0.25, 0.75, 0.999, 0.01, 0.2, 0.6])
     rows = [writers.ExportRow(name, "a" * 64, f"k{i}", 1, source, split, expert,
@@ -298,9 +305,9 @@ def test_write_humanbeauty_lines_are_json_dumps_byte_for_byte(tmp_path):
     for folder, expert in (("HumanBeauty-58K", False), ("HumanBeauty-50K", True)):
         mine = [r for r in rows if r.is_expert == expert]
         assert (root / folder / "label.jsonl").read_text().splitlines() == \
-            [writers.dumps(writers.humanbeauty_label(r)) for r in mine]
+            [formats.dumps(_label(r)) for r in mine]
     for split in ("train", "test"):
-        expected = [writers.dumps({**writers.humanbeauty_label(r),
+        expected = [formats.dumps({**_label(r),
                                    "image_name": f"HumanBeauty-{'50K' if r.is_expert else '58K'}/images/{r.image_name}",
                                    "is_expert": r.is_expert}) for r in rows if r.split == split]
         assert (root / f"{split}_label.jsonl").read_text().splitlines() == expected
@@ -312,8 +319,8 @@ def test_write_humanbeauty_lines_are_json_dumps_byte_for_byte(tmp_path):
 
 
 def test_the_streamed_archive_is_the_written_one_byte_for_byte(tmp_path):
-    """writers.iter_archive (the download, any range) gives exactly write_archive's tar: ustar and PAX headers
-    (long and non-ASCII names), empty files, sizes around the 512-byte block."""
+    """writers.iter_archive (the download, any range) gives exactly a sequential writer's tar, which tarfile reads
+    back: ustar and PAX headers (long and non-ASCII names), empty files, sizes around the 512-byte block."""
     import hashlib
     import os
     import random
@@ -332,8 +339,11 @@ def test_the_streamed_archive_is_the_written_one_byte_for_byte(tmp_path):
         files.append(writers.FileEntry(name, hashlib.sha256(data).hexdigest(), len(data)))
     for prefix in ("short", "p" * 90):
         written = tmp_path / f"{prefix[:10]}.tar"
-        size = writers.write_archive(root, files, written, prefix=prefix, progress=lambda done: None)
+        size = write_archive(root, files, written, prefix=prefix)
         reference = written.read_bytes()
+        with tarfile.open(written) as tar:
+            assert {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()} == \
+                {f"{prefix}/{e.path}": (root / e.path).read_bytes() for e in files}
         layout = writers.archive_layout(files, prefix=prefix)
         assert layout.size == size == len(reference) == writers.archive_size(files, prefix=prefix)
         assert b"".join(writers.iter_archive(root, layout)) == reference
@@ -346,3 +356,26 @@ def test_the_streamed_archive_is_the_written_one_byte_for_byte(tmp_path):
     (root / "a.txt").write_bytes(b"changed size")
     with pytest.raises(writers.ExportWriteError, match="changed size"):
         b"".join(writers.iter_archive(root, layout))
+
+
+def test_training_data_for_the_trainer_is_the_exports_records_pointing_at_the_stored_images(
+        version, curator, export_root, tmp_path):
+    from django.core.files.storage import default_storage
+
+    data = services.training_data_write(version=version, directory=tmp_path / "data")
+    assert data == {"train": str(tmp_path / "data" / "train.jsonl"), "test": str(tmp_path / "data" / "test.jsonl")}
+    written = {split: read_lines(Path(path)) for split, path in data.items()}
+    stored = os.path.abspath(default_storage.location)
+    assert all(r["images"][0].startswith(stored + "/") and os.path.isfile(r["images"][0])
+               for records in written.values() for r in records)
+    assert not (tmp_path / "data.tmp").exists()
+
+    export = run_export(version, curator, "training_jsonl", {"archive": False})
+    for split, records in written.items():
+        exported = read_lines(Path(export.path) / f"{split}.jsonl")
+        strip = [{**r, "images": None} for r in records]
+        assert strip == [{**r, "images": None} for r in exported]  # same records, same order
+    # now that an export with absolute paths exists, the trainer reads it
+    assert services.training_data_write(version=version, directory=tmp_path / "again") == \
+        {split: str(Path(export.path) / f"{split}.jsonl") for split in ("train", "test")}
+    assert not (tmp_path / "again").exists()

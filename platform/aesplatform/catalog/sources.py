@@ -10,7 +10,6 @@ Two halves:
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat
 import zipfile
@@ -21,12 +20,8 @@ from typing import Any, Iterator
 from aesplatform.common.exceptions import ServiceError
 
 from .imaging import ImageRejected, InspectedImage, inspect_image
-from model_core.standard import ScoreError, validate_expert_scores, validate_score
-
-DIR_58K = "HumanBeauty-58K"  # overall-only labels: `score` is one float, plus `text_level`
-DIR_50K = "HumanBeauty-50K"  # expert labels: `score` is the 12 floats in the standard's order
-HUMANBEAUTY_DIRS = (DIR_58K, DIR_50K)
-LABEL_FILE = "label.jsonl"
+from model_core import formats
+from model_core.formats import DIR_50K, DIR_58K, HUMANBEAUTY_DIRS, IMAGES_DIR, LABEL_FILE
 # Files that operating systems and archivers leave behind; never images, never worth an error line.
 IGNORED_NAMES = frozenset({"Thumbs.db", "desktop.ini"})
 # A single member may be compressed this much before its ratio counts as a bomb: tiny files of one colour
@@ -350,7 +345,7 @@ def plan_humanbeauty(root: Path) -> list[PlannedItem]:
 
 def _plan_label_file(part: HumanBeautyPart, roots: list[Path]) -> Iterator[PlannedItem]:
     label_path = part.path / LABEL_FILE
-    images_dir = (part.path / "images").resolve()
+    images_dir = (part.path / IMAGES_DIR).resolve()
     first_line_of: dict[str, int] = {}
     try:
         handle = open_server_file(label_path, roots=roots)
@@ -358,21 +353,18 @@ def _plan_label_file(part: HumanBeautyPart, roots: list[Path]) -> Iterator[Plann
         raise ServiceError(f"{part.folder_name}/{LABEL_FILE} cannot be read: {exc.strerror or exc}",
                            code="humanbeauty_layout") from None
     with handle:
-        for line_number, raw_line in enumerate(handle, start=1):
+        for line_number, record in formats.iter_jsonl(handle):
             line_item = f"{part.folder_name}/{LABEL_FILE}:{line_number}"
-            if not raw_line.strip():
+            if isinstance(record, formats.MalformedLine):
+                yield PlannedItem(name=line_item,
+                                  message=f"{LABEL_FILE} line {line_number}: not valid JSON ({record.error})")
                 continue
-            try:
-                record = json.loads(raw_line)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                yield PlannedItem(name=line_item, message=f"{LABEL_FILE} line {line_number}: not valid JSON ({exc})")
-                continue
-            problem = _label_record_problem(record, expert=part.folder_name == DIR_50K)
+            problem = formats.label_record_problem(record, is_expert=part.folder_name == DIR_50K)
             if problem:
                 yield PlannedItem(name=line_item, message=f"{LABEL_FILE} line {line_number}: {problem}")
                 continue
             image_name = record["image_name"]
-            name = _item_name(f"{part.folder_name}/images/{image_name}")
+            name = _item_name(f"{part.folder_name}/{IMAGES_DIR}/{image_name}")
             if image_name in first_line_of:
                 yield PlannedItem(
                     name=line_item,
@@ -403,36 +395,12 @@ def _plan_label_file(part: HumanBeautyPart, roots: list[Path]) -> Iterator[Plann
                 yield PlannedItem(name=name, label=label)
 
 
-def _label_record_problem(record: Any, *, expert: bool) -> str:
-    if not isinstance(record, dict):
-        return "a record must be a JSON object"
-    image_name = record.get("image_name")
-    if not isinstance(image_name, str) or not image_name.strip():
-        return "missing image_name"
-    if "/" in image_name or "\\" in image_name or image_name in (".", "..") or "\x00" in image_name:
-        return f"image_name {image_name!r} must be a file name inside images/"
-    source = record.get("source", "")
-    if not isinstance(source, str):
-        return "source must be a string"
-    if "score" not in record:
-        return "missing score"
-    try:
-        if expert:
-            validate_expert_scores(record["score"])
-        else:
-            validate_score(record["score"], what="score")
-    except ScoreError as exc:
-        return str(exc)
-    return ""
-
-
 def label_scores(label: dict[str, Any], *, item_name: str) -> dict[int, float]:
     """The consensus a HumanBeauty record stands for: {dimension index: score} (58K: the overall one only)."""
     from model_core.standard import OVERALL_INDEX
 
-    if item_name.startswith(f"{DIR_50K}/"):
-        return dict(enumerate(validate_expert_scores(label["score"])))
-    return {OVERALL_INDEX: validate_score(label["score"])}
+    scores = formats.label_scores(label, is_expert=item_name.startswith(f"{DIR_50K}/"))
+    return dict(enumerate(scores)) if isinstance(scores, list) else {OVERALL_INDEX: scores}
 
 
 # --- reading (process pool side) -----------------------------------------------------------------------------

@@ -23,3 +23,13 @@ def dataset_item_list(*, version: DatasetVersion, split: str | None = None) -> Q
 def export_list(*, version: DatasetVersion | None = None) -> QuerySet[Export]:
     exports = Export.objects.select_related("version", "created_by").order_by("-id")
     return exports.filter(version=version) if version is not None else exports
+
+
+def training_jsonl_exports(*, version_id: int) -> QuerySet[Export]:
+    """The succeeded training-jsonl exports of a version, newest first."""
+    from aesplatform.common.models import JobState
+
+    from .models import ExportFormat
+
+    return Export.objects.filter(version_id=version_id, format=ExportFormat.TRAINING_JSONL,
+                                 state=JobState.SUCCEEDED).order_by("-id")

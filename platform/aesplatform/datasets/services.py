@@ -351,6 +351,41 @@ def export_rows(version: DatasetVersion) -> Iterator[writers.ExportRow]:
                                 scores=tuple(scores))
 
 
+def training_data_write(*, version: DatasetVersion, directory: Path) -> dict[str, str]:
+    """The version's training jsonl files for the trainer ({"train": path, "test": path}), image paths absolute:
+    those of a finished training-jsonl export with absolute paths when one exists (newest first), else written
+    into `directory` once, atomically, from the version's rows (the records of such an export, in its order,
+    pointing at the stored images instead of copies). An earlier run's files in `directory` are reused."""
+    from .selectors import training_jsonl_exports
+
+    for export in training_jsonl_exports(version_id=version.pk):
+        if export.options.get("image_paths", "absolute") != "absolute" or not export.path:
+            continue
+        files = {split: Path(export.path) / name for split, name in writers.TRAINING_FILES.items()}
+        if all(p.is_file() for p in files.values()):
+            return {k: str(v) for k, v in files.items()}
+
+    files = {split: directory / name for split, name in writers.TRAINING_FILES.items()}
+    if all(p.is_file() for p in files.values()):
+        return {k: str(v) for k, v in files.items()}
+    local_path = _local_path_function()
+
+    def image_path(row: writers.ExportRow) -> str:
+        path = local_path(row.image_file)
+        if path is None:
+            raise ServiceError("Training reads the images from a local filesystem; this storage has none.",
+                               code="storage_not_local")
+        return path
+
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    writers.write_training_records(tmp, export_rows(version), image_path=image_path)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(tmp, directory)
+    return {k: str(v) for k, v in files.items()}
+
+
 def _local_path_function():
     """key -> filesystem path of a stored file, or None for storages without one (S3: images are copied)."""
     storage = default_storage

@@ -4,15 +4,13 @@ A writer takes the version's items as a stream of :class:`ExportRow` (sorted: ov
 each by image name), writes into a fresh directory, and returns the list of files it wrote with their sha256 and
 size (what manifest.json lists). Nothing here holds the dataset in memory but that file list.
 
-Byte-identical output for the same rows and options: records are written in the order given, with one fixed
-JSON formatting (`json.dumps(..., ensure_ascii=False)` with the default separators, keys in the order of the
-format), floats as Python writes them (the shortest repr that reads back to the same float), prompts from a seed.
+Byte-identical output for the same rows and options: records are written in the order given, by
+model_core.formats (which owns the layout, the records and their one JSON formatting), prompts from a seed.
 Images are named `<sha256>.<ext>`: content-addressed, unique, and the same after an export is imported again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,22 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
-from model_core.standard import (
-    DIMENSIONS,
-    expert_answer,
-    overall_answer,
-    pick_prompt,
-    score_to_level,
-    training_scores,
+from model_core import formats
+from model_core.formats import (  # noqa: F401 -- the layout's names, re-exported for the datasets app
+    DIR_50K,
+    DIR_58K,
+    IMAGES_DIR,
+    LABEL_FILE,
+    SPLIT_LABEL_FILES,
+    TRAINING_FILES,
+    FileEntry,
+    dumps,
 )
+from model_core.standard import DIMENSIONS
 
-DIR_58K = "HumanBeauty-58K"
-DIR_50K = "HumanBeauty-50K"
-LABEL_FILE = "label.jsonl"
-IMAGES_DIR = "images"
 MANIFEST = "manifest.json"
-TRAINING_FILES = {"train": "train.jsonl", "test": "test.jsonl"}
-HUMANBEAUTY_SPLIT_FILES = {"train": "train_label.jsonl", "test": "test_label.jsonl"}
 FORMAT_VERSION = 1
 _BUFFER = 1 << 20
 
@@ -61,80 +57,6 @@ class ExportRow(NamedTuple):
     @property
     def overall(self) -> float:
         return self.scores[-1]
-
-
-class FileEntry(NamedTuple):
-    path: str  # relative to the export root, POSIX separators
-    sha256: str
-    size: int
-
-
-def dumps(record) -> str:
-    """The one JSON formatting of every record line."""
-    return json.dumps(record, ensure_ascii=False)
-
-
-def _f(value: float) -> str:
-    """A float as json.dumps writes it (float.__repr__)."""
-    return float.__repr__(float(value))
-
-
-_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/ ")
-
-
-def _json_string(text: str) -> str:
-    """dumps(text): quoted directly when nothing in it needs escaping (sha256 names, folder paths)."""
-    return f'"{text}"' if _PLAIN.issuperset(text) else dumps(text)
-
-
-def _floats(scores) -> str:
-    try:
-        return ", ".join(map(float.__repr__, scores))
-    except TypeError:  # not floats (e.g. Decimal or int from a test): as json writes float(x)
-        return ", ".join(_f(s) for s in scores)
-
-
-def _humanbeauty_tail(row: ExportRow, sources: dict[str, str] | None = None) -> str:
-    """Everything of a HumanBeauty record after its image_name, without the closing brace."""
-    source = sources.get(row.source) if sources is not None else None
-    if source is None:
-        source = dumps(row.source)
-        if sources is not None:
-            sources[row.source] = source
-    if row.is_expert:
-        return f', "source": {source}, "score": [{_floats(row.scores)}]'
-    return f', "source": {source}, "score": {_floats((row.scores[-1],))}, "text_level": "{score_to_level(row.overall)}"'
-
-
-def humanbeauty_line(row: ExportRow, *, image_name: str, is_expert: bool | None = None) -> str:
-    """`dumps(humanbeauty_label(row) [+ is_expert])`, formatted directly (the same bytes, a few times faster;
-    a test holds the two equal)."""
-    text = f'{{"image_name": {_json_string(image_name)}{_humanbeauty_tail(row)}'
-    if is_expert is not None:
-        text += ', "is_expert": true' if is_expert else ', "is_expert": false'
-    return text + "}"
-
-
-class _HashingWriter:
-    """A text file written once, hashed as it is written."""
-
-    def __init__(self, root: Path, relpath: str):
-        self.relpath = relpath
-        path = root / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(path, "wb", buffering=_BUFFER)
-        self._hash = hashlib.sha256()
-        self._size = 0
-
-    def line(self, text: str) -> None:
-        data = (text + "\n").encode("utf-8")
-        self._handle.write(data)
-        self._hash.update(data)
-        self._size += len(data)
-
-    def close(self) -> FileEntry:
-        self._handle.close()
-        return FileEntry(self.relpath, self._hash.hexdigest(), self._size)
 
 
 # --- images ---------------------------------------------------------------------------------------------------
@@ -245,62 +167,48 @@ class ImagePlacer:
 # --- the two formats ------------------------------------------------------------------------------------------
 
 
-def humanbeauty_label(row: ExportRow) -> dict:
-    """The label.jsonl record of a row (image_name inside its folder's images/)."""
-    if row.is_expert:
-        return {"image_name": row.image_name, "source": row.source, "score": [float(s) for s in row.scores]}
-    return {"image_name": row.image_name, "source": row.source, "score": float(row.overall),
-            "text_level": score_to_level(row.overall)}
+def _write_rows(
+    rows: Iterable[ExportRow], *, writer: formats.HumanBeautyWriter | formats.TrainingJsonlWriter,
+    add: Callable[[ExportRow], str], root: Path | None = None, placer: ImagePlacer | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[FileEntry]:
+    """Each row's records through `add` (which returns where the row's image goes, relative to `root`), its
+    image put there by `placer` (when given); the files written, images first. Nothing is left half-running
+    after an error: queued image placements are dropped, the record files closed."""
+    files: list[FileEntry] = []
+    base = str(root)
+    try:
+        for count, row in enumerate(rows, start=1):
+            if row.split not in SPLIT_LABEL_FILES:  # (the training files have the same splits)
+                raise ExportWriteError(f"unknown split {row.split!r} for image {row.image_name}")
+            relpath = add(row)
+            if placer is not None:
+                placer.place(row, f"{base}/{relpath}")
+                files.append(FileEntry(relpath, row.image_sha256, row.image_size))
+            if progress is not None and count % 1000 == 0:
+                progress(count)
+    except BaseException:
+        if placer is not None:
+            placer.close(cancel=True)
+        writer.abort()
+        raise
+    if placer is not None:
+        placer.close()
+    files.extend(writer.close())
+    return files
 
 
 def write_humanbeauty(
     root: Path, rows: Iterable[ExportRow], *, placer: ImagePlacer, progress: Callable[[int], None],
 ) -> list[FileEntry]:
     """HumanBeauty-58K/ and -50K/ (images/ + label.jsonl), train_label.jsonl and test_label.jsonl."""
-    files: list[FileEntry] = []
-    labels: dict[str, _HashingWriter] = {}
-    splits = {split: _HashingWriter(root, name) for split, name in HUMANBEAUTY_SPLIT_FILES.items()}
-    made_dirs: set[str] = set()
-    sources: dict[str, str] = {}
-    base = str(root)
-    try:
-        for count, row in enumerate(rows, start=1):
-            folder = DIR_50K if row.is_expert else DIR_58K
-            if folder not in made_dirs:
-                (root / folder / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
-                labels[folder] = _HashingWriter(root, f"{folder}/{LABEL_FILE}")
-                made_dirs.add(folder)
-            relpath = f"{folder}/{IMAGES_DIR}/{row.image_name}"
-            placer.place(row, f"{base}/{relpath}")
-            files.append(FileEntry(relpath, row.image_sha256, row.image_size))
-            if row.split not in splits:
-                raise ExportWriteError(f"unknown split {row.split!r} for image {row.image_name}")
-            # humanbeauty_line twice, sharing the part after image_name
-            tail = _humanbeauty_tail(row, sources)
-            labels[folder].line(f'{{"image_name": {_json_string(row.image_name)}{tail}}}')
-            splits[row.split].line(f'{{"image_name": {_json_string(relpath)}{tail}, "is_expert": '
-                                   f'{"true" if row.is_expert else "false"}}}')
-            if count % 1000 == 0:
-                progress(count)
-    except BaseException:
-        placer.close(cancel=True)
-        raise
-    placer.close()
-    for writer in [*labels.values(), *splits.values()]:
-        files.append(writer.close())
-    return files
+    labels = formats.HumanBeautyWriter(root)
 
+    def add(row: ExportRow) -> str:
+        return labels.add(image_name=row.image_name, source=row.source, scores=row.scores, is_expert=row.is_expert,
+                          split=row.split)
 
-def training_record(row: ExportRow, *, image_path: str, query: str = "") -> dict:
-    """One ms-swift style record: query, response, history, images, scores (12), is_expert (0|1)."""
-    if row.is_expert:
-        response = expert_answer([float(s) for s in row.scores])
-        scores = training_scores(overall=row.overall, expert=[float(s) for s in row.scores])
-    else:
-        response = overall_answer(row.overall)
-        scores = training_scores(overall=row.overall, expert=None)
-    return {"query": query, "response": response, "history": [], "images": [image_path], "scores": scores,
-            "is_expert": 1 if row.is_expert else 0}
+    return _write_rows(rows, writer=labels, add=add, root=root, placer=placer, progress=progress)
 
 
 def write_training_jsonl(
@@ -309,32 +217,31 @@ def write_training_jsonl(
 ) -> list[FileEntry]:
     """train.jsonl and test.jsonl with images/<name>; image paths absolute (under `final_root`, where the export
     will be once renamed) or relative to the jsonl's folder."""
-    files: list[FileEntry] = []
     (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
-    writers = {split: _HashingWriter(root, name) for split, name in TRAINING_FILES.items()}
-    record_index = {split: 0 for split in TRAINING_FILES}
-    base = str(root)
+    records = formats.TrainingJsonlWriter(root, prompt_seed=prompt_seed if prompts else None)
     final_base = str(final_root)
-    try:
-        for count, row in enumerate(rows, start=1):
-            relpath = f"{IMAGES_DIR}/{row.image_name}"
-            placer.place(row, f"{base}/{relpath}")
-            files.append(FileEntry(relpath, row.image_sha256, row.image_size))
-            if row.split not in writers:
-                raise ExportWriteError(f"unknown split {row.split!r} for image {row.image_name}")
-            image_path = f"{final_base}/{relpath}" if image_paths == "absolute" else relpath
-            index = record_index[row.split]
-            record_index[row.split] += 1
-            query = pick_prompt(is_expert=row.is_expert, seed=prompt_seed, record_index=index) if prompts else ""
-            writers[row.split].line(dumps(training_record(row, image_path=image_path, query=query)))
-            if count % 1000 == 0:
-                progress(count)
-    except BaseException:
-        placer.close(cancel=True)
-        raise
-    placer.close()
-    files.extend(writer.close() for writer in writers.values())
-    return files
+
+    def add(row: ExportRow) -> str:
+        relpath = f"{IMAGES_DIR}/{row.image_name}"
+        image_path = f"{final_base}/{relpath}" if image_paths == "absolute" else relpath
+        records.add(scores=row.scores, is_expert=row.is_expert, image_path=image_path, split=row.split)
+        return relpath
+
+    return _write_rows(rows, writer=records, add=add, root=root, placer=placer, progress=progress)
+
+
+def write_training_records(root: Path, rows: Iterable[ExportRow], *, image_path: Callable[[ExportRow], str]
+                           ) -> list[FileEntry]:
+    """train.jsonl and test.jsonl only, each record pointing where `image_path(row)` says (no images written):
+    the training data of a version whose images stay where they are stored."""
+    records = formats.TrainingJsonlWriter(root)
+
+    def add(row: ExportRow) -> str:
+        path = image_path(row)
+        records.add(scores=row.scores, is_expert=row.is_expert, image_path=path, split=row.split)
+        return path
+
+    return _write_rows(rows, writer=records, add=add)
 
 
 # --- manifest and archive -------------------------------------------------------------------------------------
@@ -351,13 +258,13 @@ def write_manifest(root: Path, manifest: dict, files: Sequence[FileEntry]) -> Fi
     if "files" in manifest:
         raise ValueError("the manifest's files are given separately")
     head = json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True)
-    writer = _HashingWriter(root, MANIFEST)
+    writer = formats.HashingLineWriter(root, MANIFEST)
     writer.line(head[:-2] + ",") if manifest else writer.line("{")
     writer.line(' "files": {')
     last = len(files) - 1
     for index, entry in enumerate(files):
         comma = "," if index < last else ""
-        writer.line(f'  {_json_string(entry.path)}: {{"bytes": {entry.size}, "sha256": "{entry.sha256}"}}{comma}')
+        writer.line(f'  {formats.json_string(entry.path)}: {{"bytes": {entry.size}, "sha256": "{entry.sha256}"}}{comma}')
     writer.line(" }")
     writer.line("}")
     return writer.close()
@@ -375,10 +282,16 @@ def _ustar_split(encoded: bytes) -> tuple[bytes, bytes]:
     return b"", encoded
 
 
-def _tar_header(name: str, size: int, *, directory: bool = False) -> bytes:
-    """One POSIX ustar header (mtime 0, owner 0/0, no user names), built directly: tarfile's PAX path costs ~100 µs
-    a member, which is most of an archive of 100,000 small files. Names that do not fit ustar (or files of 8 GiB
-    and more) get tarfile's PAX header."""
+def tar_header(name: str, size: int, *, directory: bool = False) -> bytes:
+    """One POSIX ustar header (mtime 0, owner 0/0, no user names), built here rather than by tarfile, because
+    the archive is rebuilt at every download and a resumed download (Range + If-Range on an ETag made of the
+    export's id, size and manifest) must get the very bytes of the first part, whatever Python serves it:
+    - tarfile's header bytes are not ours to fix: it splits a long name at the first "/" that fits where this
+      splits at the last one (every image member of an export is such a name), and it leaves devmajor/devminor
+      empty where this writes zeros; switching would change every archive already being downloaded;
+    - speed: tarfile's ustar path costs ~20 µs a member and its PAX path ~100 µs, this ~6 µs: most of the time
+      of an archive of 100,000 small files.
+    Names that do not fit ustar (or files of 8 GiB and more) get tarfile's PAX header."""
     encoded = name.encode("utf-8")
     prefix, base = _ustar_split(encoded)
     if len(base) > 100 or len(prefix) > 155 or size > _USTAR_MAX_SIZE:
@@ -407,63 +320,16 @@ def _tar_header(name: str, size: int, *, directory: bool = False) -> bytes:
     return bytes(header)
 
 
-def write_archive(
-    root: Path, files: Sequence[FileEntry], archive: Path, *, prefix: str, progress: Callable[[int], None],
-) -> int:
-    """An uncompressed tar of the export under `prefix/`: entries sorted by path, fixed mtime/owner, symlinks
-    followed (the archive is self-contained). Returns its size. (No hash of its own: it is a function of the files,
-    whose hashes the manifest holds.)"""
-    size = 0
-    with open(archive, "wb", buffering=_BUFFER) as out:
-        def emit(data: bytes) -> None:
-            nonlocal size
-            out.write(data)
-            size += len(data)
-
-        dirs_done: set[str] = set()
-        base = str(root)
-        for count, entry in enumerate(sorted(files, key=lambda e: e.path), start=1):
-            folder = entry.path.rpartition("/")[0]
-            if folder not in dirs_done:
-                parts = folder.split("/") if folder else []
-                for depth in range(len(parts) + 1):
-                    directory = "/".join([prefix, *parts[:depth]])
-                    if directory not in dirs_done:
-                        dirs_done.add(directory)
-                        emit(_tar_header(directory + "/", 0, directory=True))
-                dirs_done.add(folder)
-            emit(_tar_header(f"{prefix}/{entry.path}", entry.size))
-            with open(f"{base}/{entry.path}", "rb") as handle:
-                copied = 0
-                while True:
-                    chunk = handle.read(_BUFFER)
-                    if not chunk:
-                        break
-                    emit(chunk)
-                    copied += len(chunk)
-            if copied != entry.size:
-                raise ExportWriteError(f"{entry.path} changed size while being archived")
-            if entry.size % tarfile.BLOCKSIZE:
-                emit(tarfile.NUL * (tarfile.BLOCKSIZE - entry.size % tarfile.BLOCKSIZE))
-            if count % 1000 == 0:
-                progress(count)
-        emit(tarfile.NUL * (tarfile.BLOCKSIZE * 2))
-        remainder = size % tarfile.RECORDSIZE
-        if remainder:
-            emit(tarfile.NUL * (tarfile.RECORDSIZE - remainder))
-    return size
-
-
 # --- the archive, streamed at download time -------------------------------------------------------------------
 #
 # The job does not write the tar: it is a function of the export's files (path, size and content), so the download
-# builds it on the fly, byte for byte what write_archive writes (a test holds the two equal). Its layout (every
+# builds it on the fly, byte for byte what a plain sequential tar writer writes (a test holds the two equal). Its layout (every
 # member's offset) follows from the paths and sizes alone, which the manifest lists: a Range request reads only
 # the files its bytes come from.
 
 
 def _dir_names(files: Sequence[FileEntry], prefix: str) -> Iterator[tuple[str, FileEntry | None]]:
-    """(member name, entry) in write_archive's order; directories have no entry."""
+    """(member name, entry) in archive order (by path, each folder before its first file); folders have no entry."""
     dirs_done: set[str] = set()
     for entry in sorted(files, key=lambda e: e.path):
         folder = entry.path.rpartition("/")[0]
@@ -479,11 +345,11 @@ def _dir_names(files: Sequence[FileEntry], prefix: str) -> Iterator[tuple[str, F
 
 
 def _header_length(name: str, size: int) -> int:
-    """len(_tar_header(name, size)) without building it: 512 for ustar, more for a PAX header."""
+    """len(tar_header(name, size)) without building it: 512 for ustar, more for a PAX header."""
     prefix, base = _ustar_split(name.encode("utf-8"))
     if len(base) <= 100 and len(prefix) <= 155 and size <= _USTAR_MAX_SIZE:
         return tarfile.BLOCKSIZE
-    return len(_tar_header(name, size, directory=name.endswith("/")))
+    return len(tar_header(name, size, directory=name.endswith("/")))
 
 
 @dataclass(frozen=True)
@@ -540,7 +406,7 @@ def iter_archive(root: Path, layout: ArchiveLayout, *, start: int = 0, end: int 
         member_end = member_start + header_length + size + (-size % tarfile.BLOCKSIZE)  # exclusive
         if member_end <= position:
             continue
-        header = _tar_header(layout.names[index], size, directory=entry is None)
+        header = tar_header(layout.names[index], size, directory=entry is None)
         if len(header) != header_length:
             raise ExportWriteError(f"archive layout mismatch at {layout.names[index]}")
         data_start = member_start + header_length

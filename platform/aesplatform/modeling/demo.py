@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from model_core import formats
 from model_core.standard import DIMENSIONS
 
 PIXEL_ONLY = {"clip": {"person_subject": None, "single_person": None, "photograph": None, "quality_problems": None},
@@ -99,9 +100,10 @@ def run_loop(*, curator_api, annotators: list[tuple], incoming: Path, n_images: 
     # 1. import
     root = incoming / f"loop-{uuid.uuid4().hex[:8]}"
     write_humanbeauty(root, n_overall=0, n_expert=n_images, seed=seed, size=(64, 64), test_fraction=0.0)
-    truth_by_name = {json.loads(line)["image_name"]: json.loads(line)["score"]
-                     for line in (root / "HumanBeauty-50K" / "label.jsonl").read_text().splitlines()}
-    job = _ok(api.post("/api/imports/", {"kind": "folder", "path": str(root / "HumanBeauty-50K" / "images"),
+    expert_dir = root / formats.DIR_50K
+    with open(expert_dir / formats.LABEL_FILE, encoding="utf-8") as handle:
+        truth_by_name = {record["image_name"]: record["score"] for _, record in formats.iter_jsonl(handle)}
+    job = _ok(api.post("/api/imports/", {"kind": "folder", "path": str(expert_dir / formats.IMAGES_DIR),
                                          "source_name": "synthetic-loop"}, format="multipart"), 201)
     job = wait_done(api, f"/api/imports/{job['id']}/", timeout=300 * timeout_scale, what="the import")
     images = dict(Image.objects.filter(import_job_id=job["id"]).values_list("pk", "original_name"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 import traceback
 from pathlib import Path
@@ -42,6 +41,7 @@ from aesplatform.common.locks import LockNamespace, advisory_xact_lock
 from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 from aesplatform.datasets.models import DatasetItem, DatasetState, DatasetVersion, Split
+from aesplatform.datasets.services import training_data_write
 
 from . import limits, presets
 from .models import ModelBackend, ModelVersion, Prescore, PrescoreRun, TrainingJob
@@ -120,55 +120,6 @@ def training_job_resume(*, job: TrainingJob) -> TrainingJob:
     return job_resume(job=job)
 
 
-def _export_files(job: TrainingJob) -> dict[str, str] | None:
-    """The train/test jsonl of a finished training-jsonl export of the job's version (absolute image paths)."""
-    from aesplatform.datasets import writers
-    from aesplatform.datasets.models import Export, ExportFormat
-
-    exports = Export.objects.filter(version_id=job.dataset_version_id, format=ExportFormat.TRAINING_JSONL,
-                                    state=JobState.SUCCEEDED).order_by("-id")
-    for export in exports:
-        if export.options.get("image_paths", "absolute") != "absolute" or not export.path:
-            continue
-        files = {split: Path(export.path) / name for split, name in writers.TRAINING_FILES.items()}
-        if all(p.is_file() for p in files.values()):
-            return {k: str(v) for k, v in files.items()}
-    return None
-
-
-def _training_data(job: TrainingJob, data_dir: Path) -> dict[str, str]:
-    """The version's train.jsonl / test.jsonl: those of its training-jsonl export when one exists, else written
-    here once, atomically, from the frozen items (absolute paths to the stored images)."""
-    from aesplatform.datasets import writers
-
-    exported = _export_files(job)
-    if exported is not None:
-        return exported
-
-    files = {split: data_dir / name for split, name in writers.TRAINING_FILES.items()}
-    if all(p.is_file() for p in files.values()):
-        return {k: str(v) for k, v in files.items()}
-    tmp = data_dir.with_name(data_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    handles = {split: open(tmp / files[split].name, "w") for split in files}
-    try:
-        rows = (DatasetItem.objects.filter(version_id=job.dataset_version_id).order_by("id")
-                .values_list("split", "is_expert", "source", "image__sha256", "image__file", "image__file_size",
-                             *DIMENSION_FIELDS).iterator(chunk_size=2000))
-        for split, is_expert, source, sha, key, size, *scores in rows:
-            row = writers.ExportRow(image_name=os.path.basename(key), image_sha256=sha, image_file=key,
-                                    image_size=size, source=source, split=split, is_expert=is_expert,
-                                    scores=tuple(scores))
-            handles[split].write(writers.dumps(writers.training_record(row, image_path=image_path(key))) + "\n")
-    finally:
-        for handle in handles.values():
-            handle.close()
-    shutil.rmtree(data_dir, ignore_errors=True)
-    os.replace(tmp, data_dir)
-    return {k: str(v) for k, v in files.items()}
-
-
 class _JobReporter:
     """Progress callback and stop flag of one training job. Progress is written whenever the trainer reports it (every
     `log_every` steps and at stage changes); the stop flag is read from the database at most every
@@ -242,7 +193,7 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
             from model_core.training import TrainingStopped, train
 
             output = Path(job.output_dir)
-            data = _training_data(job, output / "data")
+            data = training_data_write(version=job.dataset_version, directory=output / "data")
             reporter.log(f"training data: {data['train']}")
             config = presets.train_config(job.config, data=data["train"], output_dir=str(output / "run"))
             result = train(config, progress_callback=reporter.progress, should_stop=reporter.should_stop)
