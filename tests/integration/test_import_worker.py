@@ -39,7 +39,7 @@ def test_an_api_upload_is_imported_by_the_worker(celery_worker, curator_client):
 
 
 def test_a_task_delivered_twice_to_two_workers_stores_each_image_once(celery_worker_factory, curator_user):
-    from workers.catalog import import_job_run
+    from aesplatform.catalog.tasks import import_job_run
 
     root = Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0])
     folder = root / f"twice-{uuid.uuid4().hex[:8]}"

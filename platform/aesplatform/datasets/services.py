@@ -27,10 +27,10 @@ from django.utils import timezone
 
 from aesplatform.annotation.models import Campaign, Consensus
 from aesplatform.common.exceptions import ConflictError, ServiceError
-from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
 from aesplatform.common.jobs import (
     job_cancel,
     job_cancelled,
+    job_enqueue,
     job_fail,
     job_progress,
     job_refresh,
@@ -330,9 +330,7 @@ def export_create(
 
 
 def _enqueue_run(export: Export) -> None:
-    from workers.datasets import export_run as export_run_task
-
-    job_enqueue_on_commit(export_run_task, export.pk, on_failure=job_failed_unqueued(Export, export.pk))
+    job_enqueue(job=export)
 
 
 def export_rows(version: DatasetVersion) -> Iterator[writers.ExportRow]:
