@@ -298,6 +298,9 @@ def annotation_csv_rows(*, campaign: Campaign, chunk_size: int = 2000):
 
 # --- reads for the other apps ---------------------------------------------------------------------------------
 
+CONSENSUS_METHOD = consensus_math.METHOD  # how campaigns' consensus rows are computed (BT.500 screening)
+
+
 
 def campaign_list() -> QuerySet[Campaign]:
     return Campaign.objects.all().order_by("id")

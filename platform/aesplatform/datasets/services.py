@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, default_storage
@@ -25,7 +25,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from aesplatform.annotation.models import Campaign, Consensus
+from aesplatform.annotation.selectors import CONSENSUS_METHOD
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.jobs import (
     job_cancel,
@@ -46,11 +46,12 @@ from . import writers
 from .models import DatasetItem, DatasetKind, DatasetState, DatasetVersion, Export, ExportFormat, Split
 from .splits import assign_splits
 
+if TYPE_CHECKING:
+    from aesplatform.annotation.models import Campaign
+
 logger = logging.getLogger(__name__)
 
-# The campaign consensus method (annotation.consensus.METHOD, "bt500"), read from the model's default so that
-# this module does not import numpy/scipy (100 MB of a worker's memory) just for a name.
-BT500_METHOD = Consensus._meta.get_field("method").default
+BT500_METHOD = CONSENSUS_METHOD  # the campaign consensus method, "bt500" (annotation.consensus.METHOD)
 CONSENSUS_METHODS = (BT500_METHOD,)
 INSERT_BATCH = 5000
 ITEM_CHUNK = 2000

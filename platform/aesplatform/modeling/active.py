@@ -77,14 +77,10 @@ def order_by_informativeness(info: np.ndarray, embeddings: np.ndarray | None = N
 
 
 def _embeddings(image_ids: list[int]) -> np.ndarray | None:
-    from aesplatform.curation.models import FilterResult
+    from aesplatform.curation.selectors import image_embeddings
 
-    rows = (FilterResult.objects.filter(image_id__in=image_ids, embedding__isnull=False)
-            .order_by("image_id", "-id").values_list("image_id", "embedding"))
-    found: dict[int, np.ndarray] = {}
-    for image_id, raw in rows:
-        if image_id not in found:
-            found[image_id] = np.frombuffer(bytes(raw), dtype=np.float16).astype(np.float32)
+    found = {image_id: np.frombuffer(raw, dtype=np.float16).astype(np.float32)
+             for image_id, raw in image_embeddings(image_ids=image_ids).items()}
     if not found:
         return None
     dim = len(next(iter(found.values())))
