@@ -27,12 +27,13 @@ from pathlib import Path, PurePosixPath
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, default_storage, storages
 from django.utils.functional import empty
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count
 
 from aesplatform.annotation.services import ImportedLabel, consensus_imported_add
 from aesplatform.common.exceptions import ServiceError
 from aesplatform.common.processes import children_allowed
+from aesplatform.common.sql import rows_update_by_pk
 from aesplatform.common.jobs import (
     job_cancel,
     job_cancelled,
@@ -475,19 +476,10 @@ def _store_chunk_rows(*, job: ImportJob, chunk: list[_PendingItem], results: lis
 
 
 def _update_item_outcomes(items: Iterable[ImportItem]) -> None:
-    """One parameterised UPDATE per item through executemany: bulk_update's CASE expressions cost more than
+    """One parameterised UPDATE per item (rows_update_by_pk): bulk_update's CASE expressions cost more than
     everything else an import does in this process."""
-    meta = ImportItem._meta
-    columns = [meta.get_field(name).column for name in ("outcome", "image", "message", "staged_file")]
-    quote = connection.ops.quote_name
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {', '.join(f'{quote(c)} = %s' for c in columns)} "
-        f"WHERE {quote(meta.pk.column)} = %s"
-    )
-    rows = [(item.outcome, item.image_id, item.message, item.staged_file, item.pk) for item in items]
-    if rows:
-        with connection.cursor() as cursor:
-            cursor.executemany(sql, rows)
+    rows_update_by_pk(ImportItem, ["outcome", "image", "message", "staged_file"],
+                      ((item.outcome, item.image_id, item.message, item.staged_file, item.pk) for item in items))
 
 
 def _image_row(*, job: ImportJob, entry: _PendingItem, inspected: InspectedImage) -> Image:

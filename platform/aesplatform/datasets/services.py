@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, default_storage
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -40,6 +40,7 @@ from aesplatform.common.jobs import (
     job_succeed,
 )
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
+from aesplatform.common.sql import rows_insert
 
 from . import selection as selection_mod
 from . import writers
@@ -53,7 +54,6 @@ logger = logging.getLogger(__name__)
 
 BT500_METHOD = CONSENSUS_METHOD  # the campaign consensus method, "bt500" (annotation.consensus.METHOD)
 CONSENSUS_METHODS = (BT500_METHOD,)
-INSERT_BATCH = 5000
 ITEM_CHUNK = 2000
 PROGRESS_EVERY = 5000
 
@@ -114,25 +114,14 @@ def dataset_version_create(
 
 
 def _insert_items(version: DatasetVersion, selection: selection_mod.Selection, is_test: list[bool]) -> None:
-    columns = ["version_id", "image_id", "split", "is_expert", "source", "rating_count", *DIMENSION_FIELDS]
+    fields = ["version", "image", "split", "is_expert", "source", "rating_count", *DIMENSION_FIELDS]
 
     def rows() -> Iterator[tuple]:
         for i, image_id in enumerate(selection.image_ids):
             yield (version.pk, image_id, Split.TEST if is_test[i] else Split.TRAIN, selection.is_expert[i],
                    selection.sources[i], selection.rating_counts[i], *selection.scores[i])
 
-    table = connection.ops.quote_name(DatasetItem._meta.db_table)
-    quoted = ", ".join(connection.ops.quote_name(DatasetItem._meta.get_field(c.removesuffix("_id")).column)
-                       if c.endswith("_id") else connection.ops.quote_name(c) for c in columns)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
-                for row in rows():
-                    copy.write_row(row)
-        else:
-            sql = f"INSERT INTO {table} ({quoted}) VALUES ({', '.join(['%s'] * len(columns))})"
-            for batch in writers.iter_chunks(rows(), INSERT_BATCH):
-                cursor.executemany(sql, batch)
+    rows_insert(DatasetItem, fields, rows())  # COPY on PostgreSQL: versions hold 50 000+ items
 
 
 def _counts(selection: selection_mod.Selection, is_test: list[bool], report: dict) -> dict:
