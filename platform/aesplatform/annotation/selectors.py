@@ -301,7 +301,6 @@ def annotation_csv_rows(*, campaign: Campaign, chunk_size: int = 2000):
 CONSENSUS_METHOD = consensus_math.METHOD  # how campaigns' consensus rows are computed (BT.500 screening)
 
 
-
 def campaign_list() -> QuerySet[Campaign]:
     return Campaign.objects.all().order_by("id")
 
