@@ -34,7 +34,7 @@ TASK_PACKAGES = ("aesplatform.common", "aesplatform.catalog", "aesplatform.annot
                  "aesplatform.datasets", "aesplatform.modeling")
 
 
-def _task_named(name: str):
+def task_named(name: str):
     """The registered task `name`; a task of ours not imported yet by this process (a web process queues tasks by
     name and never imports them) is imported from its module, which its name is."""
     task = app.tasks.get(name)
@@ -48,7 +48,7 @@ def _task_named(name: str):
 
 def route_to_declared_queue(name, args, kwargs, options, task=None, **kw):
     """Celery router: a task goes to the queue its decorator declares (None: Celery's default queue, `cpu`)."""
-    task = task or _task_named(name)
+    task = task or task_named(name)
     queue = getattr(task, "queue", None)
     return {"queue": queue} if queue else None
 

@@ -8,9 +8,11 @@ import os
 import subprocess
 import sys
 
+import pytest
 from django.apps import apps
 
 from aesplatform.celery import QUEUES, TASK_PACKAGES, app
+from aesplatform.common.jobqueue import task_send
 from aesplatform.common.jobs import job_models
 from tests.conftest import REPO_ROOT
 
@@ -85,3 +87,16 @@ def test_a_process_that_never_imported_the_tasks_routes_them_by_name():
     before, queues = json.loads(out.stdout.strip().splitlines()[-1])
     assert before == []
     assert queues == ["gpu", "humanaesexpert", "cpu", "cpu", "cpu"]
+
+
+def test_the_enqueue_helper_publishes_through_the_task_with_its_own_options(monkeypatch):
+    """By name, yet as the task declares it: e.g. a task that ignores its result is published without subscribing
+    to the result backend (which, down with the broker, would hold an annotator's submit)."""
+    name = "aesplatform.annotation.tasks.campaign_quality_update"
+    task = _our_tasks()[name]
+    sent = []
+    monkeypatch.setattr(task, "apply_async", lambda args, **options: sent.append((tuple(args), options)))
+    task_send(name, 7, None, countdown=3)
+    assert sent == [((7, None), {"countdown": 3})] and task.ignore_result
+    with pytest.raises(LookupError):
+        task_send("aesplatform.catalog.tasks.no_such_task", 1)

@@ -59,12 +59,17 @@ def broker_check(*, timeout: float = CHECK_TIMEOUT_S) -> None:
 
 
 def task_send(task_name: str, *args, **options) -> None:
-    """Publish the task named `task_name` with `args` now, on the queue it declares (aesplatform.celery's router).
+    """Publish the task named `task_name` with `args` now, as the task declares it: on its queue, and without a
+    result subscription when it ignores its result (a result backend that is down would hold the caller).
 
-    `options` are Celery's publishing options (e.g. `countdown`). Raises whatever the broker raises."""
-    from aesplatform.celery import app
+    `options` are Celery's publishing options (e.g. `countdown`). Raises whatever the broker raises, and LookupError
+    for a name that is no task."""
+    from aesplatform.celery import task_named
 
-    app.send_task(task_name, args=list(args), **options)
+    task = task_named(task_name)
+    if task is None:
+        raise LookupError(f"no Celery task is named {task_name!r}")
+    task.apply_async(args=args, **options)
 
 
 def job_enqueue_on_commit(task_name: str, *args, on_failure: Callable[[str], None] | None = None) -> None:
