@@ -27,7 +27,7 @@ def slow_scoring(monkeypatch):
 
 def test_gpu_task_is_routed_to_the_gpu_queue():
     from aesplatform.celery import app
-    from workers.curation import filter_run_execute
+    from aesplatform.curation.tasks import filter_run_execute
 
     assert app.amqp.router.route({}, filter_run_execute.name)["queue"].name == "gpu"
 

@@ -39,7 +39,7 @@ def test_an_api_upload_is_imported_by_the_worker(celery_worker, curator_client):
 
 
 def test_a_task_delivered_twice_to_two_workers_stores_each_image_once(celery_worker_factory, curator_user):
-    from workers.catalog import import_job_run
+    from aesplatform.catalog.tasks import import_job_run
 
     root = Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0])
     folder = root / f"twice-{uuid.uuid4().hex[:8]}"
@@ -61,5 +61,24 @@ def test_a_task_delivered_twice_to_two_workers_stores_each_image_once(celery_wor
         assert job.imported_count + job.duplicate_count == 60 and job.error_count == 0
         assert Image.objects.filter(original_name__endswith=".jpg", sha256__isnull=False).count() == 60
         assert job.items.filter(outcome="imported").count() == 60
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_message_queued_under_the_name_of_an_earlier_release_is_still_consumed(celery_worker, curator_user):
+    """Upgrading a running deployment: tasks were `workers.*` before they moved beside their apps; a message
+    waiting under the old name is run by the new worker (aesplatform.celery: former names)."""
+    from aesplatform.celery import app
+
+    root = Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0])
+    folder = root / f"former-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    try:
+        for index in range(2):
+            (folder / f"{index}.jpg").write_bytes(jpeg_bytes(32, 24, seed=3000 + index))
+        job = import_job_create(created_by=curator_user, kind="folder", path=str(folder), enqueue=False)
+        app.send_task("workers.catalog.import_job_run", args=[job.pk], queue="cpu")
+        job = wait_for(lambda: _finished(job.pk), timeout=60, message="the import job to finish")
+        assert job.state == "succeeded" and job.imported_count == 2, (job.error, celery_worker.logs()[-3000:])
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 
 def test_modeling_tasks_are_routed_to_the_gpu_queue():
     from aesplatform.celery import app
-    from workers.modeling import prescore_run_execute, training_job_run
+    from aesplatform.modeling.tasks import prescore_run_execute, training_job_run
 
     for task in (training_job_run, prescore_run_execute):
         assert app.amqp.router.route({}, task.name)["queue"].name == "gpu"

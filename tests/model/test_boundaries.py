@@ -10,7 +10,7 @@ from pathlib import Path
 
 import model_core
 
-FORBIDDEN = ("django", "celery", "rest_framework", "aesplatform", "annotator_ui", "workers")
+FORBIDDEN = ("django", "celery", "rest_framework", "aesplatform", "annotator_ui")
 PACKAGE = Path(model_core.__file__).parent
 
 

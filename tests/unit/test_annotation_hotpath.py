@@ -144,10 +144,13 @@ def test_replay_and_key_reuse_without_the_pre_insert_lookup():
 def test_quality_updates_are_queued_once_per_window_and_stamped_with_its_end(
     monkeypatch, django_capture_on_commit_callbacks
 ):
-    from workers.annotation import campaign_quality_update
-
     sent = []
-    monkeypatch.setattr(campaign_quality_update, "apply_async", lambda args, countdown: sent.append((args, countdown)))
+
+    def publish(name, *args, countdown):
+        assert name == services.QUALITY_UPDATE_TASK
+        sent.append((args, countdown))
+
+    monkeypatch.setattr(services, "task_send", publish)
     clock = [1000.0]
     monkeypatch.setattr(services, "QUALITY_UPDATE_WINDOWS", services.QualityUpdateWindows(clock=lambda: clock[0]))
     ann = factories.annotator()
@@ -176,16 +179,14 @@ def test_a_failed_publish_keeps_the_submit_and_owes_the_update_to_the_next_publi
     monkeypatch, django_capture_on_commit_callbacks
 ):
     """The job queue down: submits succeed; the campaign's update is sent with the next publish that works."""
-    from workers.annotation import campaign_quality_update
-
     calls, down = [], [True]
 
-    def publish(args, countdown):
+    def publish(name, *args, countdown):
         calls.append(args[0])
         if down[0]:
             raise ConnectionError("broker down")
 
-    monkeypatch.setattr(campaign_quality_update, "apply_async", publish)
+    monkeypatch.setattr(services, "task_send", publish)
     monkeypatch.setattr(services, "QUALITY_UPDATE_WINDOWS", services.QualityUpdateWindows())
     ann = factories.annotator()
     first, second = campaign_for([ann], images=2, redundancy=1), campaign_for([ann], images=1, redundancy=1)

@@ -43,7 +43,7 @@ def test_every_curation_endpoint_refuses_annotators_and_anonymous(annotator_clie
 def test_create_through_the_api_queues_the_gpu_task(curator_client, django_capture_on_commit_callbacks, monkeypatch):
     images = [factories.ImageFactory() for _ in range(3)]
     queued = []
-    monkeypatch.setattr("workers.curation.filter_run_execute.delay", lambda run_id: queued.append(run_id))
+    monkeypatch.setattr("aesplatform.common.jobqueue.task_send", lambda name, run_id: queued.append((name, run_id)))
     with django_capture_on_commit_callbacks(execute=True):
         response = curator_client.post("/api/filter-runs/", {
             "name": "first pass", "image_ids": [i.pk for i in images], "clip_model_name": TINY_MODEL,
@@ -52,7 +52,7 @@ def test_create_through_the_api_queues_the_gpu_task(curator_client, django_captu
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["total"] == 3 and body["state"] == "pending" and body["thresholds"]["min_blur_variance"] == 12
-    assert body["counts"]["scored"] == 0 and queued == [body["id"]]
+    assert body["counts"]["scored"] == 0 and queued == [("aesplatform.curation.tasks.filter_run_execute", body["id"])]
     defaults = curator_client.get("/api/filter-runs/defaults/").json()
     assert defaults["clip_model_name"] == "ViT-L-14" and "person_subject" in defaults["prompt_set"]["groups"]
 
@@ -120,7 +120,7 @@ def test_review_flow_through_the_api(curator_client, curator_user):
 
 
 def test_resume_and_cancel(curator_client, curator_user, monkeypatch):
-    monkeypatch.setattr("workers.curation.filter_run_execute.delay", lambda run_id: None)
+    monkeypatch.setattr("aesplatform.common.jobqueue.task_send", lambda name, run_id: None)
     run = services.filter_run_create(created_by=curator_user, image_ids=[factories.ImageFactory().pk],
                                      clip_model_name=TINY_MODEL, clip_checkpoint="", enqueue=False)
     assert curator_client.patch(f"/api/filter-runs/{run.pk}/thresholds/", {"thresholds": {}}, format="json").status_code == 409

@@ -40,7 +40,7 @@ def test_annotators_get_403_on_every_curation_page(curator_user, annotator_user)
 
 
 def test_start_a_run_from_the_page(curator_user, monkeypatch):
-    monkeypatch.setattr("workers.curation.filter_run_execute.delay", lambda run_id: None)
+    monkeypatch.setattr("aesplatform.common.jobqueue.task_send", lambda name, run_id: None)
     client = _client(curator_user)
     assert client.get("/filtering/new/").status_code == 200
     response = client.post("/filtering/new/", {"clip_model_name": TINY_MODEL, "review_batch_size": 10})

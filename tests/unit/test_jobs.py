@@ -117,8 +117,8 @@ def test_the_sweep_requeues_only_jobs_without_a_sign_of_life(user, django_captur
     with django_capture_on_commit_callbacks(execute=True):
         swept = job_sweep()
     assert sorted(swept["catalog.ImportJob"]) == sorted([dead_running.pk, lost_pending.pk])
-    assert sorted(sent) == sorted([("workers.catalog.import_job_run", dead_running.pk),
-                                   ("workers.catalog.import_job_run", lost_pending.pk)])
+    assert sorted(sent) == sorted([("aesplatform.catalog.tasks.import_job_run", dead_running.pk),
+                                   ("aesplatform.catalog.tasks.import_job_run", lost_pending.pk)])
     states = dict(ImportJob.objects.values_list("pk", "state"))
     assert states[dead_running.pk] == states[lost_pending.pk] == JobState.PENDING
     assert states[dead_cancelled.pk] == JobState.CANCELLED  # a cancel asked of a dead worker ends it
@@ -146,7 +146,7 @@ def test_the_sweep_counts_the_messages_of_a_queue_on_the_real_broker():
     from aesplatform.celery import app
 
     cache: dict = {}
-    assert jobs._messages_waiting(app, "workers.gpu.training_job_run", cache) is not None
+    assert jobs._messages_waiting(app, "aesplatform.modeling.tasks.training_job_run", cache) is not None
     assert list(cache) == ["gpu"]
 
 

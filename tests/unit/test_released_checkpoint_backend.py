@@ -19,7 +19,7 @@ from aesplatform.annotation.models import Campaign, Task
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 from aesplatform.modeling import services
 from aesplatform.modeling.active import ActiveLearningUnavailable
-from aesplatform.modeling.models import ModelBackend, ModelVersion, Prescore
+from aesplatform.modeling.models import ModelBackend, ModelVersion, Prescore, PrescoreRun
 from model_core.scoring import ImageScore
 from tests import factories
 from tests.support.humanaesexpert_standin import write_standin_checkpoint
@@ -105,9 +105,10 @@ def test_runs_go_to_their_own_queue_at_the_reference_twelve_tiles(released, cura
     response = curator_client.post("/api/prescore-runs/", {"image_ids": [image.pk]}, format="json")
     assert response.status_code == 201, response.content
     assert response.json()["max_tiles"] == 12
-    assert app.amqp.router.route({}, services.prescore_task(released).name)["queue"].name == "humanaesexpert"
+    released_task = PrescoreRun(model_version=released).job_task_name()
+    assert app.amqp.router.route({}, released_task)["queue"].name == "humanaesexpert"
     ours = ModelVersion.objects.create(name="ours", checkpoint_path=str(tmp_path))
-    assert app.amqp.router.route({}, services.prescore_task(ours).name)["queue"].name == "gpu"
+    assert app.amqp.router.route({}, PrescoreRun(model_version=ours).job_task_name())["queue"].name == "gpu"
     run = services.prescore_run_create(created_by=factories.curator(), image_ids=[image.pk], model_version=ours,
                                        enqueue=False)
     assert run.max_tiles == 1
@@ -133,14 +134,12 @@ def test_active_learning_refuses_to_order_by_an_uncertainty_the_model_does_not_g
 
 
 def test_a_model_whose_prescores_lack_uncertainty_is_refused_too(curator_user, tmp_path):
-    from aesplatform.modeling.active import campaign_priorities_refresh
-
     ours = ModelVersion.objects.create(name="partial", checkpoint_path=str(tmp_path))
     images = _prescored(ours, 2)
     campaign = factories.CampaignFactory(task_order="active", created_by=curator_user)
     Task.objects.create(campaign=campaign, image=images[0])
     with pytest.raises(ActiveLearningUnavailable, match="partial"):
-        campaign_priorities_refresh(campaign=campaign, model_version=ours)
+        services.campaign_priorities_refresh(campaign=campaign, model_version=ours)
 
 
 def test_a_run_without_the_pinned_runtime_fails_naming_the_package_and_the_target(released, monkeypatch, caplog):

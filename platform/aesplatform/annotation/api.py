@@ -17,6 +17,7 @@ from aesplatform.accounts.permissions import IsAnnotator, IsCurator
 from aesplatform.accounts.roles import Role, user_has_role
 from aesplatform.common.exceptions import ServiceError
 from aesplatform.common.filters import IntegerFilter
+from aesplatform.modeling import selectors as modeling_selectors
 
 from . import hotpath, selectors, services
 from .auth import HOT_PATH_AUTHENTICATION
@@ -46,9 +47,7 @@ def _is_curator(request) -> bool:
 
 
 def prescore_payload(image_id: int) -> dict | None:
-    from aesplatform.modeling.models import Prescore
-
-    row = Prescore.objects.filter(image_id=image_id).order_by("-id").first()
+    row = modeling_selectors.prescore_latest(image_id=image_id)
     if row is None:
         return None
     return {"metavoter_score": row.metavoter_score, "scores": row.scores_dict()}

@@ -27,6 +27,7 @@ from .models import (
     Consensus,
     ConsensusOrigin,
     Task,
+    TaskOrder,
     TaskState,
 )
 from .services import LeaseContext, campaign_matrices, expected_dimensions
@@ -290,3 +291,26 @@ def annotation_csv_rows(*, campaign: Campaign, chunk_size: int = 2000):
             int(superseded is not None), created.isoformat(), ms, csv_cell(ui),
             *["" if s is None else repr(float(s)) for s in scores],
         ]
+
+
+# --- reads for the other apps ---------------------------------------------------------------------------------
+
+CONSENSUS_METHOD = consensus_math.METHOD  # how campaigns' consensus rows are computed (BT.500 screening)
+
+
+def campaign_list() -> QuerySet[Campaign]:
+    return Campaign.objects.all().order_by("id")
+
+
+def campaign_orders_by_activity(campaign: Campaign) -> bool:
+    """Whether the campaign's tasks are leased in active-learning order (task_order "active")."""
+    return campaign.task_order == TaskOrder.ACTIVE_LEARNING
+
+
+def active_learning_campaigns(*, image_ids: list[int] | None = None) -> QuerySet[Campaign]:
+    """The open (draft or active) active-learning campaigns; with `image_ids`, those holding any of the images."""
+    campaigns = Campaign.objects.filter(task_order=TaskOrder.ACTIVE_LEARNING,
+                                        state__in=[CampaignState.DRAFT, CampaignState.ACTIVE])
+    if image_ids:
+        campaigns = campaigns.filter(tasks__image_id__in=image_ids).distinct()
+    return campaigns

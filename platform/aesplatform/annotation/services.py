@@ -19,7 +19,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,7 +33,9 @@ from django.utils import timezone
 from aesplatform.accounts.roles import Role, user_has_role
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ConflictError, ServiceError
+from aesplatform.common.jobqueue import task_send
 from aesplatform.common.text import name_list
+from aesplatform.modeling import selectors as modeling_selectors
 from model_core.standard import DIMENSIONS, OVERALL, ScoreError, validate_score
 
 from . import agreement as agreement_math
@@ -100,15 +102,9 @@ def _gold_candidates(*, image_ids: list[int], mode: str) -> set[int]:
 
 def _priorities(*, image_ids: list[int], order: str, rng: random.Random) -> dict[int, float]:
     if order == TaskOrder.ACTIVE_LEARNING:
-        from aesplatform.modeling.active import active_learning_check
-        from aesplatform.modeling.models import ModelVersion, Prescore
-
         # a promoted model that gives no uncertainty is refused (409), never read as "all equally certain"
-        active_learning_check(ModelVersion.objects.filter(promoted=True).first())
-        uncertainty = dict(
-            Prescore.objects.filter(image_id__in=image_ids, uncertainty__isnull=False).order_by("image_id", "-id")
-            .values_list("image_id", "uncertainty")
-        )
+        modeling_selectors.promoted_model_active_learning_check()
+        uncertainty = modeling_selectors.prescore_uncertainties(image_ids=image_ids)
         # most uncertain first; images never pre-scored come after, in random order
         return {i: (1.0 + uncertainty[i]) if i in uncertainty else rng.random() for i in image_ids}
     return {i: rng.random() for i in image_ids}
@@ -547,6 +543,8 @@ class QualityUpdateWindows:
 
 QUALITY_UPDATE_WINDOWS = QualityUpdateWindows()
 
+QUALITY_UPDATE_TASK = "aesplatform.annotation.tasks.campaign_quality_update"  # queued by name: tasks import services
+
 
 def _queue_quality_update(campaign_id: int) -> None:
     """After the commit: queue a recomputation of the campaign's consensus, at most one per window.
@@ -562,8 +560,6 @@ def _queue_quality_update(campaign_id: int) -> None:
     """
 
     def send():
-        from workers.annotation import campaign_quality_update
-
         windows = QUALITY_UPDATE_WINDOWS
         owed = windows.open(campaign_id)
         if owed is None:
@@ -571,9 +567,8 @@ def _queue_quality_update(campaign_id: int) -> None:
         requested_at = timezone.now() + timedelta(seconds=QUALITY_UPDATE_WINDOW_S)
         for target in [campaign_id, *owed]:
             try:
-                campaign_quality_update.apply_async(
-                    (target, requested_at.isoformat()), countdown=QUALITY_UPDATE_WINDOW_S + QUALITY_UPDATE_MARGIN_S
-                )
+                task_send(QUALITY_UPDATE_TASK, target, requested_at.isoformat(),
+                          countdown=QUALITY_UPDATE_WINDOW_S + QUALITY_UPDATE_MARGIN_S)
             except Exception as exc:  # noqa: BLE001 - the broker is down: the annotation stays stored, the update owed
                 windows.publish_failed(campaign_id, owed)
                 logger.warning("consensus update of campaign %s not queued (job queue unavailable: %s); it is "
@@ -588,8 +583,6 @@ def consensus_catch_up() -> list[int]:
     whose update could not be queued while the job queue was down). Returns the campaign ids."""
     from django.db.models import Max, Q
 
-    from workers.annotation import campaign_quality_update
-
     stale = list(
         Campaign.objects.annotate(last_annotation=Max("tasks__annotations__created_at"),
                                   last_computed=Max("agreement__computed_at"))
@@ -598,7 +591,7 @@ def consensus_catch_up() -> list[int]:
         .values_list("pk", flat=True)
     )
     for campaign_id in stale:
-        campaign_quality_update.delay(campaign_id, None)
+        task_send(QUALITY_UPDATE_TASK, campaign_id, None)
     return stale
 
 
@@ -845,3 +838,44 @@ def consensus_update_if_stale(*, campaign_id: int, requested_at) -> bool:
 
 def user_by_ids(ids):
     return get_user_model().objects.filter(id__in=ids)
+
+
+# --- the other apps' writes of annotation rows ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportedLabel:
+    """One dimension's score of an image as an imported dataset gave it (catalog imports)."""
+
+    image_id: int
+    dimension: str
+    score: float
+    label_source: str = ""
+
+
+def consensus_imported_add(*, labels: Iterable[ImportedLabel], method: str) -> None:
+    """Store imported labels as consensus rows (origin "imported", no campaign). One imported row per (image,
+    dimension): a label already there (the same photo in 58K and 50K, a re-import) is kept, not overwritten."""
+    rows = [
+        Consensus(image_id=label.image_id, dimension=label.dimension, origin=ConsensusOrigin.IMPORTED, campaign=None,
+                  label_source=label.label_source[:200], method=method, score=label.score, count=1)
+        for label in labels
+    ]
+    if rows:
+        Consensus.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def task_priorities_reorder(*, campaign: Campaign, priorities: Callable[[list[int]], dict[int, float]]) -> int:
+    """Rewrite the priority of the campaign's open tasks (higher is leased first): `priorities(image_ids)` maps
+    each open task's image to its new priority. Tasks another transaction holds are left for the next reorder.
+    Returns how many tasks were reordered."""
+    with transaction.atomic():
+        tasks = list(Task.objects.select_for_update(skip_locked=True).filter(campaign=campaign, state=TaskState.OPEN)
+                     .only("id", "image_id", "priority"))
+        if not tasks:
+            return 0
+        by_image = priorities([t.image_id for t in tasks])
+        for task in tasks:
+            task.priority = by_image[task.image_id]
+        Task.objects.bulk_update(tasks, ["priority"], batch_size=2000)
+    return len(tasks)

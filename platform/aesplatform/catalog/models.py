@@ -71,7 +71,7 @@ class ImportJob(Job):
     error_count = models.PositiveIntegerField(default=0)
     labels_count = models.PositiveIntegerField(default=0, help_text="HumanBeauty labels stored as consensus.")
 
-    job_task = "workers.catalog.import_job_run"
+    job_task = "aesplatform.catalog.tasks.import_job_run"
 
     class Meta(Job.Meta):
         ordering = ["-id"]

@@ -3,7 +3,7 @@
 The life of an import job:
 1. `import_job_create` (web request): checks the request (server paths inside the allowed roots, the zip's
    central directory), stages uploaded files in Django's storage, records the job and queues
-   `workers.catalog.import_job_run` once the transaction commits.
+   `aesplatform.catalog.tasks.import_job_run` once the transaction commits.
 2. `import_job_run` (Celery worker, or in-process): plans the items once (one ImportItem per file, zip member
    or label record; refusals already decided), then processes the pending ones in chunks: a process pool reads,
    decodes, hashes and thumbnails; this process writes the files (content-addressed keys) and then, per chunk
@@ -15,7 +15,6 @@ killed, the task was delivered twice, a curator pressed "resume") finishes the j
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -28,15 +27,17 @@ from pathlib import Path, PurePosixPath
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, default_storage, storages
 from django.utils.functional import empty
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count
 
-from aesplatform.annotation.models import Consensus, ConsensusOrigin
+from aesplatform.annotation.services import ImportedLabel, consensus_imported_add
 from aesplatform.common.exceptions import ServiceError
-from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
+from aesplatform.common.processes import children_allowed
+from aesplatform.common.sql import rows_update_by_pk
 from aesplatform.common.jobs import (
     job_cancel,
     job_cancelled,
+    job_enqueue,
     job_fail,
     job_progress,
     job_refresh,
@@ -210,9 +211,7 @@ def _check_zip(source: FileSource, limits: ImportLimits) -> None:
 
 
 def _enqueue_run(job: ImportJob) -> None:
-    from workers.catalog import import_job_run as import_job_run_task
-
-    job_enqueue_on_commit(import_job_run_task, job.pk, on_failure=job_failed_unqueued(ImportJob, job.pk))
+    job_enqueue(job=job)
 
 
 def import_job_resume(*, job: ImportJob) -> ImportJob:
@@ -382,23 +381,6 @@ def _die_with_parent() -> None:
         pass
 
 
-@contextlib.contextmanager
-def _children_allowed():
-    """Celery's prefork pool marks its processes daemonic, and multiprocessing refuses children to daemonic
-    processes (they could be orphaned). Ours cannot: the pool is shut down before the task returns and each
-    child dies with its parent (_die_with_parent). So lift the flag while the pool starts and runs."""
-    config = multiprocessing.current_process()._config
-    was_daemon = config.get("daemon")
-    config["daemon"] = False
-    try:
-        yield
-    finally:
-        if was_daemon is None:
-            config.pop("daemon", None)
-        else:
-            config["daemon"] = was_daemon
-
-
 def _process_pending(*, job: ImportJob, limits: ImportLimits, processes: int | None) -> bool:
     """Process the pending items; True when the job was cancelled (or taken over) on the way."""
     pending = job.items.filter(outcome=ImportOutcome.PENDING).count()
@@ -417,7 +399,9 @@ def _process_pending(*, job: ImportJob, limits: ImportLimits, processes: int | N
     # fork: the pool's children inherit the loaded code and settings instantly. They only read files and run
     # Pillow; they never touch the database connection they inherit.
     context = multiprocessing.get_context("fork")
-    with _children_allowed(), concurrent.futures.ProcessPoolExecutor(
+    # children_allowed: the pool is shut down before the task returns and each child dies with its parent
+    # (_die_with_parent), so a Celery pool child may start it.
+    with children_allowed(), concurrent.futures.ProcessPoolExecutor(
         max_workers=processes, mp_context=context, initializer=_pool_process_init
     ) as pool:
         # Two chunks in flight: the pool inspects the next chunk while this process stores the previous one,
@@ -477,7 +461,7 @@ def _store_chunk_rows(*, job: ImportJob, chunk: list[_PendingItem], results: lis
         first_item_of_sha[result.sha256] = entry.id
     if new_images:
         Image.objects.bulk_create(list(new_images.values()))
-    consensus: list[Consensus] = []
+    labels: list[ImportedLabel] = []
     staged: list[str] = []
     for entry, result in zip(chunk, results):
         item = items.get(entry.id)
@@ -496,30 +480,18 @@ def _store_chunk_rows(*, job: ImportJob, chunk: list[_PendingItem], results: lis
             item.outcome, item.image = ImportOutcome.DUPLICATE, original
             item.message = f"duplicate of image {original.pk} ({original.original_name})"
         if entry.label:
-            consensus.extend(_imported_consensus(item.image, entry))
+            labels.extend(_imported_labels(item.image, entry))
     _update_item_outcomes(items.values())
-    if consensus:
-        # One imported row per (image, dimension): a label already there (the same photo in 58K and 50K, a
-        # re-import) is kept, not overwritten.
-        Consensus.objects.bulk_create(consensus, ignore_conflicts=True)
+    consensus_imported_add(labels=labels, method=IMPORTED_LABEL_METHOD)
     _progress_counts(job)
     return staged
 
 
 def _update_item_outcomes(items: Iterable[ImportItem]) -> None:
-    """One parameterised UPDATE per item through executemany: bulk_update's CASE expressions cost more than
+    """One parameterised UPDATE per item (rows_update_by_pk): bulk_update's CASE expressions cost more than
     everything else an import does in this process."""
-    meta = ImportItem._meta
-    columns = [meta.get_field(name).column for name in ("outcome", "image", "message", "staged_file")]
-    quote = connection.ops.quote_name
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {', '.join(f'{quote(c)} = %s' for c in columns)} "
-        f"WHERE {quote(meta.pk.column)} = %s"
-    )
-    rows = [(item.outcome, item.image_id, item.message, item.staged_file, item.pk) for item in items]
-    if rows:
-        with connection.cursor() as cursor:
-            cursor.executemany(sql, rows)
+    rows_update_by_pk(ImportItem, ["outcome", "image", "message", "staged_file"],
+                      ((item.outcome, item.image_id, item.message, item.staged_file, item.pk) for item in items))
 
 
 def _image_row(*, job: ImportJob, entry: _PendingItem, inspected: InspectedImage) -> Image:
@@ -542,13 +514,10 @@ def _image_row(*, job: ImportJob, entry: _PendingItem, inspected: InspectedImage
     )
 
 
-def _imported_consensus(image: Image, entry: _PendingItem) -> Iterable[Consensus]:
+def _imported_labels(image: Image, entry: _PendingItem) -> Iterable[ImportedLabel]:
     label_source = entry.label.get("source") if isinstance(entry.label.get("source"), str) else ""
     for dimension, score in label_scores(entry.label, item_name=entry.name).items():
-        yield Consensus(
-            image=image, dimension=dimension, origin=ConsensusOrigin.IMPORTED, campaign=None,
-            label_source=(label_source or "")[:200], method=IMPORTED_LABEL_METHOD, score=score, count=1,
-        )
+        yield ImportedLabel(image_id=image.pk, dimension=dimension, score=score, label_source=label_source or "")
 
 
 _COUNT_FIELDS = ["total", "processed", "imported_count", "duplicate_count", "error_count", "labels_count"]

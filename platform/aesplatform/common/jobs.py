@@ -96,12 +96,9 @@ def _noun(model: type[Job]) -> str:
 
 def job_enqueue(*, job: Job) -> None:
     """Queue the job's task after the current transaction commits (a refusing broker: JobQueueUnavailable)."""
-    from aesplatform.celery import app
-
     from .jobqueue import job_enqueue_on_commit, job_failed_unqueued
 
-    job_enqueue_on_commit(app.signature(job.job_task_name()), job.pk,
-                          on_failure=job_failed_unqueued(type(job), job.pk))
+    job_enqueue_on_commit(job.job_task_name(), job.pk, on_failure=job_failed_unqueued(type(job), job.pk))
 
 
 # --- the worker side ------------------------------------------------------------------------------------------
@@ -323,7 +320,9 @@ def _messages_waiting(app, task_name: str, cache: dict[str, int | None]) -> int 
 
 
 def _send(app, task_name: str, job_id: int) -> None:
+    from .jobqueue import task_send
+
     try:
-        app.send_task(task_name, args=[job_id])
+        task_send(task_name, job_id)
     except Exception:  # noqa: BLE001 - the next sweep tries again (the row stays pending)
         logger.exception("job sweep could not queue %s(%s)", task_name, job_id)

@@ -20,7 +20,7 @@ class FilterRun(Job):
     processed = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="filter_runs")
 
-    job_task = "workers.gpu.filter_run_execute"
+    job_task = "aesplatform.curation.tasks.filter_run_execute"
 
     class Meta(Job.Meta):
         ordering = ["-id"]

@@ -69,3 +69,17 @@ def review_batch_decisions(*, batch: ReviewBatch) -> QuerySet[CuratorDecision]:
 def review_batch_next_pending(*, run: FilterRun, after: int = 0) -> ReviewBatch | None:
     pending = ReviewBatch.objects.filter(run=run, state=BatchState.PENDING).order_by("number")
     return pending.filter(number__gt=after).first() or pending.first()
+
+
+# --- reads for the other apps ---------------------------------------------------------------------------------
+
+
+def image_embeddings(*, image_ids: list[int]) -> dict[int, bytes]:
+    """image id -> the raw CLIP image embedding (float16 bytes) of its newest filter result that has one."""
+    rows = (FilterResult.objects.filter(image_id__in=image_ids, embedding__isnull=False)
+            .order_by("image_id", "-id").values_list("image_id", "embedding"))
+    found: dict[int, bytes] = {}
+    for image_id, raw in rows:
+        if image_id not in found:
+            found[image_id] = bytes(raw)
+    return found

@@ -3,7 +3,7 @@
 The life of a filter run:
 1. `filter_run_create` (web request): validates the selection, the CLIP model + checkpoint, the prompt set and
    the thresholds; records the run with one pending FilterResult per image, all in one transaction, and queues
-   `workers.gpu.filter_run_execute` (queue `gpu`) once it commits. Any bad input: a 4xx and no row at all.
+   `aesplatform.curation.tasks.filter_run_execute` (queue `gpu`) once it commits. Any bad input: a 4xx and no row at all.
 2. `filter_run_execute` (GPU worker, CPU without one): scores the results that are still unscored, in chunks,
    through the engine's batched pipeline; each model batch is written with one bulk UPDATE guarded by
    `scored_at IS NULL`, so a new delivery (the worker was killed: the job sweep queues the run again) picks up
@@ -36,11 +36,11 @@ from django.utils import timezone
 
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ConflictError, ServiceError
-from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
 from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.jobs import (
     job_cancel,
     job_cancelled,
+    job_enqueue,
     job_fail,
     job_progress,
     job_refresh,
@@ -214,9 +214,7 @@ def filter_run_create(
 
 
 def filter_run_enqueue(*, run: FilterRun) -> None:
-    from workers.curation import filter_run_execute as task
-
-    job_enqueue_on_commit(task, run.pk, on_failure=job_failed_unqueued(FilterRun, run.pk))
+    job_enqueue(job=run)
 
 
 def filter_run_resume(*, run: FilterRun) -> FilterRun:

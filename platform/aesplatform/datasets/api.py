@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aesplatform.accounts.permissions import IsCurator
-from aesplatform.annotation.models import Campaign
+from aesplatform.annotation import selectors as annotation_selectors
 from aesplatform.common import pagination as common_pagination
 from aesplatform.common.job_api import JOB_LIFE_CYCLE_FIELDS, job_action_view, stalled_field
 from aesplatform.common.exceptions import ConflictError
@@ -59,7 +59,7 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
 class DatasetVersionCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    campaigns = serializers.PrimaryKeyRelatedField(many=True, queryset=Campaign.objects.all(), required=False,
+    campaigns = serializers.PrimaryKeyRelatedField(many=True, queryset=annotation_selectors.campaign_list(), required=False,
                                                    default=list)
     include_imported_labels = serializers.BooleanField(default=True)
     kind = serializers.CharField(default=DatasetKind.MIXED, help_text=f"{_KINDS}: expert needs all 12 dimensions "

@@ -120,7 +120,7 @@ class Export(Job):
     manifest = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="exports")
 
-    job_task = "workers.datasets.export_run"
+    job_task = "aesplatform.datasets.tasks.export_run"
 
     class Meta(Job.Meta):
         ordering = ["-id"]

@@ -17,20 +17,20 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, default_storage
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from aesplatform.annotation.models import Campaign, Consensus
+from aesplatform.annotation.selectors import CONSENSUS_METHOD
 from aesplatform.common.exceptions import ConflictError, ServiceError
-from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
 from aesplatform.common.jobs import (
     job_cancel,
     job_cancelled,
+    job_enqueue,
     job_fail,
     job_progress,
     job_refresh,
@@ -40,6 +40,7 @@ from aesplatform.common.jobs import (
     job_succeed,
 )
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
+from aesplatform.common.sql import rows_insert
 
 from . import limits
 from . import selection as selection_mod
@@ -47,13 +48,13 @@ from . import writers
 from .models import DatasetItem, DatasetKind, DatasetState, DatasetVersion, Export, ExportFormat, Split
 from .splits import assign_splits
 
+if TYPE_CHECKING:
+    from aesplatform.annotation.models import Campaign
+
 logger = logging.getLogger(__name__)
 
-# The campaign consensus method (annotation.consensus.METHOD, "bt500"), read from the model's default so that
-# this module does not import numpy/scipy (100 MB of a worker's memory) just for a name.
-BT500_METHOD = Consensus._meta.get_field("method").default
+BT500_METHOD = CONSENSUS_METHOD  # the campaign consensus method, "bt500" (annotation.consensus.METHOD)
 CONSENSUS_METHODS = (BT500_METHOD,)
-INSERT_BATCH = 5000
 ITEM_CHUNK = 2000
 PROGRESS_EVERY = 5000
 
@@ -114,25 +115,14 @@ def dataset_version_create(
 
 
 def _insert_items(version: DatasetVersion, selection: selection_mod.Selection, is_test: list[bool]) -> None:
-    columns = ["version_id", "image_id", "split", "is_expert", "source", "rating_count", *DIMENSION_FIELDS]
+    fields = ["version", "image", "split", "is_expert", "source", "rating_count", *DIMENSION_FIELDS]
 
     def rows() -> Iterator[tuple]:
         for i, image_id in enumerate(selection.image_ids):
             yield (version.pk, image_id, Split.TEST if is_test[i] else Split.TRAIN, selection.is_expert[i],
                    selection.sources[i], selection.rating_counts[i], *selection.scores[i])
 
-    table = connection.ops.quote_name(DatasetItem._meta.db_table)
-    quoted = ", ".join(connection.ops.quote_name(DatasetItem._meta.get_field(c.removesuffix("_id")).column)
-                       if c.endswith("_id") else connection.ops.quote_name(c) for c in columns)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
-                for row in rows():
-                    copy.write_row(row)
-        else:
-            sql = f"INSERT INTO {table} ({quoted}) VALUES ({', '.join(['%s'] * len(columns))})"
-            for batch in writers.iter_chunks(rows(), INSERT_BATCH):
-                cursor.executemany(sql, batch)
+    rows_insert(DatasetItem, fields, rows())  # COPY on PostgreSQL: versions hold 50 000+ items
 
 
 def _counts(selection: selection_mod.Selection, is_test: list[bool], report: dict) -> dict:
@@ -331,9 +321,7 @@ def export_create(
 
 
 def _enqueue_run(export: Export) -> None:
-    from workers.datasets import export_run as export_run_task
-
-    job_enqueue_on_commit(export_run_task, export.pk, on_failure=job_failed_unqueued(Export, export.pk))
+    job_enqueue(job=export)
 
 
 def export_rows(version: DatasetVersion) -> Iterator[writers.ExportRow]:

@@ -8,8 +8,9 @@ Informativeness of a pre-scored image (all three terms rank-normalised to [0, 1]
   confusing images does not fill the queue.
 
 `order_by_informativeness` is pure numpy (the benchmark in bench/active_learning.py runs it without Django);
-`campaign_priorities_refresh` writes the order into the open tasks' priority of a campaign with task_order
-"active" (higher first; images without a pre-score keep a random priority below every pre-scored one).
+`active_priorities` turns it into task priorities (higher first; images without a pre-score keep a random priority
+below every pre-scored one), which modeling.services writes through the annotation app's service
+(`campaign_priorities_refresh`, `campaigns_refresh_for_images`).
 A model that does not give the terms (a released HumanAesExpert checkpoint: no LM or regression head score, no
 uncertainty) is refused with `ActiveLearningUnavailable` (409) instead of ordering by values it never gave.
 """
@@ -76,14 +77,10 @@ def order_by_informativeness(info: np.ndarray, embeddings: np.ndarray | None = N
 
 
 def _embeddings(image_ids: list[int]) -> np.ndarray | None:
-    from aesplatform.curation.models import FilterResult
+    from aesplatform.curation.selectors import image_embeddings
 
-    rows = (FilterResult.objects.filter(image_id__in=image_ids, embedding__isnull=False)
-            .order_by("image_id", "-id").values_list("image_id", "embedding"))
-    found: dict[int, np.ndarray] = {}
-    for image_id, raw in rows:
-        if image_id not in found:
-            found[image_id] = np.frombuffer(bytes(raw), dtype=np.float16).astype(np.float32)
+    found = {image_id: np.frombuffer(raw, dtype=np.float16).astype(np.float32)
+             for image_id, raw in image_embeddings(image_ids=image_ids).items()}
     if not found:
         return None
     dim = len(next(iter(found.values())))
@@ -144,38 +141,3 @@ def _overall_field() -> str:
     from aesplatform.common.models import DIMENSION_FIELDS
 
     return DIMENSION_FIELDS[-1]
-
-
-def campaign_priorities_refresh(*, campaign, model_version=None) -> int:
-    """Rewrite the priority of a campaign's open tasks from the pre-scores (task_order "active" only)."""
-    from django.db import transaction
-
-    from aesplatform.annotation.models import Task, TaskOrder
-
-    from .models import ModelVersion
-
-    if campaign.task_order != TaskOrder.ACTIVE_LEARNING:
-        return 0
-    active_learning_check(model_version or ModelVersion.objects.filter(promoted=True).first())
-    with transaction.atomic():
-        tasks = list(Task.objects.select_for_update(skip_locked=True).filter(campaign=campaign, state="open")
-                     .only("id", "image_id", "priority"))
-        if not tasks:
-            return 0
-        priorities = active_priorities(image_ids=[t.image_id for t in tasks], model_version=model_version,
-                                       seed=campaign.pk)
-        for task in tasks:
-            task.priority = priorities[task.image_id]
-        Task.objects.bulk_update(tasks, ["priority"], batch_size=2000)
-    return len(tasks)
-
-
-def campaigns_refresh_for_images(*, image_ids: list[int] | None, model_version=None) -> int:
-    """After a pre-scoring run: refresh every open active-learning campaign holding any of these images."""
-    from aesplatform.annotation.models import Campaign, CampaignState, TaskOrder
-
-    campaigns = Campaign.objects.filter(task_order=TaskOrder.ACTIVE_LEARNING,
-                                        state__in=[CampaignState.DRAFT, CampaignState.ACTIVE])
-    if image_ids:
-        campaigns = campaigns.filter(tasks__image_id__in=image_ids).distinct()
-    return sum(campaign_priorities_refresh(campaign=c, model_version=model_version) for c in campaigns)

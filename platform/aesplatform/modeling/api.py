@@ -8,11 +8,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from aesplatform.accounts.permissions import IsCurator
+from aesplatform.annotation import selectors as annotation_selectors
 from aesplatform.common import pagination as common_pagination
 from aesplatform.common.job_api import JOB_LIFE_CYCLE_FIELDS, job_action_view, stalled_field
 from aesplatform.common.models import DIMENSION_FIELDS
 from aesplatform.common.serializers import StrictInputSerializer
-from aesplatform.datasets.models import DatasetVersion
+from aesplatform.datasets import selectors as dataset_selectors
 
 from . import limits, presets, selectors, services
 from .models import ModelVersion, Prescore, PrescoreRun, TrainingJob
@@ -46,7 +47,7 @@ class TrainingJobSerializer(serializers.ModelSerializer):
 
 
 class TrainingJobCreateSerializer(StrictInputSerializer):
-    dataset_version = serializers.PrimaryKeyRelatedField(queryset=DatasetVersion.objects.all())
+    dataset_version = serializers.PrimaryKeyRelatedField(queryset=dataset_selectors.dataset_version_list())
     preset = serializers.ChoiceField(choices=[(p, p) for p in presets.preset_names()])
     config = serializers.DictField(required=False, default=dict,
                                    help_text="Overrides of the preset: " + ", ".join(sorted(presets.OVERRIDES)))
@@ -67,7 +68,7 @@ class ModelVersionRegisterSerializer(StrictInputSerializer):
                                                       allow_null=True, default=None)
     checkpoint_path = serializers.CharField(required=False, allow_blank=True, default="", max_length=1024)
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-    dataset_version = serializers.PrimaryKeyRelatedField(queryset=DatasetVersion.objects.all(), required=False,
+    dataset_version = serializers.PrimaryKeyRelatedField(queryset=dataset_selectors.dataset_version_list(), required=False,
                                                          allow_null=True, default=None)
 
     def validate(self, attrs):
@@ -305,8 +306,6 @@ class CampaignPrioritiesRefreshView(APIView):
                                                                "that gives no uncertainty / head disagreement "
                                                                "(code no_uncertainty: a released HumanAesExpert)")})
     def post(self, request, pk: int):
-        from aesplatform.annotation.models import Campaign
-
-        campaign = generics.get_object_or_404(Campaign, pk=pk)
+        campaign = generics.get_object_or_404(annotation_selectors.campaign_list(), pk=pk)
         count = services.campaign_priorities_refresh(campaign=campaign)
         return Response({"campaign": campaign.pk, "reordered_tasks": count})

@@ -29,7 +29,7 @@ class TrainingJob(Job):
     output_dir = models.CharField(max_length=1024, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="training_jobs")
 
-    job_task = "workers.gpu.training_job_run"
+    job_task = "aesplatform.modeling.tasks.training_job_run"
 
     class Meta(Job.Meta):
         ordering = ["-id"]
@@ -97,8 +97,8 @@ class PrescoreRun(Job):
     def job_task_name(self) -> str:
         """Released HumanAesExpert checkpoints are scored on their own queue (their pinned runtime)."""
         if self.model_version.backend == ModelBackend.HUMANAESEXPERT:
-            return "workers.humanaesexpert.prescore_run_execute"
-        return "workers.gpu.prescore_run_execute"
+            return "aesplatform.modeling.tasks.humanaesexpert_prescore_run_execute"
+        return "aesplatform.modeling.tasks.prescore_run_execute"
 
 
 class Prescore(DimensionScores):

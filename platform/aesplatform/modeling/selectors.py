@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import F, QuerySet
 
+from .active import active_learning_check
 from .models import ModelVersion, Prescore, PrescoreRun, TrainingJob
 
 
@@ -52,3 +53,26 @@ def prescore_histograms(*, model_version: ModelVersion, bins: int = 20) -> dict[
         values = [r[i] for r in rows]
         out[name] = None if rows and all(v is None for v in values) else histogram(values, bins)
     return out
+
+
+# --- reads for the other apps ---------------------------------------------------------------------------------
+
+
+def prescore_latest(*, image_id: int) -> Prescore | None:
+    """The newest pre-score of an image, whichever model gave it (the annotation page shows it)."""
+    return Prescore.objects.filter(image_id=image_id).order_by("-id").first()
+
+
+def prescore_uncertainties(*, image_ids: list[int]) -> dict[int, float]:
+    """image id -> an uncertainty its pre-scores give (with several, the oldest row's: the rows come newest first
+    per image and the last one read is kept); images without one are left out."""
+    return dict(
+        Prescore.objects.filter(image_id__in=image_ids, uncertainty__isnull=False).order_by("image_id", "-id")
+        .values_list("image_id", "uncertainty")
+    )
+
+
+def promoted_model_active_learning_check() -> None:
+    """Raise ActiveLearningUnavailable (409) when the promoted model's pre-scores cannot order tasks by
+    informativeness (a model that gives no uncertainty is refused, never read as "all equally certain")."""
+    active_learning_check(model_version_promoted())

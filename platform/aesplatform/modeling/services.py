@@ -1,6 +1,6 @@
 """Modeling services: training jobs, the model registry (exactly one promoted model) and pre-scoring runs.
 
-Jobs run in the `gpu` queue (workers/modeling.py; pre-scoring with a released HumanAesExpert checkpoint in the
+Jobs run in the `gpu` queue (modeling/tasks.py; pre-scoring with a released HumanAesExpert checkpoint in the
 `humanaesexpert` queue, whose worker runs in that release's pinned runtime) and are safe to deliver twice: the
 common job claim (aesplatform.common.jobs) keeps a second delivery from running beside the first; a delivery
 after a killed worker (queued by the job sweep) resumes training from the newest checkpoint (model_core resumes
@@ -23,12 +23,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from aesplatform.annotation import selectors as annotation_selectors
+from aesplatform.annotation import services as annotation_services
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ConflictError, ServiceError
-from aesplatform.common.jobqueue import job_enqueue_on_commit, job_failed_unqueued
 from aesplatform.common.jobs import (
     job_cancel,
     job_cancelled,
+    job_enqueue,
     job_fail,
     job_progress,
     job_refresh,
@@ -44,6 +46,7 @@ from aesplatform.datasets.models import DatasetItem, DatasetState, DatasetVersio
 from aesplatform.datasets.services import training_data_write
 
 from . import limits, presets
+from .active import ActiveLearningUnavailable, active_learning_check, active_priorities
 from .models import ModelBackend, ModelVersion, Prescore, PrescoreRun, TrainingJob
 
 logger = logging.getLogger(__name__)
@@ -99,14 +102,8 @@ def training_job_create(*, dataset_version: DatasetVersion, preset: str, config:
     job.output_dir = str(training_root() / f"job-{job.pk}")
     job.save(update_fields=["output_dir", "updated_at"])
     if enqueue:
-        _enqueue_training(job.pk)
+        job_enqueue(job=job)
     return job
-
-
-def _enqueue_training(job_id: int) -> None:
-    from workers.modeling import training_job_run as task
-
-    job_enqueue_on_commit(task, job_id, on_failure=job_failed_unqueued(TrainingJob, job_id))
 
 
 def training_job_cancel(*, job: TrainingJob) -> TrainingJob:
@@ -413,18 +410,8 @@ def prescore_run_create(*, created_by, image_ids: list[int] | None = None, model
     run.full_clean()
     run.save()
     if enqueue:
-        job_enqueue_on_commit(prescore_task(model_version), run.pk,
-                              on_failure=job_failed_unqueued(PrescoreRun, run.pk))
+        job_enqueue(job=run)
     return run
-
-
-def prescore_task(model_version: ModelVersion):
-    """The Celery task that pre-scores with this model: its name routes it to the backend's queue."""
-    from workers import modeling as tasks
-
-    if model_version.backend == ModelBackend.HUMANAESEXPERT:
-        return tasks.humanaesexpert_prescore_run_execute
-    return tasks.prescore_run_execute
 
 
 def _default_images():
@@ -518,8 +505,6 @@ def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | 
         if not job_succeed(job=run, processed=min(done, run.total)):
             return job_refresh(run)
         if version.promoted:
-            from .active import ActiveLearningUnavailable, campaigns_refresh_for_images
-
             try:
                 refreshed = campaigns_refresh_for_images(image_ids=run.image_ids or None, model_version=version)
             except ActiveLearningUnavailable as exc:
@@ -570,14 +555,26 @@ def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tu
 
 def campaign_priorities_refresh(*, campaign, model_version: ModelVersion | None = None) -> int:
     """Re-order a campaign's open tasks by informativeness (task_order "active"); 409 for a random-order one."""
-    from aesplatform.annotation.models import TaskOrder
-
-    from .active import campaign_priorities_refresh as refresh
-
-    if campaign.task_order != TaskOrder.ACTIVE_LEARNING:
+    if not annotation_selectors.campaign_orders_by_activity(campaign):
         raise ConflictError(f"Campaign {campaign.pk} uses task order {campaign.task_order!r}; only 'active' campaigns "
                             "are ordered by informativeness.", code="not_active_learning")
     model_version = model_version or _promoted()
     if model_version is None:
         raise ConflictError("No model is promoted: there are no pre-scores to order by.", code="no_promoted_model")
-    return refresh(campaign=campaign, model_version=model_version)
+    return _campaign_reorder(campaign=campaign, model_version=model_version)
+
+
+def campaigns_refresh_for_images(*, image_ids: list[int] | None, model_version: ModelVersion) -> int:
+    """After a pre-scoring run: re-order every open active-learning campaign holding any of these images."""
+    return sum(_campaign_reorder(campaign=campaign, model_version=model_version)
+               for campaign in annotation_selectors.active_learning_campaigns(image_ids=image_ids))
+
+
+def _campaign_reorder(*, campaign, model_version: ModelVersion) -> int:
+    """The open tasks' priorities from this model's pre-scores, written by the annotation app's service."""
+    active_learning_check(model_version)
+    return annotation_services.task_priorities_reorder(
+        campaign=campaign,
+        priorities=lambda image_ids: active_priorities(image_ids=image_ids, model_version=model_version,
+                                                       seed=campaign.pk),
+    )

@@ -1,0 +1,28 @@
+"""Curation tasks (CLIP filtering, on the `gpu` queue): thin, idempotent wrappers around
+aesplatform.curation.services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from aesplatform.common.jobqueue import task_former_names
+from aesplatform.common.processes import children_allowed
+
+from . import services
+
+
+@shared_task(name="aesplatform.curation.tasks.filter_run_execute", queue="gpu")
+def filter_run_execute(run_id: int) -> dict:
+    """Score what is left of a filter run, then propose and batch. Safe to deliver twice or after a kill."""
+    try:
+        with children_allowed():  # the DataLoader's decode workers
+            run = services.filter_run_execute(run_id=run_id)
+    except SoftTimeLimitExceeded:
+        # Everything committed so far stays; the next delivery continues from the first unscored image.
+        filter_run_execute.apply_async(args=[run_id], countdown=1)
+        return {"run": run_id, "state": "requeued"}
+    return {"run": run_id, "state": run.state if run else "missing"}
+
+
+task_former_names(filter_run_execute, "workers.gpu.filter_run_execute")

@@ -1,0 +1,43 @@
+"""Modeling tasks (training, pre-scoring) on the `gpu` queue; pre-scoring with a released HumanAesExpert checkpoint
+on the `humanaesexpert` queue, whose worker runs with the pinned runtime of those checkpoints first on its
+PYTHONPATH (`make humanaesexpert-runtime`). The job's model names the task (TrainingJob, PrescoreRun.job_task_name).
+
+Thin and idempotent: ids in, services called. A job whose worker was killed is queued again by the job sweep
+(aesplatform.common.jobs), and the services resume (training from the newest checkpoint, pre-scoring from the
+first image without a score).
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from aesplatform.common.jobqueue import task_former_names
+from aesplatform.common.processes import children_allowed
+
+from . import services
+
+
+@shared_task(name="aesplatform.modeling.tasks.training_job_run", queue="gpu")
+def training_job_run(job_id: int) -> dict:
+    with children_allowed():  # the DataLoader's decode workers
+        job = services.training_job_run(job_id=job_id)
+    return {"job": job_id, "state": job.state if job else "busy"}
+
+
+@shared_task(name="aesplatform.modeling.tasks.prescore_run_execute", queue="gpu")
+def prescore_run_execute(run_id: int) -> dict:
+    with children_allowed():  # the DataLoader's decode workers
+        run = services.prescore_run_execute(run_id=run_id)
+    return {"run": run_id, "state": run.state if run else "busy"}
+
+
+@shared_task(name="aesplatform.modeling.tasks.humanaesexpert_prescore_run_execute", queue="humanaesexpert")
+def humanaesexpert_prescore_run_execute(run_id: int) -> dict:
+    """The same pre-scoring run, for a released HumanAesExpert checkpoint (remote code, transformers 4.44.2)."""
+    run = services.prescore_run_execute(run_id=run_id)
+    return {"run": run_id, "state": run.state if run else "busy"}
+
+
+task_former_names(training_job_run, "workers.gpu.training_job_run")
+task_former_names(prescore_run_execute, "workers.gpu.prescore_run_execute")
+task_former_names(humanaesexpert_prescore_run_execute, "workers.humanaesexpert.prescore_run_execute")
