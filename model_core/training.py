@@ -73,7 +73,7 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 1e-4  # LoRA and the trained backbone parts
     head_lr: float = 1e-3
-    weight_decay: float = 0.01
+    weight_decay: float = 0.01  # matrices only (LoRA, heads): norms and biases are not decayed
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
     lm_weight: float = 1.0
@@ -473,16 +473,27 @@ def _build_training_model(run: _Run) -> HumanAesModel:
     return model
 
 
-def _parameter_groups(model: HumanAesModel, config: TrainConfig) -> list[dict[str, Any]]:
+def parameter_groups(model: HumanAesModel, config: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW's parameter groups: the backbone's trainable parameters (LoRA, and the projector / vision tower when
+    trained) at ``lr``, the heads at ``head_lr``; in each, the 1-D parameters (norm weights, biases) are not
+    decayed: decay would pull a LayerNorm's scale towards 0 and biases carry no capacity to regularise. Matrices
+    (LoRA, the heads' Linear weights) keep ``weight_decay``. Empty groups are left out."""
     head_ids = {id(p) for p in model.head_parameters()}
-    backbone_params = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
-    return [{"params": backbone_params, "lr": config.lr}, {"params": model.head_parameters(), "lr": config.head_lr}]
+    backbone = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+    heads = model.head_parameters()
+    groups = []
+    for params, lr in ((backbone, config.lr), (heads, config.head_lr)):
+        for decayed in (True, False):
+            chosen = [p for p in params if (p.ndim >= 2) == decayed]
+            if chosen:
+                groups.append({"params": chosen, "lr": lr, "weight_decay": config.weight_decay if decayed else 0.0})
+    return groups
 
 
 def _build_optimizer(run: _Run, model: HumanAesModel, data: _Data) -> _Schedule:
     """AdamW over :func:`parameter_groups`, the run's length in optimizer steps and its warmup + cosine schedule."""
     config = run.config
-    optimizer = torch.optim.AdamW(_parameter_groups(model, config), weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), weight_decay=config.weight_decay)
     micro_per_epoch = len(_epoch_batches(len(data.train_records), epoch=0, seed=config.seed,
                                          batch_size=config.batch_size, rank=run.rank, world=run.world))
     if micro_per_epoch == 0:
@@ -507,6 +518,14 @@ def _restore(run: _Run, model: HumanAesModel, schedule: _Schedule) -> _Position:
     read_checkpoint_config(latest)
     load_state(model, latest)
     state = torch.load(latest / TRAINING_STATE, map_location=run.device, weights_only=False)
+    saved_groups = [len(g["params"]) for g in state["optimizer"]["param_groups"]]
+    current_groups = [len(g["params"]) for g in schedule.optimizer.param_groups]
+    if saved_groups != current_groups:
+        # e.g. a checkpoint written before norms and biases were exempted from weight decay (one group per lr)
+        raise CheckpointMismatchError(
+            f"{latest}: cannot resume, its optimizer state has parameter groups of sizes {saved_groups} and this "
+            f"run has {current_groups}. Use a new output_dir, or resume=False to start over."
+        )
     schedule.optimizer.load_state_dict(state["optimizer"])
     schedule.scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"].cpu())
