@@ -38,13 +38,19 @@ app.conf.update(
     task_routes={"workers.gpu.*": {"queue": "gpu"}, "workers.humanaesexpert.*": {"queue": "humanaesexpert"}},
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
-    beat_schedule={
-        "job-sweep": {
-            "task": "workers.jobs.job_sweep",
-            "schedule": float(os.environ.get("AESP_JOB_SWEEP_S") or 30.0),
-            # a sweep that waited longer than one period is superseded by the next one
-            "options": {"queue": "cpu", "expires": float(os.environ.get("AESP_JOB_SWEEP_S") or 30.0)},
-        },
-    },
 )
+
+
+@app.on_after_configure.connect
+def _job_sweep_schedule(sender: Celery, **kwargs) -> None:
+    """The sweep every AESP_JOB_SWEEP_S, read once the configuration is loaded (importing this module reads no
+    settings: the curation engine, for one, imports it without Django)."""
+    from django.conf import settings
+
+    period = float(settings.AESP_JOB_SWEEP_S)
+    # a sweep that waited longer than one period is superseded by the next one
+    sender.add_periodic_task(period, sender.signature("workers.jobs.job_sweep"), name="job-sweep", queue="cpu",
+                             expires=period)
+
+
 app.autodiscover_tasks(["workers"], related_name=None, force=True)
