@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model_core.data import ImageDataset, read_records
+from model_core.data import ImageDataset, Record, read_records
 from model_core.model import (
     CheckpointMismatchError, HumanAesModel, MetaVoter, ModelConfig, _from_dict, build_model, config_differences,
     fit_metavoter, load_model, load_state, read_checkpoint_config, resolve_dtype, save_model,
@@ -350,8 +350,8 @@ class _Run:
 
 @dataclass
 class _Data:
-    train_records: list
-    holdout_records: list  # split off before stage 1, never trained on: the MetaVoter's records
+    train_records: list[Record]
+    holdout_records: list[Record]  # split off before stage 1, never trained on: the MetaVoter's records
     n_skipped_reading: int  # records read_records skipped (on_bad_image="skip")
 
 
