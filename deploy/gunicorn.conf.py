@@ -22,6 +22,7 @@ Environment:
   WEB_TIMEOUT          seconds a request may run before its worker is replaced (default 120)
   WEB_ACCESS_LOG       where the access log goes ("-": standard output; default: none)
   WEB_MAX_REQUESTS     requests after which a worker is replaced by a fresh one (default 20000; 0: never)
+  WEB_LOG_LEVEL        gunicorn's log level (default info)
   FORWARDED_ALLOW_IPS  proxies whose X-Forwarded-* headers gunicorn trusts (gunicorn's own variable)
 """
 

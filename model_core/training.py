@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model_core.data import ImageDataset, read_records
+from model_core.data import ImageDataset, Record, read_records
 from model_core.model import (
     CheckpointMismatchError, HumanAesModel, MetaVoter, ModelConfig, _from_dict, build_model, config_differences,
     fit_metavoter, load_model, load_state, read_checkpoint_config, resolve_dtype, save_model,
@@ -56,6 +56,7 @@ TRAINING_STATE = "training_state.pt"
 TRAINER_STATE = "trainer_state.json"
 RESULT_FILE = "result.json"
 # Fields that must not change when a run resumes (they decide the data order and the meaning of a "step").
+LOSS_NAMES = ("loss", "lm", "regression", "expert")  # compute_losses' keys, logged per step
 RESUME_KEYS = ("data", "seed", "batch_size", "grad_accum", "max_tiles", "metavoter_fraction", "epochs", "max_steps")
 
 
@@ -72,7 +73,7 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 1e-4  # LoRA and the trained backbone parts
     head_lr: float = 1e-3
-    weight_decay: float = 0.01
+    weight_decay: float = 0.01  # matrices only (LoRA, heads): norms and biases are not decayed
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
     lm_weight: float = 1.0
@@ -309,6 +310,96 @@ def _progress(callback, bar, **kwargs) -> None:
         bar.refresh()
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# train(): the stages, in order, and the small records passed between them.
+
+
+@dataclass
+class _Run:
+    """What every stage reads: the config, where the run lives, this process's place and the caller's hooks."""
+
+    config: TrainConfig
+    accelerator: Any  # accelerate.Accelerator
+    device: torch.device
+    output_dir: Path
+    started: float  # time.monotonic() at the start of train()
+    progress_callback: Callable[[TrainProgress], None] | None
+    should_stop: Callable[[], bool] | None
+
+    @property
+    def final_dir(self) -> Path:
+        return self.output_dir / FINAL_DIR
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    def report(self, bar, **kwargs) -> None:
+        """A TrainProgress to the callback (and the bar), from the main process only."""
+        if self.is_main:
+            _progress(self.progress_callback, bar, elapsed_s=time.monotonic() - self.started, **kwargs)
+
+
+@dataclass
+class _Data:
+    train_records: list[Record]
+    holdout_records: list[Record]  # split off before stage 1, never trained on: the MetaVoter's records
+    n_skipped_reading: int  # records read_records skipped (on_bad_image="skip")
+
+
+@dataclass
+class _Schedule:
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    micro_per_epoch: int  # this rank's micro-batches per epoch
+    total_steps: int  # optimizer steps
+
+
+@dataclass
+class _Position:
+    """Where the heads stage stands: optimizer steps done, micro-batches consumed (the data position), history."""
+
+    step: int = 0
+    micro: int = 0
+    resumed_from: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    skipped_images: int = 0  # images that failed to load during the heads stage
+
+    def epoch(self, micro_per_epoch: int) -> float:
+        return self.micro / micro_per_epoch
+
+
+@dataclass
+class _LogWindow:
+    """Loss values and image counts since the last log entry."""
+
+    started: float  # time.monotonic() when the window opened
+    losses: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in LOSS_NAMES})
+    images: int = 0
+
+    def add(self, losses: dict[str, torch.Tensor], images: int) -> None:
+        for k in self.losses:
+            self.losses[k].append(float(losses[k].detach()))
+        self.images += images
+
+    def means(self) -> dict[str, float]:
+        return {k: float(np.mean(v)) for k, v in self.losses.items() if v}
+
+
+@dataclass
+class _MetaVoterOutcome:
+    stats: dict[str, Any] = field(default_factory=dict)  # fit statistics of the saved MetaVoter (in-sample)
+    holdout: dict[str, Any] = field(default_factory=dict)  # figures on the held-out records
+
+
 def train(
     config: TrainConfig, *, progress_callback: Callable[[TrainProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None, show_progress: bool = False,
@@ -319,214 +410,310 @@ def train(
     ``should_stop()`` is polled every optimizer step; when it returns True a checkpoint is written and
     :class:`TrainingStopped` is raised (the next call with the same ``output_dir`` resumes).
     """
-    from accelerate import Accelerator
-
     config.validate()
     started = time.monotonic()
+    finished = _finished_run(config)
+    if finished is not None:
+        return finished
+    run = _start_run(config, started=started, progress_callback=progress_callback, should_stop=should_stop)
+    data = _prepare_data(config)
+    model = _build_training_model(run)
+    schedule = _build_optimizer(run, model, data)
+    position = _restore(run, model, schedule)
+    _write_run_config(run)
+    _train_heads(run, model, data, schedule, position, show_progress=show_progress)
+    metavoter = _fit_metavoter_stage(run, model, data, schedule, position)
+    return _save_final(run, model, data, schedule, position, metavoter)
+
+
+def _finished_run(config: TrainConfig) -> TrainResult | None:
+    """The result of a run that already finished in ``output_dir`` (a retried job is idempotent), else None."""
     output_dir = Path(config.output_dir)
-    final_dir = output_dir / FINAL_DIR
-    if config.resume and (output_dir / RESULT_FILE).is_file() and (final_dir / "config.json").is_file():
+    if config.resume and (output_dir / RESULT_FILE).is_file() and (output_dir / FINAL_DIR / "config.json").is_file():
         logger.info("%s already holds a finished run; returning it", output_dir)
         return TrainResult(**json.loads((output_dir / RESULT_FILE).read_text()))
+    return None
+
+
+def _start_run(config: TrainConfig, *, started: float, progress_callback, should_stop) -> _Run:
+    """The accelerator (DDP under torchrun/accelerate launch), the device, a precision check, the seeded RNGs."""
+    from accelerate import Accelerator
 
     accelerator = Accelerator(cpu=config.device == "cpu")
     device = accelerator.device if config.device in ("auto", "cpu") else torch.device(config.device)
     resolve_dtype(config.precision, device)  # a clear error before any work when bf16 is impossible here
-    is_main = accelerator.is_main_process
     _seed_everything(config.seed)
+    return _Run(config=config, accelerator=accelerator, device=device, output_dir=Path(config.output_dir),
+                started=started, progress_callback=progress_callback, should_stop=should_stop)
 
-    # -- data -------------------------------------------------------------------------------------------------
+
+def _prepare_data(config: TrainConfig) -> _Data:
+    """The training records, with the MetaVoter's held-out part split off."""
     read = read_records(config.data, split="train", on_bad_image=config.on_bad_image)  # type: ignore[arg-type]
     records = read.records
     if len(records) < 2:
         raise ValueError(f"{config.data}: need at least 2 training records, got {len(records)}")
     train_idx, hold_idx = _split_holdout(len(records), config.metavoter_fraction, config.seed)
-    train_records = [records[i] for i in train_idx]
-    holdout_records = [records[i] for i in hold_idx]
+    return _Data(train_records=[records[i] for i in train_idx], holdout_records=[records[i] for i in hold_idx],
+                 n_skipped_reading=read.n_skipped)
 
-    # -- model ------------------------------------------------------------------------------------------------
+
+def _build_training_model(run: _Run) -> HumanAesModel:
+    """A new model (or ``init_checkpoint``'s), with LoRA, the configured backbone parts and the heads trainable."""
+    config = run.config
     if config.init_checkpoint:
-        model = load_model(config.init_checkpoint, device=device, precision=config.precision,
+        model = load_model(config.init_checkpoint, device=run.device, precision=config.precision,
                            expect_config=config.model)
     else:
-        model = build_model(config.model, device=device, precision=config.precision)
+        model = build_model(config.model, device=run.device, precision=config.precision)
     if config.gradient_checkpointing:
         model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.backbone.enable_input_require_grads()
     model.set_trainable(heads=True)
+    return model
+
+
+def parameter_groups(model: HumanAesModel, config: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW's parameter groups: the backbone's trainable parameters (LoRA, and the projector / vision tower when
+    trained) at ``lr``, the heads at ``head_lr``; in each, the 1-D parameters (norm weights, biases) are not
+    decayed: decay would pull a LayerNorm's scale towards 0 and biases carry no capacity to regularise. Matrices
+    (LoRA, the heads' Linear weights) keep ``weight_decay``. Empty groups are left out."""
     head_ids = {id(p) for p in model.head_parameters()}
-    backbone_params = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
-    optimizer = torch.optim.AdamW(
-        [{"params": backbone_params, "lr": config.lr}, {"params": model.head_parameters(), "lr": config.head_lr}],
-        weight_decay=config.weight_decay,
-    )
-    world, rank = accelerator.num_processes, accelerator.process_index
-    micro_per_epoch = len(_epoch_batches(len(train_records), epoch=0, seed=config.seed, batch_size=config.batch_size,
-                                         rank=rank, world=world))
+    backbone = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+    heads = model.head_parameters()
+    groups = []
+    for params, lr in ((backbone, config.lr), (heads, config.head_lr)):
+        for decayed in (True, False):
+            chosen = [p for p in params if (p.ndim >= 2) == decayed]
+            if chosen:
+                groups.append({"params": chosen, "lr": lr, "weight_decay": config.weight_decay if decayed else 0.0})
+    return groups
+
+
+def _build_optimizer(run: _Run, model: HumanAesModel, data: _Data) -> _Schedule:
+    """AdamW over :func:`parameter_groups`, the run's length in optimizer steps and its warmup + cosine schedule."""
+    config = run.config
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), weight_decay=config.weight_decay)
+    micro_per_epoch = len(_epoch_batches(len(data.train_records), epoch=0, seed=config.seed,
+                                         batch_size=config.batch_size, rank=run.rank, world=run.world))
     if micro_per_epoch == 0:
-        raise ValueError(f"{config.data}: {len(train_records)} training records are too few for {world} process(es)")
+        raise ValueError(f"{config.data}: {len(data.train_records)} training records are too few for {run.world} "
+                         "process(es)")
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * micro_per_epoch / config.grad_accum))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.warmup_steps, total_steps))
+    return _Schedule(optimizer=optimizer, scheduler=scheduler, micro_per_epoch=micro_per_epoch,
+                     total_steps=total_steps)
 
-    start_step, resumed_from, history = 0, None, []
-    latest = _latest_checkpoint(output_dir) if config.resume else None
-    if latest is not None:
-        _check_resume_compatible(latest, config)
-        read_checkpoint_config(latest)
-        load_state(model, latest)
-        state = torch.load(latest / TRAINING_STATE, map_location=device, weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
-        start_step = resumed_from = int(state["step"])
-        history = json.loads((latest / TRAINER_STATE).read_text()).get("history", [])
-        logger.info("resuming from %s (step %d of %d)", latest, start_step, total_steps)
-    elif not config.resume:
-        shutil.rmtree(output_dir / CHECKPOINTS_DIR, ignore_errors=True)
-    if is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
 
-    wrapped = accelerator.prepare_model(model)  # DDP under torchrun/accelerate launch; the model itself otherwise
-    dataset = ImageDataset(train_records, tile_size=model.tile_size, max_tiles=config.max_tiles,
+def _restore(run: _Run, model: HumanAesModel, schedule: _Schedule) -> _Position:
+    """Resume from the newest checkpoint in ``output_dir`` (weights, optimizer, scheduler, every RNG, history), or
+    start at step 0 (``resume=False`` first removes earlier checkpoints)."""
+    config = run.config
+    latest = _latest_checkpoint(run.output_dir) if config.resume else None
+    if latest is None:
+        if not config.resume:
+            shutil.rmtree(run.output_dir / CHECKPOINTS_DIR, ignore_errors=True)
+        return _Position()
+    _check_resume_compatible(latest, config)
+    read_checkpoint_config(latest)
+    load_state(model, latest)
+    state = torch.load(latest / TRAINING_STATE, map_location=run.device, weights_only=False)
+    saved_groups = [len(g["params"]) for g in state["optimizer"]["param_groups"]]
+    current_groups = [len(g["params"]) for g in schedule.optimizer.param_groups]
+    if saved_groups != current_groups:
+        # e.g. a checkpoint written before norms and biases were exempted from weight decay (one group per lr)
+        raise CheckpointMismatchError(
+            f"{latest}: cannot resume, its optimizer state has parameter groups of sizes {saved_groups} and this "
+            f"run has {current_groups}. Use a new output_dir, or resume=False to start over."
+        )
+    schedule.optimizer.load_state_dict(state["optimizer"])
+    schedule.scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+    step = int(state["step"])
+    history = json.loads((latest / TRAINER_STATE).read_text()).get("history", [])
+    logger.info("resuming from %s (step %d of %d)", latest, step, schedule.total_steps)
+    return _Position(step=step, micro=step * config.grad_accum, resumed_from=step, history=history)
+
+
+def _write_run_config(run: _Run) -> None:
+    if run.is_main:
+        run.output_dir.mkdir(parents=True, exist_ok=True)
+        (run.output_dir / "train_config.json").write_text(json.dumps(run.config.to_dict(), indent=2))
+
+
+def _train_heads(run: _Run, model: HumanAesModel, data: _Data, schedule: _Schedule, position: _Position, *,
+                 show_progress: bool) -> None:
+    """Stage 1: the heads + LoRA, from ``position`` to ``total_steps`` (``position`` is advanced in place).
+
+    The data position is a function of the global micro-batch counter alone (each epoch's order is a pure function
+    of seed and epoch), so a resumed run reads exactly the batches an uninterrupted one would."""
+    config = run.config
+    wrapped = run.accelerator.prepare_model(model)  # DDP under torchrun/accelerate launch; the model itself otherwise
+    dataset = ImageDataset(data.train_records, tile_size=model.tile_size, max_tiles=config.max_tiles,
                            on_bad_image=config.on_bad_image)  # type: ignore[arg-type]
     collate = model.collator(train=True, seed=config.seed)  # the run's seed draws the prompts
-
     bar = None
-    if show_progress and is_main:
+    if show_progress and run.is_main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=schedule.total_steps, initial=position.step, desc="train", unit="step", dynamic_ncols=True)
 
-    # -- stage 1: heads + LoRA --------------------------------------------------------------------------------
-    step = start_step
-    micro = step * config.grad_accum  # global micro-batch counter: data position is a function of it
-    skipped = 0
-    window: dict[str, list[float]] = {"loss": [], "lm": [], "regression": [], "expert": []}
-    seen_images, t_window = 0, time.monotonic()
+    start_step = position.step
+    window = _LogWindow(started=time.monotonic())
     t_stage = time.monotonic()
     wrapped.train()
-    while step < total_steps:
-        epoch, position = divmod(micro, micro_per_epoch)
-        batches = _epoch_batches(len(train_records), epoch=epoch, seed=config.seed, batch_size=config.batch_size,
-                                 rank=rank, world=world)[position:]
+    while position.step < schedule.total_steps:
+        epoch, offset = divmod(position.micro, schedule.micro_per_epoch)
+        batches = _epoch_batches(len(data.train_records), epoch=epoch, seed=config.seed,
+                                 batch_size=config.batch_size, rank=run.rank, world=run.world)[offset:]
         # Its own generator: creating a DataLoader iterator draws a seed, and drawing it from the global RNG would
         # shift the dropout masks of a resumed run away from those of an uninterrupted one.
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
-                                             num_workers=config.num_workers, pin_memory=device.type == "cuda",
+                                             num_workers=config.num_workers, pin_memory=run.device.type == "cuda",
                                              generator=torch.Generator().manual_seed(config.seed + epoch))
         for batch in loader:
-            skipped += len(batch.failed)
-            last_micro = (micro + 1) % config.grad_accum == 0
-            sync = nullcontext() if last_micro or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
-            with sync:
-                if len(batch):
-                    b = batch.to(device)
-                    heads = wrapped(**b.model_inputs(), labels=b.labels)
-                    losses = compute_losses(heads, b.scores, b.is_expert, config)
-                    accelerator.backward(losses["loss"] / config.grad_accum)
-                    for k in window:
-                        window[k].append(float(losses[k].detach()))
-                    seen_images += len(batch)
-            micro += 1
-            if not last_micro:
+            if not _accumulate(run, wrapped, batch, position, window):
                 continue
-            if config.max_grad_norm:
-                accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
-                                            config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            if step % config.log_every == 0 or step == total_steps:
-                now = time.monotonic()
-                means = {k: float(np.mean(v)) for k, v in window.items() if v}
-                rate = seen_images * world / max(now - t_window, 1e-9)
-                done_here = step - start_step
-                eta = (now - t_stage) / done_here * (total_steps - step) if done_here else None
-                entry = {"step": step, "epoch": round(micro / micro_per_epoch, 4), **means,
-                         "lr": scheduler.get_last_lr()[0]}
-                history.append(entry)
-                if is_main:
-                    _progress(progress_callback, bar, stage="train", step=step, total_steps=total_steps,
-                              epoch=entry["epoch"], loss=means.get("loss"), losses=means, lr=entry["lr"],
-                              elapsed_s=time.monotonic() - started, eta_s=eta, images_per_s=rate)
-                window = {k: [] for k in window}
-                seen_images, t_window = 0, now
-            checkpoint_due = config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps
-            stop = should_stop is not None and should_stop()
-            if checkpoint_due or stop:
-                accelerator.wait_for_everyone()
-                if is_main:
-                    _write_checkpoint(model, optimizer, scheduler, output_dir=output_dir, step=step, config=config,
-                                      history=history, keep=config.keep_checkpoints)
-                if stop:
-                    if bar is not None:
-                        bar.close()
-                    raise TrainingStopped(f"stopped at step {step} of {total_steps}; a checkpoint was written")
-            if step >= total_steps:
+            _optimizer_step(run, schedule)
+            position.step += 1
+            if position.step % config.log_every == 0 or position.step == schedule.total_steps:
+                window = _log_step(run, schedule, position, window, bar, start_step=start_step, t_stage=t_stage)
+            _checkpoint_or_stop(run, model, schedule, position, bar)
+            if position.step >= schedule.total_steps:
                 break
     if bar is not None:
         bar.close()
-    accelerator.wait_for_everyone()
+    run.accelerator.wait_for_everyone()
     model.eval()
 
-    # -- stage 2: MetaVoter on the held-out records -------------------------------------------------------------
+
+def _accumulate(run: _Run, wrapped, batch, position: _Position, window: _LogWindow) -> bool:
+    """Forward + backward of one micro-batch (gradients synchronised across ranks only on the last one of an
+    accumulation); True when an optimizer step is due."""
+    config = run.config
+    position.skipped_images += len(batch.failed)
+    last_micro = (position.micro + 1) % config.grad_accum == 0
+    sync = nullcontext() if last_micro or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
+    with sync:
+        if len(batch):
+            b = batch.to(run.device)
+            heads = wrapped(**b.model_inputs(), labels=b.labels)
+            losses = compute_losses(heads, b.scores, b.is_expert, config)
+            run.accelerator.backward(losses["loss"] / config.grad_accum)
+            window.add(losses, len(batch))
+    position.micro += 1
+    return last_micro
+
+
+def _optimizer_step(run: _Run, schedule: _Schedule) -> None:
+    optimizer = schedule.optimizer
+    if run.config.max_grad_norm:
+        run.accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                        run.config.max_grad_norm)
+    optimizer.step()
+    schedule.scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _log_step(run: _Run, schedule: _Schedule, position: _Position, window: _LogWindow, bar, *, start_step: int,
+              t_stage: float) -> _LogWindow:
+    """Append the window's means to the history, report them, and return a new window."""
+    now = time.monotonic()
+    means = window.means()
+    rate = window.images * run.world / max(now - window.started, 1e-9)
+    done_here = position.step - start_step
+    eta = (now - t_stage) / done_here * (schedule.total_steps - position.step) if done_here else None
+    entry = {"step": position.step, "epoch": round(position.epoch(schedule.micro_per_epoch), 4), **means,
+             "lr": schedule.scheduler.get_last_lr()[0]}
+    position.history.append(entry)
+    run.report(bar, stage="train", step=position.step, total_steps=schedule.total_steps, epoch=entry["epoch"],
+               loss=means.get("loss"), losses=means, lr=entry["lr"], eta_s=eta, images_per_s=rate)
+    return _LogWindow(started=now)
+
+
+def _checkpoint_or_stop(run: _Run, model: HumanAesModel, schedule: _Schedule, position: _Position, bar) -> None:
+    """Write a checkpoint when one is due or ``should_stop()`` asks to stop; then raise :class:`TrainingStopped`
+    if it did."""
+    config, step = run.config, position.step
+    checkpoint_due = config.checkpoint_every and step % config.checkpoint_every == 0 and step < schedule.total_steps
+    stop = run.should_stop is not None and run.should_stop()
+    if not (checkpoint_due or stop):
+        return
+    run.accelerator.wait_for_everyone()
+    if run.is_main:
+        _write_checkpoint(model, schedule.optimizer, schedule.scheduler, output_dir=run.output_dir, step=step,
+                          config=config, history=position.history, keep=config.keep_checkpoints)
+    if stop:
+        if bar is not None:
+            bar.close()
+        raise TrainingStopped(f"stopped at step {step} of {schedule.total_steps}; a checkpoint was written")
+
+
+def _fit_metavoter_stage(run: _Run, model: HumanAesModel, data: _Data, schedule: _Schedule,
+                         position: _Position) -> _MetaVoterOutcome:
+    """Stage 2: score the held-out records with the trained heads, measure the MetaVoter out of fit (cross-fitted
+    folds) and fit the saved MetaVoter on all of them."""
     from model_core.scoring import predict
 
-    metavoter_stats: dict[str, Any] = {}
-    holdout: dict[str, Any] = {}
-    if holdout_records:
-        if is_main:
-            _progress(progress_callback, None, stage="metavoter", step=step, total_steps=total_steps,
-                      epoch=micro / micro_per_epoch, loss=None, losses={}, lr=0.0,
-                      elapsed_s=time.monotonic() - started, eta_s=None, images_per_s=None)
-        # The head outputs do not depend on the MetaVoter: one pass serves the cross-fit and the final fit.
-        preds = predict(model, holdout_records, max_tiles=config.max_tiles, batch_size=config.batch_size,
-                        num_workers=config.num_workers, on_bad_image=config.on_bad_image)  # type: ignore[arg-type]
-        ok = preds.ok
-        target = torch.tensor([r.overall for r in holdout_records], dtype=torch.float32)[torch.from_numpy(ok)]
-        estimates = torch.from_numpy(preds.estimates[ok]).float()  # (n, 3)
-        spread = torch.from_numpy(preds.spread[ok]).float()  # (n,)
-        n = len(target)
-        fold_of = _metavoter_folds(n, config.metavoter_folds, config.seed)
-        out_of_fit = None
-        if fold_of is not None:
-            out_of_fit = _metavoter_out_of_fit(estimates, spread, target, fold_of=fold_of,
-                                               steps=config.metavoter_steps)
-            how = {"method": "cross_fit", "folds": int(fold_of.max()) + 1, "n": n,
-                   "detail": "each held-out record scored by a MetaVoter fitted on the other folds only; the saved "
-                             "MetaVoter is fitted on all n"}
-        else:
-            how = {"method": "not_measured", "folds": 0, "n": n,
-                   "detail": f"{n} usable held-out records cannot both fit a MetaVoter (at least "
-                             f"{MIN_METAVOTER_FIT}) and leave records it did not see to score"}
-            logger.warning("the MetaVoter's held-out figure is not measured: %s", how["detail"])
-        if n >= MIN_METAVOTER_FIT:
-            metavoter_stats = fit_metavoter(model.metavoter, estimates, spread, target, steps=config.metavoter_steps)
-            metavoter_stats["measured_on"] = "the records it was fitted on (in-sample)"
-        else:
-            logger.warning("only %d usable held-out records: the MetaVoter stays the plain mean", n)
-        holdout = _holdout_figures(preds, holdout_records, out_of_fit=out_of_fit, how=how)
-    else:
+    config, records = run.config, data.holdout_records
+    if not records:
         logger.warning("metavoter_fraction=0: the MetaVoter is not fitted and returns the mean of the heads")
+        return _MetaVoterOutcome()
+    run.report(None, stage="metavoter", step=position.step, total_steps=schedule.total_steps,
+               epoch=position.epoch(schedule.micro_per_epoch), loss=None, losses={}, lr=0.0, eta_s=None,
+               images_per_s=None)
+    # The head outputs do not depend on the MetaVoter: one pass serves the cross-fit and the final fit.
+    preds = predict(model, records, max_tiles=config.max_tiles, batch_size=config.batch_size,
+                    num_workers=config.num_workers, on_bad_image=config.on_bad_image)  # type: ignore[arg-type]
+    ok = preds.ok
+    target = torch.tensor([r.overall for r in records], dtype=torch.float32)[torch.from_numpy(ok)]
+    estimates = torch.from_numpy(preds.estimates[ok]).float()  # (n, 3)
+    spread = torch.from_numpy(preds.spread[ok]).float()  # (n,)
+    n = len(target)
+    fold_of = _metavoter_folds(n, config.metavoter_folds, config.seed)
+    out_of_fit = None
+    if fold_of is not None:
+        out_of_fit = _metavoter_out_of_fit(estimates, spread, target, fold_of=fold_of, steps=config.metavoter_steps)
+        how = {"method": "cross_fit", "folds": int(fold_of.max()) + 1, "n": n,
+               "detail": "each held-out record scored by a MetaVoter fitted on the other folds only; the saved "
+                         "MetaVoter is fitted on all n"}
+    else:
+        how = {"method": "not_measured", "folds": 0, "n": n,
+               "detail": f"{n} usable held-out records cannot both fit a MetaVoter (at least "
+                         f"{MIN_METAVOTER_FIT}) and leave records it did not see to score"}
+        logger.warning("the MetaVoter's held-out figure is not measured: %s", how["detail"])
+    stats: dict[str, Any] = {}
+    if n >= MIN_METAVOTER_FIT:
+        stats = fit_metavoter(model.metavoter, estimates, spread, target, steps=config.metavoter_steps)
+        stats["measured_on"] = "the records it was fitted on (in-sample)"
+    else:
+        logger.warning("only %d usable held-out records: the MetaVoter stays the plain mean", n)
+    return _MetaVoterOutcome(stats=stats, holdout=_holdout_figures(preds, records, out_of_fit=out_of_fit, how=how))
 
-    result = TrainResult(output_dir=str(output_dir), final_checkpoint=str(final_dir), steps=step,
-                         resumed_from=resumed_from, history=history, metavoter=metavoter_stats, holdout=holdout,
-                         skipped_images=read.n_skipped + skipped, elapsed_s=time.monotonic() - started)
-    if is_main:
+
+def _save_final(run: _Run, model: HumanAesModel, data: _Data, schedule: _Schedule, position: _Position,
+                metavoter: _MetaVoterOutcome) -> TrainResult:
+    """Write ``final/`` atomically and ``result.json`` (its presence marks a finished run), report "done"."""
+    config, output_dir, final_dir = run.config, run.output_dir, run.final_dir
+    result = TrainResult(output_dir=str(output_dir), final_checkpoint=str(final_dir), steps=position.step,
+                         resumed_from=position.resumed_from, history=position.history, metavoter=metavoter.stats,
+                         holdout=metavoter.holdout, skipped_images=data.n_skipped_reading + position.skipped_images,
+                         elapsed_s=time.monotonic() - run.started)
+    if run.is_main:
         tmp = output_dir / ".tmp-final"
         shutil.rmtree(tmp, ignore_errors=True)
-        save_model(model, tmp, metadata={"step": step, "train_config": config.to_dict(), "holdout": holdout})
+        save_model(model, tmp, metadata={"step": position.step, "train_config": config.to_dict(),
+                                         "holdout": metavoter.holdout})
         shutil.rmtree(final_dir, ignore_errors=True)
         os.replace(tmp, final_dir)
         (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=1, default=str))
-        _progress(progress_callback, None, stage="done", step=step, total_steps=total_steps,
-                  epoch=micro / micro_per_epoch, loss=history[-1].get("loss") if history else None,
-                  losses={}, lr=0.0, elapsed_s=result.elapsed_s, eta_s=0.0, images_per_s=None)
-    accelerator.wait_for_everyone()
+        _progress(run.progress_callback, None, stage="done", step=position.step, total_steps=schedule.total_steps,
+                  epoch=position.epoch(schedule.micro_per_epoch),
+                  loss=position.history[-1].get("loss") if position.history else None, losses={}, lr=0.0,
+                  elapsed_s=result.elapsed_s, eta_s=0.0, images_per_s=None)
+    run.accelerator.wait_for_everyone()
     return result

@@ -53,8 +53,6 @@ def route_to_declared_queue(name, args, kwargs, options, task=None, **kw):
     return {"queue": queue} if queue else None
 
 
-JOB_SWEEP_S = float(os.environ.get("AESP_JOB_SWEEP_S") or 30.0)
-
 app = Celery("aesplatform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
@@ -72,13 +70,19 @@ app.conf.update(
     task_routes=(route_to_declared_queue,),
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
-    beat_schedule={
-        "job-sweep": {
-            "task": "aesplatform.common.tasks.job_sweep",
-            "schedule": JOB_SWEEP_S,
-            # a sweep that waited longer than one period is superseded by the next one
-            "options": {"expires": JOB_SWEEP_S},
-        },
-    },
 )
+
+
+@app.on_after_configure.connect
+def _job_sweep_schedule(sender: Celery, **kwargs) -> None:
+    """The sweep every AESP_JOB_SWEEP_S, read once the configuration is loaded (importing this module reads no
+    settings: the curation engine, for one, imports it without Django)."""
+    from django.conf import settings
+
+    period = float(settings.AESP_JOB_SWEEP_S)
+    # a sweep that waited longer than one period is superseded by the next one
+    sender.add_periodic_task(period, sender.signature("aesplatform.common.tasks.job_sweep"), name="job-sweep",
+                             queue="cpu", expires=period)
+
+
 app.autodiscover_tasks(list(TASK_PACKAGES))

@@ -4,10 +4,16 @@ DJANGO_ENV selects the profile:
 - development (default for `make run`): DEBUG, SQLite, Celery's filesystem broker, local media dir;
 - test: what `make test` uses (PostgreSQL + Redis on 127.0.0.1 unless DATABASE_URL / CELERY_BROKER_URL say else);
 - production: DEBUG off, secure cookies, HSTS, SSL redirect; DJANGO_SECRET_KEY and DJANGO_ALLOWED_HOSTS required.
+
+Every knob is read here, from the environment, and listed in README.md's configuration table (a test checks it);
+the code reads ``settings``, never the environment. Importing this module writes nothing: the local folders the
+development profile needs (SQLite's, the filesystem broker's and result store's) are created when Django starts
+(aesplatform.common.apps, ``LOCAL_FOLDERS``).
 """
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -51,6 +57,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "csp",
     "axes",
+    "aesplatform.common",  # no models of its own: creates the local folders when Django starts
     "aesplatform.accounts",
     "aesplatform.catalog",
     "aesplatform.curation",
@@ -100,8 +107,10 @@ _default_database_url = (
     "postgres://postgres@127.0.0.1:5432/aesplatform" if DJANGO_ENV == "test" else f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 )
 DATABASES = {"default": env.db_url("DATABASE_URL", default=_default_database_url)}
+# Folders created when Django starts (aesplatform.common.apps), not at import: SQLite's, the broker's, the results'.
+LOCAL_FOLDERS: list[Path] = []
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    LOCAL_FOLDERS.append(Path(DATABASES["default"]["NAME"]).parent)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=60 if PRODUCTION else 0))
 # A persistent connection (CONN_MAX_AGE) that a database restart broke fails the request that uses it first: that
@@ -183,6 +192,20 @@ AESP_IMPORT = {
 AESP_EXPORT_ROOT = Path(env.str("AESP_EXPORT_ROOT", default=str(VAR_DIR / "exports")))
 AESP_EXPORT_ROOTS = [Path(p) for p in env.list("AESP_EXPORT_ROOTS", default=[])]
 
+# CLIP filtering (curation): the default model of a new filter run and the gpu worker's tuning.
+AESP_FILTER = {
+    "DEFAULT_MODEL": env.str("AESP_CLIP_MODEL", default="ViT-L-14"),
+    "DEFAULT_CHECKPOINT": env.str("AESP_CLIP_CHECKPOINT", default=""),
+    # None: a run may name any absolute checkpoint path; else it must lie below one of these folders
+    "CHECKPOINT_ROOTS": [Path(p) for p in env.list("AESP_CLIP_CHECKPOINT_ROOTS", default=[])] or None,
+    "DEVICE": env.str("AESP_FILTER_DEVICE", default="auto"),  # auto: cuda when available
+    "NUM_WORKERS": env.int("AESP_FILTER_NUM_WORKERS", default=min(8, os.cpu_count() or 1)),  # decode processes
+}
+# Training and pre-scoring (modeling): where training runs write, and the pre-scoring DataLoader's decode workers
+# (0: decode in the task; on a GPU machine a few, the GPU outruns one decoding core).
+AESP_TRAINING_ROOT = Path(env.str("AESP_TRAINING_ROOT", default=str(VAR_DIR / "training")))
+AESP_PRESCORE_NUM_WORKERS = env.int("AESP_PRESCORE_NUM_WORKERS", default=0)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
@@ -238,16 +261,14 @@ CELERY_RESULT_BACKEND = env.str(
     default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else f"file://{VAR_DIR / 'celery' / 'results'}",
 )
 if CELERY_RESULT_BACKEND.startswith("file://"):
-    Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+    LOCAL_FOLDERS.append(Path(CELERY_RESULT_BACKEND.removeprefix("file://")))
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 if CELERY_BROKER_URL.startswith("redis") and env.str("CELERY_BROKER_KEY_PREFIX", default=""):
     # Several deployments (or test runs) on one Redis: each sees only its own queues, unacked messages and pings.
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env.str("CELERY_BROKER_KEY_PREFIX")
 if CELERY_BROKER_URL.startswith("filesystem"):
-    _queue_dir = VAR_DIR / "celery" / "queue"
-    _queue_dir.mkdir(parents=True, exist_ok=True)  # the embedded broker is a folder both processes share
-    for _folder in ("processed", "control"):
-        (VAR_DIR / "celery" / _folder).mkdir(parents=True, exist_ok=True)
+    _queue_dir = VAR_DIR / "celery" / "queue"  # the embedded broker is a folder both processes share
+    LOCAL_FOLDERS += [_queue_dir, VAR_DIR / "celery" / "processed", VAR_DIR / "celery" / "control"]
     CELERY_BROKER_TRANSPORT_OPTIONS.update(
         {
             "data_folder_in": str(_queue_dir),

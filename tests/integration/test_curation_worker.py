@@ -9,7 +9,7 @@ from aesplatform.common.models import JobState
 from aesplatform.curation import services
 from aesplatform.curation.models import FilterResult, FilterRun, ReviewBatch
 from tests.conftest import CeleryWorker, wait_for
-from tests.integration.faults.test_worker_kill import LIFE_CYCLE
+from tests.integration.faults.test_worker_kill import LIFE_CYCLE, SLOW_APP
 from tests.curation_support import stored_scenes, tiny_run_kwargs
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
@@ -18,10 +18,13 @@ PIXEL_ONLY = {"clip": {"person_subject": None, "single_person": None, "photograp
               "min_faces": 0, "max_faces": 10, "near_duplicate_cosine": 0.998}
 
 
+# The first worker (the fault-injection app) sleeps before writing each scored batch, so the kill lands mid-run.
+SLOW_SCORING = {"AESP_FAULT_SLOW": "aesplatform.curation.services:_results_write=0.4"}
+
+
 @pytest.fixture
-def slow_scoring(monkeypatch):
-    """Workers started after this sleep after each model batch and decode in 2 DataLoader worker processes."""
-    monkeypatch.setenv("AESP_FILTER_BATCH_DELAY", "0.4")
+def decode_workers(monkeypatch):
+    """Workers started after this decode in 2 DataLoader worker processes."""
     monkeypatch.setenv("AESP_FILTER_NUM_WORKERS", "2")
 
 
@@ -33,8 +36,9 @@ def test_gpu_task_is_routed_to_the_gpu_queue():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_killed_worker_resumes_and_scores_every_image_exactly_once(slow_scoring, celery_worker_factory, curator_user):
-    first = celery_worker_factory(queues="gpu", **LIFE_CYCLE)
+def test_killed_worker_resumes_and_scores_every_image_exactly_once(decode_workers, celery_worker_factory,
+                                                                   curator_user):
+    first = celery_worker_factory(queues="gpu", app=SLOW_APP, **SLOW_SCORING, **LIFE_CYCLE)
     images = stored_scenes(24)
     run = services.filter_run_create(created_by=curator_user, image_ids=[i.pk for i in images], batch_size=2,
                                      review_batch_size=10, thresholds=PIXEL_ONLY, **tiny_run_kwargs())
@@ -47,7 +51,7 @@ def test_killed_worker_resumes_and_scores_every_image_exactly_once(slow_scoring,
     assert len(before_kill) == run.processed
 
     # A new worker: its embedded beat's job sweep re-queues the run (no heartbeat any more) and it continues it.
-    second = CeleryWorker({**first.env, "AESP_FILTER_BATCH_DELAY": "0"}, "cpu,gpu", beat=True)
+    second = CeleryWorker(first.env, "cpu,gpu", beat=True)  # the plain app: no slowdown
     try:
         second.start()
         wait_for(lambda: FilterRun.objects.get(pk=run.pk).state == JobState.SUCCEEDED, timeout=120,

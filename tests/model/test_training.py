@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from model_core.model import CheckpointMismatchError, HeadOutputs, ModelConfig, PrecisionError
-from model_core.training import TrainConfig, TrainingStopped, compute_losses, train
+from model_core.training import TrainConfig, TrainingStopped, compute_losses, parameter_groups, train
 
 
 def _config(data, out, **overrides) -> TrainConfig:
@@ -146,3 +146,42 @@ def test_the_metavoters_holdout_figure_comes_from_records_it_was_not_fitted_on(t
     assert result.metavoter["n"] == 9 and "in-sample" in result.metavoter["measured_on"]
     saved = json.loads((tmp_path / "run" / "result.json").read_text())["holdout"]
     assert saved["metavoter_measured"] == how
+
+
+def test_adamw_decays_matrices_but_not_norms_or_biases(tiny_model):
+    tiny_model.set_trainable(heads=True)
+    config = _config("d", "o", weight_decay=0.05)
+    groups = parameter_groups(tiny_model, config)
+    names = {id(p): name for name, p in tiny_model.named_parameters()}
+    grouped = [id(p) for g in groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in tiny_model.parameters() if p.requires_grad)  # each once
+    assert len(grouped) == len(set(grouped))
+    decay = {names[id(p)] for g in groups if g["weight_decay"] == 0.05 for p in g["params"]}
+    no_decay = {names[id(p)] for g in groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    assert decay and no_decay and all(g["weight_decay"] in (0.0, 0.05) for g in groups)
+    params = dict(tiny_model.named_parameters())
+    assert all(params[n].ndim == 1 for n in no_decay) and all(params[n].ndim >= 2 for n in decay)
+    # the heads' LayerNorm and biases, the vision tower's norms (train_vision=True): not decayed
+    assert {"regression_head.norm.weight", "regression_head.norm.bias", "regression_head.fc1.bias",
+            "expert_head.fc2.bias"} <= no_decay
+    assert any("vision_tower" in n and "norm" in n for n in no_decay)
+    # LoRA and the heads' matrices keep their decay
+    assert any("lora_A" in n for n in decay) and any("lora_B" in n for n in decay)
+    assert {"regression_head.fc1.weight", "expert_head.fc2.weight"} <= decay
+    head_ids = {id(p) for p in tiny_model.head_parameters()}
+    for g in groups:
+        in_heads = {id(p) in head_ids for p in g["params"]}
+        assert in_heads == {True} and g["lr"] == config.head_lr or in_heads == {False} and g["lr"] == config.lr
+
+
+def test_a_checkpoint_with_other_optimizer_groups_is_refused_on_resume(tmp_path, small_data):
+    """A checkpoint from before norms and biases were exempted from decay (one group per lr) fails clearly."""
+    config = _config(small_data, tmp_path / "run", max_steps=2, grad_accum=1)
+    with pytest.raises(TrainingStopped):
+        train(config, should_stop=lambda: True)
+    state_file = tmp_path / "run" / "checkpoints" / "step-00000001" / "training_state.pt"
+    state = torch.load(state_file, weights_only=False)
+    state["optimizer"]["param_groups"] = state["optimizer"]["param_groups"][:2]
+    torch.save(state, state_file)
+    with pytest.raises(CheckpointMismatchError, match="parameter groups"):
+        train(config)

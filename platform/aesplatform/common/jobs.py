@@ -47,11 +47,11 @@ _TRUNCATED = " [... cut ...] "
 
 
 def job_heartbeat_interval() -> float:
-    return float(getattr(settings, "AESP_JOB_HEARTBEAT_S", 15.0))
+    return float(settings.AESP_JOB_HEARTBEAT_S)
 
 
 def job_stale_after() -> float:
-    return float(getattr(settings, "AESP_JOB_STALE_S", 60.0))
+    return float(settings.AESP_JOB_STALE_S)
 
 
 def job_error_text(error: object) -> str:

@@ -1,4 +1,4 @@
-"""Building blocks shared by the apps' models (abstract only: this package is not an installed app)."""
+"""Building blocks shared by the apps' models (abstract only: the common app has no tables of its own)."""
 
 from __future__ import annotations
 

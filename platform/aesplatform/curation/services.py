@@ -20,7 +20,7 @@ The life of a filter run:
 from __future__ import annotations
 
 import logging
-import os
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,24 +69,8 @@ _DECISION_FROM_PROPOSAL = {ProposedDecision.KEEP: CuratorDecision.Decision.APPRO
 
 
 def filter_config() -> dict[str, Any]:
-    """settings.AESP_FILTER over the defaults, then environment overrides (worker tuning without a deploy)."""
-    config: dict[str, Any] = {
-        "DEFAULT_MODEL": "ViT-L-14",
-        "DEFAULT_CHECKPOINT": "",
-        "CHECKPOINT_ROOTS": None,  # None: any absolute path; else checkpoints must lie below one of these
-        "DEVICE": "auto",  # auto: cuda when available
-        "NUM_WORKERS": min(8, os.cpu_count() or 1),
-        "CHUNK_SIZE": 4096,  # results fetched (and DataLoader workers started) per chunk
-        "BATCH_DELAY": 0.0,  # seconds to sleep after each model batch (tests, throttling a shared GPU)
-    }
-    config.update(getattr(settings, "AESP_FILTER", {}))
-    env = os.environ
-    config["DEFAULT_MODEL"] = env.get("AESP_CLIP_MODEL", config["DEFAULT_MODEL"])
-    config["DEFAULT_CHECKPOINT"] = env.get("AESP_CLIP_CHECKPOINT", config["DEFAULT_CHECKPOINT"])
-    config["DEVICE"] = env.get("AESP_FILTER_DEVICE", config["DEVICE"])
-    config["NUM_WORKERS"] = int(env.get("AESP_FILTER_NUM_WORKERS", config["NUM_WORKERS"]))
-    config["BATCH_DELAY"] = float(env.get("AESP_FILTER_BATCH_DELAY", config["BATCH_DELAY"]))
-    return config
+    """settings.AESP_FILTER (from the environment: AESP_CLIP_*, AESP_FILTER_*), with the chunk size."""
+    return {"CHUNK_SIZE": 4096, **settings.AESP_FILTER}  # CHUNK_SIZE: results fetched (and decode workers started)
 
 
 def _full_clean(obj, **kwargs) -> None:
@@ -311,8 +295,7 @@ def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_wor
         if not chunk:
             break
         items = [ImageItem(result_id, locate(name)) for result_id, name in chunk]
-        for scored in pipeline_run(items, scorer, batch_size=run.batch_size, num_workers=workers, reader=reader,
-                                   batch_delay=config["BATCH_DELAY"]):
+        for scored in pipeline_run(items, scorer, batch_size=run.batch_size, num_workers=workers, reader=reader):
             _results_write(run=run, scored=scored)
             if job_should_stop(job=run):
                 break

@@ -59,7 +59,7 @@ PROGRESS_MIN_INTERVAL_S = 0.5  # between two reads of the stop flag
 
 
 def training_root() -> Path:
-    return Path(getattr(settings, "AESP_TRAINING_ROOT", None) or Path(settings.VAR_DIR) / "training").resolve()
+    return Path(settings.AESP_TRAINING_ROOT).resolve()
 
 
 def image_path(key: str) -> str:
@@ -522,13 +522,7 @@ def prescore_num_workers() -> int:
     On a GPU machine set it to a few (the GPU outruns one decoding core); the gpu task lifts the daemon flag so
     the workers can start. Forked workers of a process whose torch already ran OpenMP threads can hang on CPU-only
     hosts, which is why the default is 0."""
-    value = getattr(settings, "AESP_PRESCORE_NUM_WORKERS", None)
-    if value is None:
-        value = os.environ.get("AESP_PRESCORE_NUM_WORKERS", "0")
-    try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
-        return 0
+    return max(0, int(settings.AESP_PRESCORE_NUM_WORKERS))
 
 
 def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tuple[int, str]]) -> None:

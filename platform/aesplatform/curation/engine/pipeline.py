@@ -158,7 +158,6 @@ def pipeline_run(
     batch_size: int = 64,
     num_workers: int = 2,
     reader: Reader = read_file,
-    batch_delay: float = 0.0,
 ) -> Iterator[list[ScoredImage]]:
     """Score `items` in order, yielding one list of ScoredImage per batch (every item exactly once)."""
     loader = _make_loader(items, scorer=scorer, batch_size=batch_size, num_workers=num_workers, reader=reader)
@@ -166,8 +165,6 @@ def pipeline_run(
     try:
         for samples in loader:
             yield _score_batch(samples, scorer=scorer, pool=pool)
-            if batch_delay:
-                time.sleep(batch_delay)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
