@@ -178,7 +178,6 @@ class ExportDownloadView(RoleRequiredMixin, View):
 
     def get(self, request, pk: int):
         from django.http import Http404, HttpResponse
-
         from rest_framework.exceptions import NotFound
 
         export = get_object_or_404(selectors.export_list(), pk=pk)

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from aesplatform.curation.engine import dedup, pipeline, proposals, prompts  # noqa: E402
+from aesplatform.curation.engine import dedup, pipeline, prompts, proposals  # noqa: E402
 from aesplatform.curation.engine.clip import TINY_MODEL, ClipScorer  # noqa: E402
 
 

@@ -24,7 +24,14 @@ import numpy as np
 import torch
 
 from model_core.data import (
-    DataError, ImageDataset, OnBadImage, Record, image_sizes, image_to_pixels, load_image, num_tiles,
+    DataError,
+    ImageDataset,
+    OnBadImage,
+    Record,
+    image_sizes,
+    image_to_pixels,
+    load_image,
+    num_tiles,
 )
 from model_core.standard import DIMENSION_KEYS, NUM_DIMENSIONS, score_to_level
 

@@ -44,9 +44,20 @@ from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 from model_core.standard import (
-    ANSWER_PREFIX, EXPERT_PROMPTS, LEVELS, OVERALL_PROMPTS, PLATFORM_RECIPE, RECIPES, REFERENCE_EXPERT_PROMPTS,
-    REFERENCE_INFERENCE_PROMPT, REFERENCE_OVERALL_PROMPTS, REFERENCE_RECIPE, REFERENCE_SYSTEM_PROMPT, expert_answer,
-    pick_prompt, score_to_level,
+    ANSWER_PREFIX,
+    EXPERT_PROMPTS,
+    LEVELS,
+    OVERALL_PROMPTS,
+    PLATFORM_RECIPE,
+    RECIPES,
+    REFERENCE_EXPERT_PROMPTS,
+    REFERENCE_INFERENCE_PROMPT,
+    REFERENCE_OVERALL_PROMPTS,
+    REFERENCE_RECIPE,
+    REFERENCE_SYSTEM_PROMPT,
+    expert_answer,
+    pick_prompt,
+    score_to_level,
 )
 
 logger = logging.getLogger(__name__)

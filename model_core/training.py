@@ -41,8 +41,19 @@ import torch.nn.functional as F
 
 from model_core.data import ImageDataset, Record, read_records
 from model_core.model import (
-    CheckpointMismatchError, HumanAesModel, MetaVoter, ModelConfig, _from_dict, build_model, config_differences,
-    fit_metavoter, load_model, load_state, read_checkpoint_config, resolve_dtype, save_model,
+    CheckpointMismatchError,
+    HumanAesModel,
+    MetaVoter,
+    ModelConfig,
+    _from_dict,
+    build_model,
+    config_differences,
+    fit_metavoter,
+    load_model,
+    load_state,
+    read_checkpoint_config,
+    resolve_dtype,
+    save_model,
 )
 from model_core.standard import NUM_DIMENSIONS
 

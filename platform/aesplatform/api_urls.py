@@ -3,7 +3,6 @@
 from django.urls import path
 
 import aesplatform.common.converters  # noqa: F401  registers <id:...>
-
 from aesplatform.accounts import api as accounts_api
 
 urlpatterns = [

@@ -9,8 +9,8 @@ from aesplatform.common.models import JobState
 from aesplatform.curation import services
 from aesplatform.curation.models import FilterResult, FilterRun, ReviewBatch
 from tests.conftest import CeleryWorker, wait_for
-from tests.integration.faults.test_worker_kill import LIFE_CYCLE, SLOW_APP
 from tests.curation_support import stored_scenes, tiny_run_kwargs
+from tests.integration.faults.test_worker_kill import LIFE_CYCLE, SLOW_APP
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 

@@ -15,7 +15,11 @@ import torch
 from model_core.convert import ConversionError, convert_internvl2
 from model_core.model import load_model, read_checkpoint_config
 from tests.model.internvl2_original import (
-    VISION, original_image_features, original_lm_logits, original_vision_embeddings, original_vision_layer,
+    VISION,
+    original_image_features,
+    original_lm_logits,
+    original_vision_embeddings,
+    original_vision_layer,
     write_original_checkpoint,
 )
 

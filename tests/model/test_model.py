@@ -9,8 +9,15 @@ import torch
 
 from model_core.data import read_training_jsonl
 from model_core.model import (
-    CheckpointMismatchError, LoraSpec, ModelConfig, ModelLoadError, PrecisionError, build_model, fit_metavoter,
-    load_model, save_model,
+    CheckpointMismatchError,
+    LoraSpec,
+    ModelConfig,
+    ModelLoadError,
+    PrecisionError,
+    build_model,
+    fit_metavoter,
+    load_model,
+    save_model,
 )
 from model_core.scoring import score_images
 from model_core.synthetic import generate_image

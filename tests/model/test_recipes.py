@@ -11,12 +11,26 @@ import torch
 from model_core.model import ModelConfig, ModelLoadError, build_model, load_model, save_model
 from model_core.scoring import score_images
 from model_core.standard import (
-    ANSWER_PREFIX, EXPERT_PROMPTS, OVERALL_PROMPTS, REFERENCE_EXPERT_PROMPTS, REFERENCE_INFERENCE_PROMPT,
-    REFERENCE_OVERALL_PROMPTS, REFERENCE_SYSTEM_PROMPT, expert_answer, pick_prompt,
+    ANSWER_PREFIX,
+    EXPERT_PROMPTS,
+    OVERALL_PROMPTS,
+    REFERENCE_EXPERT_PROMPTS,
+    REFERENCE_INFERENCE_PROMPT,
+    REFERENCE_OVERALL_PROMPTS,
+    REFERENCE_SYSTEM_PROMPT,
+    expert_answer,
+    pick_prompt,
 )
 from model_core.synthetic import generate_image
 from model_core.text import (
-    IM_END, IM_START, IMG_CONTEXT, IMG_END, IMG_START, ChatFormat, PromptBuilder, build_tiny_tokenizer,
+    IM_END,
+    IM_START,
+    IMG_CONTEXT,
+    IMG_END,
+    IMG_START,
+    ChatFormat,
+    PromptBuilder,
+    build_tiny_tokenizer,
     default_recipe_for,
 )
 

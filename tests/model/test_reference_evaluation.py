@@ -13,7 +13,11 @@ import pytest
 from model_core.cli import main
 from model_core.data import read_records
 from model_core.evaluation import (
-    REFERENCE_COLUMNS, reference_classification, reference_level_index, reference_metrics, regression_metrics,
+    REFERENCE_COLUMNS,
+    reference_classification,
+    reference_level_index,
+    reference_metrics,
+    regression_metrics,
 )
 from model_core.model import save_model
 

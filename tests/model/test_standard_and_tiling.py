@@ -8,7 +8,12 @@ from PIL import Image
 
 from model_core.data import IMAGENET_MEAN, IMAGENET_STD, dynamic_preprocess, image_to_pixels, num_tiles, tile_grid
 from model_core.standard import (
-    LEVELS, ScoreError, level_to_score, overall_answer, score_to_level, validate_expert_scores,
+    LEVELS,
+    ScoreError,
+    level_to_score,
+    overall_answer,
+    score_to_level,
+    validate_expert_scores,
 )
 
 

@@ -13,7 +13,7 @@ import pytest
 import skimage.data
 import torch
 
-from aesplatform.curation.engine import dedup, pipeline, proposals, prompts, signals
+from aesplatform.curation.engine import dedup, pipeline, prompts, proposals, signals
 from aesplatform.curation.engine.clip import TINY_MODEL, CheckpointError, ClipScorer, checkpoint_check
 from tests.curation_support import jpeg_bytes, scene
 

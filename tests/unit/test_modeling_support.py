@@ -61,9 +61,8 @@ FAST = {"max_steps": 2, "batch_size": 4, "checkpoint_every": 1, "log_every": 1, 
 
 
 def test_prescore_rows_clip_every_score_into_unit_range():
-    from model_core.scoring import ImageScore
-
     from aesplatform.modeling.services import prescore_rows
+    from model_core.scoring import ImageScore
 
     scores = [ImageScore(path="a", lm_score=1.3, regression_score=-0.2, expert_scores=[1.5] * 11 + [-0.1],
                          metavoter_score=1.01, uncertainty=0.3),
@@ -77,9 +76,8 @@ def test_prescore_rows_clip_every_score_into_unit_range():
 
 
 def test_remote_code_scores_without_regression_head_store_null_not_the_other_heads():
-    from model_core.scoring import ImageScore
-
     from aesplatform.modeling.services import prescore_rows
+    from model_core.scoring import ImageScore
 
     row = prescore_rows(1, [(1, "a")], [ImageScore(path="a", lm_score=0.4, expert_scores=[0.6] * 12,
                                                    metavoter_score=0.5)])[0]

@@ -74,12 +74,12 @@ def test_the_unknown_field_message_is_short_for_many_fields():
 
 def test_the_limits_are_the_same_in_the_service_the_serializer_and_the_form():
     """One place per app: the API's serializer and the page's form take exactly what the service does."""
-    from annotator_ui.views_campaigns import CampaignForm
-    from annotator_ui.views_curation import FilterRunForm
-    from annotator_ui.views_modeling import PrescoreRunForm
     from aesplatform.annotation.serializers import CampaignCreateSerializer, CampaignUpdateSerializer
     from aesplatform.curation.serializers import FilterRunCreateSerializer
     from aesplatform.modeling.api import PrescoreRunCreateSerializer
+    from annotator_ui.views_campaigns import CampaignForm
+    from annotator_ui.views_curation import FilterRunForm
+    from annotator_ui.views_modeling import PrescoreRunForm
 
     def bounds(field):
         return field.min_value, field.max_value

@@ -15,8 +15,8 @@ from aesplatform.accounts.roles import Role, user_has_role
 from model_core.standard import DIMENSIONS, OVERALL
 
 from . import agreement as agreement_math
-from . import hotpath
 from . import consensus as consensus_math
+from . import hotpath
 from .models import (
     Agreement,
     Annotation,

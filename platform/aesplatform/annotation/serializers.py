@@ -10,9 +10,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from model_core.standard import DIMENSIONS, LEVEL_CENTRES, LEVEL_UPPER_BOUNDS, LEVELS
-
 from aesplatform.common.serializers import StrictInputSerializer
+from model_core.standard import DIMENSIONS, LEVEL_CENTRES, LEVEL_UPPER_BOUNDS, LEVELS
 
 from . import limits
 from .models import Annotation, Campaign, CampaignMode, CampaignState, Consensus, TaskOrder

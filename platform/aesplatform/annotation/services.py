@@ -39,8 +39,8 @@ from aesplatform.modeling import selectors as modeling_selectors
 from model_core.standard import DIMENSIONS, OVERALL, ScoreError, validate_score
 
 from . import agreement as agreement_math
-from . import hotpath, limits
 from . import consensus as consensus_math
+from . import hotpath, limits
 from .models import (
     Agreement,
     Annotation,

@@ -26,14 +26,12 @@ from pathlib import Path, PurePosixPath
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, default_storage, storages
-from django.utils.functional import empty
 from django.db import IntegrityError, transaction
 from django.db.models import Count
+from django.utils.functional import empty
 
 from aesplatform.annotation.services import ImportedLabel, consensus_imported_add
 from aesplatform.common.exceptions import ServiceError
-from aesplatform.common.processes import children_allowed
-from aesplatform.common.sql import rows_update_by_pk
 from aesplatform.common.jobs import (
     job_cancel,
     job_cancelled,
@@ -46,6 +44,8 @@ from aesplatform.common.jobs import (
     job_should_stop,
     job_succeed,
 )
+from aesplatform.common.processes import children_allowed
+from aesplatform.common.sql import rows_update_by_pk
 
 from .imaging import InspectedImage, extension_for_format
 from .models import Image, ImportItem, ImportJob, ImportKind, ImportOutcome

@@ -18,10 +18,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from aesplatform.common.exceptions import ServiceError
-
-from .imaging import ImageRejected, InspectedImage, inspect_image
 from model_core import formats
 from model_core.formats import DIR_50K, DIR_58K, HUMANBEAUTY_DIRS, IMAGES_DIR, LABEL_FILE
+
+from .imaging import ImageRejected, InspectedImage, inspect_image
+
 # Files that operating systems and archivers leave behind; never images, never worth an error line.
 IGNORED_NAMES = frozenset({"Thumbs.db", "desktop.ini"})
 # A single member may be compressed this much before its ratio counts as a bomb: tiny files of one colour

@@ -1,7 +1,6 @@
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 
-
 # The default page size is REST_FRAMEWORK["PAGE_SIZE"] in settings.py (both paginations below read it).
 MAX_PAGE_SIZE = 500
 

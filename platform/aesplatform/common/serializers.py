@@ -9,7 +9,6 @@ from rest_framework.settings import api_settings
 
 from .text import name_list
 
-
 # Sent along by HTML forms (Django's CSRF token in a session-authenticated form post); never a data field.
 _FORM_PLUMBING = frozenset({"csrfmiddlewaretoken"})
 

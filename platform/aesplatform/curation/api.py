@@ -12,8 +12,8 @@ from rest_framework.views import APIView
 from aesplatform.accounts.permissions import IsCurator
 
 from . import selectors, services
-from .engine import proposals as engine_proposals
 from .engine import prompts as engine_prompts
+from .engine import proposals as engine_proposals
 from .models import FilterResult, FilterRun, ProposedDecision, ReviewBatch
 from .serializers import (
     FilterDefaultsSerializer,

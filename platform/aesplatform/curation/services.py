@@ -20,7 +20,6 @@ The life of a filter run:
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,6 @@ from django.utils import timezone
 
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ConflictError, ServiceError
-from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.jobs import (
     job_cancel,
     job_cancelled,
@@ -50,11 +48,12 @@ from aesplatform.common.jobs import (
     job_should_stop,
     job_succeed,
 )
+from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
 
 from . import limits
-from .engine import proposals as engine_proposals
 from .engine import prompts as engine_prompts
+from .engine import proposals as engine_proposals
 from .models import BatchState, CuratorDecision, FilterResult, FilterRun, ProposedDecision, ReviewBatch
 
 logger = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from rest_framework.views import APIView
 from aesplatform.accounts.permissions import IsCurator
 from aesplatform.annotation import selectors as annotation_selectors
 from aesplatform.common import pagination as common_pagination
-from aesplatform.common.job_api import JOB_LIFE_CYCLE_FIELDS, job_action_view, stalled_field
 from aesplatform.common.exceptions import ConflictError
+from aesplatform.common.job_api import JOB_LIFE_CYCLE_FIELDS, job_action_view, stalled_field
 from aesplatform.common.models import DIMENSION_FIELDS
 from aesplatform.common.serializers import StrictInputSerializer
 

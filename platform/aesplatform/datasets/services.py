@@ -42,9 +42,8 @@ from aesplatform.common.jobs import (
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 from aesplatform.common.sql import rows_insert
 
-from . import limits
+from . import limits, writers
 from . import selection as selection_mod
-from . import writers
 from .models import DatasetItem, DatasetKind, DatasetState, DatasetVersion, Export, ExportFormat, Split
 from .splits import assign_splits
 

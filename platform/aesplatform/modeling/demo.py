@@ -83,11 +83,10 @@ def run_loop(*, curator_api, annotators: list[tuple], incoming: Path, n_images: 
              redundancy: int = 2, seed: int = 3, timeout_scale: float = 1.0,
              say: Callable[[str], None] = print) -> dict:
     """Run every stage (`annotators`: (user, API client) pairs); returns the figures (stage times, ids, held-out PLCC, pre-score agreement)."""
-    from model_core.synthetic import write_humanbeauty
-
     from aesplatform.annotation.models import Consensus
     from aesplatform.catalog.models import Image
     from aesplatform.modeling.models import Prescore
+    from model_core.synthetic import write_humanbeauty
 
     api = curator_api
     started = time.monotonic()
