@@ -3,39 +3,16 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
-from PIL import Image as PILImage
 from playwright.sync_api import expect
 
 from aesplatform.annotation import services
 from aesplatform.annotation.models import Annotation, Assignment, AssignmentState
-from aesplatform.catalog.models import ImageStatus
 from model_core.standard import DIMENSION_KEYS, LEVEL_CENTRES
 from tests import factories
+from tests.support.browser import rating_campaign
 
 pytestmark = pytest.mark.browser
-
-
-def _jpeg(color) -> bytes:
-    buffer = io.BytesIO()
-    PILImage.new("RGB", (640, 480), color).save(buffer, "JPEG", quality=70)
-    return buffer.getvalue()
-
-
-def _campaign(annotator, *, images=3, mode="expert"):
-    ids = []
-    for k in range(images):
-        image = factories.ImageFactory(status=ImageStatus.APPROVED)
-        default_storage.save(image.file.name, ContentFile(_jpeg((40 * k, 90, 160))))
-        ids.append(image.id)
-    return services.campaign_create(
-        name="Portraits", mode=mode, created_by=factories.curator(), image_ids=ids, redundancy=1,
-        annotators=[annotator], state="active", instructions="Rate the person, not the photo.",
-    )
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +28,7 @@ def _rate_with_keys(page, keys: str):
 
 def test_three_images_in_expert_mode_with_the_keyboard_only(page, login):
     annotator = factories.annotator()
-    campaign = _campaign(annotator)
+    campaign = rating_campaign(annotator)
     login(page, annotator)
     page.goto(f"/annotate/{campaign.id}/")
     expect(page.get_by_test_id("instructions")).to_contain_text("Rate the person")
@@ -85,7 +62,7 @@ def _live_or_last(annotator, n):
 
 def test_a_submit_with_the_network_cut_is_stored_exactly_once(page, login):
     annotator = factories.annotator()
-    campaign = _campaign(annotator, images=2, mode="overall")
+    campaign = rating_campaign(annotator, images=2, mode="overall")
     login(page, annotator)
     page.goto(f"/annotate/{campaign.id}/")
     expect(page.get_by_test_id("task-image")).to_have_class("annotate__image is-ready")
@@ -121,7 +98,7 @@ def test_a_submit_with_the_network_cut_is_stored_exactly_once(page, login):
 
 def test_a_draft_survives_a_reload(page, login):
     annotator = factories.annotator()
-    campaign = _campaign(annotator, images=1)
+    campaign = rating_campaign(annotator, images=1)
     login(page, annotator)
     page.goto(f"/annotate/{campaign.id}/")
     expect(page.get_by_test_id("task-image")).to_have_class("annotate__image is-ready")

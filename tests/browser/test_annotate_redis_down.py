@@ -16,8 +16,8 @@ from playwright.sync_api import expect
 from aesplatform.annotation.models import Annotation
 from tests import factories
 from tests.browser.conftest import DEFAULT_TIMEOUT_MS, VIEWPORT, login_through_form
-from tests.browser.test_annotate_keyboard import _campaign
 from tests.integration.faults.services import Gunicorn, PrivateRedis, current_database_url, web_env
+from tests.support.browser import rating_campaign
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -27,7 +27,7 @@ def test_with_redis_stopped_an_annotator_rates_in_the_browser_and_nothing_is_los
     redis = PrivateRedis(tmp_path)
     redis.start()
     annotator = factories.annotator()
-    campaign = _campaign(annotator, images=2, mode="overall")
+    campaign = rating_campaign(annotator, images=2, mode="overall")
     env = web_env(DATABASE_URL=current_database_url(), CELERY_BROKER_URL=redis.url(), CELERY_RESULT_BACKEND=redis.url(),
                   DJANGO_MEDIA_ROOT=str(settings.MEDIA_ROOT))
     web = Gunicorn(env, tmp_path / "gunicorn.log")

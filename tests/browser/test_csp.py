@@ -11,8 +11,8 @@ from aesplatform.catalog.models import ImageStatus
 from aesplatform.curation import services as curation_services
 from aesplatform.curation.models import ReviewBatch
 from tests import factories
-from tests.browser.test_review_batch import PIXEL_ONLY
-from tests.curation_support import stored_scenes, tiny_run_kwargs
+from tests.support.curation import PIXEL_ONLY
+from tests.support.scenes import stored_scenes, tiny_run_kwargs
 
 pytestmark = pytest.mark.browser
 

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from aesplatform.datasets.models import DatasetVersion, Export
 from aesplatform.datasets.services import export_run
 from tests import factories
-from tests.unit.test_dataset_support import labelled_set
+from tests.support.datasets import labelled_set
 
 pytestmark = pytest.mark.browser
 

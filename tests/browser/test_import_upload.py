@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from aesplatform.catalog.models import ImportJob
 from aesplatform.catalog.services import import_job_run
 from tests import factories
-from tests.unit.test_import_imaging import jpeg_bytes
+from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.browser
 

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from aesplatform.modeling.models import ModelVersion, TrainingJob
 from aesplatform.modeling.services import training_job_run
 from tests import factories
-from tests.unit.test_modeling_support import frozen_version, synthetic_images
+from tests.support.modeling import frozen_version, synthetic_images
 
 pytestmark = pytest.mark.browser
 

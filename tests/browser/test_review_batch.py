@@ -11,12 +11,11 @@ from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.curation import services
 from aesplatform.curation.models import BatchState, CuratorDecision, ReviewBatch
 from tests import factories
-from tests.curation_support import stored_scenes, tiny_run_kwargs
+from tests.support.curation import PIXEL_ONLY
+from tests.support.scenes import stored_scenes, tiny_run_kwargs
 
 pytestmark = pytest.mark.browser
 
-PIXEL_ONLY = {"clip": {"person_subject": None, "single_person": None, "photograph": None, "quality_problems": None},
-              "min_faces": 0, "max_faces": 10, "near_duplicate_cosine": 0.998}
 
 
 def test_curator_overrides_one_image_with_the_keyboard_and_approves(page, login):

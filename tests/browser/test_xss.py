@@ -17,8 +17,8 @@ from aesplatform.curation.engine.prompts import default_prompt_set
 from aesplatform.curation.models import ReviewBatch
 from tests import factories
 from tests.browser.conftest import VIEWPORT, login_through_form
-from tests.browser.test_review_batch import PIXEL_ONLY
-from tests.curation_support import stored_scenes, tiny_run_kwargs
+from tests.support.curation import PIXEL_ONLY
+from tests.support.scenes import stored_scenes, tiny_run_kwargs
 
 pytestmark = pytest.mark.browser
 

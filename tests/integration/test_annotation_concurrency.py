@@ -15,7 +15,7 @@ from aesplatform.catalog.models import Image, ImageStatus
 from model_core.standard import OVERALL
 from tests import factories
 from tests.conftest import wait_for
-from tests.unit.test_annotation_hotpath import campaign_for
+from tests.support.annotation import campaign_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -27,7 +27,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from tests.api_schema_support import openapi_document, seed, wsgi_app
+from tests.support.api_schema import openapi_document, seed, wsgi_app
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 

@@ -9,8 +9,8 @@ from aesplatform.common.models import JobState
 from aesplatform.curation import services
 from aesplatform.curation.models import FilterResult, FilterRun, ReviewBatch
 from tests.conftest import CeleryWorker, wait_for
-from tests.curation_support import stored_scenes, tiny_run_kwargs
-from tests.integration.faults.test_worker_kill import LIFE_CYCLE, SLOW_APP
+from tests.support.faults import LIFE_CYCLE, SLOW_APP
+from tests.support.scenes import stored_scenes, tiny_run_kwargs
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 
@@ -76,7 +76,7 @@ def test_decode_workers_start_cleanly_in_a_process_that_used_the_broker(tmp_path
     from aesplatform.celery import app
     from aesplatform.curation.engine import pipeline, prompts
     from aesplatform.curation.engine.clip import TINY_MODEL, ClipScorer
-    from tests.curation_support import jpeg_bytes, scene
+    from tests.support.scenes import jpeg_bytes, scene
 
     app.control.inspect(timeout=0.5).ping()  # leaves a pooled broker connection mid-BRPOP in this process
     paths = []

@@ -14,7 +14,7 @@ from aesplatform.datasets import services
 from model_core.data import read_humanbeauty
 from model_core.standard import NUM_DIMENSIONS, OVERALL_INDEX
 from tests import factories
-from tests.unit.test_dataset_support import label_campaign, make_image
+from tests.support.datasets import label_campaign, make_image
 
 pytestmark = pytest.mark.django_db
 

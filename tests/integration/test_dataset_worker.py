@@ -15,7 +15,7 @@ from aesplatform.datasets.models import Export
 from model_core.data import read_training_jsonl
 from tests import factories
 from tests.conftest import wait_for
-from tests.unit.test_dataset_support import archive_bytes, labelled_set
+from tests.support.datasets import archive_bytes, labelled_set
 
 
 @pytest.mark.django_db(transaction=True)

@@ -16,7 +16,7 @@ from model_core.data import image_to_pixels, load_image
 from tests import factories
 from tests.conftest import wait_for
 from tests.support.humanaesexpert_standin import standin_outputs, write_standin_checkpoint
-from tests.unit.test_modeling_support import synthetic_images
+from tests.support.modeling import synthetic_images
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 

@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from aesplatform.catalog.models import Image, ImportJob
 from aesplatform.catalog.services import import_job_create
 from tests.conftest import wait_for
-from tests.unit.test_import_imaging import jpeg_bytes
+from tests.support.images import jpeg_bytes
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
 

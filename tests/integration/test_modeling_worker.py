@@ -9,8 +9,8 @@ from aesplatform.common.models import JobState
 from aesplatform.modeling import services
 from aesplatform.modeling.models import TrainingJob
 from tests.conftest import CeleryWorker, wait_for
-from tests.integration.faults.test_worker_kill import LIFE_CYCLE
-from tests.unit.test_modeling_support import frozen_version, synthetic_images
+from tests.support.faults import LIFE_CYCLE
+from tests.support.modeling import frozen_version, synthetic_images
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow]
 

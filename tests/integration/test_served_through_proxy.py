@@ -23,7 +23,7 @@ from aesplatform.catalog.models import ImportJob
 from tests import factories
 from tests.factories import TEST_PASSWORD
 from tests.integration.faults.services import Gunicorn, Nginx, current_database_url, nginx_missing, web_env
-from tests.unit.test_annotation_hotpath import campaign_for
+from tests.support.annotation import campaign_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

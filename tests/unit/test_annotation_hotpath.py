@@ -14,9 +14,9 @@ from aesplatform.accounts.roles import Role
 from aesplatform.accounts.services import user_set_roles
 from aesplatform.annotation import services
 from aesplatform.annotation.models import Annotation, Assignment, AssignmentState, Task, TaskState
-from aesplatform.catalog.models import ImageStatus
 from model_core.standard import DIMENSION_KEYS, OVERALL
 from tests import factories
+from tests.support.annotation import campaign_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
@@ -29,14 +29,6 @@ SUBMIT_MAX_QUERIES = 7  # token+roles, lock the lease, task counters, insert, le
 def token_client(user) -> APIClient:
     token, _ = Token.objects.get_or_create(user=user)
     return APIClient(HTTP_AUTHORIZATION=f"Token {token.key}")
-
-
-def campaign_for(users, *, images=4, redundancy=2, mode="overall", show_prescores=False):
-    ids = [factories.ImageFactory(status=ImageStatus.APPROVED).id for _ in range(images)]
-    return services.campaign_create(
-        name="hot", mode=mode, created_by=factories.curator(), image_ids=ids, redundancy=redundancy,
-        annotators=list(users), state="active", show_prescores=show_prescores,
-    )
 
 
 def submit_body(value=0.5, key=None):

@@ -10,7 +10,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from aesplatform.modeling.models import ModelVersion
 from tests import factories
-from tests.api_schema_support import openapi_document, wsgi_app
+from tests.support.api_schema import openapi_document, wsgi_app
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,8 @@ from aesplatform.catalog.models import ImageStatus
 from aesplatform.curation import services
 from aesplatform.curation.models import CuratorDecision, FilterRun, ReviewBatch
 from tests import factories
-from tests.curation_support import TINY_MODEL, stored_scenes
-from tests.unit.test_curation_services import PIXEL_ONLY, run_in_process
+from tests.support.curation import PIXEL_ONLY, run_in_process
+from tests.support.scenes import TINY_MODEL, stored_scenes
 
 pytestmark = pytest.mark.django_db
 

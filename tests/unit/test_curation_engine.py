@@ -15,7 +15,7 @@ import torch
 
 from aesplatform.curation.engine import dedup, pipeline, prompts, proposals, signals
 from aesplatform.curation.engine.clip import TINY_MODEL, CheckpointError, ClipScorer, checkpoint_check
-from tests.curation_support import jpeg_bytes, scene
+from tests.support.scenes import jpeg_bytes, scene
 
 ENGINE = Path(__file__).resolve().parents[2] / "platform" / "aesplatform" / "curation" / "engine"
 

@@ -12,19 +12,10 @@ from aesplatform.common.models import JobState
 from aesplatform.curation import services
 from aesplatform.curation.models import BatchState, CuratorDecision, FilterResult, FilterRun, ReviewBatch
 from tests import factories
-from tests.curation_support import TINY_MODEL, jpeg_bytes, scene, stored_image, stored_scenes, tiny_run_kwargs
+from tests.support.curation import PIXEL_ONLY, run_in_process
+from tests.support.scenes import TINY_MODEL, jpeg_bytes, scene, stored_image, stored_scenes, tiny_run_kwargs
 
 pytestmark = pytest.mark.django_db
-
-# No CLIP rule (random weights say nothing) and no face needed: proposals come from the pixel checks only.
-PIXEL_ONLY = {"clip": {"person_subject": None, "single_person": None, "photograph": None, "quality_problems": None},
-              "min_faces": 0, "max_faces": 10, "near_duplicate_cosine": 0.998}
-
-
-def run_in_process(run: FilterRun) -> FilterRun:
-    services.filter_run_execute(run_id=run.pk, device="cpu", num_workers=0)
-    run.refresh_from_db()
-    return run
 
 
 def test_run_scores_every_image_once_proposes_and_batches(curator_user):

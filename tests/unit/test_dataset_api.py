@@ -10,7 +10,7 @@ import pytest
 
 from aesplatform.datasets import services
 from aesplatform.datasets.models import DatasetVersion, Export
-from tests.unit.test_dataset_support import archive_bytes, labelled_set
+from tests.support.datasets import archive_bytes, labelled_set
 
 pytestmark = pytest.mark.django_db
 

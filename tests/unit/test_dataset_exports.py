@@ -20,7 +20,7 @@ from model_core.data import read_humanbeauty, read_records, read_training_jsonl
 from model_core.standard import DIMENSIONS, LEVELS
 from tests import factories
 from tests.support.archive import write_archive
-from tests.unit.test_dataset_support import archive_bytes, labelled_set
+from tests.support.datasets import archive_bytes, labelled_set
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.urls import reverse
 from aesplatform.datasets import services
 from aesplatform.datasets.models import DatasetVersion, Export
 from tests import factories
-from tests.unit.test_dataset_support import labelled_set
+from tests.support.datasets import labelled_set
 
 pytestmark = pytest.mark.django_db
 

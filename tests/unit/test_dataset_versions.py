@@ -10,7 +10,7 @@ from aesplatform.datasets import services
 from aesplatform.datasets.models import DatasetItem, DatasetVersion
 from model_core.standard import NUM_DIMENSIONS, OVERALL_INDEX
 from tests import factories
-from tests.unit.test_dataset_support import expert_scores, label_campaign, label_imported, labelled_set, make_image
+from tests.support.datasets import expert_scores, label_campaign, label_imported, labelled_set, make_image
 
 pytestmark = pytest.mark.django_db
 

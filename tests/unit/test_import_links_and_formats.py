@@ -17,7 +17,7 @@ from aesplatform.catalog import services
 from aesplatform.catalog.models import Image, ImportJob
 from aesplatform.catalog.sources import LinkRefused, open_server_file
 from tests import factories
-from tests.unit.test_import_imaging import jpeg_bytes
+from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
 

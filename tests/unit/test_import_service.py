@@ -22,7 +22,7 @@ from aesplatform.catalog.models import Image, ImportItem, ImportJob
 from aesplatform.common.exceptions import ServiceError
 from model_core.standard import NUM_DIMENSIONS, OVERALL_INDEX
 from tests import factories
-from tests.unit.test_import_imaging import jpeg_bytes, png_bytes
+from tests.support.images import jpeg_bytes, png_bytes
 
 pytestmark = pytest.mark.django_db
 

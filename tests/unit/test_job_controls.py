@@ -14,7 +14,7 @@ from aesplatform.catalog.models import ImportJob
 from aesplatform.curation.models import FilterRun
 from aesplatform.datasets.models import Export
 from aesplatform.modeling.models import ModelVersion, PrescoreRun, TrainingJob
-from tests.unit.test_modeling_support import draft_version
+from tests.support.modeling import draft_version
 
 API = {ImportJob: "imports", FilterRun: "filter-runs", Export: "exports", TrainingJob: "training-jobs",
        PrescoreRun: "prescore-runs"}

@@ -15,7 +15,7 @@ from aesplatform.common.locks import LockNamespace
 from aesplatform.common.models import JobState
 from aesplatform.modeling import services
 from aesplatform.modeling.models import ModelVersion, Prescore, PrescoreRun, TrainingJob
-from tests.unit.test_modeling_support import FAST, draft_version, frozen_version, synthetic_images
+from tests.support.modeling import FAST, draft_version, frozen_version, synthetic_images
 
 pytestmark = pytest.mark.django_db
 

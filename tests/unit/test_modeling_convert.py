@@ -14,7 +14,7 @@ from aesplatform.common.models import JobState
 from aesplatform.modeling import services
 from aesplatform.modeling.models import ModelVersion, TrainingJob
 from tests.model.internvl2_original import write_original_checkpoint
-from tests.unit.test_modeling_support import FAST, frozen_version, synthetic_images
+from tests.support.modeling import FAST, frozen_version, synthetic_images
 
 pytestmark = pytest.mark.django_db
 
@@ -139,10 +139,10 @@ def test_a_tiny_model_version_continues_with_the_tiny_preset_only(curator_user, 
 def test_the_job_form_offers_registered_models_to_start_from(curator_user, version, converted):
     from django.urls import reverse
 
-    from tests.unit.test_modeling_pages import _client
+    from tests.support.modeling import logged_in_client
 
     mv = services.model_version_register(checkpoint_path=str(converted), name="converted-for-ui")
-    curator = _client(curator_user)
+    curator = logged_in_client(curator_user)
     url = reverse("ui:training_job_new")
     assert "converted-for-ui" in curator.get(url).content.decode()
     response = curator.post(url, {"dataset_version": version.pk, "preset": "1B-LoRA", "init_model_version": mv.pk})

@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from aesplatform.modeling.models import ModelVersion, Prescore, PrescoreRun, TrainingJob
-from tests.unit.test_modeling_support import draft_version, frozen_version, synthetic_images
+from tests.support.modeling import draft_version, frozen_version, logged_in_client, synthetic_images
 
 pytestmark = pytest.mark.django_db
 
@@ -24,15 +24,9 @@ REPORT = {"overall": {h: {"plcc": 0.8 + i / 100, "srcc": 0.7, "krcc": 0.5, "rmse
                       "metavoter_measured": {"method": "cross_fit", "folds": 5, "n": 9}}}
 
 
-def _client(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 @pytest.fixture
 def curator(curator_user):
-    return _client(curator_user)
+    return logged_in_client(curator_user)
 
 
 @pytest.fixture
@@ -63,7 +57,7 @@ def _pages(world):
 
 
 def test_pages_are_for_curators_and_admins(world, annotator_user, admin_user, curator):
-    annotator, admin = _client(annotator_user), _client(admin_user)
+    annotator, admin = logged_in_client(annotator_user), logged_in_client(admin_user)
     for url in _pages(world):
         assert annotator.get(url).status_code == 403, url
         assert Client().get(url).status_code == 302, url

@@ -36,7 +36,7 @@ from aesplatform.annotation.models import Annotation, Assignment, AssignmentStat
 from aesplatform.catalog.models import ImageStatus
 from model_core.standard import DIMENSIONS
 from tests import factories
-from tests.curation_support import jpeg_bytes, scene, stored_image
+from tests.support.scenes import jpeg_bytes, scene, stored_image
 
 pytestmark = pytest.mark.django_db
 
@@ -335,7 +335,7 @@ def world(db):
     from aesplatform.curation.models import FilterRun, ReviewBatch
     from aesplatform.datasets.models import Export
     from aesplatform.modeling.models import ModelVersion, PrescoreRun, TrainingJob
-    from tests.unit.test_modeling_support import draft_version
+    from tests.support.modeling import draft_version
 
     users = {
         SIGNED_IN: factories.UserFactory(),

@@ -12,7 +12,7 @@ from django.core.files.storage import default_storage
 from django.test import Client
 
 from tests import factories
-from tests.unit.test_import_imaging import jpeg_bytes
+from tests.support.images import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
 

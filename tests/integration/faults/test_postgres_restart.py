@@ -20,7 +20,7 @@ from rest_framework.authtoken.models import Token
 from model_core.standard import OVERALL
 from tests import factories
 from tests.integration.faults.services import Gunicorn, PrivatePostgres, postgres_missing, web_env
-from tests.unit.test_annotation_hotpath import campaign_for
+from tests.support.annotation import campaign_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -28,8 +28,8 @@ from tests import factories
 from tests.conftest import wait_for
 from tests.factories import TEST_PASSWORD
 from tests.integration.faults.services import Gunicorn, PrivateBrokerWorker, PrivateRedis, current_database_url, web_env
-from tests.unit.test_annotation_hotpath import campaign_for
-from tests.unit.test_modeling_support import frozen_version, synthetic_images
+from tests.support.annotation import campaign_for
+from tests.support.modeling import frozen_version, synthetic_images
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

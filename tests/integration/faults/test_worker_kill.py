@@ -27,14 +27,12 @@ from aesplatform.catalog.models import Image, ImportJob
 from aesplatform.catalog.services import import_job_create
 from aesplatform.common.models import JobState
 from tests.conftest import wait_for
-from tests.unit.test_import_imaging import jpeg_bytes
+from tests.support.curation import PIXEL_ONLY
+from tests.support.faults import LIFE_CYCLE, SLOW_APP
+from tests.support.images import jpeg_bytes
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-SLOW_APP = "tests.integration.faults.slow_app"
-LIFE_CYCLE = {"AESP_JOB_HEARTBEAT_S": "1", "AESP_JOB_STALE_S": "8", "AESP_JOB_SWEEP_S": "2"}
-PIXEL_ONLY = {"clip": {"person_subject": None, "single_person": None, "photograph": None, "quality_problems": None},
-              "min_faces": 0, "max_faces": 10, "near_duplicate_cosine": 0.998}
 # Slow enough that no job can finish while the test waits, one after the other, for each to be half-way (on a loaded
 # 2-core machine that wait takes a minute or more): import ~2 min, filter run ~1.5 min, export ~2.5 min, training
 # ~1.5 min in the first worker. The workers after the kill are not slowed.
@@ -71,9 +69,9 @@ def test_killed_jobs_of_every_kind_are_taken_up_again_by_themselves_each_item_on
     from aesplatform.datasets.models import Export
     from aesplatform.modeling import services as modeling
     from aesplatform.modeling.models import ModelVersion, Prescore, PrescoreRun, TrainingJob
-    from tests.curation_support import stored_scenes, tiny_run_kwargs
-    from tests.unit.test_dataset_support import labelled_set
-    from tests.unit.test_modeling_support import frozen_version, synthetic_images
+    from tests.support.datasets import labelled_set
+    from tests.support.modeling import frozen_version, synthetic_images
+    from tests.support.scenes import stored_scenes, tiny_run_kwargs
 
     env, queued = broker["env"], broker["queued"]
     folder = Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0]) / f"killed-{uuid.uuid4().hex[:8]}"

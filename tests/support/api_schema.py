@@ -23,8 +23,8 @@ from aesplatform.curation.models import FilterResult, FilterRun, ReviewBatch
 from aesplatform.datasets import services as dataset_services
 from aesplatform.modeling.models import ModelVersion, Prescore, PrescoreRun, TrainingJob
 from tests import factories
-from tests.unit.test_dataset_support import expert_scores, label_campaign, labelled_set
-from tests.unit.test_modeling_support import draft_version, frozen_version
+from tests.support.datasets import expert_scores, label_campaign, labelled_set
+from tests.support.modeling import draft_version, frozen_version
 
 
 def openapi_document() -> dict:

@@ -1,4 +1,4 @@
-"""Helpers for the dataset tests (images with real stored files, labels); no tests of its own."""
+"""Catalog images with real stored files and their labels (imported or campaign consensus), for dataset tests."""
 
 from __future__ import annotations
 
