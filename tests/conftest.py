@@ -164,7 +164,9 @@ def celery_worker_factory(transactional_db, settings):
 
     settings.MEDIA_ROOT = Path(os.environ["AESP_VAR_DIR"]) / "media"
     db = connection.settings_dict
-    database_url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    database_url = (
+        f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
     env = {
         **os.environ,
         "DJANGO_ENV": "test",

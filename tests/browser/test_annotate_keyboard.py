@@ -35,7 +35,9 @@ def test_three_images_in_expert_mode_with_the_keyboard_only(page, login):
     levels = "123451234512"  # one key per dimension, in order; each key moves to the next dimension
     for n in range(3):
         expect(page.get_by_test_id("task-image")).to_have_class("annotate__image is-ready")
-        expect(page.get_by_test_id("annotate-page")).to_have_attribute("data-assignment", str(_live_or_last(annotator, n)))
+        expect(page.get_by_test_id("annotate-page")).to_have_attribute(
+            "data-assignment", str(_live_or_last(annotator, n))
+        )
         _rate_with_keys(page, levels)
         expect(page.get_by_test_id("value-comprehensive")).to_have_text("0.30")
         page.keyboard.press("ArrowUp")  # arrows move; right fine-tunes the focused dimension

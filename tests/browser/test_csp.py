@@ -47,7 +47,9 @@ def test_the_login_page_and_an_annotators_rating_page_run_under_the_policy(page,
     # the page's JS fetched a task and shows its image (connect-src and img-src 'self')
     image = page.locator("#annotate img").first
     expect(image).to_be_visible()
-    page.wait_for_function("() => { const i = document.querySelector('#annotate img'); return i && i.naturalWidth > 0; }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#annotate img'); return i && i.naturalWidth > 0; }"
+    )
     page.wait_for_load_state("networkidle")  # the next task's prefetch done before the database is flushed
 
 
@@ -71,7 +73,9 @@ def test_curator_pages_gallery_review_datasets_models_and_dashboards_run_under_t
     # htmx (vendored, no eval, no inline style) swaps the run's threshold form fragment in under the policy
     _goto(page, f"/filtering/{run.pk}/")
     with page.expect_response(lambda r: r.url.endswith(f"/filtering/{run.pk}/thresholds/")) as swapped:
-        page.get_by_test_id("thresholds-form").locator("input[type=number], input[type=range]").first.dispatch_event("change")
+        page.get_by_test_id("thresholds-form").locator("input[type=number], input[type=range]").first.dispatch_event(
+            "change"
+        )
     assert swapped.value.status == 200
 
 

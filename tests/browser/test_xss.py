@@ -108,7 +108,9 @@ def test_payloads_are_inert_text_on_the_annotator_pages(no_csp_page, hostile_wor
     _check(page, "/annotate/", shows=(f"Campaign {SCRIPT}",))
     _check(page, f"/annotate/{campaign.pk}/", shows=(f"Campaign {SCRIPT}", IMG, SCRIPT, SVG))
     expect(page.get_by_test_id("instructions")).to_contain_text(SCRIPT)  # the instructions panel, as text
-    page.wait_for_function("() => { const i = document.querySelector('#annotate img'); return i && i.naturalWidth > 0; }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#annotate img'); return i && i.naturalWidth > 0; }"
+    )
     assert page.evaluate(INERT)["ran"] is False  # the rating UI loaded its task (JS rendered it) and still nothing ran
     _check(page, "/my-work/")
 

@@ -104,9 +104,13 @@ def test_consensus_is_updated_by_the_worker_as_annotations_arrive(celery_worker)
     )
     for value, user in zip((0.3, 0.5, 0.7), users):
         lease = services.task_lease_next(campaign=campaign, annotator=user)
-        services.annotation_submit(assignment_id=lease.id, annotator=user, scores={OVERALL.key: value}, idempotency_key=uuid.uuid4())
+        services.annotation_submit(
+            assignment_id=lease.id, annotator=user, scores={OVERALL.key: value}, idempotency_key=uuid.uuid4()
+        )
     row = wait_for(
-        lambda: Consensus.objects.filter(campaign=campaign, count=3).first(), timeout=60, message="consensus of 3 ratings"
+        lambda: Consensus.objects.filter(campaign=campaign, count=3).first(),
+        timeout=60,
+        message="consensus of 3 ratings",
     )
     assert row.score == pytest.approx(0.5) and row.ci_low < 0.5 < row.ci_high
 
@@ -229,7 +233,9 @@ def task_row_held():
     other.close()
 
 
-def test_a_task_held_for_a_moment_by_another_transaction_is_leased_not_reported_as_nothing_left(monkeypatch, task_row_held):
+def test_a_task_held_for_a_moment_by_another_transaction_is_leased_not_reported_as_nothing_left(
+    monkeypatch, task_row_held
+):
     user = factories.annotator()
     campaign = campaign_for([user], images=1, redundancy=1)
     task = Task.objects.get(campaign=campaign)

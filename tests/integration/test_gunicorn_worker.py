@@ -15,7 +15,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def test_more_concurrent_clients_than_workers_are_all_served_and_sigterm_stops_the_server(tmp_path):
-    web = Gunicorn(web_env(DATABASE_URL=current_database_url(), DJANGO_CONN_MAX_AGE="0"), tmp_path / "gunicorn.log", workers=2)
+    web = Gunicorn(
+        web_env(DATABASE_URL=current_database_url(), DJANGO_CONN_MAX_AGE="0"), tmp_path / "gunicorn.log", workers=2
+    )
     web.start()
     try:
         with ThreadPoolExecutor(max_workers=16) as pool:

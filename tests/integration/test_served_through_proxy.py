@@ -55,8 +55,12 @@ def test_through_the_proxy_an_annotator_signs_in_and_rates_and_a_token_client_le
     browser = requests.Session()
     page = browser.get(f"{proxy.url}/login/", timeout=10)
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    signed_in = browser.post(f"{proxy.url}/login/", timeout=10, headers={"Referer": f"{proxy.url}/login/"},
-                             data={"username": annotator.username, "password": TEST_PASSWORD, "csrfmiddlewaretoken": csrf})
+    signed_in = browser.post(
+        f"{proxy.url}/login/",
+        timeout=10,
+        headers={"Referer": f"{proxy.url}/login/"},
+        data={"username": annotator.username, "password": TEST_PASSWORD, "csrfmiddlewaretoken": csrf},
+    )
     assert signed_in.status_code == 200 and "/login/" not in signed_in.url
     annotate = browser.get(f"{proxy.url}/annotate/{campaign.pk}/", timeout=10)
     assert annotate.status_code == 200
@@ -66,8 +70,12 @@ def test_through_the_proxy_an_annotator_signs_in_and_rates_and_a_token_client_le
     lease = requests.post(f"{proxy.url}/api/campaigns/{campaign.pk}/next-task/", json={}, headers=api, timeout=10)
     assert lease.status_code == 200, lease.text
     body = {"scores": {"comprehensive": 0.7}, "idempotency_key": str(uuid.uuid4()), "time_spent_ms": 900}
-    first = requests.post(f"{proxy.url}/api/assignments/{lease.json()['id']}/submit/", json=body, headers=api, timeout=10)
-    again = requests.post(f"{proxy.url}/api/assignments/{lease.json()['id']}/submit/", json=body, headers=api, timeout=10)
+    first = requests.post(
+        f"{proxy.url}/api/assignments/{lease.json()['id']}/submit/", json=body, headers=api, timeout=10
+    )
+    again = requests.post(
+        f"{proxy.url}/api/assignments/{lease.json()['id']}/submit/", json=body, headers=api, timeout=10
+    )
     assert (first.status_code, again.status_code) == (201, 200)
     assert Annotation.objects.filter(annotator=annotator).count() == 1
 
@@ -120,6 +128,6 @@ def test_the_login_lockout_sees_the_address_nginx_saw_not_the_one_a_client_claim
         answer = requests.post(f"{proxy.url}/api/auth/token/", json={"username": user.username, "password": "wrong"},
                                headers={"X-Forwarded-For": f"192.0.2.{k}"}, timeout=10)
         assert answer.status_code == 400
-    assert list(AccessAttempt.objects.filter(username=user.username).values_list("ip_address", "failures_since_start")) == [
-        ("127.0.0.1", 2)
-    ]
+    assert list(
+        AccessAttempt.objects.filter(username=user.username).values_list("ip_address", "failures_since_start")
+    ) == [("127.0.0.1", 2)]

@@ -30,7 +30,9 @@ def test_humanbeauty_writer_writes_the_records_of_the_schema(tmp_path):
     assert labels["a.png"] == {"image_name": "a.png", "source": "FFHQ", "score": 2 / 3,
                                "text_level": score_to_level(2 / 3)}
     for split in formats.SPLITS:
-        expected = [formats.dumps(formats.split_record(labels[n], is_expert=e)) for n, _, _, e, sp in rows if sp == split]
+        expected = [
+            formats.dumps(formats.split_record(labels[n], is_expert=e)) for n, _, _, e, sp in rows if sp == split
+        ]
         assert (tmp_path / formats.SPLIT_LABEL_FILES[split]).read_text(encoding="utf-8").splitlines() == expected
     # and the trainer's reader takes them back
     with open(tmp_path / "test_label.jsonl", encoding="utf-8") as handle:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from django.test import Client
 from django.utils import timezone
 
 from aesplatform.common.models import DIMENSION_FIELDS
@@ -52,8 +53,6 @@ def draft_version(user=None):
 
 
 FAST = {"max_steps": 2, "batch_size": 4, "checkpoint_every": 1, "log_every": 1, "metavoter_steps": 20}
-
-from django.test import Client
 
 
 def logged_in_client(user) -> Client:

@@ -21,7 +21,9 @@ def test_anonymous_users_get_401_from_the_api(anonymous_client):
 
 def test_token_login_returns_a_token_that_authenticates(anonymous_client):
     user = factories.annotator()
-    response = anonymous_client.post("/api/auth/token/", {"username": user.username, "password": factories.TEST_PASSWORD})
+    response = anonymous_client.post(
+        "/api/auth/token/", {"username": user.username, "password": factories.TEST_PASSWORD}
+    )
     assert response.status_code == 200
     token = response.json()["token"]
     anonymous_client.credentials(HTTP_AUTHORIZATION=f"Token {token}")

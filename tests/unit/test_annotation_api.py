@@ -70,7 +70,9 @@ def ann2(db):
 def test_curator_creates_a_campaign_with_tasks_and_unannounced_gold(curator_client, ann):
     images = [factories.ImageFactory(status=ImageStatus.APPROVED) for _ in range(10)]
     for image in images[:4]:
-        Consensus.objects.create(image=image, dimension=OVERALL.index, origin=ConsensusOrigin.IMPORTED, score=0.7, method="imported")
+        Consensus.objects.create(
+            image=image, dimension=OVERALL.index, origin=ConsensusOrigin.IMPORTED, score=0.7, method="imported"
+        )
     r = curator_client.post(
         "/api/campaigns/",
         {"name": "first", "mode": "overall", "image_ids": [i.id for i in images], "redundancy": 2, "gold_ratio": 0.2,
@@ -126,13 +128,17 @@ def test_campaign_state_changes_and_closing_ends_leases(curator_client, ann):
     assert next_task(client_for(ann), campaign).status_code == 409  # a draft hands out nothing
     assert curator_client.patch(f"/api/campaigns/{campaign.id}/", {"state": "active"}, format="json").status_code == 200
     task = next_task(client_for(ann), campaign).json()
-    r = curator_client.patch(f"/api/campaigns/{campaign.id}/", {"state": "closed", "instructions": "new"}, format="json")
+    r = curator_client.patch(
+        f"/api/campaigns/{campaign.id}/", {"state": "closed", "instructions": "new"}, format="json"
+    )
     assert r.status_code == 200 and r.json()["instructions"] == "new"
     assert Assignment.objects.get(pk=task["id"]).state == AssignmentState.EXPIRED
     assert Task.objects.filter(active_lease_count__gt=0).count() == 0
     assert curator_client.patch(f"/api/campaigns/{campaign.id}/", {"state": "draft"}, format="json").status_code == 409
     # a setting that cannot change is refused by name, not answered 200 with nothing changed
-    refused = curator_client.patch(f"/api/campaigns/{campaign.id}/", {"redundancy": 5, "name": "renamed"}, format="json")
+    refused = curator_client.patch(
+        f"/api/campaigns/{campaign.id}/", {"redundancy": 5, "name": "renamed"}, format="json"
+    )
     assert refused.status_code == 400 and "unknown fields: redundancy" in refused.json()["non_field_errors"][0]
     assert Campaign.objects.filter(pk=campaign.id, redundancy=2, name="c").exists()
 
@@ -260,7 +266,9 @@ def test_submit_bad_scores(ann, mode, scores, code):
     a = next_task(c, campaign).json()
     if scores.get(OVERALL.key) != scores.get(OVERALL.key):  # NaN cannot travel as JSON: call the service
         with pytest.raises(services.ServiceError) as exc:
-            services.annotation_submit(assignment_id=a["id"], annotator=ann, scores=scores, idempotency_key=uuid.uuid4())
+            services.annotation_submit(
+                assignment_id=a["id"], annotator=ann, scores=scores, idempotency_key=uuid.uuid4()
+            )
         assert exc.value.code == code
     else:
         r = submit(c, a["id"], scores)
@@ -280,7 +288,9 @@ def test_submit_other_bad_requests(ann, ann2, curator_user):
     # not a UUID, negative time
     assert submit(client_for(ann), a["id"], expert_scores(), key="not-a-uuid").status_code == 400
     assert submit(client_for(ann), a["id"], expert_scores(), time_spent_ms=-5).status_code == 400
-    assert client_for(ann).post(f"/api/assignments/{a['id']}/submit/", {"scores": [0.5]}, format="json").status_code == 400
+    assert (
+        client_for(ann).post(f"/api/assignments/{a['id']}/submit/", {"scores": [0.5]}, format="json").status_code == 400
+    )
     # a closed campaign
     services.campaign_update(campaign=campaign, data={"state": "closed"})
     Assignment.objects.filter(pk=a["id"]).update(state=AssignmentState.LEASED)  # even a lease that still looks live
@@ -343,7 +353,13 @@ def _model_version_fields():
 
     fields = {}
     for f in ModelVersion._meta.concrete_fields:
-        if f.primary_key or f.has_default() or f.null or getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False):
+        if (
+            f.primary_key
+            or f.has_default()
+            or f.null
+            or getattr(f, "auto_now_add", False)
+            or getattr(f, "auto_now", False)
+        ):
             continue
         if f.get_internal_type() in ("CharField", "TextField"):
             fields[f.name] = "m"
@@ -364,7 +380,12 @@ def test_consensus_and_stats_after_submits(curator_client):
     for user in annotators:
         for _ in range(2):
             lease = services.task_lease_next(campaign=campaign, annotator=user)
-            services.annotation_submit(assignment_id=lease.id, annotator=user, scores={OVERALL.key: values[user.id]}, idempotency_key=uuid.uuid4())
+            services.annotation_submit(
+                assignment_id=lease.id,
+                annotator=user,
+                scores={OVERALL.key: values[user.id]},
+                idempotency_key=uuid.uuid4(),
+            )
     services.consensus_update_for_campaign(campaign=campaign)
     rows = Consensus.objects.filter(campaign=campaign)
     assert rows.count() == 2
@@ -381,7 +402,9 @@ def test_consensus_and_stats_after_submits(curator_client):
 def test_quality_update_runs_only_when_stale(ann):
     campaign = make_campaign(images=1, annotators=[ann], redundancy=1, mode="overall")
     lease = services.task_lease_next(campaign=campaign, annotator=ann)
-    services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.3}, idempotency_key=uuid.uuid4())
+    services.annotation_submit(
+        assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.3}, idempotency_key=uuid.uuid4()
+    )
     before = timezone.now()
     assert services.consensus_update_if_stale(campaign_id=campaign.id, requested_at=before) is True
     assert services.consensus_update_if_stale(campaign_id=campaign.id, requested_at=before) is False
@@ -406,14 +429,21 @@ ENDPOINTS = [
     ("get", "/api/annotations/{n}/"),
     ("post", "/api/annotations/{n}/correct/"),
 ]
-CURATOR_ONLY = {("post", "/api/campaigns/"), ("patch", "/api/campaigns/{c}/"), ("get", "/api/campaigns/{c}/stats/"), ("get", "/api/campaigns/{c}/consensus/")}
+CURATOR_ONLY = {
+    ("post", "/api/campaigns/"),
+    ("patch", "/api/campaigns/{c}/"),
+    ("get", "/api/campaigns/{c}/stats/"),
+    ("get", "/api/campaigns/{c}/consensus/"),
+}
 
 
 def test_role_access_for_every_endpoint(ann):
     campaign = make_campaign(images=2, annotators=[ann])
     lease = services.task_lease_next(campaign=campaign, annotator=ann)
     done = services.task_lease_next(campaign=campaign, annotator=ann, held=[lease.id])
-    annotation, _ = services.annotation_submit(assignment_id=done.id, annotator=ann, scores=expert_scores(), idempotency_key=uuid.uuid4())
+    annotation, _ = services.annotation_submit(
+        assignment_id=done.id, annotator=ann, scores=expert_scores(), idempotency_key=uuid.uuid4()
+    )
     ids = {"c": campaign.id, "a": lease.id, "n": annotation.id}
     plain = factories.UserFactory()  # signed in, no role
     for method, template in ENDPOINTS:
@@ -424,7 +454,12 @@ def test_role_access_for_every_endpoint(ann):
             assert getattr(client_for(ann), method)(url, {}, format="json").status_code == 403, (method, url)
     # curators may read everything an annotator may not
     curator = factories.curator()
-    for method, template in [("get", "/api/campaigns/{c}/stats/"), ("get", "/api/campaigns/{c}/consensus/"), ("get", "/api/annotations/{n}/"), ("get", "/api/campaigns/{c}/")]:
+    for method, template in [
+        ("get", "/api/campaigns/{c}/stats/"),
+        ("get", "/api/campaigns/{c}/consensus/"),
+        ("get", "/api/annotations/{n}/"),
+        ("get", "/api/campaigns/{c}/"),
+    ]:
         assert getattr(client_for(curator), method)(template.format(**ids)).status_code == 200
     # an annotator not in the campaign gets no task and cannot see it
     outsider = factories.annotator()

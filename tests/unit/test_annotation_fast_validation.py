@@ -78,4 +78,9 @@ def test_the_plain_bodies_take_the_shortcut():
     assert NextTaskRequestSerializer.accept({}) == {"held": []}
     assert NextTaskRequestSerializer.accept({"held": [3, 4]}) == {"held": [3, 4]}
     found = SubmitSerializer.accept({"scores": {"comprehensive": 0.5}, "idempotency_key": KEY, "time_spent_ms": 900})
-    assert found == {"scores": {"comprehensive": 0.5}, "idempotency_key": uuid.UUID(KEY), "time_spent_ms": 900, "ui_version": ""}
+    assert found == {
+        "scores": {"comprehensive": 0.5},
+        "idempotency_key": uuid.UUID(KEY),
+        "time_spent_ms": 900,
+        "ui_version": "",
+    }

@@ -45,7 +45,9 @@ def test_next_task_and_submit_sql_per_request(django_assert_max_num_queries):
         assert r.status_code == 200, r.content
         lease = r.json()
         task = Task.objects.select_related("image").get(pk=lease["task_id"])
-        assert lease["campaign_id"] == campaign.id and lease["mode"] == "overall" and lease["dimensions"] == [OVERALL.key]
+        assert (
+            lease["campaign_id"] == campaign.id and lease["mode"] == "overall" and lease["dimensions"] == [OVERALL.key]
+        )
         assert (lease["image_width"], lease["image_height"]) == (task.image.width, task.image.height)
         assert lease["image_url"] == f"/api/assignments/{lease['id']}/image/" and lease["prescore"] is None
         with django_assert_max_num_queries(SUBMIT_MAX_QUERIES):
@@ -72,10 +74,14 @@ def test_submit_counters_and_done_state_through_the_single_update():
     lb = services.task_lease_next(campaign=campaign, annotator=b)
     task = Task.objects.get(pk=la.task_id)
     assert (task.active_lease_count, task.submitted_count, task.state) == (2, 0, TaskState.OPEN)
-    services.annotation_submit(assignment_id=la.id, annotator=a, scores={OVERALL.key: 0.2}, idempotency_key=uuid.uuid4())
+    services.annotation_submit(
+        assignment_id=la.id, annotator=a, scores={OVERALL.key: 0.2}, idempotency_key=uuid.uuid4()
+    )
     task.refresh_from_db()
     assert (task.active_lease_count, task.submitted_count, task.state) == (1, 1, TaskState.OPEN)
-    services.annotation_submit(assignment_id=lb.id, annotator=b, scores={OVERALL.key: 0.4}, idempotency_key=uuid.uuid4())
+    services.annotation_submit(
+        assignment_id=lb.id, annotator=b, scores={OVERALL.key: 0.4}, idempotency_key=uuid.uuid4()
+    )
     task.refresh_from_db()
     assert (task.active_lease_count, task.submitted_count, task.state) == (0, 2, TaskState.DONE)
 
@@ -151,7 +157,9 @@ def test_quality_updates_are_queued_once_per_window_and_stamped_with_its_end(
     for _ in range(3):
         lease = services.task_lease_next(campaign=campaign, annotator=ann)
         with django_capture_on_commit_callbacks(execute=True):
-            services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5}, idempotency_key=uuid.uuid4())
+            services.annotation_submit(
+                assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5}, idempotency_key=uuid.uuid4()
+            )
     assert len(sent) == 1
     (campaign_id, requested_at), countdown = sent[0]
     assert campaign_id == campaign.id
@@ -163,7 +171,9 @@ def test_quality_updates_are_queued_once_per_window_and_stamped_with_its_end(
     clock[0] += services.QUALITY_UPDATE_WINDOW_S
     lease = services.task_lease_next(campaign=campaign, annotator=ann)
     with django_capture_on_commit_callbacks(execute=True):
-        services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5}, idempotency_key=uuid.uuid4())
+        services.annotation_submit(
+            assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.5}, idempotency_key=uuid.uuid4()
+        )
     assert len(sent) == 2
 
 
@@ -224,13 +234,29 @@ def test_hot_path_sql_reads_the_same_rows_as_the_orm():
     for f in Assignment._meta.concrete_fields:
         assert getattr(locked, f.attname) == getattr(stored, f.attname), f.name
         assert getattr(lease, f.attname) == getattr(stored, f.attname), f.name  # what the lease statement returned
-    assert (locked.task.pk, locked.task.campaign_id, locked.task.image_id) == (stored.task.pk, campaign.id, stored.task.image_id)
+    assert (locked.task.pk, locked.task.campaign_id, locked.task.image_id) == (
+        stored.task.pk,
+        campaign.id,
+        stored.task.image_id,
+    )
     c = locked.task.campaign
-    assert (c.pk, c.mode, c.state, c.redundancy, c.lease_seconds) == (campaign.id, "expert", "active", 2, campaign.lease_seconds)
+    assert (c.pk, c.mode, c.state, c.redundancy, c.lease_seconds) == (
+        campaign.id,
+        "expert",
+        "active",
+        2,
+        campaign.lease_seconds,
+    )
     assert hotpath.live_lease_ids(campaign_id=campaign.id, annotator_id=a.id, now=timezone.now()) == [lease.id]
-    read, member, expired, live = hotpath.campaign_for_next_task(campaign_id=campaign.id, user_id=a.id, now=timezone.now())
+    read, member, expired, live = hotpath.campaign_for_next_task(
+        campaign_id=campaign.id, user_id=a.id, now=timezone.now()
+    )
     assert read == campaign and read.mode == "expert" and member is True and expired is False and live == [lease.id]
-    assert hotpath.campaign_for_next_task(campaign_id=campaign.id, user_id=b.id, now=timezone.now())[1:] == (False, False, [])
+    assert hotpath.campaign_for_next_task(campaign_id=campaign.id, user_id=b.id, now=timezone.now())[1:] == (
+        False,
+        False,
+        [],
+    )
     assert hotpath.campaign_for_next_task(campaign_id=999999, user_id=a.id, now=timezone.now()) is None
     later = timezone.now() + timezone.timedelta(seconds=campaign.lease_seconds + 1)
     assert hotpath.campaign_for_next_task(campaign_id=campaign.id, user_id=b.id, now=later)[1:] == (False, True, [])
@@ -274,7 +300,11 @@ def test_the_one_statement_lease_counts_the_lease_on_the_task_it_returns():
 @pytest.mark.parametrize(
     ("mode", "scores", "code"),
     [
-        ("expert", {OVERALL.key: 0.5}, "missing_dimension"),  # taken for an overall rating: the statement's mode differs
+        (
+            "expert",
+            {OVERALL.key: 0.5},
+            "missing_dimension",
+        ),  # taken for an overall rating: the statement's mode differs
         ("overall", {k: 0.5 for k in DIMENSION_KEYS}, "wrong_mode_dimensions"),  # taken for an expert rating
     ],
 )

@@ -47,7 +47,9 @@ def test_annotator_follows_the_campaign_card_to_the_rating_page(client, start):
 
     # after a rating the card says "Continue rating", still to the same page
     lease = services.task_lease_next(campaign=campaign, annotator=ann)
-    services.annotation_submit(assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.6}, idempotency_key=uuid.uuid4())
+    services.annotation_submit(
+        assignment_id=lease.id, annotator=ann, scores={OVERALL.key: 0.6}, idempotency_key=uuid.uuid4()
+    )
     html = client.get(reverse(start)).content.decode()
     assert 'data-testid="rate-%d">Continue rating<' % campaign.id in html
     assert _href(html, f"rate-{campaign.id}") == href

@@ -105,7 +105,10 @@ def _bt500_by_hand(m):
             if x < mean - k * std:
                 q[j] += 1
     rejected = np.array(
-        [n[j] > 0 and (p[j] + q[j]) / n[j] > 0.05 and (p[j] + q[j]) > 0 and abs(p[j] - q[j]) / (p[j] + q[j]) < 0.3 for j in range(m.shape[1])]
+        [
+            n[j] > 0 and (p[j] + q[j]) / n[j] > 0.05 and (p[j] + q[j]) > 0 and abs(p[j] - q[j]) / (p[j] + q[j]) < 0.3
+            for j in range(m.shape[1])
+        ]
     )
     for j in range(m.shape[1]):  # correlation with the leave-one-out mean, on the normalised scores
         pairs = [

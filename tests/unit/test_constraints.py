@@ -53,7 +53,9 @@ def test_database_rejects_a_second_annotation_of_the_same_task_by_the_same_annot
     assignment = _assignment(task, user)
     Annotation.objects.create(task=task, annotator=user, assignment=assignment, is_expert=True, **_expert_scores())
     with pytest.raises(IntegrityError), transaction.atomic():
-        Annotation.objects.create(task=task, annotator=user, assignment=assignment, is_expert=True, **_expert_scores(0.7))
+        Annotation.objects.create(
+            task=task, annotator=user, assignment=assignment, is_expert=True, **_expert_scores(0.7)
+        )
     assert Annotation.objects.count() == 1
 
 
@@ -61,7 +63,9 @@ def test_a_correction_supersedes_instead_of_duplicating():
     task = factories.TaskFactory()
     user = factories.annotator()
     assignment = _assignment(task, user)
-    first = Annotation.objects.create(task=task, annotator=user, assignment=assignment, is_expert=True, **_expert_scores())
+    first = Annotation.objects.create(
+        task=task, annotator=user, assignment=assignment, is_expert=True, **_expert_scores()
+    )
     correction = Annotation.objects.create(
         task=task, annotator=user, assignment=assignment, is_expert=True, supersedes=first, **_expert_scores(0.9)
     )
@@ -78,7 +82,9 @@ def test_database_rejects_an_expert_annotation_missing_a_dimension():
     scores = _expert_scores()
     scores["looks"] = None
     with pytest.raises(IntegrityError), transaction.atomic():
-        Annotation.objects.create(task=task, annotator=user, assignment=_assignment(task, user), is_expert=True, **scores)
+        Annotation.objects.create(
+            task=task, annotator=user, assignment=_assignment(task, user), is_expert=True, **scores
+        )
 
 
 def test_idempotency_key_is_unique():
@@ -86,7 +92,12 @@ def test_idempotency_key_is_unique():
     user = factories.annotator()
     task_a, task_b = factories.TaskFactory(), factories.TaskFactory()
     Annotation.objects.create(
-        task=task_a, annotator=user, assignment=_assignment(task_a, user), is_expert=True, idempotency_key=key, **_expert_scores()
+        task=task_a,
+        annotator=user,
+        assignment=_assignment(task_a, user),
+        is_expert=True,
+        idempotency_key=key,
+        **_expert_scores(),
     )
     with pytest.raises(IntegrityError), transaction.atomic():
         Annotation.objects.create(
@@ -115,7 +126,9 @@ def test_one_imported_consensus_per_image_and_dimension():
     image = factories.ImageFactory()
     Consensus.objects.create(image=image, dimension=11, origin=ConsensusOrigin.IMPORTED, score=0.4, method="imported")
     with pytest.raises(IntegrityError), transaction.atomic():
-        Consensus.objects.create(image=image, dimension=11, origin=ConsensusOrigin.IMPORTED, score=0.6, method="imported")
+        Consensus.objects.create(
+            image=image, dimension=11, origin=ConsensusOrigin.IMPORTED, score=0.6, method="imported"
+        )
 
 
 def test_consensus_rejects_an_unknown_dimension_and_an_out_of_range_score():

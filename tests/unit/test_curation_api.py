@@ -85,9 +85,13 @@ def test_review_flow_through_the_api(curator_client, curator_user):
     uncertainties = [r["uncertainty"] for r in batch["results"]]
     assert uncertainties == sorted(uncertainties, reverse=True)
 
-    response = curator_client.patch(f"/api/filter-runs/{run.pk}/thresholds/", {"thresholds": {"max_aspect_ratio": 0.5}}, format="json")
+    response = curator_client.patch(
+        f"/api/filter-runs/{run.pk}/thresholds/", {"thresholds": {"max_aspect_ratio": 0.5}}, format="json"
+    )
     assert response.status_code == 400 and "max_aspect_ratio" in response.json()["detail"]
-    response = curator_client.patch(f"/api/filter-runs/{run.pk}/thresholds/", {"thresholds": {"min_short_side": 5000}}, format="json")
+    response = curator_client.patch(
+        f"/api/filter-runs/{run.pk}/thresholds/", {"thresholds": {"min_short_side": 5000}}, format="json"
+    )
     assert response.status_code == 200 and response.json()["counts"]["proposed_reject"] == 3
     assert curator_client.get(f"/api/review-batches/{batches[0]['id']}/").status_code == 404  # rebuilt
     batch_id = curator_client.get(f"/api/filter-runs/{run.pk}/batches/").json()["results"][0]["id"]
@@ -114,7 +118,9 @@ def test_review_flow_through_the_api(curator_client, curator_user):
     response = curator_client.post(f"/api/review-batches/{batch_id}/decide/", {}, format="json")
     assert response.status_code == 409 and response.json()["code"] == "already_decided"
     assert CuratorDecision.objects.count() == 3
-    response = curator_client.patch(f"/api/filter-runs/{run.pk}/thresholds/", {"thresholds": {"min_short_side": 10}}, format="json")
+    response = curator_client.patch(
+        f"/api/filter-runs/{run.pk}/thresholds/", {"thresholds": {"min_short_side": 10}}, format="json"
+    )
     assert response.status_code == 200  # decided images keep their decision; nothing left to batch
     assert ReviewBatch.objects.filter(run=run).count() == 1
 
@@ -123,7 +129,10 @@ def test_resume_and_cancel(curator_client, curator_user, monkeypatch):
     monkeypatch.setattr("aesplatform.common.jobqueue.task_send", lambda name, run_id: None)
     run = services.filter_run_create(created_by=curator_user, image_ids=[factories.ImageFactory().pk],
                                      clip_model_name=TINY_MODEL, clip_checkpoint="", enqueue=False)
-    assert curator_client.patch(f"/api/filter-runs/{run.pk}/thresholds/", {"thresholds": {}}, format="json").status_code == 409
+    assert (
+        curator_client.patch(f"/api/filter-runs/{run.pk}/thresholds/", {"thresholds": {}}, format="json").status_code
+        == 409
+    )
     assert curator_client.post(f"/api/filter-runs/{run.pk}/resume/").status_code == 202
     assert curator_client.post(f"/api/filter-runs/{run.pk}/cancel/").json()["state"] == "cancelled"
     assert curator_client.post(f"/api/filter-runs/{run.pk}/cancel/").status_code == 409

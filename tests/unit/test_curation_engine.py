@@ -80,7 +80,9 @@ def test_proposals_reasons_and_uncertainty():
     assert "photograph" in borderline.reasons[1]
     groups = proposals.proposal_compute({**SIGNALS, "face_count": 3}, t)
     assert groups.decision == "reject" and groups.reasons == ["3 faces detected (wanted 1)"]
-    many = proposals.proposal_compute({**SIGNALS, "height": 100, "width": 120, "blur_variance": 2.0, "duplicate_of": 7, "exact_duplicate": True}, t)
+    many = proposals.proposal_compute(
+        {**SIGNALS, "height": 100, "width": 120, "blur_variance": 2.0, "duplicate_of": 7, "exact_duplicate": True}, t
+    )
     assert many.decision == "reject" and many.uncertainty == 0.0 and len(many.reasons) == 3
     assert "exact duplicate of image 7 (that one is kept)" in many.reasons
     broken = proposals.proposal_compute({"error": "file missing: x.jpg"}, t)
@@ -89,7 +91,9 @@ def test_proposals_reasons_and_uncertainty():
 
 def test_threshold_validation():
     groups = list(prompts.DEFAULT_PROMPT_SET["groups"])
-    merged = proposals.thresholds_validate({"min_blur_variance": 10, "clip": {"photograph": {"max": 0.2}}}, groups=groups)
+    merged = proposals.thresholds_validate(
+        {"min_blur_variance": 10, "clip": {"photograph": {"max": 0.2}}}, groups=groups
+    )
     assert merged["min_blur_variance"] == 10.0 and merged["clip"]["photograph"] == {"max": 0.2}
     assert merged["min_short_side"] == proposals.DEFAULT_THRESHOLDS["min_short_side"]
     for bad, message in [
@@ -198,5 +202,7 @@ def test_engine_imports_no_django():
             "from aesplatform.curation.engine import clip, pipeline, dedup, proposals; "
             "import django.conf; assert not django.conf.settings.configured; print('ok')")
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ENGINE.parents[3], env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ENGINE.parents[3], env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.stdout.strip().endswith("ok"), out.stderr[-2000:]

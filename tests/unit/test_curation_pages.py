@@ -45,10 +45,14 @@ def test_start_a_run_from_the_page(curator_user, monkeypatch):
     assert client.get("/filtering/new/").status_code == 200
     response = client.post("/filtering/new/", {"clip_model_name": TINY_MODEL, "review_batch_size": 10})
     assert response.status_code == 400 and b"holds no image" in response.content and not FilterRun.objects.exists()
-    response = client.post("/filtering/new/", {"clip_model_name": TINY_MODEL, "clip_checkpoint": "/nope.pt", "review_batch_size": 10})
+    response = client.post(
+        "/filtering/new/", {"clip_model_name": TINY_MODEL, "clip_checkpoint": "/nope.pt", "review_batch_size": 10}
+    )
     assert response.status_code == 400 and b"does not exist" in response.content
     factories.ImageFactory(source="shoot-1")
-    response = client.post("/filtering/new/", {"clip_model_name": TINY_MODEL, "source": "shoot-1", "review_batch_size": 10})
+    response = client.post(
+        "/filtering/new/", {"clip_model_name": TINY_MODEL, "source": "shoot-1", "review_batch_size": 10}
+    )
     run = FilterRun.objects.get()
     assert response.status_code == 302 and response.url == f"/filtering/{run.pk}/"
     page = client.get(response.url)

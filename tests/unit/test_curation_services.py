@@ -171,14 +171,18 @@ def test_selection_rules(curator_user):
     approved = factories.ImageFactory(status=ImageStatus.APPROVED)
     free = factories.ImageFactory()
     with pytest.raises(ServiceError, match="Unknown image id"):
-        services.filter_run_create(created_by=curator_user, image_ids=[free.pk, 10**9], enqueue=False, **tiny_run_kwargs())
+        services.filter_run_create(
+            created_by=curator_user, image_ids=[free.pk, 10**9], enqueue=False, **tiny_run_kwargs()
+        )
     with pytest.raises(ServiceError, match=f"{approved.pk} \\(approved\\)"):
         services.filter_run_create(created_by=curator_user, image_ids=[approved.pk], enqueue=False, **tiny_run_kwargs())
     services.filter_run_create(created_by=curator_user, image_ids=[free.pk], enqueue=False, **tiny_run_kwargs())
     with pytest.raises(ConflictError, match="another run"):
         services.filter_run_create(created_by=curator_user, image_ids=[free.pk], enqueue=False, **tiny_run_kwargs())
     later = factories.ImageFactory()
-    run = services.filter_run_create(created_by=curator_user, enqueue=False, **tiny_run_kwargs())  # all imported, not busy
+    run = services.filter_run_create(
+        created_by=curator_user, enqueue=False, **tiny_run_kwargs()
+    )  # all imported, not busy
     assert list(run.results.values_list("image_id", flat=True)) == [later.pk]
 
 

@@ -90,7 +90,9 @@ def test_export_requests(curator_client, frozen, django_capture_on_commit_callba
     bad = curator_client.post("/api/exports/", {"version": frozen.pk, "format": "humanbeauty",
                                                 "options": {"zip": True}}, format="json")
     assert bad.status_code == 400 and bad.json()["code"] == "unknown_option" and "zip" in bad.json()["detail"]
-    assert curator_client.post("/api/exports/", {"version": frozen.pk, "format": "csv"}, format="json").status_code == 400
+    assert (
+        curator_client.post("/api/exports/", {"version": frozen.pk, "format": "csv"}, format="json").status_code == 400
+    )
     assert Export.objects.count() == 1
     pending = curator_client.get(f"/api/exports/{first.json()['id']}/download/")
     assert pending.status_code == 409

@@ -85,7 +85,9 @@ def test_a_bad_export_request_is_a_400_with_the_reason(curator_browser, settings
     labelled_set(3, 0)
     curator_browser.post(reverse("ui:dataset_new"), _version_form())
     version = DatasetVersion.objects.get()
-    response = curator_browser.post(reverse("ui:dataset_export", args=[version.pk]), {"format": "coco", "images": "copy"})
+    response = curator_browser.post(
+        reverse("ui:dataset_export", args=[version.pk]), {"format": "coco", "images": "copy"}
+    )
     assert response.status_code == 400 and not Export.objects.exists()
 
 

@@ -118,7 +118,9 @@ def test_docker_compose_file_is_valid():
     web = services.split("\n  web:\n", 1)[1].split("\n  worker-cpu:\n", 1)[0]
     proxy = services.split("\n  proxy:\n", 1)[1].split("\n  redis:\n", 1)[0]
     assert "ports:" not in web and "gunicorn -c deploy/gunicorn.conf.py" in web
-    assert "published: 8000" in proxy and "deploy/nginx.conf.template:/etc/nginx/templates/default.conf.template" in proxy
+    assert (
+        "published: 8000" in proxy and "deploy/nginx.conf.template:/etc/nginx/templates/default.conf.template" in proxy
+    )
 
 
 def _gunicorn_settings(**env: str) -> dict[str, str]:

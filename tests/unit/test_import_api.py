@@ -126,7 +126,9 @@ def test_images_are_filterable_by_status_source_and_format(curator_client, db):
     assert ordered[0]["id"] > ordered[1]["id"]
 
 
-def test_the_file_is_streamed_with_a_safe_type_nosniff_and_a_sanitised_name(annotator_client, annotator_user, stored_image):
+def test_the_file_is_streamed_with_a_safe_type_nosniff_and_a_sanitised_name(
+    annotator_client, annotator_user, stored_image
+):
     lease_to(stored_image, annotator_user)
     response = annotator_client.get(f"/api/images/{stored_image.pk}/file/", HTTP_ACCEPT="image/jpeg")
     assert response.status_code == 200
@@ -182,7 +184,9 @@ def test_the_detail_page_shows_the_report_and_a_finished_job_stops_polling(page_
     assert 'hx-trigger="every 1s"' in html
 
 
-def test_the_server_path_form_starts_a_job_or_shows_the_error(page_client, curator_user, import_root, django_capture_on_commit_callbacks):
+def test_the_server_path_form_starts_a_job_or_shows_the_error(
+    page_client, curator_user, import_root, django_capture_on_commit_callbacks
+):
     (import_root / "pics").mkdir()
     client = page_client(curator_user)
     refused = client.post("/imports/", {"kind": "folder", "path": "/etc"})

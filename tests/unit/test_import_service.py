@@ -324,10 +324,16 @@ def test_a_humanbeauty_folder_stores_labels_as_imported_consensus(curator, impor
 
     # per-record errors, each naming its line
     assert report["HumanBeauty-58K/label.jsonl:2"][1].startswith("label.jsonl line 2: not valid JSON")
-    assert "line 3" in report["HumanBeauty-58K/label.jsonl:3"][1] and "[0, 1]" in report["HumanBeauty-58K/label.jsonl:3"][1]
+    assert (
+        "line 3" in report["HumanBeauty-58K/label.jsonl:3"][1]
+        and "[0, 1]" in report["HumanBeauty-58K/label.jsonl:3"][1]
+    )
     assert report["HumanBeauty-58K/images/missing.jpg"] == (
         "error", "label.jsonl line 4: image file not found: images/missing.jpg")
-    assert "line 5" in report["HumanBeauty-58K/label.jsonl:5"][1] and "file name inside images/" in report["HumanBeauty-58K/label.jsonl:5"][1]
+    assert (
+        "line 5" in report["HumanBeauty-58K/label.jsonl:5"][1]
+        and "file name inside images/" in report["HumanBeauty-58K/label.jsonl:5"][1]
+    )
     assert report["HumanBeauty-50K/label.jsonl:2"] == (
         "error", "label.jsonl line 2: expert scores must have 12 values, got 11")
     assert not Image.objects.filter(original_name__in=["p2.jpg", "e2.jpg"]).exists()

@@ -141,6 +141,10 @@ def test_prescores_page_histograms_sorting_and_runs(world, curator):
 
 def test_models_list_links_to_the_new_pages(world, curator):
     page = curator.get(reverse("ui:models")).content.decode()
-    for url in (reverse("ui:training_job_new"), reverse("ui:prescores"), reverse("ui:model_detail", args=[world["model"].pk]),
-                reverse("ui:training_job", args=[world["job"].pk])):
+    for url in (
+        reverse("ui:training_job_new"),
+        reverse("ui:prescores"),
+        reverse("ui:model_detail", args=[world["model"].pk]),
+        reverse("ui:training_job", args=[world["job"].pk]),
+    ):
         assert url in page

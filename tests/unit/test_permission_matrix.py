@@ -290,7 +290,9 @@ def _declared_minimum(callback) -> str | None:
         levels = []
         for permission in view_class.permission_classes:
             role = getattr(permission, "role", None)
-            levels.append(str(role) if role is not None else {IsAuthenticated: SIGNED_IN, AllowAny: ANONYMOUS}.get(permission))
+            levels.append(
+                str(role) if role is not None else {IsAuthenticated: SIGNED_IN, AllowAny: ANONYMOUS}.get(permission)
+            )
         if levels and None not in levels:
             return max(levels, key=PRINCIPALS.index)
     return None
@@ -501,7 +503,11 @@ def test_every_route_refuses_anonymous_users_even_with_unknown_ids(client):
                 continue
             response = client.generic(method.upper(), url)
             if response.status_code in (301, 302):
-                assert response["Location"].startswith(("/login/", "/admin/login/")), (method, url, response["Location"])
+                assert response["Location"].startswith(("/login/", "/admin/login/")), (
+                    method,
+                    url,
+                    response["Location"],
+                )
             else:
                 assert response.status_code in (401, 403), (method, url, response.status_code, key)
 
@@ -589,7 +595,8 @@ def test_an_annotator_cannot_submit_skip_or_flag_another_annotators_lease(world)
     a, b_lease = world["users"][ANNOTATOR], world["other_lease"]
     body = {"scores": {d.key: 0.5 for d in DIMENSIONS}, "idempotency_key": str(uuid.uuid4()), "time_spent_ms": 1}
     for action, data in (("submit", body), ("skip", {}), ("flag", {"reason": "x"})):
-        response = _unchanged(lambda: _api(a).post(f"/api/assignments/{b_lease.pk}/{action}/", data, format="json"))
+        response = _unchanged(lambda action=action, data=data: _api(a).post(
+            f"/api/assignments/{b_lease.pk}/{action}/", data, format="json"))
         assert response.status_code in (403, 404), (action, response.status_code)
     b_lease.refresh_from_db()
     assert b_lease.state == AssignmentState.LEASED
@@ -651,10 +658,17 @@ def test_an_annotator_sees_only_the_active_campaigns_that_list_them(world):
 def test_an_annotator_reaches_no_export_dataset_version_or_curator_page_by_id(world):
     a = world["users"][ANNOTATOR]
     ids = world["ids"][ANNOTATOR]
-    for url in (f"/api/exports/{ids['export']}/", f"/api/exports/{ids['export']}/download/", "/api/exports/",
-                f"/api/dataset-versions/{ids['dataset_version']}/", f"/api/dataset-versions/{ids['dataset_version']}/items/",
-                f"/api/images/{ids['image']}/", f"/api/campaigns/{ids['campaign']}/stats/",
-                f"/api/campaigns/{ids['campaign']}/consensus/", f"/api/model-versions/{ids['model_version']}/"):
+    for url in (
+        f"/api/exports/{ids['export']}/",
+        f"/api/exports/{ids['export']}/download/",
+        "/api/exports/",
+        f"/api/dataset-versions/{ids['dataset_version']}/",
+        f"/api/dataset-versions/{ids['dataset_version']}/items/",
+        f"/api/images/{ids['image']}/",
+        f"/api/campaigns/{ids['campaign']}/stats/",
+        f"/api/campaigns/{ids['campaign']}/consensus/",
+        f"/api/model-versions/{ids['model_version']}/",
+    ):
         assert _api(a).get(url).status_code == 403, url
     client = Client()
     client.force_login(a)

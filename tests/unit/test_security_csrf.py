@@ -116,7 +116,9 @@ def test_the_same_requests_with_the_token_get_past_the_check(csrf_client):
 def test_api_token_authentication_is_exempt_by_design(admin_user):
     token = Token.objects.create(user=admin_user)
     client = Client(enforce_csrf_checks=True)
-    response = client.post("/api/campaigns/", {}, content_type="application/json", HTTP_AUTHORIZATION=f"Token {token.key}")
+    response = client.post(
+        "/api/campaigns/", {}, content_type="application/json", HTTP_AUTHORIZATION=f"Token {token.key}"
+    )
     assert response.status_code == 400  # validation: no CSRF token needed, no cookie involved
 
 
@@ -135,7 +137,9 @@ def test_htmx_requests_carry_the_token_from_the_layout(csrf_client):
     html = csrf_client.get("/").content.decode()
     match = re.search(r"<body hx-headers='\{\"X-CSRFToken\": \"([A-Za-z0-9]+)\"\}'>", html)
     assert match, "no hx-headers with the CSRF token on <body>"
-    response = csrf_client.post("/filtering/999999/thresholds/", HTTP_X_CSRFTOKEN=match.group(1), HTTP_HX_REQUEST="true")
+    response = csrf_client.post(
+        "/filtering/999999/thresholds/", HTTP_X_CSRFTOKEN=match.group(1), HTTP_HX_REQUEST="true"
+    )
     assert not _is_csrf_refusal(response)
 
 

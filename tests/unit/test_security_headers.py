@@ -29,7 +29,9 @@ def parse_csp(header: str) -> dict[str, list[str]]:
 
 
 def assert_strict_csp(response):
-    assert "Content-Security-Policy" in response, f"no CSP header on {response.status_code} {response.get('Content-Type')}"
+    assert "Content-Security-Policy" in response, (
+        f"no CSP header on {response.status_code} {response.get('Content-Type')}"
+    )
     csp = parse_csp(response["Content-Security-Policy"])
     assert csp["default-src"] == ["'self'"]
     assert csp["script-src"] == ["'self'"]  # no 'unsafe-inline', no 'unsafe-eval', no host

@@ -76,7 +76,9 @@ def test_a_stored_image_is_served_as_its_decoded_format_never_as_the_uploaded_na
     assert match.group(1).endswith(".png") and "html" not in match.group(1).rsplit(".", 1)[1]
     thumb = client.get(f"/api/images/{image.pk}/thumbnail/")
     assert thumb["Content-Type"] == "image/jpeg" and thumb["X-Content-Type-Options"] == "nosniff"
-    assert thumb["Content-Disposition"].startswith("inline; filename=") and thumb["Content-Disposition"].endswith('.jpg"')
+    assert thumb["Content-Disposition"].startswith("inline; filename=") and thumb["Content-Disposition"].endswith(
+        '.jpg"'
+    )
 
 
 def test_the_annotators_task_image_is_served_as_its_decoded_format_too(uploaded):

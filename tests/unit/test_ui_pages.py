@@ -77,7 +77,18 @@ def test_navigation_shows_exactly_the_items_of_the_role(client, who):
         "none": [],
         "annotator": ["annotate", "my-work"],
         "curator": ["annotate", "my-work", "images", "imports", "filtering", "campaigns", "datasets", "models"],
-        "admin": ["annotate", "my-work", "images", "imports", "filtering", "campaigns", "datasets", "models", "admin", "api-docs"],
+        "admin": [
+            "annotate",
+            "my-work",
+            "images",
+            "imports",
+            "filtering",
+            "campaigns",
+            "datasets",
+            "models",
+            "admin",
+            "api-docs",
+        ],
     }[who]
     assert shown == expected
     assert shown == nav_keys_for(frozenset(ALLOWED[who]))
@@ -157,7 +168,9 @@ def test_login_with_a_wrong_password_says_so(client):
 def test_login_redirects_to_next(client):
     user = factories.curator()
     url = reverse("login") + "?next=" + reverse("ui:images")
-    response = client.post(url, {"username": user.username, "password": factories.TEST_PASSWORD, "next": reverse("ui:images")})
+    response = client.post(
+        url, {"username": user.username, "password": factories.TEST_PASSWORD, "next": reverse("ui:images")}
+    )
     assert response["Location"] == reverse("ui:images")
 
 
@@ -239,14 +252,22 @@ def _make_world():
         campaign.annotators.add(annotator)
         for _ in range(2):
             task = factories.TaskFactory(campaign=campaign)
-        Assignment.objects.create(task=task, annotator=annotator, leased_until=timezone.now() + timezone.timedelta(hours=1))
-        job = ImportJob.objects.create(kind="folder", created_by=curator, source_name=f"src{i}", total=10, processed=10, imported_count=9)
+        Assignment.objects.create(
+            task=task, annotator=annotator, leased_until=timezone.now() + timezone.timedelta(hours=1)
+        )
+        job = ImportJob.objects.create(
+            kind="folder", created_by=curator, source_name=f"src{i}", total=10, processed=10, imported_count=9
+        )
         run = FilterRun.objects.create(name=f"run {i}", created_by=curator, total=10, processed=4)
         ReviewBatch.objects.create(run=run, number=1)
         version = DatasetVersion.objects.create(name="hb", version=i + 1, created_by=curator)
         Export.objects.create(version=version, format="humanbeauty", options_digest=f"{i:064x}", created_by=curator)
-        training = TrainingJob.objects.create(dataset_version=version, preset="tiny-cpu", created_by=curator, total_steps=100, step=(10 * i) % 100)
-        ModelVersion.objects.create(name=f"model {i}", checkpoint_path="/tmp/x", training_job=training, dataset_version=version)
+        training = TrainingJob.objects.create(
+            dataset_version=version, preset="tiny-cpu", created_by=curator, total_steps=100, step=(10 * i) % 100
+        )
+        ModelVersion.objects.create(
+            name=f"model {i}", checkpoint_path="/tmp/x", training_job=training, dataset_version=version
+        )
         assert job.pk
     return curator, annotator
 
@@ -316,7 +337,12 @@ def test_pages_have_no_inline_script_handler_or_style(client, url_name):
 
 
 def test_static_files_ship_with_the_project():
-    for path in ("vendor/htmx.min.js", "annotator_ui/css/app.css", "annotator_ui/js/app.js", "annotator_ui/img/favicon.svg"):
+    for path in (
+        "vendor/htmx.min.js",
+        "annotator_ui/css/app.css",
+        "annotator_ui/js/app.js",
+        "annotator_ui/img/favicon.svg",
+    ):
         assert finders.find(path), path
     with open(finders.find("vendor/htmx.min.js"), encoding="utf-8") as fh:
         assert 'version:"2.' in fh.read()

@@ -171,9 +171,25 @@ class Gunicorn(_LoggedProcess):
     def start(self) -> None:
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(REPO_ROOT / "deploy" / "gunicorn.conf.py"), "--graceful-timeout", "5"],
-            cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-            env={**self.env, "WEB_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": str(self.workers), "WEB_TIMEOUT": "60"})
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(REPO_ROOT / "deploy" / "gunicorn.conf.py"),
+                "--graceful-timeout",
+                "5",
+            ],
+            cwd=REPO_ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={
+                **self.env,
+                "WEB_BIND": f"127.0.0.1:{self.port}",
+                "WEB_CONCURRENCY": str(self.workers),
+                "WEB_TIMEOUT": "60",
+            },
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -132,7 +132,13 @@ def test_killed_jobs_of_every_kind_are_taken_up_again_by_themselves_each_item_on
         assert "job sweep re-queued" in second.logs()
 
         assert job.state == JobState.SUCCEEDED and job.attempts == 2, job.error
-        assert (job.total, job.processed, job.imported_count, job.duplicate_count, job.error_count) == (200, 200, 200, 0, 0)
+        assert (job.total, job.processed, job.imported_count, job.duplicate_count, job.error_count) == (
+            200,
+            200,
+            200,
+            0,
+            0,
+        )
         images = Image.objects.filter(import_job=job)
         assert images.count() == 200 and images.values("sha256").distinct().count() == 200
         assert sorted(images.values_list("original_name", flat=True)) == [f"{i:03d}.jpg" for i in range(200)]
