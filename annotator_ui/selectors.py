@@ -228,7 +228,8 @@ def model_version_list() -> QuerySet[ModelVersion]:
 
 
 def training_job_list() -> QuerySet[TrainingJob]:
-    return TrainingJob.objects.select_related("dataset_version", "created_by").defer("log", "loss_curve").order_by("-id")
+    return (TrainingJob.objects.select_related("dataset_version", "created_by")
+            .defer("log", "loss_curve").order_by("-id"))
 
 
 # --- admins -----------------------------------------------------------------------------------------------------

@@ -44,7 +44,8 @@ from . import views_curation  # noqa: E402
 urlpatterns += [
     path("filtering/new/", views_curation.FilterRunCreateView.as_view(), name="filter-run-new"),
     path("filtering/<id:pk>/", views_curation.FilterRunDetailView.as_view(), name="filter-run"),
-    path("filtering/<id:pk>/thresholds/", views_curation.FilterRunThresholdsView.as_view(), name="filter-run-thresholds"),
+    path("filtering/<id:pk>/thresholds/", views_curation.FilterRunThresholdsView.as_view(),
+         name="filter-run-thresholds"),
     path("filtering/batches/<id:pk>/", views_curation.ReviewBatchView.as_view(), name="review-batch"),
 ]
 

@@ -36,7 +36,8 @@ class CampaignForm(forms.Form):
         help_text="Share of images with an imported reference label, mixed in unannounced.",
     )
     image_source = forms.ChoiceField(required=False, help_text="Approved images of this source only (blank: any).")
-    image_limit = forms.IntegerField(min_value=1, max_value=MAX_IMAGES_FROM_FORM, initial=500, help_text="At most this many images.")
+    image_limit = forms.IntegerField(min_value=1, max_value=MAX_IMAGES_FROM_FORM, initial=500,
+                                     help_text="At most this many images.")
     annotators = forms.ModelMultipleChoiceField(queryset=None, required=False)
     instructions = forms.CharField(widget=forms.Textarea, required=False)
     show_prescores = forms.BooleanField(required=False, help_text="Off by default, to avoid anchoring.")
@@ -49,7 +50,8 @@ class CampaignForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["annotators"].queryset = selectors.annotator_candidates()
         sources = (
-            Image.objects.filter(status=ImageStatus.APPROVED).order_by("source").values_list("source", flat=True).distinct()[:200]
+            Image.objects.filter(status=ImageStatus.APPROVED).order_by("source")
+            .values_list("source", flat=True).distinct()[:200]
         )
         self.fields["image_source"].choices = [("", "Any source"), *[(s, s) for s in sources]]
 
@@ -75,7 +77,8 @@ class CampaignCreateView(RoleRequiredMixin, FormView):
                 name=data["name"], mode=data["mode"], created_by=self.request.user, image_ids=image_ids,
                 redundancy=data["redundancy"], gold_ratio=data["gold_ratio"], show_prescores=data["show_prescores"],
                 instructions=data["instructions"], annotators=list(data["annotators"]), task_order=data["task_order"],
-                lease_seconds=data["lease_seconds"], state=CampaignState.ACTIVE if data["activate"] else CampaignState.DRAFT,
+                lease_seconds=data["lease_seconds"],
+                state=CampaignState.ACTIVE if data["activate"] else CampaignState.DRAFT,
             )
         except ServiceError as exc:
             form.add_error(None, exc.message)

@@ -36,7 +36,8 @@ class FilterRunForm(forms.Form):
     clip_model_name = forms.CharField(max_length=100, label="CLIP model")
     clip_checkpoint = forms.CharField(max_length=1024, required=False, label="Checkpoint (absolute path)",
                                       help_text="Local file; empty means random weights (only for trying things out).")
-    review_batch_size = forms.IntegerField(min_value=limits.REVIEW_BATCH_SIZE_MIN, max_value=limits.REVIEW_BATCH_SIZE_MAX,
+    review_batch_size = forms.IntegerField(min_value=limits.REVIEW_BATCH_SIZE_MIN,
+                                           max_value=limits.REVIEW_BATCH_SIZE_MAX,
                                            initial=limits.REVIEW_BATCH_SIZE_DEFAULT, label="Images per review batch")
 
     def __init__(self, *args, **kwargs):
@@ -113,7 +114,9 @@ def _parse_thresholds(post) -> dict:
                 number = float(raw)
             except ValueError:
                 raise ServiceError(f"{key} must be a number.") from None
-            changes[key] = int(number) if number.is_integer() and key in ("min_short_side", "min_faces", "max_faces") else number
+            changes[key] = (
+                int(number) if number.is_integer() and key in ("min_short_side", "min_faces", "max_faces") else number
+            )
     return changes
 
 

@@ -231,7 +231,8 @@ class ModelDetailView(RoleRequiredMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         model = get_object_or_404(selectors.model_version_list(), pk=self.kwargs["pk"])
         plots = [name for name in PLOT_FILES if model.report_dir and (Path(model.report_dir) / name).is_file()]
-        context.update(model=model, report_rows=_report_rows(model.metrics), dimension_rows=_dimension_rows(model.metrics),
+        context.update(model=model, report_rows=_report_rows(model.metrics),
+                       dimension_rows=_dimension_rows(model.metrics),
                        reference_rows=_reference_rows(model.metrics),
                        reference_columns=[label for _, label in REFERENCE_COLUMNS],
                        report_meta=(model.metrics or {}).get("meta") or {}, holdout=_holdout(model.metrics),
@@ -331,8 +332,8 @@ class PrescoresView(RoleRequiredMixin, TemplateView):
         histograms, rows = [], []
         if model is not None:
             hist = selectors.prescore_histograms(model_version=model)
-            labels = {"metavoter_score": "MetaVoter score", "lm_score": "LM head", "regression_score": "Regression head",
-                      "uncertainty": "Uncertainty"}
+            labels = {"metavoter_score": "MetaVoter score", "lm_score": "LM head",
+                      "regression_score": "Regression head", "uncertainty": "Uncertainty"}
             histograms = [{"label": labels[k], "svg": None if v is None else histogram_svg(v, label=labels[k])}
                           for k, v in hist.items()]
             rows = list(selectors.prescore_list(model_version=model, ordering=ordering)

@@ -41,7 +41,9 @@ def _order_module():
     # aesplatform.modeling.active's pure functions (no Django needed for them)
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("active", ROOT / "platform" / "aesplatform" / "modeling" / "active.py")
+    spec = importlib.util.spec_from_file_location(
+        "active", ROOT / "platform" / "aesplatform" / "modeling" / "active.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -43,7 +43,8 @@ def make_jpegs(folder: Path, count: int, width: int, height: int) -> list[str]:
         if path.exists():
             continue
         a, b, c = rng.uniform(0.002, 0.02, 3)
-        base = np.stack([128 + 100 * np.sin(a * x + i), 128 + 100 * np.cos(b * y + i), 128 + 90 * np.sin(c * (x + y))], -1)
+        base = np.stack([128 + 100 * np.sin(a * x + i), 128 + 100 * np.cos(b * y + i),
+                         128 + 90 * np.sin(c * (x + y))], -1)
         image = np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, "JPEG", quality=88)
@@ -73,7 +74,8 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     paths = make_jpegs(folder, args.images, width, height)
 
-    scorer = ClipScorer(model_name=model, checkpoint=args.checkpoint, prompt_set=prompts.default_prompt_set(), device=device)
+    scorer = ClipScorer(model_name=model, checkpoint=args.checkpoint, prompt_set=prompts.default_prompt_set(),
+                        device=device)
     model_rate = pipeline.model_only_throughput(scorer, batch_size=batch_size, batches=args.model_batches)
 
     items = [pipeline.ImageItem(i, p) for i, p in enumerate(paths)]
@@ -95,20 +97,24 @@ def main() -> None:
                 digests.append(s.digest)
     pipeline_s = time.perf_counter() - start
     t0 = time.perf_counter()
-    groups = dedup.duplicate_groups(np.stack(embeddings), digests, threshold=0.95, rank=[(0, -i) for i in range(len(digests))])
+    groups = dedup.duplicate_groups(np.stack(embeddings), digests, threshold=0.95,
+                                    rank=[(0, -i) for i in range(len(digests))])
     thresholds = proposals.default_thresholds()
     for row in rows:
         proposals.proposal_compute({**row, "width": width, "height": height}, thresholds)
     propose_s = time.perf_counter() - t0
     errors = sum(1 for r in rows if r["error"])
     print(json.dumps({
-        "bench": "filter", "device": torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({os.cpu_count()} cores)",
-        "model": model, "weights": args.checkpoint or "random init", "precision": str(scorer.dtype).replace("torch.", ""),
+        "bench": "filter",
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "model": model, "weights": args.checkpoint or "random init",
+        "precision": str(scorer.dtype).replace("torch.", ""),
         "clip_input": scorer.image_size, "images": len(rows), "errors": errors, "jpeg_size": f"{width}x{height}",
         "batch_size": batch_size, "decode_workers": args.workers,
         "pipeline_images_per_s": round(len(rows) / pipeline_s, 1),
         "model_images_per_s": round(model_rate, 1),
-        "propose_and_dedup_s": round(propose_s, 3), "duplicate_groups": sum(g != i for i, g in enumerate(groups.group_of)),
+        "propose_and_dedup_s": round(propose_s, 3),
+        "duplicate_groups": sum(g != i for i, g in enumerate(groups.group_of)),
         "torch": torch.__version__,
     }))
     if tmp is not None:

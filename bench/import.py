@@ -82,7 +82,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="aesp-bench-import-"))
     os.environ.setdefault("DJANGO_ENV", "development")
     os.environ.setdefault("AESP_VAR_DIR", str(workdir / "var"))
-    os.environ.setdefault("AESP_IMPORT_ROOTS", str(args.images.resolve().parent if args.images else workdir / "incoming"))
+    os.environ.setdefault("AESP_IMPORT_ROOTS",
+                          str(args.images.resolve().parent if args.images else workdir / "incoming"))
     os.environ.setdefault("DJANGO_LOG_LEVEL", "WARNING")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aesplatform.settings")
     for path in (ROOT, ROOT / "platform"):
@@ -154,7 +155,8 @@ def main() -> None:
 
     imported = Image.objects.filter(import_job=job).count()
     if job.state != "succeeded" or imported != args.count:
-        raise SystemExit(f"bench import failed: state={job.state} imported={imported} errors={job.error_count} {job.error}")
+        raise SystemExit(f"bench import failed: state={job.state} imported={imported} "
+                         f"errors={job.error_count} {job.error}")
     self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps({

@@ -127,7 +127,8 @@ class Annotator:
 
     async def lease(self, campaign_id: int, held: list[int]) -> dict | None:
         status, data = await self.call(
-            "next", "POST", f"/api/campaigns/{campaign_id}/next-task/", json.dumps({"held": held}).encode(), ok=(200, 204)
+            "next", "POST", f"/api/campaigns/{campaign_id}/next-task/", json.dumps({"held": held}).encode(),
+            ok=(200, 204),
         )
         return json.loads(data) if status == 200 else None
 
@@ -314,12 +315,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--annotators", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=60.0, help="time bound of the measured window")
-    parser.add_argument("--drain-seconds", type=float, default=30.0, help="after it, at most this long for in-flight submits")
+    parser.add_argument("--drain-seconds", type=float, default=30.0,
+                        help="after it, at most this long for in-flight submits")
     parser.add_argument("--max-requests", type=int, default=2_000_000, help="count bound")
     parser.add_argument("--images", type=int, default=20_000, help="tasks in the campaign (redundancy 3)")
     parser.add_argument("--duplicate-share", type=float, default=0.02, help="share of submits sent twice")
     parser.add_argument("--workers", type=int, help="gunicorn worker processes (default: deploy/gunicorn.conf.py's)")
-    parser.add_argument("--worker-class", help="gunicorn worker class instead of the configuration's sync (e.g. gthread)")
+    parser.add_argument("--worker-class",
+                        help="gunicorn worker class instead of the configuration's sync (e.g. gthread)")
     parser.add_argument("--threads", type=int, help="threads per worker (gthread)")
     parser.add_argument("--port", type=int, default=18432)
     parser.add_argument("--database", default="aesp_load")
@@ -331,15 +334,16 @@ def main() -> int:
     server_url = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
     db_url = f"{server_url}/{args.database}"
     media = tempfile.TemporaryDirectory(prefix="aesp-load-")
-    env = {**bench_env(db_url), "DJANGO_DB_PREPARED_STATEMENTS": "1", "DJANGO_MEDIA_ROOT": str(Path(media.name) / "media"),
-           "AESP_VAR_DIR": media.name}
+    env = {**bench_env(db_url), "DJANGO_DB_PREPARED_STATEMENTS": "1",
+           "DJANGO_MEDIA_ROOT": str(Path(media.name) / "media"), "AESP_VAR_DIR": media.name}
     admin_sql(db_url, f'DROP DATABASE IF EXISTS "{args.database}"')
     admin_sql(db_url, f'CREATE DATABASE "{args.database}"')
     try:
         import subprocess
 
         subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=REPO, check=True)
-        campaign_id = prepare(db_url, images=args.images, annotators=args.annotators, media_root=Path(media.name) / "media")
+        campaign_id = prepare(db_url, images=args.images, annotators=args.annotators,
+                              media_root=Path(media.name) / "media")
         figures = measure(
             env, db_url=db_url, campaign_id=campaign_id, annotators=args.annotators, seconds=args.seconds,
             drain_seconds=args.drain_seconds, max_requests=args.max_requests, duplicate_share=args.duplicate_share,
@@ -347,7 +351,9 @@ def main() -> int:
         )
         figures["cpu_count"] = os.cpu_count()
         print(json.dumps(figures))
-        return 0 if figures["stored_equals_acknowledged"] and not figures["errors"] and not figures["login_errors"] else 1
+        return (
+            0 if figures["stored_equals_acknowledged"] and not figures["errors"] and not figures["login_errors"] else 1
+        )
     finally:
         try:
             from celery import Celery

@@ -63,7 +63,8 @@ def _drop_secondary_indexes(conn) -> list[str]:
     rebuild = []
     for table in BULK_TABLES:
         for name, definition in conn.execute(
-            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'u'",
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = %s::regclass AND contype = 'u'",
             (table,),
         ).fetchall():
             conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
@@ -106,7 +107,8 @@ def load(db_url: str, *, images: int, campaigns: int, annotators: int) -> dict:
         )
         conn.execute(
             """
-            INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined)
+            INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, is_staff, is_active,
+                                   date_joined)
             SELECT '!', false, 'bench' || i, '', '', '', false, true, now() FROM generate_series(0, %s) AS i
             """,
             (annotators,),
@@ -126,7 +128,8 @@ def load(db_url: str, *, images: int, campaigns: int, annotators: int) -> dict:
                 conn.execute(
                     """INSERT INTO annotation_campaign (created_at, updated_at, name, mode, redundancy, gold_ratio,
                        show_prescores, instructions, state, task_order, lease_seconds, created_by_id)
-                       VALUES (now(), now(), %s, 'overall', 3, 0, false, '', 'active', 'random', 900, %s) RETURNING id""",
+                       VALUES (now(), now(), %s, 'overall', 3, 0, false, '', 'active', 'random', 900, %s)
+                       RETURNING id""",
                     (f"bench {c}", creator),
                 ).fetchone()[0]
             )
@@ -136,7 +139,8 @@ def load(db_url: str, *, images: int, campaigns: int, annotators: int) -> dict:
                 (campaign_ids[-1],),
             )
         conn.execute(
-            """INSERT INTO annotation_task (campaign_id, image_id, is_gold, priority, state, submitted_count, active_lease_count)
+            """INSERT INTO annotation_task (campaign_id, image_id, is_gold, priority, state, submitted_count,
+                                            active_lease_count)
                SELECT c, i.id, false, random(), 'open', 0, 0 FROM unnest(%s::bigint[]) AS c, catalog_image i""",
             (campaign_ids,),
         )
@@ -152,7 +156,8 @@ def load(db_url: str, *, images: int, campaigns: int, annotators: int) -> dict:
             pass
         tasks = conn.execute("SELECT count(*) FROM annotation_task").fetchone()[0]
     return {
-        "load_s": round(time.monotonic() - t0, 1), "load_rows_s": round(loaded_s, 1), "load_index_s": round(indexed_s, 1),
+        "load_s": round(time.monotonic() - t0, 1), "load_rows_s": round(loaded_s, 1),
+        "load_index_s": round(indexed_s, 1),
         "campaign_ids": campaign_ids, "tasks": tasks,
     }
 
@@ -232,7 +237,9 @@ class _Client:
         status, _, data = await self.request("POST", path, body, "Content-Type: application/json\r\n")
         return status, data
 
-    async def request(self, method: str, path: str, body: bytes = b"", headers: str = "") -> tuple[int, list[bytes], bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: str = ""
+    ) -> tuple[int, list[bytes], bytes]:
         """(status, header lines, body) of one request on the kept-alive connection (reconnecting when needed)."""
         if self.writer is None:
             await self.connect()
@@ -393,7 +400,8 @@ def http_cycles(
                     leased_at = time.perf_counter()
                     assignment = json.loads(body)["id"]
                     payload = (
-                        '{"scores": {"comprehensive": 0.5}, "idempotency_key": "%s", "time_spent_ms": 1000}' % uuid.uuid4()
+                        '{"scores": {"comprehensive": 0.5}, "idempotency_key": "%s", "time_spent_ms": 1000}'
+                        % uuid.uuid4()
                     ).encode()
                     status, body = await conn.post(f"/api/assignments/{assignment}/submit/", payload)
                     if status != 201:
@@ -476,14 +484,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="HTTP phase time bound")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured HTTP warm-up before it")
     parser.add_argument("--rate", type=float, default=0.0,
-                        help="offered cycles/s spread over the clients on a fixed schedule (0: closed loop, no think time)")
+                        help="offered cycles/s spread over the clients on a fixed schedule "
+                             "(0: closed loop, no think time)")
     parser.add_argument("--max-cycles", type=int, default=1_000_000, help="HTTP phase count bound")
     parser.add_argument("--workers", type=int, help="gunicorn worker processes (default: deploy/gunicorn.conf.py's)")
-    parser.add_argument("--worker-class", help="gunicorn worker class instead of the configuration's sync (e.g. gthread)")
+    parser.add_argument("--worker-class",
+                        help="gunicorn worker class instead of the configuration's sync (e.g. gthread)")
     parser.add_argument("--threads", type=int, help="threads per worker (gthread)")
     parser.add_argument("--no-prepared", action="store_true", help="without DJANGO_DB_PREPARED_STATEMENTS=1")
-    parser.add_argument("--no-health-checks", action="store_true", help="DJANGO_CONN_HEALTH_CHECKS=false (no SELECT 1 per request)")
-    parser.add_argument("--reuse", action="store_true", help="measure an existing bench database (from --keep) as it is")
+    parser.add_argument("--no-health-checks", action="store_true",
+                        help="DJANGO_CONN_HEALTH_CHECKS=false (no SELECT 1 per request)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure an existing bench database (from --keep) as it is")
     parser.add_argument("--http-only", action="store_true", help="skip the in-process query latency phase")
     parser.add_argument("--port", type=int, default=18431)
     parser.add_argument("--database", default="aesp_bench")

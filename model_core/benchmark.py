@@ -103,8 +103,8 @@ def run_prescore_benchmark(
         image_size = (shape.tile_size * 2, shape.tile_size * 3 // 2)
     results: dict[str, Any] = {
         "model": "tiny" if tiny else "internvl2-1b-shape (InternViT-300M-448px + Qwen2-0.5B, random weights)",
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or 'x86_64'}, "
-                  f"{torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda"
+        else f"cpu ({platform.processor() or 'x86_64'}, {torch.get_num_threads()} threads)",
         "dtype": str(model.backbone_dtype).replace("torch.", ""), "attn": "sdpa", "image_size": list(image_size),
         "tile_size": model.tile_size, "tokens_per_tile": model.tokens_per_tile,
     }

@@ -95,7 +95,8 @@ def confusion_matrix(pred: Sequence[float], true: Sequence[float]) -> np.ndarray
     for p, t in zip(pred, true):
         if math.isnan(p) or math.isnan(t):
             continue
-        matrix[score_to_level_index(min(max(float(t), 0.0), 1.0)), score_to_level_index(min(max(float(p), 0.0), 1.0))] += 1
+        matrix[score_to_level_index(min(max(float(t), 0.0), 1.0)),
+               score_to_level_index(min(max(float(p), 0.0), 1.0))] += 1
     return matrix
 
 

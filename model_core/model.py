@@ -448,7 +448,8 @@ class HumanAesModel(nn.Module):
         return {k: v for k, v in state.items() if k.startswith(keep) or "lora_" in k or k.startswith(tuple(trained))}
 
     def extra_repr(self) -> str:
-        return f"source={self.config.backbone.source!r}, tile_size={self.tile_size}, tokens_per_tile={self.tokens_per_tile}"
+        return (f"source={self.config.backbone.source!r}, tile_size={self.tile_size}, "
+                f"tokens_per_tile={self.tokens_per_tile}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

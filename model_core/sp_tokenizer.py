@@ -147,7 +147,7 @@ def build_fast_tokenizer(model: SentencePieceModel, added: dict[int, str], *, ad
         raise SentencePieceError("duplicate pieces in the sentencepiece model")
     scored = sorted(((p, s) for p, s, _ in model.pieces), key=lambda item: -item[1])
     merges = []
-    for merged, score in scored:
+    for merged, _score in scored:
         local = [(merged[:i], merged[i:]) for i in range(1, len(merged)) if merged[:i] in vocab and merged[i:] in vocab]
         merges.extend(sorted(local, key=lambda pair: (vocab[pair[0]], vocab[pair[1]])))
     unk = next((p for p, _, kind in model.pieces if kind == UNKNOWN), None)

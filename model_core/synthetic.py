@@ -3,7 +3,8 @@
 Why: the platform needs demo data without shipping photos of people, and the model needs a test bed on which
 "it learns" can be checked in minutes on a CPU. Each image shows a simple drawn figure (head ellipse with eyes
 and mouth, a body, a background with optional clutter). Ten latent factors in [0, 1] (correlated through a shared
-"quality" latent, see :data:`SHARED_QUALITY`) control visible properties -- global lighting, sharpness (Gaussian blur), skin colour, face proportions, contour strength,
+"quality" latent, see :data:`SHARED_QUALITY`) control visible properties -- global lighting, sharpness (Gaussian
+blur), skin colour, face proportions, contour strength,
 outfit saturation, body width, framing (horizontal offset), background clutter, global contrast -- and the 12
 scores of the standard are fixed, documented functions of those factors plus a little Gaussian noise
 (:func:`scores_from_factors`). The overall score leans on the factors that are visible at any resolution

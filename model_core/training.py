@@ -170,7 +170,9 @@ class TrainingStopped(RuntimeError):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def compute_losses(heads, scores: torch.Tensor, is_expert: torch.Tensor, config: TrainConfig) -> dict[str, torch.Tensor]:
+def compute_losses(
+    heads, scores: torch.Tensor, is_expert: torch.Tensor, config: TrainConfig
+) -> dict[str, torch.Tensor]:
     """The three losses and their weighted sum. scores (B, 12), is_expert (B,)."""
     overall = scores[:, -1]  # (B,)
     regression = F.mse_loss(heads.regression, overall)

@@ -115,7 +115,8 @@ class UserListCreateView(ListAPIView):
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
-    @extend_schema(request=InputSerializer, responses={201: UserSerializer}, summary="Create a user with roles (admins)")
+    @extend_schema(request=InputSerializer, responses={201: UserSerializer},
+                   summary="Create a user with roles (admins)")
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

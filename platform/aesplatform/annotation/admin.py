@@ -7,7 +7,8 @@ from .models import Agreement, Annotation, Assignment, Campaign, Consensus, Task
 
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "mode", "state", "redundancy", "gold_ratio", "task_order", "show_prescores", "created_at")
+    list_display = ("id", "name", "mode", "state", "redundancy", "gold_ratio", "task_order", "show_prescores",
+                    "created_at")
     list_filter = ("mode", "state", "task_order")
     filter_horizontal = ("annotators",)
 
@@ -35,7 +36,8 @@ class AnnotationAdmin(admin.ModelAdmin):
     list_display = ("id", "task", "annotator", "is_expert", "comprehensive", "supersedes", "created_at")
     list_filter = ("is_expert",)
     raw_id_fields = ("task", "annotator", "assignment", "supersedes")
-    readonly_fields = ("task", "annotator", "assignment", "is_expert", "supersedes", "idempotency_key", "time_spent_ms", "ui_version", *DIMENSION_KEYS)
+    readonly_fields = ("task", "annotator", "assignment", "is_expert", "supersedes", "idempotency_key", "time_spent_ms",
+                       "ui_version", *DIMENSION_KEYS)
     show_full_result_count = False
 
     def has_add_permission(self, request):

@@ -82,13 +82,17 @@ class CampaignListCreateView(ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Campaign.objects.none()
-        return selectors.campaigns_visible_to(user=self.request.user).select_related("created_by").prefetch_related("annotators").order_by("-id")
+        return (
+            selectors.campaigns_visible_to(user=self.request.user)
+            .select_related("created_by").prefetch_related("annotators").order_by("-id")
+        )
 
     @extend_schema(tags=TAG, summary="Campaigns you can see", responses=CampaignForRoleSerializer(many=True))
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
-    @extend_schema(tags=TAG, summary="Create a campaign (curators)", request=CampaignCreateSerializer, responses={201: CampaignSerializer})
+    @extend_schema(tags=TAG, summary="Create a campaign (curators)", request=CampaignCreateSerializer,
+                   responses={201: CampaignSerializer})
     def post(self, request):
         if not _is_curator(request):
             raise PermissionDenied("This needs the curator role.")
@@ -109,13 +113,15 @@ class CampaignDetailView(APIView):
     def _campaign(self, request, pk) -> Campaign:
         return get_object_or_404(selectors.campaigns_visible_to(user=request.user), pk=pk)
 
-    @extend_schema(tags=TAG, summary="A campaign (annotators: only their active ones)", responses=CampaignForRoleSerializer)
+    @extend_schema(tags=TAG, summary="A campaign (annotators: only their active ones)",
+                   responses=CampaignForRoleSerializer)
     def get(self, request, pk: int):
         campaign = self._campaign(request, pk)
         serializer = CampaignSerializer if _is_curator(request) else AnnotatorCampaignSerializer
         return Response(serializer(campaign).data)
 
-    @extend_schema(tags=TAG, summary="Change settings, annotators or state (curators)", request=CampaignUpdateSerializer, responses=CampaignSerializer)
+    @extend_schema(tags=TAG, summary="Change settings, annotators or state (curators)",
+                   request=CampaignUpdateSerializer, responses=CampaignSerializer)
     def patch(self, request, pk: int):
         if not _is_curator(request):
             raise PermissionDenied("This needs the curator role.")
@@ -180,7 +186,8 @@ class AssignmentSkipView(APIView):
     permission_classes = [IsAnnotator]
     authentication_classes = HOT_PATH_AUTHENTICATION
 
-    @extend_schema(tags=TAG, summary="Skip a leased task (you will not see the image again)", request=None, responses=AssignmentStateSerializer)
+    @extend_schema(tags=TAG, summary="Skip a leased task (you will not see the image again)", request=None,
+                   responses=AssignmentStateSerializer)
     def post(self, request, pk: int):
         assignment = services.assignment_skip(assignment_id=pk, annotator=request.user)
         return Response({"id": assignment.id, "state": assignment.state})
@@ -190,7 +197,8 @@ class AssignmentFlagView(APIView):
     permission_classes = [IsAnnotator]
     authentication_classes = HOT_PATH_AUTHENTICATION
 
-    @extend_schema(tags=TAG, summary="Flag a leased task's image as broken", request=FlagSerializer, responses=AssignmentStateSerializer)
+    @extend_schema(tags=TAG, summary="Flag a leased task's image as broken", request=FlagSerializer,
+                   responses=AssignmentStateSerializer)
     def post(self, request, pk: int):
         data = FlagSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -206,7 +214,9 @@ class AssignmentImageView(APIView):
     @extend_schema(tags=TAG, summary="The image of a leased task", responses={(200, "image/*"): OpenApiTypes.BINARY})
     def get(self, request, pk: int):
         # another annotator's assignment is a 404, as for annotations and campaigns: ids are not confirmed
-        assignment = get_object_or_404(selectors.assignments_visible_to(user=request.user).select_related("task__image"), pk=pk)
+        assignment = get_object_or_404(
+            selectors.assignments_visible_to(user=request.user).select_related("task__image"), pk=pk
+        )
         image = assignment.task.image
         try:
             handle = image.file.open("rb")
@@ -277,14 +287,19 @@ class AnnotationCorrectView(APIView):
     def post(self, request, pk: int):
         data = SubmitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        annotation, created = services.annotation_correct(annotation_id=pk, annotator=request.user, **data.validated_data)
-        return Response(AnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        annotation, created = services.annotation_correct(
+            annotation_id=pk, annotator=request.user, **data.validated_data
+        )
+        return Response(
+            AnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class CampaignStatsView(APIView):
     permission_classes = [IsCurator]
 
-    @extend_schema(tags=TAG, summary="Progress, agreement, histograms, annotator table and throughput (curators)", responses=CampaignStatsSerializer)
+    @extend_schema(tags=TAG, summary="Progress, agreement, histograms, annotator table and throughput (curators)",
+                   responses=CampaignStatsSerializer)
     def get(self, request, pk: int):
         campaign = get_object_or_404(Campaign, pk=pk)
         stats = selectors.campaign_stats(campaign=campaign)

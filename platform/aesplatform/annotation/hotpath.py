@@ -4,7 +4,8 @@ Profiling the next-task + submit cycle through gunicorn showed most of the web p
 compiling ORM querysets (a token lookup with three EXISTS annotations cost 3 ms of CPU, the same rows through a
 plain SELECT 0.25 ms). The statements here began as the ones the ORM produced; the lease and the submit have since
 become single statements of their own on PostgreSQL (data-modifying WITH queries), which the ORM cannot express.
-tests/unit/test_annotation_hotpath.py checks that they read and write the same rows as the ORM would; table and column names come from the models' _meta and rows become model instances through the
+tests/unit/test_annotation_hotpath.py checks that they read and write the same rows as the ORM would; table and
+column names come from the models' _meta and rows become model instances through the
 backend's converters (Model.from_db), so the rest of the code sees ordinary, partially loaded instances.
 Portable SQL: PostgreSQL (the production database) gets FOR UPDATE [OF ...] [SKIP LOCKED]; SQLite (the embedded
 default) has no row locks and serializes writers with BEGIN IMMEDIATE instead (see services.py).
@@ -173,7 +174,8 @@ def _campaign_for_next_sql(vendor: str) -> str:
     return (
         f"SELECT {_CAMPAIGN.select()}, EXISTS(SELECT 1 FROM {_table(through)} m WHERE m.{_col(through, 'campaign')} = "
         f"c.{_col(Campaign, 'id')} AND m.{_col(through, 'user')} = %s), "
-        f"EXISTS(SELECT 1 FROM {_table(Assignment)} x WHERE x.{_col(Assignment, 'state')} = {_literal(AssignmentState.LEASED)} "
+        f"EXISTS(SELECT 1 FROM {_table(Assignment)} x "
+        f"WHERE x.{_col(Assignment, 'state')} = {_literal(AssignmentState.LEASED)} "
         f"AND x.{_col(Assignment, 'leased_until')} <= %s), l.id "
         f"FROM {_table(Campaign)} c LEFT JOIN ({_live_sql(vendor)}) l ON 1 = 1 "
         f"WHERE c.{_col(Campaign, 'id')} = %s ORDER BY l.id"
@@ -189,14 +191,18 @@ def campaign_for_next_task(*, campaign_id: int, user_id: int, now) -> tuple[Camp
         return None
     n = len(_CAMPAIGN)
     first = rows[0]
-    return _CAMPAIGN.build(first[:n]), bool(first[n]), bool(first[n + 1]), [r[n + 2] for r in rows if r[n + 2] is not None]
+    return (
+        _CAMPAIGN.build(first[:n]), bool(first[n]), bool(first[n + 1]),
+        [r[n + 2] for r in rows if r[n + 2] is not None],
+    )
 
 
 @cache
 def _expired_sql(vendor: str) -> str:
     return (
         f"SELECT a.{_col(Assignment, 'id')}, a.{_col(Assignment, 'task')} FROM {_table(Assignment)} a "
-        f"WHERE a.{_col(Assignment, 'state')} = {_literal(AssignmentState.LEASED)} AND a.{_col(Assignment, 'leased_until')} <= %s "
+        f"WHERE a.{_col(Assignment, 'state')} = {_literal(AssignmentState.LEASED)} "
+        f"AND a.{_col(Assignment, 'leased_until')} <= %s "
         f"ORDER BY a.{_col(Assignment, 'id')} LIMIT %s" + _lock("a", skip_locked=True)
     )
 
@@ -212,7 +218,8 @@ def _live_sql(vendor: str) -> str:
         f"SELECT a.{_col(Assignment, 'id')} FROM {_table(Assignment)} a INNER JOIN {_table(Task)} t "
         f"ON t.{_col(Task, 'id')} = a.{_col(Assignment, 'task')} "
         f"WHERE t.{_col(Task, 'campaign')} = %s AND a.{_col(Assignment, 'annotator')} = %s "
-        f"AND a.{_col(Assignment, 'state')} = {_literal(AssignmentState.LEASED)} AND a.{_col(Assignment, 'leased_until')} > %s "
+        f"AND a.{_col(Assignment, 'state')} = {_literal(AssignmentState.LEASED)} "
+        f"AND a.{_col(Assignment, 'leased_until')} > %s "
         f"ORDER BY a.{_col(Assignment, 'id')}"
     )
 
@@ -233,7 +240,8 @@ def _takeable_tasks() -> str:
         f"FROM {_table(Task)} t INNER JOIN {_table(Image)} i ON i.{_col(Image, 'id')} = t.{_col(Task, 'image')} "
         f"WHERE t.{_col(Task, 'campaign')} = %s AND t.{_col(Task, 'state')} = {_literal(TaskState.OPEN)} "
         f"AND (t.{_col(Task, 'submitted_count')} + t.{_col(Task, 'active_lease_count')}) < %s "
-        f"AND NOT EXISTS(SELECT 1 FROM {_table(Assignment)} a WHERE a.{_col(Assignment, 'task')} = t.{_col(Task, 'id')} "
+        f"AND NOT EXISTS(SELECT 1 FROM {_table(Assignment)} a "
+        f"WHERE a.{_col(Assignment, 'task')} = t.{_col(Task, 'id')} "
         f"AND a.{_col(Assignment, 'annotator')} = %s)"
     )
 
@@ -283,7 +291,8 @@ _LEASE_CAMPAIGN = Columns(Campaign, "c", ["id", "mode", "state", "redundancy", "
 @cache
 def _own_assignment_sql(vendor: str) -> str:
     return (
-        f"SELECT {_ASSIGNMENT.select()}, {_LEASED_TASK.select()}, {_LEASE_CAMPAIGN.select()} FROM {_table(Assignment)} a "
+        f"SELECT {_ASSIGNMENT.select()}, {_LEASED_TASK.select()}, {_LEASE_CAMPAIGN.select()} "
+        f"FROM {_table(Assignment)} a "
         f"INNER JOIN {_table(Task)} t ON t.{_col(Task, 'id')} = a.{_col(Assignment, 'task')} "
         f"INNER JOIN {_table(Campaign)} c ON c.{_col(Campaign, 'id')} = t.{_col(Task, 'campaign')} "
         f"WHERE a.{_col(Assignment, 'id')} = %s" + _lock("a")
@@ -349,7 +358,8 @@ def _insert_plan(model, vendor: str):
     returning = connection.features.can_return_columns_from_insert
     sql = (
         f"INSERT INTO {_table(model)} ({', '.join(_qn(f.column) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))})" + (f" RETURNING {_qn(model._meta.pk.column)}" if returning else "")
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+        + (f" RETURNING {_qn(model._meta.pk.column)}" if returning else "")
     )
     return fields, sql, returning
 
@@ -374,11 +384,14 @@ def insert(obj) -> None:
     values = _insert_values(obj, fields, conn)
     with conn.cursor() as cursor:
         cursor.execute(sql, values)
-        pk = cursor.fetchone()[0] if returning else conn.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column)
+        pk = (
+            cursor.fetchone()[0] if returning
+            else conn.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column)
+        )
     _inserted(obj, pk, conn)
 
 
-# --- the lease and the submit as one statement each (PostgreSQL) -------------------------------------------------------
+# --- the lease and the submit as one statement each (PostgreSQL) ------------------------------------------------------
 #
 # On PostgreSQL a lease (lock the next task, count the lease, insert the assignment) and a submit (finish the lease,
 # count the submission, insert the annotation) are each one statement with data-modifying WITH queries. A statement
@@ -410,7 +423,8 @@ def _lease_sql(vendor: str) -> str:
     leases = _col(Task, "active_lease_count")
     return (
         f"WITH p ({', '.join(picked)}) AS ({_next_task_sql(vendor)}), "
-        f"counted AS (UPDATE {_table(Task)} SET {leases} = {leases} + 1 FROM p WHERE {_table(Task)}.{_col(Task, 'id')} = p.p0), "
+        f"counted AS (UPDATE {_table(Task)} SET {leases} = {leases} + 1 "
+        f"FROM p WHERE {_table(Task)}.{_col(Task, 'id')} = p.p0), "
         f"leased AS (INSERT INTO {_table(Assignment)} ({', '.join(_qn(f.column) for f in _insert_fields(Assignment))}) "
         f"SELECT {values} FROM p RETURNING {_qn(Assignment._meta.pk.column)}) "
         f"SELECT p.*, leased.{_qn(Assignment._meta.pk.column)} FROM p CROSS JOIN leased"
@@ -448,7 +462,8 @@ def _submit_sql(vendor: str) -> str:
         f"WITH finished AS (UPDATE {a} SET {_col(Assignment, 'state')} = %s, {_col(Assignment, 'finished_at')} = %s "
         f"FROM {t} t INNER JOIN {c} c ON c.{_col(Campaign, 'id')} = t.{_col(Task, 'campaign')} "
         f"WHERE {a}.{_col(Assignment, 'id')} = %s AND t.{_col(Task, 'id')} = {a}.{_col(Assignment, 'task')} "
-        f"AND {a}.{_col(Assignment, 'annotator')} = %s AND {a}.{_col(Assignment, 'state')} = {_literal(AssignmentState.LEASED)} "
+        f"AND {a}.{_col(Assignment, 'annotator')} = %s "
+        f"AND {a}.{_col(Assignment, 'state')} = {_literal(AssignmentState.LEASED)} "
         f"AND {a}.{_col(Assignment, 'leased_until')} > %s "
         f"AND c.{_col(Campaign, 'state')} = {_literal(CampaignState.ACTIVE)} AND c.{_col(Campaign, 'mode')} = %s "
         f"RETURNING {a}.{_col(Assignment, 'task')} AS task_id, t.{_col(Task, 'campaign')} AS campaign_id, "
@@ -456,7 +471,8 @@ def _submit_sql(vendor: str) -> str:
         # the submission counted and the lease released in one UPDATE; the task is done at `redundancy`
         f"counted AS (UPDATE {t} SET {submitted} = {t}.{submitted} + 1, "
         f"{leases} = CASE WHEN {t}.{leases} > 0 THEN {t}.{leases} - 1 ELSE 0 END, "
-        f"{state} = CASE WHEN {t}.{submitted} + 1 >= finished.redundancy THEN {_literal(TaskState.DONE)} ELSE {t}.{state} END "
+        f"{state} = CASE WHEN {t}.{submitted} + 1 >= finished.redundancy "
+        f"THEN {_literal(TaskState.DONE)} ELSE {t}.{state} END "
         f"FROM finished WHERE {t}.{_col(Task, 'id')} = finished.task_id), "
         f"stored AS (INSERT INTO {_table(Annotation)} ({', '.join(_qn(f.column) for f in fields)}) "
         f"SELECT {values} FROM finished RETURNING {_qn(Annotation._meta.pk.column)}) "
@@ -486,7 +502,7 @@ def annotation_submit_in_one_statement(*, annotation: Annotation, mode: str, now
     return True
 
 
-# --- the submit response, without a ModelSerializer per request --------------------------------------------------------
+# --- the submit response, without a ModelSerializer per request -------------------------------------------------------
 
 
 @cache

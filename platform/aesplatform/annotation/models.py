@@ -51,7 +51,8 @@ class Campaign(TimeStampedModel):
         help_text="Distinct annotators per image."
     )
     gold_ratio = models.FloatField(default=limits.GOLD_RATIO_DEFAULT,
-                                   validators=[MinValueValidator(limits.GOLD_RATIO_MIN), MaxValueValidator(limits.GOLD_RATIO_MAX)])
+                                   validators=[MinValueValidator(limits.GOLD_RATIO_MIN),
+                                               MaxValueValidator(limits.GOLD_RATIO_MAX)])
     show_prescores = models.BooleanField(default=False, help_text="Hidden by default, to avoid anchoring.")
     instructions = models.TextField(blank=True)
     state = models.CharField(max_length=8, choices=CampaignState.choices, default=CampaignState.DRAFT, db_index=True)
@@ -66,9 +67,16 @@ class Campaign(TimeStampedModel):
         constraints = [
             models.CheckConstraint(condition=models.Q(mode__in=CampaignMode.values), name="campaign_mode_valid"),
             models.CheckConstraint(condition=models.Q(state__in=CampaignState.values), name="campaign_state_valid"),
-            models.CheckConstraint(condition=models.Q(redundancy__gte=limits.REDUNDANCY_MIN), name="campaign_redundancy_positive"),
-            models.CheckConstraint(condition=models.Q(gold_ratio__gte=limits.GOLD_RATIO_MIN, gold_ratio__lte=limits.GOLD_RATIO_MAX), name="campaign_gold_ratio_range"),
-            models.CheckConstraint(condition=models.Q(lease_seconds__gte=limits.LEASE_SECONDS_MIN), name="campaign_lease_min"),
+            models.CheckConstraint(
+                condition=models.Q(redundancy__gte=limits.REDUNDANCY_MIN), name="campaign_redundancy_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(gold_ratio__gte=limits.GOLD_RATIO_MIN, gold_ratio__lte=limits.GOLD_RATIO_MAX),
+                name="campaign_gold_ratio_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(lease_seconds__gte=limits.LEASE_SECONDS_MIN), name="campaign_lease_min"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -126,7 +134,9 @@ class Assignment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["task", "annotator"], name="assignment_unique_annotator_per_task"),
             models.CheckConstraint(condition=models.Q(state__in=AssignmentState.values), name="assignment_state_valid"),
-            models.CheckConstraint(condition=models.Q(leased_until__gt=models.F("leased_at")), name="assignment_lease_after_start"),
+            models.CheckConstraint(
+                condition=models.Q(leased_until__gt=models.F("leased_at")), name="assignment_lease_after_start"
+            ),
         ]
         indexes = [
             models.Index(fields=["annotator", "state"], name="assignment_annotator_state"),
@@ -144,7 +154,8 @@ class Annotation(DimensionScores):
     supersedes = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by"
     )
-    idempotency_key = models.UUIDField(unique=True, default=uuid.uuid4, help_text="Client key: a retried submit stores once.")
+    idempotency_key = models.UUIDField(unique=True, default=uuid.uuid4,
+                                       help_text="Client key: a retried submit stores once.")
     time_spent_ms = models.PositiveIntegerField(default=0)
     ui_version = models.CharField(max_length=limits.UI_VERSION_MAX_LENGTH, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -158,9 +169,12 @@ class Annotation(DimensionScores):
                 condition=models.Q(supersedes__isnull=True),
                 name="annotation_one_original_per_task_annotator",
             ),
-            models.CheckConstraint(condition=models.Q(**{f"{OVERALL.key}__isnull": False}), name="annotation_has_overall"),
             models.CheckConstraint(
-                condition=models.Q(is_expert=False) | all_dimensions_present_q(), name="annotation_expert_has_all_dimensions"
+                condition=models.Q(**{f"{OVERALL.key}__isnull": False}), name="annotation_has_overall"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(is_expert=False) | all_dimensions_present_q(),
+                name="annotation_expert_has_all_dimensions",
             ),
         ]
 
@@ -191,8 +205,12 @@ class Consensus(models.Model):
         verbose_name_plural = "consensus"
         ordering = ["image", "dimension"]
         constraints = [
-            models.CheckConstraint(condition=score_range_q("score", nullable=False), name="consensus_score_in_unit_range"),
-            models.CheckConstraint(condition=models.Q(dimension__gte=0, dimension__lt=NUM_DIMENSIONS), name="consensus_dimension_valid"),
+            models.CheckConstraint(
+                condition=score_range_q("score", nullable=False), name="consensus_score_in_unit_range"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(dimension__gte=0, dimension__lt=NUM_DIMENSIONS), name="consensus_dimension_valid"
+            ),
             models.CheckConstraint(
                 condition=models.Q(origin=ConsensusOrigin.CAMPAIGN, campaign__isnull=False)
                 | models.Q(origin=ConsensusOrigin.IMPORTED, campaign__isnull=True),
@@ -226,5 +244,7 @@ class Agreement(models.Model):
         ordering = ["campaign", "dimension"]
         constraints = [
             models.UniqueConstraint(fields=["campaign", "dimension"], name="agreement_unique_per_campaign_dimension"),
-            models.CheckConstraint(condition=models.Q(dimension__gte=0, dimension__lt=NUM_DIMENSIONS), name="agreement_dimension_valid"),
+            models.CheckConstraint(
+                condition=models.Q(dimension__gte=0, dimension__lt=NUM_DIMENSIONS), name="agreement_dimension_valid"
+            ),
         ]

@@ -211,7 +211,8 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     users = dict(get_user_model().objects.filter(id__in=annotator_ids).values_list("id", "username"))
     by_state: dict[int, dict[str, int]] = defaultdict(dict)
     for user_id, state, n in (
-        Assignment.objects.filter(task__campaign=campaign).order_by().values_list("annotator_id", "state").annotate(n=Count("*"))
+        Assignment.objects.filter(task__campaign=campaign).order_by()
+        .values_list("annotator_id", "state").annotate(n=Count("*"))
     ):
         by_state[user_id][state] = n
     times: dict[int, list[int]] = defaultdict(list)
@@ -220,7 +221,9 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
 
     rows = []
     for user_id in sorted(set(annotator_ids) | set(by_state)):
-        username = users.get(user_id) or get_user_model().objects.filter(pk=user_id).values_list("username", flat=True).first()
+        username = users.get(user_id) or (
+            get_user_model().objects.filter(pk=user_id).values_list("username", flat=True).first()
+        )
         row = AnnotatorRow(
             user_id=user_id, username=username or str(user_id),
             submitted=by_state[user_id].get(AssignmentState.SUBMITTED, 0),
@@ -244,7 +247,9 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
         .values_list("hour")
         .annotate(n=Count("id"))
     ]
-    return CampaignStats(progress=campaign_progress(campaign=campaign), dimensions=dimensions, annotators=rows, throughput=throughput)
+    return CampaignStats(
+        progress=campaign_progress(campaign=campaign), dimensions=dimensions, annotators=rows, throughput=throughput
+    )
 
 
 def current_annotation_rows(*, campaign: Campaign) -> QuerySet[Annotation]:
@@ -252,7 +257,9 @@ def current_annotation_rows(*, campaign: Campaign) -> QuerySet[Annotation]:
 
 
 def campaign_consensus(*, campaign: Campaign) -> QuerySet[Consensus]:
-    return Consensus.objects.filter(campaign=campaign, origin=ConsensusOrigin.CAMPAIGN).order_by("image_id", "dimension")
+    return Consensus.objects.filter(campaign=campaign, origin=ConsensusOrigin.CAMPAIGN).order_by(
+        "image_id", "dimension"
+    )
 
 
 CSV_HEADER = [

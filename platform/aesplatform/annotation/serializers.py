@@ -43,7 +43,8 @@ class AnnotatorCampaignSerializer(CampaignSerializer):
     """What an annotator sees of a campaign: no gold ratio, no staff list."""
 
     class Meta(CampaignSerializer.Meta):
-        fields = ["id", "name", "mode", "state", "redundancy", "show_prescores", "instructions", "lease_seconds", "dimensions"]
+        fields = ["id", "name", "mode", "state", "redundancy", "show_prescores", "instructions", "lease_seconds",
+                  "dimensions"]
         read_only_fields = fields
 
 
@@ -81,7 +82,8 @@ class CampaignCreateSerializer(StrictInputSerializer):
     task_order = serializers.ChoiceField(choices=TaskOrder.choices, default=TaskOrder.RANDOM)
     lease_seconds = serializers.IntegerField(min_value=limits.LEASE_SECONDS_MIN, max_value=limits.LEASE_SECONDS_MAX,
                                              default=limits.LEASE_SECONDS_DEFAULT)
-    state = serializers.ChoiceField(choices=CampaignState.choices, default=CampaignState.DRAFT, help_text="draft or active")
+    state = serializers.ChoiceField(choices=CampaignState.choices, default=CampaignState.DRAFT,
+                                    help_text="draft or active")
 
 
 class CampaignUpdateSerializer(StrictInputSerializer):

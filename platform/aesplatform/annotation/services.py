@@ -206,7 +206,9 @@ def _leases_end(leased) -> None:
     rows = list(leased.select_for_update(of=("self",)).values_list("id", "task_id"))
     if not rows:
         return
-    Assignment.objects.filter(id__in=[a for a, _ in rows]).update(state=AssignmentState.EXPIRED, finished_at=timezone.now())
+    Assignment.objects.filter(id__in=[a for a, _ in rows]).update(
+        state=AssignmentState.EXPIRED, finished_at=timezone.now()
+    )
     _release_leases([t for _, t in rows])
 
 
@@ -225,7 +227,9 @@ def _release_leases(task_ids: list[int]) -> None:
     for task_id, n in counts.items():
         by_count.setdefault(n, []).append(task_id)
     for n, ids in by_count.items():
-        Task.objects.filter(id__in=ids, active_lease_count__gte=n).update(active_lease_count=F("active_lease_count") - n)
+        Task.objects.filter(id__in=ids, active_lease_count__gte=n).update(
+            active_lease_count=F("active_lease_count") - n
+        )
 
 
 def leases_expire(*, now=None, limit: int = EXPIRE_BATCH) -> int:
@@ -309,12 +313,14 @@ def task_lease_next(
             return assignment
     if len(live) >= MAX_LIVE_LEASES:
         raise ConflictError(
-            f"you already hold {len(live)} leased tasks in this campaign; submit or skip one first", code="too_many_leases"
+            f"you already hold {len(live)} leased tasks in this campaign; submit or skip one first",
+            code="too_many_leases",
         )
 
     for attempt in range(1, LEASE_ATTEMPTS + 1):
         assignment = Assignment(
-            annotator=annotator, state=AssignmentState.LEASED, leased_until=now + timedelta(seconds=campaign.lease_seconds)
+            annotator=annotator, state=AssignmentState.LEASED,
+            leased_until=now + timedelta(seconds=campaign.lease_seconds),
         )
         assignment.leased_at = now
         try:
@@ -380,7 +386,9 @@ def _leases_may_have_expired(read: LeaseContext | None, now) -> bool:
 def _task_lease_in_transaction(*, assignment: Assignment, campaign: Campaign) -> bool:
     # SELECT ... FOR UPDATE SKIP LOCKED over the partial index task_open_by_priority: the first open task whose
     # live leases + submissions are below the redundancy and that this annotator never had
-    task = hotpath.next_task_locked(campaign_id=campaign.pk, redundancy=campaign.redundancy, annotator_id=assignment.annotator_id)
+    task = hotpath.next_task_locked(
+        campaign_id=campaign.pk, redundancy=campaign.redundancy, annotator_id=assignment.annotator_id
+    )
     if task is None:
         return False
     hotpath.task_lease_taken(task_id=task.pk)  # under the row lock just taken
@@ -489,7 +497,9 @@ def _replay(*, idempotency_key, annotator, scores: dict, assignment_id: int | No
         and _same_content(existing, scores)
     )
     if not same:
-        raise ConflictError("this idempotency key was already used for a different annotation", code="idempotency_conflict")
+        raise ConflictError(
+            "this idempotency key was already used for a different annotation", code="idempotency_conflict"
+        )
     return existing
 
 
@@ -625,7 +635,9 @@ def annotation_submit(
     except IntegrityError:
         # the key was used before (by another lease, or a concurrent request won the race): answer like a replay
         with transaction.atomic():
-            existing = _replay(idempotency_key=key, annotator=annotator, scores=scores or {}, assignment_id=assignment_id)
+            existing = _replay(
+                idempotency_key=key, annotator=annotator, scores=scores or {}, assignment_id=assignment_id
+            )
         if existing is None:
             # a database constraint refused the row (the constraints, not Python checks, are the guarantee)
             raise ConflictError("the annotation conflicts with a stored one", code="annotation_conflict") from None
@@ -714,7 +726,9 @@ def _annotation_checked(*, mode, annotator, assignment_id, scores, key, time_spe
 
 
 @transaction.atomic
-def annotation_correct(*, annotation_id: int, annotator, scores: dict, idempotency_key, time_spent_ms: int = 0, ui_version: str = "") -> tuple[Annotation, bool]:
+def annotation_correct(
+    *, annotation_id: int, annotator, scores: dict, idempotency_key, time_spent_ms: int = 0, ui_version: str = ""
+) -> tuple[Annotation, bool]:
     """A correction: a new row that supersedes the annotator's current one (the history stays, rows never change)."""
     key = _parse_key(idempotency_key)
     try:
@@ -731,10 +745,13 @@ def annotation_correct(*, annotation_id: int, annotator, scores: dict, idempoten
         return existing, False
     _check_active(campaign)
     if Annotation.objects.filter(supersedes=original).exists():
-        raise ConflictError("this annotation was already corrected; correct the newest version", code="already_superseded")
+        raise ConflictError(
+            "this annotation was already corrected; correct the newest version", code="already_superseded"
+        )
     correction = Annotation(
         task=original.task, annotator=annotator, assignment=original.assignment, is_expert=original.is_expert,
-        supersedes=original, idempotency_key=key, time_spent_ms=max(int(time_spent_ms), 0), ui_version=ui_version[:limits.UI_VERSION_MAX_LENGTH],
+        supersedes=original, idempotency_key=key, time_spent_ms=max(int(time_spent_ms), 0),
+        ui_version=ui_version[:limits.UI_VERSION_MAX_LENGTH],
     )
     correction.set_scores(checked)
     correction.full_clean(validate_unique=False)
@@ -754,7 +771,9 @@ def current_annotations(*, campaign: Campaign):
 def campaign_matrices(*, campaign: Campaign) -> dict:
     """Ratings matrices (images x annotators) per dimension of the campaign's mode, with row/column ids."""
     dims = expected_dimensions(campaign.mode)
-    rows = list(current_annotations(campaign=campaign).values_list("task__image_id", "annotator_id", *[d.key for d in dims]))
+    rows = list(
+        current_annotations(campaign=campaign).values_list("task__image_id", "annotator_id", *[d.key for d in dims])
+    )
     image_ids = sorted({r[0] for r in rows})
     annotator_ids = sorted({r[1] for r in rows})
     image_pos = {v: i for i, v in enumerate(image_ids)}
@@ -798,14 +817,16 @@ def consensus_update_for_campaign(*, campaign: Campaign) -> dict:
             )
             row = existing.pop(image_id, None)
             if row is None:
-                to_create.append(Consensus(image_id=image_id, dimension=dimension, origin=ConsensusOrigin.CAMPAIGN, campaign=campaign, **values))
+                to_create.append(Consensus(image_id=image_id, dimension=dimension, origin=ConsensusOrigin.CAMPAIGN,
+                                           campaign=campaign, **values))
             else:
                 for k, v in values.items():
                     setattr(row, k, v)
                 to_update.append(row)
         Consensus.objects.bulk_create(to_create, batch_size=2000)
         Consensus.objects.bulk_update(
-            to_update, ["score", "count", "std", "ci_low", "ci_high", "rejected_annotators", "method", "updated_at"], batch_size=2000
+            to_update, ["score", "count", "std", "ci_low", "ci_high", "rejected_annotators", "method", "updated_at"],
+            batch_size=2000,
         )
         if existing:  # images whose every annotation went away (cannot happen with immutable rows, but stay exact)
             Consensus.objects.filter(pk__in=[c.pk for c in existing.values()]).delete()
@@ -829,7 +850,10 @@ def consensus_update_if_stale(*, campaign_id: int, requested_at) -> bool:
     campaign = Campaign.objects.filter(pk=campaign_id).first()
     if campaign is None:
         return False
-    last = Agreement.objects.filter(campaign=campaign).order_by("-computed_at").values_list("computed_at", flat=True).first()
+    last = (
+        Agreement.objects.filter(campaign=campaign).order_by("-computed_at")
+        .values_list("computed_at", flat=True).first()
+    )
     if last is not None and requested_at is not None and last > requested_at:
         return False
     consensus_update_for_campaign(campaign=campaign)

@@ -8,7 +8,8 @@ class ImageAdmin(admin.ModelAdmin):
     list_display = ("id", "original_name", "source", "status", "width", "height", "format", "created_at")
     list_filter = ("status", "format", "source")
     search_fields = ("original_name", "sha256", "source")
-    readonly_fields = ("sha256", "phash", "width", "height", "format", "mode", "file_size", "file", "thumbnail", "import_job")
+    readonly_fields = ("sha256", "phash", "width", "height", "format", "mode", "file_size", "file", "thumbnail",
+                       "import_job")
     show_full_result_count = False  # no COUNT(*) over millions of rows on every page
 
 
@@ -24,9 +25,11 @@ class ImportItemInline(admin.TabularInline):
 
 @admin.register(ImportJob)
 class ImportJobAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "state", "source_name", "processed", "total", "imported_count", "duplicate_count", "error_count", "created_by", "created_at")
+    list_display = ("id", "kind", "state", "source_name", "processed", "total", "imported_count", "duplicate_count",
+                    "error_count", "created_by", "created_at")
     list_filter = ("kind", "state")
-    readonly_fields = ("total", "processed", "imported_count", "duplicate_count", "error_count", "labels_count", "started_at", "finished_at")
+    readonly_fields = ("total", "processed", "imported_count", "duplicate_count", "error_count", "labels_count",
+                       "started_at", "finished_at")
 
 
 @admin.register(ImportItem)

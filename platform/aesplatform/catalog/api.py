@@ -36,7 +36,8 @@ class ImageFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=ImageStatus.choices)
     source = django_filters.CharFilter()
     # Not `format`: DRF reads ?format= as the choice of renderer (URL_FORMAT_OVERRIDE).
-    image_format = django_filters.CharFilter(field_name="format", lookup_expr="iexact", help_text="JPEG, PNG, WEBP, ...")
+    image_format = django_filters.CharFilter(field_name="format", lookup_expr="iexact",
+                                             help_text="JPEG, PNG, WEBP, ...")
     near_duplicate_group = IntegerFilter()
     import_job = IntegerFilter(field_name="import_job_id")
 
@@ -165,7 +166,10 @@ class ImportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             "roots. The job runs in the worker; poll the job for progress and its items for the per-file report."
         ),
         request={"multipart/form-data": ImportJobCreateSerializer, "application/json": ImportJobCreateSerializer},
-        responses={201: ImportJobSerializer, 400: OpenApiResponse(description="Invalid request (path outside the roots, no files, not a zip, ...)")},
+        responses={
+            201: ImportJobSerializer,
+            400: OpenApiResponse(description="Invalid request (path outside the roots, no files, not a zip, ...)"),
+        },
     )
     def create(self, request):
         payload = ImportJobCreateSerializer(data=request.data)
@@ -175,7 +179,8 @@ class ImportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
 
     @extend_schema(
         tags=IMPORTS_TAG, summary="The per-file report of a job (filter by outcome)",
-        parameters=[OpenApiParameter("outcome", str, enum=ImportOutcome.values, description="pending, imported, duplicate or error")],
+        parameters=[OpenApiParameter("outcome", str, enum=ImportOutcome.values,
+                                     description="pending, imported, duplicate or error")],
         responses=ImportItemSerializer(many=True),
     )
     @action(detail=True, methods=["get"], url_path="items", filter_backends=[], serializer_class=ImportItemSerializer)
@@ -197,7 +202,8 @@ class ImportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(tags=IMPORTS_TAG, summary="Cancel a job (a running one stops after its current chunk)",
-                   request=None, responses={200: ImportJobSerializer, 409: OpenApiResponse(description="Already finished")})
+                   request=None,
+                   responses={200: ImportJobSerializer, 409: OpenApiResponse(description="Already finished")})
     @action(detail=True, methods=["post"], url_path="cancel", filter_backends=[], pagination_class=None)
     def cancel(self, request, pk=None):
         return Response(ImportJobSerializer(services.import_job_cancel(job=self.get_object())).data)

@@ -77,7 +77,9 @@ class ImportJob(Job):
         ordering = ["-id"]
         constraints = [
             *Job.Meta.constraints,
-            models.CheckConstraint(condition=models.Q(processed__lte=models.F("total")), name="importjob_processed_le_total"),
+            models.CheckConstraint(
+                condition=models.Q(processed__lte=models.F("total")), name="importjob_processed_le_total"
+            ),
             models.CheckConstraint(condition=models.Q(kind__in=ImportKind.values), name="importjob_kind_valid"),
         ]
 
@@ -97,7 +99,8 @@ class ImportItem(models.Model):
 
     job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="items")
     name = models.CharField(max_length=1024, help_text="Path inside the upload, folder or zip.")
-    staged_file = models.CharField(max_length=300, blank=True, help_text="Storage key of an uploaded file until processed.")
+    staged_file = models.CharField(max_length=300, blank=True,
+                                   help_text="Storage key of an uploaded file until processed.")
     outcome = models.CharField(max_length=16, choices=ImportOutcome.choices, default=ImportOutcome.PENDING)
     image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.PROTECT, related_name="import_items")
     message = models.TextField(blank=True)
@@ -107,7 +110,9 @@ class ImportItem(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["job", "name"], name="importitem_unique_name_per_job"),
-            models.CheckConstraint(condition=models.Q(outcome__in=ImportOutcome.values), name="importitem_outcome_valid"),
+            models.CheckConstraint(
+                condition=models.Q(outcome__in=ImportOutcome.values), name="importitem_outcome_valid"
+            ),
             models.CheckConstraint(
                 condition=~models.Q(outcome=ImportOutcome.IMPORTED) | models.Q(image__isnull=False),
                 name="importitem_imported_has_image",

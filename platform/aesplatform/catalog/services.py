@@ -140,7 +140,9 @@ def _import_job_create(*, created_by, kind, path, files, source_name, limits, st
             job.source_name = job.source_name or (Path(_safe_upload_name(files[0].name)).stem or "zip upload")
     else:
         if files:
-            raise ServiceError(f"A {kind} import reads a server folder; it takes no uploaded files.", code="files_not_allowed")
+            raise ServiceError(
+                f"A {kind} import reads a server folder; it takes no uploaded files.", code="files_not_allowed"
+            )
         resolved = resolve_import_path(path, expect="dir")
         job.source_path = str(resolved)
         if kind == ImportKind.HUMANBEAUTY:
@@ -277,7 +279,9 @@ def _job_source_check(job: ImportJob) -> None:
     if job.source_path:
         resolved = resolve_import_path(job.source_path, expect="file" if job.kind == ImportKind.ZIP else "dir")
         if str(resolved) != job.source_path:
-            raise ServiceError("The import path now leads somewhere else (a symbolic link changed).", code="path_changed")
+            raise ServiceError(
+                "The import path now leads somewhere else (a symbolic link changed).", code="path_changed"
+            )
 
 
 @transaction.atomic
@@ -445,7 +449,9 @@ def _store_chunk_rows(*, job: ImportJob, chunk: list[_PendingItem], results: lis
         )
     }
     shas = {r.sha256 for r in results if isinstance(r, InspectedImage)}
-    images_by_sha = {image.sha256: image for image in Image.objects.filter(sha256__in=shas).only("id", "sha256", "original_name")}
+    images_by_sha = {
+        image.sha256: image for image in Image.objects.filter(sha256__in=shas).only("id", "sha256", "original_name")
+    }
     new_images: dict[str, Image] = {}
     first_item_of_sha: dict[str, int] = {}
     for entry, result in zip(chunk, results):

@@ -42,7 +42,9 @@ def _suspicious_request(exc: SuspiciousOperation) -> exceptions.APIException:
         status_code, code, message = 413, "request_too_large", "The request body is too large."
     elif isinstance(exc, TooManyFilesSent):
         status_code, code = 400, "too_many_files"
-        message = f"Too many files in one request (at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES}); send them in parts."
+        message = (
+            f"Too many files in one request (at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES}); send them in parts."
+        )
     elif isinstance(exc, TooManyFieldsSent):
         status_code, code = 400, "too_many_fields"
         message = f"Too many form fields in one request (at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS})."

@@ -18,4 +18,5 @@ def health(request):
     except Exception as exc:  # the point of a health check is to report, not raise
         database = f"error: {exc.__class__.__name__}"
     healthy = database == "ok"
-    return JsonResponse({"status": "ok" if healthy else "unavailable", "database": database}, status=200 if healthy else 503)
+    return JsonResponse({"status": "ok" if healthy else "unavailable", "database": database},
+                        status=200 if healthy else 503)

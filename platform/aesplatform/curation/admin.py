@@ -11,7 +11,8 @@ class FilterRunAdmin(admin.ModelAdmin):
 
 @admin.register(FilterResult)
 class FilterResultAdmin(admin.ModelAdmin):
-    list_display = ("id", "run", "image", "proposed_decision", "uncertainty", "face_count", "blur_variance", "scored_at")
+    list_display = ("id", "run", "image", "proposed_decision", "uncertainty", "face_count", "blur_variance",
+                    "scored_at")
     list_filter = ("proposed_decision", "is_exact_duplicate")
     raw_id_fields = ("run", "image", "near_duplicate_of", "batch")
     exclude = ("embedding",)

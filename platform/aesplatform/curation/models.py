@@ -11,7 +11,8 @@ from aesplatform.common.models import Job, TimeStampedModel
 class FilterRun(Job):
     name = models.CharField(max_length=200)
     clip_model_name = models.CharField(max_length=100, default="ViT-L-14")
-    clip_checkpoint = models.CharField(max_length=1024, blank=True, help_text="Local checkpoint path; empty: random init (tests).")
+    clip_checkpoint = models.CharField(max_length=1024, blank=True,
+                                       help_text="Local checkpoint path; empty: random init (tests).")
     prompt_set = models.JSONField(default=dict, help_text="Versioned, editable zero-shot prompt set.")
     thresholds = models.JSONField(default=dict, help_text="Per-signal thresholds that turn signals into proposals.")
     batch_size = models.PositiveIntegerField(default=64)
@@ -26,8 +27,12 @@ class FilterRun(Job):
         ordering = ["-id"]
         constraints = [
             *Job.Meta.constraints,
-            models.CheckConstraint(condition=models.Q(processed__lte=models.F("total")), name="filterrun_processed_le_total"),
-            models.CheckConstraint(condition=models.Q(batch_size__gt=0, review_batch_size__gt=0), name="filterrun_batch_sizes_positive"),
+            models.CheckConstraint(
+                condition=models.Q(processed__lte=models.F("total")), name="filterrun_processed_le_total"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(batch_size__gt=0, review_batch_size__gt=0), name="filterrun_batch_sizes_positive"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -47,13 +52,15 @@ class FilterResult(models.Model):
     scored_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, help_text="Why the image could not be scored (e.g. its file disappeared).")
     clip_probabilities = models.JSONField(default=dict, blank=True, help_text="prompt group -> probability")
-    embedding = models.BinaryField(null=True, blank=True, help_text="L2-normalised CLIP image embedding, float16 bytes.")
+    embedding = models.BinaryField(null=True, blank=True,
+                                   help_text="L2-normalised CLIP image embedding, float16 bytes.")
     face_count = models.PositiveIntegerField(null=True, blank=True)
     largest_face_fraction = models.FloatField(null=True, blank=True, help_text="Largest face area / image area.")
     blur_variance = models.FloatField(null=True, blank=True, help_text="Variance of the Laplacian (low = blurry).")
     exposure = models.JSONField(default=dict, blank=True, help_text="Fractions of under- and over-exposed pixels.")
     pixel_digest = models.CharField(
-        max_length=32, blank=True, default="", help_text="Digest of the decoded pixels: equal for pixel-identical images."
+        max_length=32, blank=True, default="",
+        help_text="Digest of the decoded pixels: equal for pixel-identical images.",
     )
     is_exact_duplicate = models.BooleanField(default=False)
     near_duplicate_of = models.ForeignKey(
@@ -69,7 +76,8 @@ class FilterResult(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "image"], name="filterresult_unique_image_per_run"),
             models.CheckConstraint(
-                condition=models.Q(proposed_decision__in=["", *ProposedDecision.values]), name="filterresult_decision_valid"
+                condition=models.Q(proposed_decision__in=["", *ProposedDecision.values]),
+                name="filterresult_decision_valid",
             ),
             models.CheckConstraint(
                 condition=models.Q(uncertainty__isnull=True) | models.Q(uncertainty__gte=0, uncertainty__lte=1),
@@ -78,7 +86,9 @@ class FilterResult(models.Model):
         ]
         indexes = [
             # "what is left to score" for a resumed run
-            models.Index(fields=["run", "id"], condition=models.Q(scored_at__isnull=True), name="filterresult_unscored"),
+            models.Index(
+                fields=["run", "id"], condition=models.Q(scored_at__isnull=True), name="filterresult_unscored"
+            ),
             models.Index(fields=["batch", "uncertainty"], name="filterresult_batch_uncertainty"),
         ]
 
@@ -127,5 +137,7 @@ class CuratorDecision(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["batch", "image"], name="curatordecision_unique_image_per_batch"),
-            models.CheckConstraint(condition=models.Q(decision__in=["approve", "reject"]), name="curatordecision_valid"),
+            models.CheckConstraint(
+                condition=models.Q(decision__in=["approve", "reject"]), name="curatordecision_valid"
+            ),
         ]

@@ -93,12 +93,18 @@ class FilterRunCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=1_000_000,
                                       help_text="Images to filter; leave out to select by source / import job.")
-    source = serializers.CharField(max_length=200, required=False, help_text="Every imported or filtered image of this source.")
-    import_job = serializers.IntegerField(min_value=1, required=False, help_text="Every imported or filtered image of this import job.")
-    clip_model_name = serializers.CharField(max_length=100, required=False, help_text="open_clip model name (default ViT-L-14).")
-    clip_checkpoint = serializers.CharField(max_length=1024, required=False, allow_blank=True,
-                                            help_text="Absolute path of a local checkpoint; empty: random weights (tests).")
-    prompt_set = serializers.JSONField(required=False, help_text="{version, groups: {name: {positive: [...], negative: [...]}}}")
+    source = serializers.CharField(max_length=200, required=False,
+                                   help_text="Every imported or filtered image of this source.")
+    import_job = serializers.IntegerField(min_value=1, required=False,
+                                          help_text="Every imported or filtered image of this import job.")
+    clip_model_name = serializers.CharField(max_length=100, required=False,
+                                            help_text="open_clip model name (default ViT-L-14).")
+    clip_checkpoint = serializers.CharField(
+        max_length=1024, required=False, allow_blank=True,
+        help_text="Absolute path of a local checkpoint; empty: random weights (tests).",
+    )
+    prompt_set = serializers.JSONField(required=False,
+                                       help_text="{version, groups: {name: {positive: [...], negative: [...]}}}")
     thresholds = serializers.JSONField(required=False, help_text="Overrides of the default thresholds.")
     batch_size = serializers.IntegerField(min_value=limits.BATCH_SIZE_MIN, max_value=limits.BATCH_SIZE_MAX,
                                           default=limits.BATCH_SIZE_DEFAULT)

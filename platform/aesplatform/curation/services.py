@@ -3,12 +3,14 @@
 The life of a filter run:
 1. `filter_run_create` (web request): validates the selection, the CLIP model + checkpoint, the prompt set and
    the thresholds; records the run with one pending FilterResult per image, all in one transaction, and queues
-   `aesplatform.curation.tasks.filter_run_execute` (queue `gpu`) once it commits. Any bad input: a 4xx and no row at all.
+   `aesplatform.curation.tasks.filter_run_execute` (queue `gpu`) once it commits. Any bad input: a 4xx and no row
+   at all.
 2. `filter_run_execute` (GPU worker, CPU without one): scores the results that are still unscored, in chunks,
    through the engine's batched pipeline; each model batch is written with one bulk UPDATE guarded by
    `scored_at IS NULL`, so a new delivery (the worker was killed: the job sweep queues the run again) picks up
    where the last committed batch ended and no image is scored twice. The common job claim
-   (aesplatform.common.jobs) keeps two deliveries of the same run from working at once. An image whose file vanished is marked (result error, image `broken`).
+   (aesplatform.common.jobs) keeps two deliveries of the same run from working at once. An image whose file
+   vanished is marked (result error, image `broken`).
 3. `filter_run_finalize`: near-duplicate groups (ANN over the stored embeddings), proposals from thresholds,
    ReviewBatches (a duplicate group never straddles two batches), images `imported` -> `filtered`.
 4. `filter_run_repropose`: new thresholds re-propose the undecided results from the stored signals (the model
@@ -165,7 +167,9 @@ def filter_run_create(
         raise ServiceError(f"review_batch_size must be between {limits.REVIEW_BATCH_SIZE_MIN} and "
                            f"{limits.REVIEW_BATCH_SIZE_MAX}.")
     try:
-        prompts = engine_prompts.prompt_set_validate(prompt_set if prompt_set is not None else engine_prompts.default_prompt_set())
+        prompts = engine_prompts.prompt_set_validate(
+            prompt_set if prompt_set is not None else engine_prompts.default_prompt_set()
+        )
         checked_thresholds = engine_proposals.thresholds_validate(thresholds or {}, groups=list(prompts["groups"]))
     except ValueError as exc:
         raise ServiceError(str(exc), code="invalid_settings") from exc
@@ -442,7 +446,9 @@ def _duplicate_groups(run: FilterRun, scored: list[dict], threshold: float) -> d
     with_embedding = [r for r in scored if r["embedding"]]
     if not with_embedding:
         return {}
-    embeddings = np.stack([np.frombuffer(bytes(r["embedding"]), dtype=np.float16) for r in with_embedding]).astype(np.float32)
+    embeddings = np.stack(
+        [np.frombuffer(bytes(r["embedding"]), dtype=np.float16) for r in with_embedding]
+    ).astype(np.float32)
     embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     rank = [(r["image__width"] * r["image__height"], -r["image_id"]) for r in with_embedding]
     groups = duplicate_groups(embeddings, [r["pixel_digest"] for r in with_embedding], threshold=threshold, rank=rank)
@@ -473,7 +479,9 @@ def _batches_rebuild(run: FilterRun, *, undecided: list[dict], group_rep: dict[i
     ReviewBatch.objects.filter(run=run, state=BatchState.PENDING).delete()  # results' batch -> NULL
     if not undecided:
         return
-    uncertainty = dict(FilterResult.objects.filter(pk__in=[r["id"] for r in undecided]).values_list("id", "uncertainty"))
+    uncertainty = dict(
+        FilterResult.objects.filter(pk__in=[r["id"] for r in undecided]).values_list("id", "uncertainty")
+    )
     units: dict[int, list[int]] = {}
     for r in undecided:
         units.setdefault(group_rep.get(r["id"], r["id"]), []).append(r["id"])
@@ -510,7 +518,9 @@ def review_batch_decide(*, batch: ReviewBatch, decided_by, decisions: Sequence[d
             f"Review batch {batch.number} of run {batch.run_id} was already decided by {who} at "
             f"{batch.decided_at:%Y-%m-%d %H:%M:%S} UTC.", code="already_decided",
         )
-    results = {r.image_id: r for r in FilterResult.objects.filter(batch=batch).only("id", "image_id", "proposed_decision")}
+    results = {
+        r.image_id: r for r in FilterResult.objects.filter(batch=batch).only("id", "image_id", "proposed_decision")
+    }
     explicit: dict[int, str] = {}
     for entry in decisions:
         image_id, decision = entry.get("image"), entry.get("decision")

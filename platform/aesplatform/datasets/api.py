@@ -59,8 +59,8 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
 class DatasetVersionCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    campaigns = serializers.PrimaryKeyRelatedField(many=True, queryset=annotation_selectors.campaign_list(), required=False,
-                                                   default=list)
+    campaigns = serializers.PrimaryKeyRelatedField(many=True, queryset=annotation_selectors.campaign_list(),
+                                                   required=False, default=list)
     include_imported_labels = serializers.BooleanField(default=True)
     kind = serializers.CharField(default=DatasetKind.MIXED, help_text=f"{_KINDS}: expert needs all 12 dimensions "
                                  "for every image, overall keeps the overall score only")

@@ -50,7 +50,8 @@ def _read(path: Path, start: int, length: int):
 
 
 def ranged_file_response(request, path: Path, *, filename: str, etag: str, content_type: str) -> HttpResponse:
-    return ranged_response(request, size=os.path.getsize(path), body=lambda start, end: _read(path, start, end - start + 1),
+    return ranged_response(request, size=os.path.getsize(path),
+                           body=lambda start, end: _read(path, start, end - start + 1),
                            filename=filename, etag=etag, content_type=content_type)
 
 

@@ -60,8 +60,12 @@ class DatasetVersion(TimeStampedModel):
         ordering = ["name", "-version"]
         constraints = [
             models.UniqueConstraint(fields=["name", "version"], name="datasetversion_unique_name_version"),
-            models.CheckConstraint(condition=models.Q(state__in=DatasetState.values), name="datasetversion_state_valid"),
-            models.CheckConstraint(condition=models.Q(test_ratio__gt=0, test_ratio__lt=1), name="datasetversion_test_ratio_range"),
+            models.CheckConstraint(
+                condition=models.Q(state__in=DatasetState.values), name="datasetversion_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(test_ratio__gt=0, test_ratio__lt=1), name="datasetversion_test_ratio_range"
+            ),
             models.CheckConstraint(condition=models.Q(kind__in=DatasetKind.values), name="datasetversion_kind_valid"),
             models.CheckConstraint(
                 condition=models.Q(state=DatasetState.DRAFT) | models.Q(frozen_at__isnull=False),
@@ -94,9 +98,12 @@ class DatasetItem(DimensionScores):
             *score_range_constraints(DIMENSION_FIELDS, prefix="datasetitem", nullable=True),
             models.UniqueConstraint(fields=["version", "image"], name="datasetitem_unique_image_per_version"),
             models.CheckConstraint(condition=models.Q(split__in=Split.values), name="datasetitem_split_valid"),
-            models.CheckConstraint(condition=models.Q(**{f"{OVERALL.key}__isnull": False}), name="datasetitem_has_overall"),
             models.CheckConstraint(
-                condition=models.Q(is_expert=False) | all_dimensions_present_q(), name="datasetitem_expert_has_all_dimensions"
+                condition=models.Q(**{f"{OVERALL.key}__isnull": False}), name="datasetitem_has_overall"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(is_expert=False) | all_dimensions_present_q(),
+                name="datasetitem_expert_has_all_dimensions",
             ),
         ]
         indexes = [models.Index(fields=["version", "split", "is_expert"], name="datasetitem_version_split")]
@@ -111,7 +118,8 @@ class Export(Job):
     version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="exports")
     format = models.CharField(max_length=16, choices=ExportFormat.choices)
     options = models.JSONField(default=dict, blank=True)
-    options_digest = models.CharField(max_length=64, help_text="sha256 of the canonical options: one export per choice.")
+    options_digest = models.CharField(max_length=64,
+                                      help_text="sha256 of the canonical options: one export per choice.")
     total = models.PositiveIntegerField(default=0)
     processed = models.PositiveIntegerField(default=0)
     path = models.CharField(max_length=1024, blank=True, help_text="Directory of the finished export.")
@@ -132,5 +140,7 @@ class Export(Job):
                 name="export_one_live_per_version_format_options",
             ),
             models.CheckConstraint(condition=models.Q(format__in=ExportFormat.values), name="export_format_valid"),
-            models.CheckConstraint(condition=models.Q(processed__lte=models.F("total")), name="export_processed_le_total"),
+            models.CheckConstraint(
+                condition=models.Q(processed__lte=models.F("total")), name="export_processed_le_total"
+            ),
         ]

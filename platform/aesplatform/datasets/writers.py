@@ -264,7 +264,9 @@ def write_manifest(root: Path, manifest: dict, files: Sequence[FileEntry]) -> Fi
     last = len(files) - 1
     for index, entry in enumerate(files):
         comma = "," if index < last else ""
-        writer.line(f'  {formats.json_string(entry.path)}: {{"bytes": {entry.size}, "sha256": "{entry.sha256}"}}{comma}')
+        writer.line(
+            f'  {formats.json_string(entry.path)}: {{"bytes": {entry.size}, "sha256": "{entry.sha256}"}}{comma}'
+        )
     writer.line(" }")
     writer.line("}")
     return writer.close()
@@ -323,8 +325,9 @@ def tar_header(name: str, size: int, *, directory: bool = False) -> bytes:
 # --- the archive, streamed at download time -------------------------------------------------------------------
 #
 # The job does not write the tar: it is a function of the export's files (path, size and content), so the download
-# builds it on the fly, byte for byte what a plain sequential tar writer writes (a test holds the two equal). Its layout (every
-# member's offset) follows from the paths and sizes alone, which the manifest lists: a Range request reads only
+# builds it on the fly, byte for byte what a plain sequential tar writer writes (a test holds the two equal). Its
+# layout (every member's offset) follows from the paths and sizes alone, which the manifest lists: a Range request
+# reads only
 # the files its bytes come from.
 
 

@@ -5,7 +5,8 @@ from .models import ModelVersion, Prescore, PrescoreRun, TrainingJob
 
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):
-    list_display = ("id", "dataset_version", "preset", "state", "step", "total_steps", "loss", "created_by", "created_at")
+    list_display = ("id", "dataset_version", "preset", "state", "step", "total_steps", "loss", "created_by",
+                    "created_at")
     list_filter = ("state", "preset")
 
 

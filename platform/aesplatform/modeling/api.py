@@ -68,8 +68,8 @@ class ModelVersionRegisterSerializer(StrictInputSerializer):
                                                       allow_null=True, default=None)
     checkpoint_path = serializers.CharField(required=False, allow_blank=True, default="", max_length=1024)
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-    dataset_version = serializers.PrimaryKeyRelatedField(queryset=dataset_selectors.dataset_version_list(), required=False,
-                                                         allow_null=True, default=None)
+    dataset_version = serializers.PrimaryKeyRelatedField(queryset=dataset_selectors.dataset_version_list(),
+                                                         required=False, allow_null=True, default=None)
 
     def validate(self, attrs):
         if (attrs["training_job"] is None) == (not attrs["checkpoint_path"]):
@@ -95,7 +95,8 @@ class PrescoreRunCreateSerializer(StrictInputSerializer):
                                                        help_text="Default: the promoted model.")
     image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list,
                                       max_length=1_000_000, help_text="Default: every approved image.")
-    max_tiles = serializers.IntegerField(min_value=limits.MAX_TILES_MIN, max_value=limits.MAX_TILES_MAX, required=False, allow_null=True, default=None,
+    max_tiles = serializers.IntegerField(min_value=limits.MAX_TILES_MIN, max_value=limits.MAX_TILES_MAX, required=False,
+                                         allow_null=True, default=None,
                                          help_text="Default: 1 for a model trained here, 12 (the reference's) for a "
                                                    "released HumanAesExpert checkpoint.")
     batch_size = serializers.IntegerField(min_value=limits.BATCH_SIZE_MIN, max_value=limits.BATCH_SIZE_MAX,

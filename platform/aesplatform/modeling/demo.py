@@ -82,7 +82,8 @@ def simulated_annotators(clients, campaign_id: int, truth: dict[int, list[float]
 def run_loop(*, curator_api, annotators: list[tuple], incoming: Path, n_images: int = 200, epochs: float = 10,
              redundancy: int = 2, seed: int = 3, timeout_scale: float = 1.0,
              say: Callable[[str], None] = print) -> dict:
-    """Run every stage (`annotators`: (user, API client) pairs); returns the figures (stage times, ids, held-out PLCC, pre-score agreement)."""
+    """Run every stage (`annotators`: (user, API client) pairs); returns the figures (stage times, ids, held-out PLCC,
+    pre-score agreement)."""
     from aesplatform.annotation.models import Consensus
     from aesplatform.catalog.models import Image
     from aesplatform.modeling.models import Prescore
@@ -169,7 +170,9 @@ def run_loop(*, curator_api, annotators: list[tuple], incoming: Path, n_images: 
                          what="the pre-scoring run")
     scored = dict(Prescore.objects.filter(model_version_id=model["id"]).values_list("image_id", "metavoter_score"))
     ids = sorted(set(scored) & set(truth))
-    agreement = float(np.corrcoef([scored[i] for i in ids], [truth[i][-1] for i in ids])[0, 1]) if len(ids) > 2 else None
+    agreement = (
+        float(np.corrcoef([scored[i] for i in ids], [truth[i][-1] for i in ids])[0, 1]) if len(ids) > 2 else None
+    )
     stage("promote + pre-score", f"{model['name']} promoted; run {prescore['id']} scored {prescore['processed']} "
           f"images (PLCC with the synthetic truth {agreement:.3f}); campaign {campaign['id']} tasks re-ordered")
     return {"stages": stages, "import_job": job["id"], "n_images": len(images), "campaign": campaign["id"],

@@ -16,7 +16,8 @@ from aesplatform.common.models import (
 
 
 class TrainingJob(Job):
-    dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.PROTECT, related_name="training_jobs")
+    dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.PROTECT,
+                                        related_name="training_jobs")
     preset = models.CharField(max_length=40, help_text="tiny-cpu, 1B-LoRA, 8B-LoRA, ...")
     config = models.JSONField(default=dict, blank=True)
     step = models.PositiveIntegerField(default=0)
@@ -36,7 +37,8 @@ class TrainingJob(Job):
         constraints = [
             *Job.Meta.constraints,
             models.CheckConstraint(
-                condition=models.Q(total_steps=0) | models.Q(step__lte=models.F("total_steps")), name="trainingjob_step_le_total"
+                condition=models.Q(total_steps=0) | models.Q(step__lte=models.F("total_steps")),
+                name="trainingjob_step_le_total",
             ),
         ]
 
@@ -68,8 +70,12 @@ class ModelVersion(TimeStampedModel):
     class Meta:
         ordering = ["-id"]
         constraints = [
-            models.UniqueConstraint(fields=["promoted"], condition=models.Q(promoted=True), name="modelversion_one_promoted"),
-            models.CheckConstraint(condition=models.Q(backend__in=ModelBackend.values), name="modelversion_backend_valid"),
+            models.UniqueConstraint(
+                fields=["promoted"], condition=models.Q(promoted=True), name="modelversion_one_promoted"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(backend__in=ModelBackend.values), name="modelversion_backend_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -91,7 +97,9 @@ class PrescoreRun(Job):
         ordering = ["-id"]
         constraints = [
             *Job.Meta.constraints,
-            models.CheckConstraint(condition=models.Q(processed__lte=models.F("total")), name="prescorerun_processed_le_total"),
+            models.CheckConstraint(
+                condition=models.Q(processed__lte=models.F("total")), name="prescorerun_processed_le_total"
+            ),
         ]
 
     def job_task_name(self) -> str:
@@ -113,8 +121,9 @@ class Prescore(DimensionScores):
     regression_score = models.FloatField(null=True, blank=True,
                                          help_text="The regression head's score; null: not given by the model.")
     metavoter_score = models.FloatField(db_index=True)
-    uncertainty = models.FloatField(null=True, blank=True,
-                                    help_text="Spread of the LM head's level distribution; null: not given by the model.")
+    uncertainty = models.FloatField(
+        null=True, blank=True, help_text="Spread of the LM head's level distribution; null: not given by the model."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

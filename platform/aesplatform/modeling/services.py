@@ -329,8 +329,9 @@ def model_version_register(*, training_job: TrainingJob | None = None, checkpoin
                 except (OSError, json.JSONDecodeError):
                     pass
                 break
-        version = ModelVersion(name=_unique_name(name or path.name), backend=backend, checkpoint_path=str(path.resolve()),
-                               config=config, metrics=report, report_dir=report_dir, dataset_version=dataset_version)
+        version = ModelVersion(name=_unique_name(name or path.name), backend=backend,
+                               checkpoint_path=str(path.resolve()), config=config, metrics=report,
+                               report_dir=report_dir, dataset_version=dataset_version)
     version.full_clean()
     version.save()
     return version
@@ -388,7 +389,9 @@ def prescore_run_create(*, created_by, image_ids: list[int] | None = None, model
     if max_tiles is None:
         max_tiles = DEFAULT_MAX_TILES.get(model_version.backend, 1)
     if not limits.MAX_TILES_MIN <= max_tiles <= limits.MAX_TILES_MAX:
-        raise ServiceError(f"max_tiles must be between {limits.MAX_TILES_MIN} and {limits.MAX_TILES_MAX}.", code="invalid")
+        raise ServiceError(
+            f"max_tiles must be between {limits.MAX_TILES_MIN} and {limits.MAX_TILES_MAX}.", code="invalid"
+        )
     if not limits.BATCH_SIZE_MIN <= batch_size <= limits.BATCH_SIZE_MAX:
         raise ServiceError(f"batch_size must be between {limits.BATCH_SIZE_MIN} and {limits.BATCH_SIZE_MAX}.",
                            code="invalid")
@@ -459,7 +462,9 @@ def prescore_rows(model_version_id: int, images: list[tuple[int, str]], scores) 
         if _clip(s.metavoter_score) is None:
             raise ValueError(f"the model gave no MetaVoter score (NaN) for image {image_id}")
         expert = [_clip(v) for v in (s.expert_scores or [None] * len(DIMENSION_FIELDS))]
-        uncertainty = None if s.uncertainty is None or s.uncertainty != s.uncertainty else max(0.0, float(s.uncertainty))
+        uncertainty = (
+            None if s.uncertainty is None or s.uncertainty != s.uncertainty else max(0.0, float(s.uncertainty))
+        )
         row = Prescore(image_id=image_id, model_version_id=model_version_id, metavoter_score=_clip(s.metavoter_score),
                        lm_score=_clip(s.lm_score), regression_score=_clip(s.regression_score), uncertainty=uncertainty)
         row.set_scores(dict(zip(DIMENSION_FIELDS, expert)))

@@ -40,10 +40,14 @@ def model_names() -> list[str]:
 
 def _model_config_name(model_name: str) -> str:
     if not model_name or model_name not in open_clip.list_models():
-        raise CheckpointError(f"Unknown CLIP model {model_name!r}; open_clip knows e.g. {DEFAULT_MODEL}, ViT-B-32, {TINY_MODEL}.")
+        raise CheckpointError(
+            f"Unknown CLIP model {model_name!r}; open_clip knows e.g. {DEFAULT_MODEL}, ViT-B-32, {TINY_MODEL}."
+        )
     config = open_clip.get_model_config(model_name) or {}
     if "hf_tokenizer_name" in config.get("text_cfg", {}) or "hf_model_name" in config.get("text_cfg", {}):
-        raise CheckpointError(f"CLIP model {model_name!r} needs a Hugging Face tokenizer download; pick an open_clip-native one.")
+        raise CheckpointError(
+            f"CLIP model {model_name!r} needs a Hugging Face tokenizer download; pick an open_clip-native one."
+        )
     return model_name
 
 
@@ -87,7 +91,9 @@ def checkpoint_check(model_name: str, checkpoint: str) -> None:
         raise CheckpointError(f"Checkpoint {checkpoint} must be one of {', '.join(CHECKPOINT_SUFFIXES)}.")
     shapes = _checkpoint_shapes(path)
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in open_clip.create_model(model_name, device="meta").state_dict().items()}
+        expected = {
+            k: tuple(v.shape) for k, v in open_clip.create_model(model_name, device="meta").state_dict().items()
+        }
     missing = sorted(set(expected) - set(shapes))
     mismatched = sorted(
         k for k in set(expected) & set(shapes)
@@ -99,8 +105,11 @@ def checkpoint_check(model_name: str, checkpoint: str) -> None:
             details.append(f"{len(missing)} tensor(s) missing (e.g. {missing[0]})")
         if mismatched:
             k = mismatched[0]
-            details.append(f"{len(mismatched)} of another shape (e.g. {k}: {list(shapes[k])} here, {list(expected[k])} in {model_name})")
-        raise CheckpointError(f"Checkpoint {checkpoint} does not match CLIP model {model_name}: " + "; ".join(details) + ".")
+            details.append(f"{len(mismatched)} of another shape "
+                           f"(e.g. {k}: {list(shapes[k])} here, {list(expected[k])} in {model_name})")
+        raise CheckpointError(
+            f"Checkpoint {checkpoint} does not match CLIP model {model_name}: " + "; ".join(details) + "."
+        )
 
 
 @dataclass
@@ -116,7 +125,9 @@ def _prompts_key(prompt_set: dict[str, Any]) -> str:
 class ClipScorer:
     """A loaded CLIP model with the prompt set's text features computed once. bf16 on CUDA, fp32 on CPU."""
 
-    def __init__(self, *, model_name: str, checkpoint: str, prompt_set: dict[str, Any], device: str | torch.device = "cpu"):
+    def __init__(
+        self, *, model_name: str, checkpoint: str, prompt_set: dict[str, Any], device: str | torch.device = "cpu"
+    ):
         checkpoint_check(model_name, checkpoint)
         self.device = torch.device(device)
         self.model_name = model_name
@@ -124,21 +135,28 @@ class ClipScorer:
         precision = "bf16" if self.device.type == "cuda" else "fp32"
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         try:
-            model = open_clip.create_model(model_name, pretrained=checkpoint or None, precision=precision, device=self.device)
+            model = open_clip.create_model(
+                model_name, pretrained=checkpoint or None, precision=precision, device=self.device
+            )
         except Exception as exc:  # noqa: BLE001 - open_clip raises AssertionError/RuntimeError for bad weights
-            raise CheckpointError(f"open_clip could not load {model_name} from {checkpoint or 'random init'}: {exc}") from exc
+            raise CheckpointError(
+                f"open_clip could not load {model_name} from {checkpoint or 'random init'}: {exc}"
+            ) from exc
         model.eval()
         self.model = model
         cfg = open_clip.get_model_preprocess_cfg(model)
         size = cfg.get("size", 224)
         self.image_size = int(size if isinstance(size, int) else size[0])
-        self.mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), device=self.device).view(1, 3, 1, 1) * 255
+        self.mean = (
+            torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN), device=self.device).view(1, 3, 1, 1) * 255
+        )
         self.std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD), device=self.device).view(1, 3, 1, 1) * 255
         self.set_prompts(prompt_set)
 
     @property
     def description(self) -> str:
-        return f"{self.model_name} ({'random init' if not self.checkpoint else os.path.basename(self.checkpoint)}, {self.dtype}, {self.device})"
+        return (f"{self.model_name} ({'random init' if not self.checkpoint else os.path.basename(self.checkpoint)}, "
+                f"{self.dtype}, {self.device})")
 
     def use_prompts(self, prompt_set: dict[str, Any]) -> None:
         """Score against `prompt_set` from now on (its text features are computed again only when it changed)."""

@@ -1,6 +1,7 @@
 """The batched scoring pipeline: files -> decode (DataLoader workers) -> CLIP + pixel signals -> ScoredImage.
 
-CPU: each DataLoader worker (started from a forkserver, see _worker_context) reads a file, decodes it with Pillow (JPEG draft mode), computes the pixel
+CPU: each DataLoader worker (started from a forkserver, see _worker_context) reads a file, decodes it with Pillow
+(JPEG draft mode), computes the pixel
 signals (faces, sharpness, exposure) and the CLIP crop; the main process batches the crops through the model in
 fp32. CUDA: the workers only read bytes; the main process decodes the JPEGs of a batch together on the GPU
 (torchvision.io.decode_jpeg on device = nvjpeg), crops and measures there, runs the model in bf16, and the face
@@ -116,7 +117,8 @@ def _gpu_prepare(jpegs: list[torch.Tensor], *, scorer: ClipScorer, pool: ThreadP
         decoded = []
         for data in jpegs:
             try:
-                decoded.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=scorer.device, apply_exif_orientation=True))
+                decoded.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=scorer.device,
+                                           apply_exif_orientation=True))
             except RuntimeError as exc:
                 decoded.append(DecodeError(f"cannot decode the image: {exc}"))
     size = scorer.image_size
@@ -130,7 +132,9 @@ def _gpu_prepare(jpegs: list[torch.Tensor], *, scorer: ClipScorer, pool: ThreadP
         x = image.unsqueeze(0).float()
         h, w = x.shape[-2:]
         scale = min(1.0, SIGNAL_SIZE / max(h, w))
-        small = F.interpolate(x, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="area") if scale < 1 else x
+        small = (
+            F.interpolate(x, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="area") if scale < 1 else x
+        )
         gray = (small * weights).sum(dim=1)[0].round().clamp(0, 255).to(torch.uint8).cpu().numpy()
         futures.append(pool.submit(_gray_pixel_signals, gray))
         s = size / min(h, w)
@@ -170,7 +174,9 @@ def pipeline_run(
             pool.shutdown(wait=True)
 
 
-def _score_batch(samples: list[dict[str, Any]], *, scorer: ClipScorer, pool: ThreadPoolExecutor | None) -> list[ScoredImage]:
+def _score_batch(
+    samples: list[dict[str, Any]], *, scorer: ClipScorer, pool: ThreadPoolExecutor | None
+) -> list[ScoredImage]:
     out = [ScoredImage(key=s["key"], error=s.get("error", "")) for s in samples]
     crops: dict[int, torch.Tensor] = {}
     pending: dict[int, Any] = {}
@@ -209,7 +215,8 @@ def _apply_signals(target: ScoredImage, signals) -> None:
 
 def model_only_throughput(scorer: ClipScorer, *, batch_size: int, batches: int) -> float:
     """Images/s of the image tower + zero-shot head alone on random uint8 input already on the device."""
-    x = torch.randint(0, 256, (batch_size, 3, scorer.image_size, scorer.image_size), dtype=torch.uint8, device=scorer.device)
+    x = torch.randint(0, 256, (batch_size, 3, scorer.image_size, scorer.image_size), dtype=torch.uint8,
+                      device=scorer.device)
     scorer.encode(x)  # warm-up
     if scorer.device.type == "cuda":
         torch.cuda.synchronize()

@@ -83,7 +83,8 @@ def prompt_set_validate(prompt_set: Any) -> dict[str, Any]:
             for prompt in prompts:
                 if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > MAX_PROMPT_LENGTH:
                     raise PromptSetError(
-                        f"Group {name!r}: every prompt must be a non-empty string of at most {MAX_PROMPT_LENGTH} characters."
+                        f"Group {name!r}: every prompt must be a non-empty string "
+                        f"of at most {MAX_PROMPT_LENGTH} characters."
                     )
             lists[side] = [p.strip() for p in prompts]
             total += len(prompts)

@@ -127,7 +127,9 @@ def _min_probability_margin(p: float, t: float) -> float:
     return (p - t) / t if t > 0 else -1.0
 
 
-def proposal_compute(signals: dict[str, Any], thresholds: dict[str, Any], *, group_labels: dict[str, str] | None = None) -> Proposal:
+def proposal_compute(
+    signals: dict[str, Any], thresholds: dict[str, Any], *, group_labels: dict[str, str] | None = None
+) -> Proposal:
     """Propose keep/reject for one image.
 
     `signals`: width, height, face_count, largest_face_fraction, blur_variance, exposure {under, over},
@@ -181,7 +183,9 @@ def proposal_compute(signals: dict[str, Any], thresholds: dict[str, Any], *, gro
     duplicate_of = signals.get("duplicate_of")
     if duplicate_of is not None:
         kind = "exact duplicate" if signals.get("exact_duplicate") else "near duplicate"
-        checks.append((-1.0 if signals.get("exact_duplicate") else -0.8, f"{kind} of image {duplicate_of} (that one is kept)"))
+        checks.append(
+            (-1.0 if signals.get("exact_duplicate") else -0.8, f"{kind} of image {duplicate_of} (that one is kept)")
+        )
 
     failing = [(m, r) for m, r in checks if m < 0]
     if failing:

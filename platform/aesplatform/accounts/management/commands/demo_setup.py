@@ -46,7 +46,9 @@ class Command(BaseCommand):
         self._images(overall=overall, expert=expert, seed=seed)
 
     def _users(self) -> list[tuple[str, str, list[Role]]]:
-        existing = set(get_user_model().objects.filter(username__in=[u for u, _ in DEMO_USERS]).values_list("username", flat=True))
+        existing = set(
+            get_user_model().objects.filter(username__in=[u for u, _ in DEMO_USERS]).values_list("username", flat=True)
+        )
         created = []
         for username, roles in DEMO_USERS:
             if username in existing:

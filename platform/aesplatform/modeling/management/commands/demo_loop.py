@@ -1,7 +1,7 @@
 """`manage.py demo_loop`: the whole loop on synthetic images, stage by stage, through the API and the worker.
 
-A Celery worker must serve the `cpu` and `gpu` queues (`make run` starts one). Users `loop-curator` and `loop-annotator1..3` are
-created if missing (no passwords: they only act through this command).
+A Celery worker must serve the `cpu` and `gpu` queues (`make run` starts one). Users `loop-curator` and
+`loop-annotator1..3` are created if missing (no passwords: they only act through this command).
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class Command(BaseCommand):
         incoming = Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0])
         incoming.mkdir(parents=True, exist_ok=True)
         self.stdout.write(f"demo loop: {options['images']} synthetic images under {incoming}, "
-                          f"{len(annotators)} simulated annotators, tiny-cpu {options['epochs']} epochs, seed {options['seed']}")
+                          f"{len(annotators)} simulated annotators, tiny-cpu {options['epochs']} epochs, "
+                          f"seed {options['seed']}")
         try:
             figures = run_loop(curator_api=client(curator), annotators=[(a, client(a)) for a in annotators],
                                incoming=incoming, n_images=options["images"], epochs=options["epochs"],
