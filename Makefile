@@ -53,9 +53,13 @@ run: demo
 check-services: install
 	@DJANGO_ENV=test $(PY) tests/services.py
 
+# Ruff (configured in pyproject.toml) over the whole tree: part of `make test`, so of CI.
+lint: install
+	$(PY) -m ruff check .
+
 # The tests marked both_databases (annotation, hot path included, and bad inputs) run on SQLite first, the
 # embedded default of `make run`, whose write path differs; then everything runs on PostgreSQL.
-test: check-services humanaesexpert-runtime test-sqlite
+test: lint check-services humanaesexpert-runtime test-sqlite
 	DJANGO_ENV=test AESP_HUMANAESEXPERT_RUNTIME=$(abspath $(HAE_RUNTIME)) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-sqlite: install
