@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from aesplatform.common.models import Job, TimeStampedModel
+from aesplatform.common.models import CountedJob, TimeStampedModel
 
 
 class ImageStatus(models.TextChoices):
@@ -59,13 +59,11 @@ class ImportKind(models.TextChoices):
     HUMANBEAUTY = "humanbeauty", "HumanBeauty data set folder"
 
 
-class ImportJob(Job):
+class ImportJob(CountedJob):
     kind = models.CharField(max_length=16, choices=ImportKind.choices)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="import_jobs")
     source_path = models.CharField(max_length=1024, blank=True, help_text="Folder or zip on the server.")
     source_name = models.CharField(max_length=200, help_text="Recorded as Image.source for what this job imports.")
-    total = models.PositiveIntegerField(default=0)
-    processed = models.PositiveIntegerField(default=0)
     imported_count = models.PositiveIntegerField(default=0)
     duplicate_count = models.PositiveIntegerField(default=0)
     error_count = models.PositiveIntegerField(default=0)
@@ -73,13 +71,10 @@ class ImportJob(Job):
 
     job_task = "aesplatform.catalog.tasks.import_job_run"
 
-    class Meta(Job.Meta):
+    class Meta(CountedJob.Meta):
         ordering = ["-id"]
         constraints = [
-            *Job.Meta.constraints,
-            models.CheckConstraint(
-                condition=models.Q(processed__lte=models.F("total")), name="importjob_processed_le_total"
-            ),
+            *CountedJob.Meta.constraints,
             models.CheckConstraint(condition=models.Q(kind__in=ImportKind.values), name="importjob_kind_valid"),
         ]
 

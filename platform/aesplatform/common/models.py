@@ -73,6 +73,21 @@ class Job(TimeStampedModel):
         return job_is_stale(self)
 
 
+class CountedJob(Job):
+    """A job over a number of items known when it starts: `processed` of `total` (never more, a CHECK)."""
+
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+
+    class Meta(Job.Meta):
+        abstract = True
+        constraints = [
+            *Job.Meta.constraints,
+            models.CheckConstraint(condition=models.Q(processed__lte=models.F("total")),
+                                   name="%(class)s_processed_le_total"),
+        ]
+
+
 def score_field(*, label: str, **kwargs) -> models.FloatField:
     return models.FloatField(
         verbose_name=label,

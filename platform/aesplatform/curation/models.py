@@ -5,10 +5,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from aesplatform.common.models import Job, TimeStampedModel
+from aesplatform.common.models import CountedJob, TimeStampedModel
 
 
-class FilterRun(Job):
+class FilterRun(CountedJob):
     name = models.CharField(max_length=200)
     clip_model_name = models.CharField(max_length=100, default="ViT-L-14")
     clip_checkpoint = models.CharField(max_length=1024, blank=True,
@@ -17,19 +17,14 @@ class FilterRun(Job):
     thresholds = models.JSONField(default=dict, help_text="Per-signal thresholds that turn signals into proposals.")
     batch_size = models.PositiveIntegerField(default=64)
     review_batch_size = models.PositiveIntegerField(default=48)
-    total = models.PositiveIntegerField(default=0)
-    processed = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="filter_runs")
 
     job_task = "aesplatform.curation.tasks.filter_run_execute"
 
-    class Meta(Job.Meta):
+    class Meta(CountedJob.Meta):
         ordering = ["-id"]
         constraints = [
-            *Job.Meta.constraints,
-            models.CheckConstraint(
-                condition=models.Q(processed__lte=models.F("total")), name="filterrun_processed_le_total"
-            ),
+            *CountedJob.Meta.constraints,
             models.CheckConstraint(
                 condition=models.Q(batch_size__gt=0, review_batch_size__gt=0), name="filterrun_batch_sizes_positive"
             ),

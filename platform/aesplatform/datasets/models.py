@@ -7,8 +7,8 @@ from django.db import models
 
 from aesplatform.common.models import (
     DIMENSION_FIELDS,
+    CountedJob,
     DimensionScores,
-    Job,
     JobState,
     TimeStampedModel,
     all_dimensions_present_q,
@@ -114,14 +114,12 @@ class ExportFormat(models.TextChoices):
     TRAINING_JSONL = "training_jsonl", "Training jsonl (ms-swift style)"
 
 
-class Export(Job):
+class Export(CountedJob):
     version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="exports")
     format = models.CharField(max_length=16, choices=ExportFormat.choices)
     options = models.JSONField(default=dict, blank=True)
     options_digest = models.CharField(max_length=64,
                                       help_text="sha256 of the canonical options: one export per choice.")
-    total = models.PositiveIntegerField(default=0)
-    processed = models.PositiveIntegerField(default=0)
     path = models.CharField(max_length=1024, blank=True, help_text="Directory of the finished export.")
     archive_path = models.CharField(max_length=1024, blank=True)
     archive_size = models.PositiveBigIntegerField(null=True, blank=True)
@@ -130,17 +128,14 @@ class Export(Job):
 
     job_task = "aesplatform.datasets.tasks.export_run"
 
-    class Meta(Job.Meta):
+    class Meta(CountedJob.Meta):
         ordering = ["-id"]
         constraints = [
-            *Job.Meta.constraints,
+            *CountedJob.Meta.constraints,
             models.UniqueConstraint(
                 fields=["version", "format", "options_digest"],
                 condition=~models.Q(state__in=[JobState.FAILED, JobState.CANCELLED]),
                 name="export_one_live_per_version_format_options",
             ),
             models.CheckConstraint(condition=models.Q(format__in=ExportFormat.values), name="export_format_valid"),
-            models.CheckConstraint(
-                condition=models.Q(processed__lte=models.F("total")), name="export_processed_le_total"
-            ),
         ]

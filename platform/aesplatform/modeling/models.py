@@ -7,6 +7,7 @@ from django.db import models
 
 from aesplatform.common.models import (
     DIMENSION_FIELDS,
+    CountedJob,
     DimensionScores,
     Job,
     TimeStampedModel,
@@ -82,24 +83,19 @@ class ModelVersion(TimeStampedModel):
         return self.name
 
 
-class PrescoreRun(Job):
+class PrescoreRun(CountedJob):
     """A resumable pass of one model over chosen images."""
 
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="prescore_runs")
     image_ids = models.JSONField(default=list, blank=True, help_text="The chosen images; empty: all approved images.")
-    total = models.PositiveIntegerField(default=0)
-    processed = models.PositiveIntegerField(default=0)
     max_tiles = models.PositiveSmallIntegerField(default=1)
     batch_size = models.PositiveIntegerField(default=32)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="prescore_runs")
 
-    class Meta(Job.Meta):
+    class Meta(CountedJob.Meta):
         ordering = ["-id"]
         constraints = [
-            *Job.Meta.constraints,
-            models.CheckConstraint(
-                condition=models.Q(processed__lte=models.F("total")), name="prescorerun_processed_le_total"
-            ),
+            *CountedJob.Meta.constraints,
         ]
 
     def job_task_name(self) -> str:
