@@ -31,19 +31,8 @@ from django.db.models import Count
 from django.utils.functional import empty
 
 from aesplatform.annotation.services import ImportedLabel, consensus_imported_add
+from aesplatform.common import jobs
 from aesplatform.common.exceptions import ServiceError
-from aesplatform.common.jobs import (
-    job_cancel,
-    job_cancelled,
-    job_enqueue,
-    job_fail,
-    job_progress,
-    job_refresh,
-    job_resume,
-    job_running,
-    job_should_stop,
-    job_succeed,
-)
 from aesplatform.common.processes import children_allowed
 from aesplatform.common.sql import rows_update_by_pk
 
@@ -213,17 +202,17 @@ def _check_zip(source: FileSource, limits: ImportLimits) -> None:
 
 
 def _enqueue_run(job: ImportJob) -> None:
-    job_enqueue(job=job)
+    jobs.job_enqueue(job=job)
 
 
 def import_job_resume(*, job: ImportJob) -> ImportJob:
     """Queue an interrupted, failed or stalled job again; it picks up its pending items only."""
-    return job_resume(job=job)
+    return jobs.job_resume(job=job)
 
 
 def import_job_cancel(*, job: ImportJob) -> ImportJob:
     """Stop a job: what is imported stays; the pending items are left pending (a cancelled job is not resumed)."""
-    return job_cancel(job=job)
+    return jobs.job_cancel(job=job)
 
 
 # --- running a job -------------------------------------------------------------------------------------------
@@ -235,7 +224,7 @@ def import_job_run(*, job_id: int, processes: int | None = None) -> ImportJob:
     `processes`: size of the decode/hash/thumbnail pool (default: the CPUs this process may use; 0 or 1 works
     in this process).
     """
-    with job_running(model=ImportJob, job_id=job_id) as job:
+    with jobs.job_running(model=ImportJob, job_id=job_id) as job:
         if job is None:
             return ImportJob.objects.get(pk=job_id)
         limits = ImportLimits.from_settings()
@@ -253,8 +242,8 @@ def import_job_run(*, job_id: int, processes: int | None = None) -> ImportJob:
             raise
         if stopped:
             _refresh_counts(job)
-            job_cancelled(job=job, **{field: getattr(job, field) for field in _COUNT_FIELDS})
-            return job_refresh(job)
+            jobs.job_cancelled(job=job, **{field: getattr(job, field) for field in _COUNT_FIELDS})
+            return jobs.job_refresh(job)
         _delete_staging_leftovers(job)
         return _import_job_finish(job=job)
 
@@ -263,10 +252,10 @@ def _import_job_finish(*, job: ImportJob, error: str = "") -> ImportJob:
     _refresh_counts(job)
     counts = {field: getattr(job, field) for field in _COUNT_FIELDS}
     if error:
-        job_fail(job=job, error=error, **counts)
+        jobs.job_fail(job=job, error=error, **counts)
     else:
-        job_succeed(job=job, **counts)
-    job = job_refresh(job)
+        jobs.job_succeed(job=job, **counts)
+    job = jobs.job_refresh(job)
     logger.info(
         "import job %s %s: %s imported, %s duplicates, %s errors of %s",
         job.pk, job.state, job.imported_count, job.duplicate_count, job.error_count, job.total,
@@ -395,7 +384,7 @@ def _process_pending(*, job: ImportJob, limits: ImportLimits, processes: int | N
     if processes <= 1 or pending < POOL_MIN_ITEMS:
         with OpenArchive() as archives:
             for chunk in _pending_chunks(job):
-                if job_should_stop(job=job):
+                if jobs.job_should_stop(job=job):
                     return True
                 results = [inspect_and_store(_item_file_source(job, item), limits, archives=archives) for item in chunk]
                 _store_chunk(job=job, chunk=chunk, results=results)
@@ -412,7 +401,7 @@ def _process_pending(*, job: ImportJob, limits: ImportLimits, processes: int | N
         # and memory stays bounded by two chunks whatever the number of images.
         in_flight: tuple[list[_PendingItem], Iterator] | None = None
         for chunk in _pending_chunks(job):
-            if job_should_stop(job=job):
+            if jobs.job_should_stop(job=job):
                 return True
             sources = [_item_file_source(job, item) for item in chunk]
             results = pool.map(_pool_inspect_and_store, sources, [limits] * len(sources), chunksize=4)
@@ -537,7 +526,7 @@ def _save_counts(job: ImportJob) -> None:
 def _progress_counts(job: ImportJob) -> None:
     """The worker's progress: the counters, written only while this worker holds the job."""
     _refresh_counts(job)
-    job_progress(job=job, **{field: getattr(job, field) for field in _COUNT_FIELDS})
+    jobs.job_progress(job=job, **{field: getattr(job, field) for field in _COUNT_FIELDS})
 
 
 def _refresh_counts(job: ImportJob) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import migrations, models
 from django.db.models import F
 
 
@@ -21,3 +22,25 @@ def job_lifecycle_backfill(app_label: str, model_name: str):
             finished_at=F("updated_at"))
 
     return backfill
+
+
+# The common Job fields a job kind may have lacked before it moved onto the Job model, as that model declares them.
+_JOB_FIELDS = {
+    "attempts": lambda: models.PositiveIntegerField(default=0, help_text="How many times a worker claimed the job."),
+    "cancel_requested": lambda: models.BooleanField(default=False),
+    "heartbeat_at": lambda: models.DateTimeField(blank=True, help_text="Last sign of life of the job's worker.",
+                                                 null=True),
+    "started_at": lambda: models.DateTimeField(blank=True, null=True),
+}
+
+
+def job_lifecycle_operations(app_label: str, model_name: str, *, added: tuple[str, ...]) -> list:
+    """The steps that moved one job kind onto the common Job model: the common fields it lacked (`added`), the common
+    help text of `error`, then the backfill above. One definition for the five kinds' migrations."""
+    name = model_name.lower()
+    return [
+        *(migrations.AddField(model_name=name, name=field, field=_JOB_FIELDS[field]()) for field in added),
+        migrations.AlterField(model_name=name, name="error", field=models.TextField(
+            blank=True, help_text="Why the job failed (or why it was last interrupted).")),
+        migrations.RunPython(job_lifecycle_backfill(app_label, model_name), migrations.RunPython.noop),
+    ]

@@ -36,20 +36,8 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from aesplatform.catalog.models import Image, ImageStatus
+from aesplatform.common import jobs
 from aesplatform.common.exceptions import ConflictError, ServiceError
-from aesplatform.common.jobs import (
-    job_cancel,
-    job_cancelled,
-    job_enqueue,
-    job_fail,
-    job_progress,
-    job_refresh,
-    job_release,
-    job_resume,
-    job_running,
-    job_should_stop,
-    job_succeed,
-)
 from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
 
@@ -201,19 +189,19 @@ def filter_run_create(
 
 
 def filter_run_enqueue(*, run: FilterRun) -> None:
-    job_enqueue(job=run)
+    jobs.job_enqueue(job=run)
 
 
 def filter_run_resume(*, run: FilterRun) -> FilterRun:
     """Queue a run again (it failed, stalled, or its message was lost): only what is left runs."""
     if run.state == JobState.FAILED:
         _checkpoint_validate(run.clip_model_name, run.clip_checkpoint)
-    return job_resume(job=run)
+    return jobs.job_resume(job=run)
 
 
 def filter_run_cancel(*, run: FilterRun) -> FilterRun:
     """Stop a run that is still scoring (the worker stops after its current batch); nothing is proposed."""
-    return job_cancel(job=run)
+    return jobs.job_cancel(job=run)
 
 
 # --- scoring (the worker) ------------------------------------------------------------------------------------
@@ -259,7 +247,7 @@ def _storage_access():
 
 def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: int | None = None) -> FilterRun | None:
     """Score what is left of a run, then finalize it. Idempotent and resumable (see the module docstring)."""
-    with job_running(model=FilterRun, job_id=run_id) as run:
+    with jobs.job_running(model=FilterRun, job_id=run_id) as run:
         if run is None:
             return FilterRun.objects.filter(pk=run_id).first()
         config = filter_config()
@@ -268,15 +256,15 @@ def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: i
         try:
             scorer = _scorer_for(run, _device(config, device))
         except CheckpointError as exc:
-            job_fail(job=run, error=str(exc))
-            return job_refresh(run)
+            jobs.job_fail(job=run, error=str(exc))
+            return jobs.job_refresh(run)
         try:
             return _filter_run_score(run, scorer=scorer, config=config, num_workers=num_workers)
         except SoftTimeLimitExceeded:
-            job_release(job=run)  # the task queues itself again and continues from the first unscored image
+            jobs.job_release(job=run)  # the task queues itself again and continues from the first unscored image
             raise
         except Exception as exc:
-            job_fail(job=run, error=f"{type(exc).__name__}: {exc}")
+            jobs.job_fail(job=run, error=f"{type(exc).__name__}: {exc}")
             raise
 
 
@@ -287,10 +275,10 @@ def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_wor
     reader, locate = _storage_access()
     workers = config["NUM_WORKERS"] if num_workers is None else num_workers
     while True:
-        if job_should_stop(job=run):
-            job_cancelled(job=run)
+        if jobs.job_should_stop(job=run):
+            jobs.job_cancelled(job=run)
             logger.info("filter run %s stopped", run_id)
-            return job_refresh(run)
+            return jobs.job_refresh(run)
         chunk = list(
             FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True)
             .order_by("id").values_list("id", "image__file")[: config["CHUNK_SIZE"]]
@@ -300,7 +288,7 @@ def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_wor
         items = [ImageItem(result_id, locate(name)) for result_id, name in chunk]
         for scored in pipeline_run(items, scorer, batch_size=run.batch_size, num_workers=workers, reader=reader):
             _results_write(run=run, scored=scored)
-            if job_should_stop(job=run):
+            if jobs.job_should_stop(job=run):
                 break
     return filter_run_finalize(run=run)
 
@@ -341,7 +329,7 @@ def _results_write(*, run: FilterRun, scored: Sequence) -> int:
             status=ImageStatus.BROKEN, updated_at=now
         )
     left = FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).count()
-    job_progress(job=run, processed=max(0, run.total - left))
+    jobs.job_progress(job=run, processed=max(0, run.total - left))
     return len(rows)
 
 
@@ -363,9 +351,9 @@ def filter_run_finalize(*, run: FilterRun) -> FilterRun:
     Image.objects.filter(pk__in=scored_ok, status=ImageStatus.IMPORTED).update(
         status=ImageStatus.FILTERED, updated_at=timezone.now()
     )
-    job_succeed(job=run, processed=run.total)
+    jobs.job_succeed(job=run, processed=run.total)
     logger.info("filter run %s finalized", run.pk)
-    return job_refresh(run)
+    return jobs.job_refresh(run)
 
 
 @transaction.atomic

@@ -26,19 +26,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from aesplatform.annotation.selectors import CONSENSUS_METHOD
+from aesplatform.common import jobs
 from aesplatform.common.exceptions import ConflictError, ServiceError
-from aesplatform.common.jobs import (
-    job_cancel,
-    job_cancelled,
-    job_enqueue,
-    job_fail,
-    job_progress,
-    job_refresh,
-    job_resume,
-    job_running,
-    job_should_stop,
-    job_succeed,
-)
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 from aesplatform.common.sql import rows_insert
 
@@ -320,7 +309,7 @@ def export_create(
 
 
 def _enqueue_run(export: Export) -> None:
-    job_enqueue(job=export)
+    jobs.job_enqueue(job=export)
 
 
 def export_rows(version: DatasetVersion) -> Iterator[writers.ExportRow]:
@@ -425,21 +414,21 @@ def export_resume(*, export: Export) -> Export:
     if live is not None and live.pk != export.pk:
         raise ConflictError(f"Export {live.pk} of the same version, format and options is {live.state}; use that one.",
                             code="duplicate_export")
-    return job_resume(job=export)
+    return jobs.job_resume(job=export)
 
 
 def export_cancel(*, export: Export) -> Export:
     """Stop an export; its half-written directory is removed and nothing becomes visible."""
-    return job_cancel(job=export)
+    return jobs.job_cancel(job=export)
 
 
 def export_run(*, export_id: int) -> Export | None:
     """Write an export (worker). Idempotent: a finished export is left alone; an interrupted one starts over
     in a fresh temporary directory; a second delivery while one runs does nothing."""
-    with job_running(model=Export, job_id=export_id) as export:
+    with jobs.job_running(model=Export, job_id=export_id) as export:
         if export is None:
             return Export.objects.filter(pk=export_id).first()
-        job_progress(job=export, processed=0)
+        jobs.job_progress(job=export, processed=0)
         export = Export.objects.select_related("version").get(pk=export_id)
         target = export_target(export)
         # One temporary directory per attempt: a worker that was given up on (and still writes) never shares one
@@ -451,8 +440,8 @@ def export_run(*, export_id: int) -> Export | None:
             summary = _write_export(export, target=target, temp=temp)
         except _ExportCancelled:
             _remove(temp)
-            job_cancelled(job=export)
-            return job_refresh(export)
+            jobs.job_cancelled(job=export)
+            return jobs.job_refresh(export)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job, none leaves files behind
             _remove(temp)
             if isinstance(exc, ServiceError):
@@ -461,11 +450,11 @@ def export_run(*, export_id: int) -> Export | None:
             else:
                 message = str(exc) if isinstance(exc, (writers.ExportWriteError, OSError)) else repr(exc)
                 logger.exception("export %s failed", export_id)
-            job_fail(job=export, error=message)
-            return job_refresh(export)
-        job_succeed(job=export, path=str(target), archive_path="",  # streamed from `path` at download time
+            jobs.job_fail(job=export, error=message)
+            return jobs.job_refresh(export)
+        jobs.job_succeed(job=export, path=str(target), archive_path="",  # streamed from `path` at download time
                     archive_size=summary.pop("archive_bytes", None), manifest=summary, processed=export.total)
-        return job_refresh(export)
+        return jobs.job_refresh(export)
 
 
 def _remove(path: Path) -> None:
@@ -488,7 +477,7 @@ def _write_export(export: Export, *, target: Path, temp: Path) -> dict:
     def progress(done: int) -> None:
         if done - last[0] >= PROGRESS_EVERY:
             last[0] = done
-            if not job_progress(job=export, processed=done) or job_should_stop(job=export):
+            if not jobs.job_progress(job=export, processed=done) or jobs.job_should_stop(job=export):
                 raise _ExportCancelled()
 
     rows = export_rows(version)
@@ -506,7 +495,7 @@ def _write_export(export: Export, *, target: Path, temp: Path) -> dict:
                "images": placer.counts}
     if options.get("archive"):
         summary["archive_bytes"] = writers.archive_size(files, prefix=target.name)
-    if job_should_stop(job=export):
+    if jobs.job_should_stop(job=export):
         raise _ExportCancelled()
     if target.exists():  # an empty directory that was there already (checked again: the check above was earlier)
         _check_target_free(target)

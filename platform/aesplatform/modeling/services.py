@@ -26,19 +26,8 @@ from django.utils import timezone
 from aesplatform.annotation import selectors as annotation_selectors
 from aesplatform.annotation import services as annotation_services
 from aesplatform.catalog.models import Image, ImageStatus
+from aesplatform.common import jobs
 from aesplatform.common.exceptions import ConflictError, ServiceError
-from aesplatform.common.jobs import (
-    job_cancel,
-    job_cancelled,
-    job_enqueue,
-    job_fail,
-    job_progress,
-    job_refresh,
-    job_resume,
-    job_running,
-    job_should_stop,
-    job_succeed,
-)
 from aesplatform.common.locks import LockNamespace, advisory_xact_lock
 from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
@@ -102,19 +91,19 @@ def training_job_create(*, dataset_version: DatasetVersion, preset: str, config:
     job.output_dir = str(training_root() / f"job-{job.pk}")
     job.save(update_fields=["output_dir", "updated_at"])
     if enqueue:
-        job_enqueue(job=job)
+        jobs.job_enqueue(job=job)
     return job
 
 
 def training_job_cancel(*, job: TrainingJob) -> TrainingJob:
     """Pending (or stalled): cancelled at once. Running: the trainer stops at its next step, writes a checkpoint,
     and the job ends cancelled. Finished jobs cannot be cancelled (409)."""
-    return job_cancel(job=job)
+    return jobs.job_cancel(job=job)
 
 
 def training_job_resume(*, job: TrainingJob) -> TrainingJob:
     """Queue a failed or stalled job again: training continues from its newest checkpoint."""
-    return job_resume(job=job)
+    return jobs.job_resume(job=job)
 
 
 class _JobReporter:
@@ -153,13 +142,13 @@ class _JobReporter:
         self.lines = self.lines[-LOG_LINES_KEPT:]
         fields["log"] = "\n".join(self.lines)
         fields.pop("updated_at")
-        job_progress(job=self.job, **fields)
+        jobs.job_progress(job=self.job, **fields)
 
     def should_stop(self) -> bool:
         now = time.monotonic()
         if not self.stop and now - self.last_stop_check >= PROGRESS_MIN_INTERVAL_S:
             self.last_stop_check = now
-            self.stop = job_should_stop(job=self.job)
+            self.stop = jobs.job_should_stop(job=self.job)
         return self.stop
 
 
@@ -177,7 +166,7 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
 
     Returns the job as it is after this delivery (unchanged when there was nothing to do: finished, cancelled,
     or another worker holds it)."""
-    with job_running(model=TrainingJob, job_id=job_id) as job:
+    with jobs.job_running(model=TrainingJob, job_id=job_id) as job:
         if job is None:
             return TrainingJob.objects.filter(pk=job_id).first()
         reporter = _JobReporter(job)
@@ -199,25 +188,25 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
             metrics = _evaluate(job, result, data, reporter)
         except TrainingStopped as exc:
             reporter.log(f"cancelled: {exc}")
-            job_cancelled(job=job, eta_seconds=None)
-            return job_refresh(job)
+            jobs.job_cancelled(job=job, eta_seconds=None)
+            return jobs.job_refresh(job)
         except Exception as exc:  # noqa: BLE001 - any failure ends the job with its message and traceback
             logger.exception("training job %s failed", job_id)
             reporter.lines.extend(traceback.format_exc().splitlines()[-30:])
             reporter.log(f"failed: {exc}")
-            job_fail(job=job, error=f"{type(exc).__name__}: {exc}", eta_seconds=None)
-            return job_refresh(job)
+            jobs.job_fail(job=job, error=f"{type(exc).__name__}: {exc}", eta_seconds=None)
+            return jobs.job_refresh(job)
         try:
             with transaction.atomic():
-                finished = job_succeed(job=job, metrics=json_safe(metrics), eta_seconds=0.0, step=F("total_steps"))
-                job = job_refresh(job)
+                finished = jobs.job_succeed(job=job, metrics=json_safe(metrics), eta_seconds=0.0, step=F("total_steps"))
+                job = jobs.job_refresh(job)
                 if finished and not ModelVersion.objects.filter(training_job=job).exists():
                     model_version_register(training_job=job)
         except Exception as exc:  # noqa: BLE001 - the job must not stay "running" when its bookkeeping fails
             logger.exception("training job %s: recording the result failed", job_id)
             reporter.log(f"failed while recording the result: {exc}")
-            job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
-            return job_refresh(job)
+            jobs.job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
+            return jobs.job_refresh(job)
         reporter.log("registered as a model version")
         return job
 
@@ -413,7 +402,7 @@ def prescore_run_create(*, created_by, image_ids: list[int] | None = None, model
     run.full_clean()
     run.save()
     if enqueue:
-        job_enqueue(job=run)
+        jobs.job_enqueue(job=run)
     return run
 
 
@@ -474,17 +463,17 @@ def prescore_rows(model_version_id: int, images: list[tuple[int, str]], scores) 
 
 def prescore_run_resume(*, run: PrescoreRun) -> PrescoreRun:
     """Queue a failed or stalled run again: only the images this model has not scored yet are scored."""
-    return job_resume(job=run)
+    return jobs.job_resume(job=run)
 
 
 def prescore_run_cancel(*, run: PrescoreRun) -> PrescoreRun:
     """Stop a run after its current chunk; the scores written so far stay."""
-    return job_cancel(job=run)
+    return jobs.job_cancel(job=run)
 
 
 def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | None:
     """Score, batch by batch, the run's images that this model has not scored yet. Resumable and idempotent."""
-    with job_running(model=PrescoreRun, job_id=run_id) as run:
+    with jobs.job_running(model=PrescoreRun, job_id=run_id) as run:
         if run is None:
             return PrescoreRun.objects.filter(pk=run_id).first()
         version = run.model_version
@@ -494,9 +483,9 @@ def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | 
                     .order_by("id")
                     .values_list("id", "file"))
             while True:
-                if job_should_stop(job=run):
-                    job_cancelled(job=run)
-                    return job_refresh(run)
+                if jobs.job_should_stop(job=run):
+                    jobs.job_cancelled(job=run)
+                    return jobs.job_refresh(run)
                 # Fetch a chunk of several batches at once; score them in one call (the batches stay run.batch_size).
                 chunk = [(i, image_path(key)) for i, key in todo[: run.batch_size * 8]]
                 if not chunk:
@@ -504,11 +493,11 @@ def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | 
                 _score_chunk(run, version, scorer, chunk)
         except Exception as exc:  # noqa: BLE001
             logger.exception("prescore run %s failed", run_id)
-            job_fail(job=run, error=f"{type(exc).__name__}: {exc}")
-            return job_refresh(run)
+            jobs.job_fail(job=run, error=f"{type(exc).__name__}: {exc}")
+            return jobs.job_refresh(run)
         done = _run_images(run).filter(prescores__model_version=version).count()
-        if not job_succeed(job=run, processed=min(done, run.total)):
-            return job_refresh(run)
+        if not jobs.job_succeed(job=run, processed=min(done, run.total)):
+            return jobs.job_refresh(run)
         if version.promoted:
             try:
                 refreshed = campaigns_refresh_for_images(image_ids=run.image_ids or None, model_version=version)
@@ -518,7 +507,7 @@ def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | 
             else:
                 logger.info("prescore run %s: %d open task(s) of active-learning campaigns re-prioritised", run_id,
                             refreshed)
-        return job_refresh(run)
+        return jobs.job_refresh(run)
 
 
 def prescore_num_workers() -> int:
@@ -547,7 +536,7 @@ def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tu
             # Unreadable files: marked broken, so the run does not try them forever.
             Image.objects.filter(pk__in=failed).update(status=ImageStatus.BROKEN)
         done = _run_images(run).filter(prescores__model_version=version).count()
-        job_progress(job=run, processed=min(done, run.total))
+        jobs.job_progress(job=run, processed=min(done, run.total))
     if failed:
         logger.warning("prescore run %s: %d unreadable image(s) marked broken", run.pk, len(failed))
 
