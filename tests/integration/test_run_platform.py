@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +15,13 @@ import psutil
 import pytest
 
 from tests.conftest import REPO_ROOT, wait_for
+from tests.integration.faults.services import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.celery_worker]
 
 # what the test environment sets that `make run` would not
 _TEST_ONLY = ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_BROKER_KEY_PREFIX",
               "DJANGO_SETTINGS_MODULE", "AESP_IMPORT_ROOTS", "DJANGO_MEDIA_ROOT", "AESP_EXPORT_ROOT")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _answers(url: str) -> bool:
@@ -54,7 +48,7 @@ def _main_workers(script: psutil.Process) -> list[psutil.Process]:
 
 def _platform_env(tmp_path) -> tuple[dict[str, str], int]:
     env = {key: value for key, value in os.environ.items() if key not in _TEST_ONLY}
-    port = _free_port()
+    port = free_port()
     env.update(DJANGO_ENV="development", AESP_VAR_DIR=str(tmp_path / "var"), PY=sys.executable, HOST="127.0.0.1",
                PORT=str(port), WEB_CONCURRENCY="1", WORKER_CONCURRENCY="1", WEB_ACCESS_LOG="",
                AESP_HUMANAESEXPERT_RUNTIME=str(tmp_path / "no-runtime"), STOP_GRACE_S="3",
@@ -62,6 +56,19 @@ def _platform_env(tmp_path) -> tuple[dict[str, str], int]:
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO_ROOT, env=env,
                    check=True, timeout=240)
     return env, port
+
+
+def _start_run_platform(tmp_path):
+    """scripts/run_platform.sh in its own session, its output in run.log: (process, log file, the log's tail, port)."""
+    env, port = _platform_env(tmp_path)
+    log = open(tmp_path / "run.log", "wb")
+    script = subprocess.Popen(["scripts/run_platform.sh"], cwd=REPO_ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+
+    def logs() -> str:
+        return (tmp_path / "run.log").read_text(errors="replace")[-4000:]
+
+    return script, log, logs, port
 
 
 def _cleanup(script: subprocess.Popen, tmp_path) -> None:
@@ -76,11 +83,7 @@ def _cleanup(script: subprocess.Popen, tmp_path) -> None:
 
 
 def test_make_run_restarts_a_killed_worker_keeps_the_web_up_and_stops_everything_on_sigterm(tmp_path):
-    env, port = _platform_env(tmp_path)
-    log = open(tmp_path / "run.log", "wb")
-    script = subprocess.Popen(["scripts/run_platform.sh"], cwd=REPO_ROOT, env=env, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    logs = lambda: (tmp_path / "run.log").read_text(errors="replace")[-4000:]  # noqa: E731
+    script, log, logs, port = _start_run_platform(tmp_path)
     health = f"http://127.0.0.1:{port}/health/"
     try:
         parent = psutil.Process(script.pid)
@@ -111,11 +114,7 @@ def test_make_run_restarts_a_killed_worker_keeps_the_web_up_and_stops_everything
 
 def test_ctrl_c_stops_make_run_within_seconds(tmp_path):
     """Ctrl-C in a terminal: SIGINT to the whole foreground process group (the script and its supervisors)."""
-    env, port = _platform_env(tmp_path)
-    log = open(tmp_path / "run.log", "wb")
-    script = subprocess.Popen(["scripts/run_platform.sh"], cwd=REPO_ROOT, env=env, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    logs = lambda: (tmp_path / "run.log").read_text(errors="replace")[-4000:]  # noqa: E731
+    script, log, logs, port = _start_run_platform(tmp_path)
     try:
         parent = psutil.Process(script.pid)
         wait_for(lambda: _answers(f"http://127.0.0.1:{port}/health/"), timeout=90, message=f"the web; log:\n{logs()}")
