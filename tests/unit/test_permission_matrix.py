@@ -174,6 +174,11 @@ PAGE_MATRIX: dict[tuple[str, str], str] = {
     ("get", "ui:model_compare"): CURATOR,
     ("get", "ui:prescores"): CURATOR,
     ("post", "ui:prescore_run_new"): CURATOR,
+    # the image explorer: curators only (the detail page shows every annotator's labels side by side)
+    ("get", "ui:image_detail"): CURATOR,
+    ("get", "ui:image_map"): CURATOR,
+    ("post", "ui:image_map_compute"): CURATOR,
+    ("post", "ui:image_map_select"): CURATOR,
 }
 
 ADMIN_PUBLIC = {"admin:login", "admin:logout"}  # the Django admin's own sign-in (and sign-out) pages
@@ -206,6 +211,7 @@ OBJECT_OF_PREFIX = [
     ("/models/jobs/", "training_job"),
     ("/models/", "model_version"),
     ("/jobs/", "import_job"),
+    ("/images/", "image"),
 ]
 OTHER_PARAMS = {"name": "loss.png", "kind": "import", "action": "cancel"}  # non-id route parameters
 METHODS = ("get", "post", "put", "patch", "delete")

@@ -26,3 +26,9 @@ def filter_run_execute(run_id: int) -> dict:
 
 
 task_former_names(filter_run_execute, "workers.gpu.filter_run_execute")
+
+
+@shared_task(name="aesplatform.curation.tasks.embedding_map_compute", queue="cpu", ignore_result=True)
+def embedding_map_compute(run_id: int) -> None:
+    """Project a filter run's embeddings to 2-D for the embedding map (idempotent: a new delivery recomputes)."""
+    services.embedding_map_compute(run_id=run_id)
