@@ -212,7 +212,7 @@ def _signal_keyset(images: QuerySet[Image], sort: str, *, cursor: tuple[float, i
              f"ORDER BY t.sort_key {direction}, t.id {direction} LIMIT %s")
     with connection.cursor() as db:
         db.execute(query, [*args, limit])
-        return [(row[0], row[1]) for row in db.fetchall()]
+        return [(row[0], float(row[1])) for row in db.fetchall()]
 
 
 def gallery_page(filters: GalleryFilters, *, after=None, before: int | None = None,

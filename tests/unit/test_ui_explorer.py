@@ -344,3 +344,25 @@ def test_overall_consensus_prefers_a_campaign_over_an_imported_label():
     me = next(i for i in page.images if i.pk == scene.image.pk)
     campaign_overall = scene.scores[scene.annotators[0].get_username()][DIMENSIONS[OVERALL_INDEX].key]
     assert me.sig_consensus == pytest.approx(campaign_overall)
+
+
+@pytest.mark.parametrize("sort", ["consensus_desc", "oldest", "ratings_asc"])
+def test_show_more_links_walk_every_image_once_in_the_sort_order(client, sort):
+    from annotator_ui.gallery import GALLERY_PAGE_SIZE
+
+    images = factories.ImageFactory.create_batch(GALLERY_PAGE_SIZE + 9)
+    for i, image in enumerate(images[:40]):
+        label_imported(image, overall=round((i * 37 % 100) / 100, 2), source="s")  # ties included
+    expected = [i.pk for i in gallery_page(GalleryFilters(sort=sort), page_size=1000).images]
+    _client(client)
+    seen, query = [], f"sort={sort}"
+    for _ in range(5):
+        html = client.get(f"{reverse('ui:images')}?{query}").content.decode()
+        seen += _ids(html)
+        match = re.search(r'data-testid="gallery-older"\s+href="\?([^"]+)"', html)
+        if not match:
+            break
+        query = match.group(1).replace("&amp;", "&")
+    assert seen == expected and len(seen) == len(images)
+    if sort == "oldest":
+        assert seen == sorted(seen)
