@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aesplatform.annotation.models import Annotation, Consensus, ConsensusOrigin, Task
+from aesplatform.annotation.models import Annotation, Assignment, AssignmentState, Consensus, ConsensusOrigin, Task
 from aesplatform.catalog.models import Image
 from aesplatform.curation.models import CuratorDecision, FilterResult
 from aesplatform.datasets.models import DatasetItem, Export
@@ -33,7 +33,7 @@ PRESCORE_HEADS = (
 @dataclass
 class TimelineEvent:
     at: datetime | None
-    kind: str  # import, filter, review, annotation, correction, consensus, prescore, dataset, export
+    kind: str  # import, filter, review, annotation, correction, skipped, flagged, consensus, prescore, dataset, export
     text: str
     url: str = ""
 
@@ -130,7 +130,8 @@ def _label_tables(annotations: list[Annotation], consensus: list[Consensus], tas
     return list(tables.values())
 
 
-def _timeline(detail: ImageDetail, annotations: list[Annotation], consensus: list[Consensus]) -> list[TimelineEvent]:
+def _timeline(detail: ImageDetail, annotations: list[Annotation], consensus: list[Consensus],
+              set_aside: list[Assignment]) -> list[TimelineEvent]:
     from django.urls import reverse
 
     image = detail.image
@@ -158,6 +159,11 @@ def _timeline(detail: ImageDetail, annotations: list[Annotation], consensus: lis
         kind, verb = ("correction", "Corrected") if annotation.supersedes_id else ("annotation", "Rated")
         events.append(TimelineEvent(annotation.created_at, kind,
                                     f"{verb} by {who} in “{annotation.task.campaign.name}”: overall {overall:.2f}"))
+    for assignment in set_aside:
+        verb = "Flagged" if assignment.state == AssignmentState.FLAGGED else "Skipped"
+        events.append(TimelineEvent(assignment.finished_at, assignment.state,
+                                    f"{verb} by {_annotator_name(assignment.annotator)} in "
+                                    f"“{assignment.task.campaign.name}”"))
     latest: dict[Any, Consensus] = {}
     for row in consensus:
         key = (row.origin, row.campaign_id, row.label_source)
@@ -186,7 +192,7 @@ def _timeline(detail: ImageDetail, annotations: list[Annotation], consensus: lis
 
 
 def image_detail(*, image_id: int) -> ImageDetail:
-    """Everything the detail page shows; raises Image.DoesNotExist for an unknown id. Ten queries at most."""
+    """Everything the detail page shows; raises Image.DoesNotExist for an unknown id. Eleven queries at most."""
     image = Image.objects.select_related("import_job__created_by").get(pk=image_id)
     filter_results = list(
         FilterResult.objects.filter(image=image).select_related("run", "batch", "near_duplicate_of")
@@ -205,6 +211,9 @@ def image_detail(*, image_id: int) -> ImageDetail:
                           [: DUPLICATE_GROUP_LIMIT + 1])
     annotations = list(Annotation.objects.filter(task__image=image)
                        .select_related("annotator", "task__campaign").order_by("id"))
+    set_aside = list(Assignment.objects.filter(task__image=image, state__in=[AssignmentState.SKIPPED,
+                                                                              AssignmentState.FLAGGED])
+                     .select_related("annotator", "task__campaign").order_by("id"))
     tasks = list(Task.objects.filter(image=image).select_related("campaign").order_by("campaign_id"))
     consensus = list(Consensus.objects.filter(image=image).select_related("campaign")
                      .order_by("origin", "campaign_id", "dimension"))
@@ -221,7 +230,7 @@ def image_detail(*, image_id: int) -> ImageDetail:
         dataset_items=dataset_items, exports=exports, timeline=[],
         annotation_count=sum(1 for a in annotations if a.supersedes_id is None),
     )
-    detail.timeline = _timeline(detail, annotations, consensus)
+    detail.timeline = _timeline(detail, annotations, consensus, set_aside)
     return detail
 
 

@@ -366,3 +366,18 @@ def test_show_more_links_walk_every_image_once_in_the_sort_order(client, sort):
     assert seen == expected and len(seen) == len(images)
     if sort == "oldest":
         assert seen == sorted(seen)
+
+
+def test_skips_and_flags_are_in_the_history(client):
+    image = factories.ImageFactory(status=ImageStatus.APPROVED)
+    skipper, flagger = factories.annotator(), factories.annotator()
+    campaign = annotation_services.campaign_create(
+        name="flags", mode="overall", created_by=factories.curator(), image_ids=[image.pk], redundancy=2,
+        annotators=[skipper, flagger], state="active", gold_ratio=0.0)
+    lease = annotation_services.task_lease_next(campaign=campaign, annotator=skipper)
+    annotation_services.assignment_skip(assignment_id=lease.id, annotator=skipper)
+    lease = annotation_services.task_lease_next(campaign=campaign, annotator=flagger)
+    annotation_services.assignment_flag(assignment_id=lease.id, annotator=flagger, reason="blank")
+    html = _client(client).get(reverse("ui:image_detail", args=[image.pk])).content.decode()
+    assert 'data-kind="skipped"' in html and 'data-kind="flagged"' in html
+    assert f"Flagged by {flagger.get_username()}" in html
