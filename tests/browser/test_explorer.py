@@ -115,3 +115,25 @@ def test_the_map_says_to_run_a_filter_run_first(page, login):
     page.goto("/images/")
     page.get_by_test_id("open-map").click()
     expect(page.get_by_test_id("map-empty")).to_contain_text("run a filter run first")
+
+
+def test_previous_and_next_walk_the_filtered_gallery(page, login):
+    from aesplatform.catalog.models import ImageStatus
+
+    approved = [make_image(2200 + i, source="walk", status=ImageStatus.APPROVED) for i in range(3)]
+    make_image(2210, source="walk", status=ImageStatus.REJECTED)  # newest, but filtered out
+    login(page, factories.curator())
+    page.goto("/images/?status=approved")
+    page.get_by_test_id(f"tile-link-{approved[2].pk}").click()  # newest approved: no previous
+    expect(page.get_by_test_id("image-prev")).to_have_count(0)
+    page.get_by_test_id("image-next").click()
+    expect(page).to_have_url(re.compile(rf"/images/{approved[1].pk}/\?status=approved$"))
+    page.get_by_test_id("image-next").click()
+    expect(page).to_have_url(re.compile(rf"/images/{approved[0].pk}/\?status=approved$"))
+    expect(page.get_by_test_id("image-next")).to_have_count(0)
+    page.get_by_test_id("zoom").focus()
+    fit = _scale(page)
+    page.keyboard.press("+")
+    assert _scale(page) == pytest.approx(fit * 1.25, rel=1e-3)
+    page.get_by_test_id("back-to-gallery").click()
+    expect(page).to_have_url(re.compile(r"/images/\?status=approved$"))
