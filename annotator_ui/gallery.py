@@ -23,7 +23,7 @@ from django.db.models.functions import Coalesce
 
 from aesplatform.annotation.models import Annotation, Consensus
 from aesplatform.catalog.models import Image
-from aesplatform.curation.models import CuratorDecision, FilterResult
+from aesplatform.curation.models import CuratorDecision, FilterResult, ImageSelectionItem
 from aesplatform.datasets.models import DatasetItem
 from aesplatform.modeling.models import Prescore
 from model_core.standard import OVERALL
@@ -67,7 +67,7 @@ class GalleryFilters:
     review: str = ""
     duplicates: str = ""
     duplicate_group: int | None = None
-    selection_ids: list[int] | None = None  # a saved selection (the map's lasso): only these images
+    selection: int | None = None  # a saved selection (the map's lasso): only its images
     sort: str = DEFAULT_SORT
 
 
@@ -115,8 +115,9 @@ def gallery_queryset(filters: GalleryFilters) -> QuerySet[Image]:
         images = images.filter(import_job_id=f.import_job)
     if f.dataset_version is not None:
         images = images.filter(Exists(DatasetItem.objects.filter(version_id=f.dataset_version, image=OuterRef("pk"))))
-    if f.selection_ids is not None:
-        images = images.filter(id__in=f.selection_ids)
+    if f.selection is not None:
+        chosen = ImageSelectionItem.objects.filter(selection_id=f.selection, image=OuterRef("pk"))
+        images = images.filter(Exists(chosen))
     if f.duplicate_group is not None:
         images = images.filter(near_duplicate_group=f.duplicate_group)
     if f.duplicates == "yes":
@@ -208,7 +209,8 @@ def _signal_keyset(images: QuerySet[Image], sort: str, *, cursor: tuple[float, i
     if cursor is not None:
         where = f"WHERE (t.sort_key, t.id) {'<' if descending else '>'} (%s, %s)"
         args += [float(cursor[0]), int(cursor[1])]
-    query = (f"SELECT t.id, t.sort_key FROM ({sql} OFFSET 0) t {where} "
+    fence = "LIMIT -1 OFFSET 0" if connection.vendor == "sqlite" else "OFFSET 0"  # SQLite: no OFFSET without LIMIT
+    query = (f"SELECT t.id, t.sort_key FROM ({sql} {fence}) t {where} "
              f"ORDER BY t.sort_key {direction}, t.id {direction} LIMIT %s")
     with connection.cursor() as db:
         db.execute(query, [*args, limit])

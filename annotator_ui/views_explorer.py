@@ -78,14 +78,12 @@ def gallery_state(request) -> tuple[GalleryFilterForm, gallery.GalleryFilters, d
         data = {k: v for k, v in form.cleaned_data.items() if k not in form.errors}
     else:
         data = form.cleaned_data if form.is_bound else {}
-    selection_ids = None
     if data.get("selection"):
         from aesplatform.curation import selectors as curation_selectors
 
-        selection_ids = curation_selectors.image_selection_ids(selection_id=data["selection"])
-        if selection_ids is None:
+        if not curation_selectors.image_selection_exists(selection_id=data["selection"]):
             form.add_error("selection", "No such selection.")
-            selection_ids, data = None, {k: v for k, v in data.items() if k != "selection"}
+            data = {k: v for k, v in data.items() if k != "selection"}
     sort = data.get("sort") or gallery.DEFAULT_SORT
     filters = gallery.GalleryFilters(
         status=data.get("status") or "", source=data.get("source") or "", import_job=data.get("import_job"),
@@ -93,7 +91,7 @@ def gallery_state(request) -> tuple[GalleryFilterForm, gallery.GalleryFilters, d
         consensus_max=data.get("consensus_max"), ratings_min=data.get("ratings_min"),
         ratings_max=data.get("ratings_max"), prescore_min=data.get("prescore_min"),
         prescore_max=data.get("prescore_max"), proposal=data.get("proposal") or "", review=data.get("review") or "",
-        duplicates=data.get("duplicates") or "", duplicate_group=data.get("group"), selection_ids=selection_ids,
+        duplicates=data.get("duplicates") or "", duplicate_group=data.get("group"), selection=data.get("selection"),
         sort=sort,
     )
     query = {}

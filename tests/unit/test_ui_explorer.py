@@ -328,7 +328,7 @@ def test_selection_size_is_bounded(monkeypatch):
                                                  created_by=factories.curator())
     assert not ImageSelection.objects.exists()
     stored = curation_services.image_selection_create(image_ids=[image.pk, image.pk], created_by=factories.curator())
-    assert stored.image_ids == [image.pk] and stored.size == 1
+    assert list(stored.items.values_list("image_id", flat=True)) == [image.pk] and stored.size == 1
 
 
 def test_unknown_selection_in_the_gallery_is_reported_not_ignored_silently(client):

@@ -154,10 +154,10 @@ class EmbeddingMap(models.Model):
 
 
 class ImageSelection(models.Model):
-    """A saved set of images (a lasso on the embedding map), shown by the gallery as ?selection=<id>. Bounded:
-    limits.SELECTION_MAX_IMAGES ids at most."""
+    """A saved set of images (a lasso on the embedding map), shown by the gallery as ?selection=<id>. Its images are
+    rows of ImageSelectionItem (the gallery filters with an indexed EXISTS, whatever the size). Bounded:
+    limits.SELECTION_MAX_IMAGES images at most."""
 
-    image_ids = models.JSONField(help_text="The selected image ids, in the order they were given.")
     size = models.PositiveIntegerField()
     note = models.CharField(max_length=200, blank=True, help_text="Where the selection came from.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="image_selections")
@@ -166,3 +166,13 @@ class ImageSelection(models.Model):
     class Meta:
         ordering = ["-id"]
         constraints = [models.CheckConstraint(condition=models.Q(size__gt=0), name="imageselection_not_empty")]
+
+
+class ImageSelectionItem(models.Model):
+    selection = models.ForeignKey(ImageSelection, on_delete=models.CASCADE, related_name="items")
+    image = models.ForeignKey("catalog.Image", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["selection", "image"], name="imageselectionitem_unique_image"),
+        ]

@@ -109,9 +109,7 @@ def embedding_map_get(*, run_id: int):
     return EmbeddingMap.objects.filter(run_id=run_id).first()
 
 
-def image_selection_ids(*, selection_id: int) -> list[int] | None:
-    """The image ids of a saved selection, or None when there is no such selection."""
+def image_selection_exists(*, selection_id: int) -> bool:
     from .models import ImageSelection
 
-    row = ImageSelection.objects.filter(pk=selection_id).values_list("image_ids", flat=True).first()
-    return list(row) if row is not None else None
+    return ImageSelection.objects.filter(pk=selection_id).exists()

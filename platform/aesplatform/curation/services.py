@@ -591,7 +591,7 @@ def embedding_map_compute(*, run_id: int):
 def image_selection_create(*, image_ids: Sequence[int], created_by, note: str = ""):
     """Save a set of image ids (deduplicated, order kept) for the gallery; unknown ids and an empty or too large
     set are refused (nothing stored)."""
-    from .models import ImageSelection
+    from .models import ImageSelection, ImageSelectionItem
 
     ids: list[int] = []
     seen: set[int] = set()
@@ -606,11 +606,19 @@ def image_selection_create(*, image_ids: Sequence[int], created_by, note: str = 
     if len(ids) > limits.SELECTION_MAX_IMAGES:
         raise ServiceError(f"At most {limits.SELECTION_MAX_IMAGES} images in one selection (got {len(ids)}).",
                            code="selection_too_large")
-    known = set(Image.objects.filter(pk__in=ids).values_list("id", flat=True))
+    known: set[int] = set()
+    for start in range(0, len(ids), SELECTION_CHUNK):  # chunks: SQLite caps the parameters of one statement
+        known.update(Image.objects.filter(pk__in=ids[start:start + SELECTION_CHUNK]).values_list("id", flat=True))
     missing = [i for i in ids if i not in known]
     if missing:
         raise ServiceError(f"No image with id(s) {', '.join(map(str, missing[:10]))}.", code="unknown_images")
-    selection = ImageSelection(image_ids=ids, size=len(ids), note=note[:200], created_by=created_by)
+    selection = ImageSelection(size=len(ids), note=note[:200], created_by=created_by)
     _full_clean(selection, exclude=["created_by"])
-    selection.save()
+    with transaction.atomic():
+        selection.save()
+        ImageSelectionItem.objects.bulk_create(
+            [ImageSelectionItem(selection=selection, image_id=i) for i in ids], batch_size=SELECTION_CHUNK)
     return selection
+
+
+SELECTION_CHUNK = 5000
