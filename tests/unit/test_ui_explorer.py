@@ -381,3 +381,28 @@ def test_skips_and_flags_are_in_the_history(client):
     html = _client(client).get(reverse("ui:image_detail", args=[image.pk])).content.decode()
     assert 'data-kind="skipped"' in html and 'data-kind="flagged"' in html
     assert f"Flagged by {flagger.get_username()}" in html
+
+
+def test_the_map_task_computes_the_map_of_its_run():
+    from aesplatform.curation import tasks as curation_tasks
+
+    scene = explored_image(raters=1, seed=1300)
+    curation_tasks.embedding_map_compute(scene.run.pk)  # as a worker runs it (called in-process)
+    assert EmbeddingMap.objects.get(run=scene.run).point_count == 3
+    curation_tasks.embedding_map_compute(987654)  # a run that is gone: nothing, no error
+
+
+def test_map_page_query_count_does_not_grow_with_the_points(client, django_assert_max_num_queries):
+    scene = explored_image(raters=1, seed=1400)
+    curation_services.embedding_map_compute(run_id=scene.run.pk)
+    _client(client, scene.curator)
+    with CaptureQueriesContext(connection) as few:
+        client.get(reverse("ui:image_map"))
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        FilterResult.objects.create(run=scene.run, image=factories.ImageFactory(),
+                                    embedding=rng.normal(size=16).astype(np.float16).tobytes())
+    curation_services.embedding_map_compute(run_id=scene.run.pk)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = client.get(reverse("ui:image_map"))
+    assert len(response.context["map_data"]["id"]) == 43
