@@ -66,6 +66,14 @@ class GalleryFilterForm(forms.Form):
     def clean_source(self):
         return (self.cleaned_data.get("source") or "").strip()
 
+    def clean(self):
+        data = super().clean()
+        for name in ("consensus", "ratings", "prescore"):
+            low, high = data.get(f"{name}_min"), data.get(f"{name}_max")
+            if low is not None and high is not None and low > high:
+                self.add_error(f"{name}_max", "Below the minimum.")
+        return data
+
 
 GALLERY_CHOICE_FILTERS = (("proposal", "Filter proposal"), ("review", "Review"), ("duplicates", "Near duplicates"))
 

@@ -231,6 +231,8 @@ def test_invalid_signal_filters_are_ignored_with_a_notice(client, scored_images)
     html = _client(client).get(reverse("ui:images"), {"consensus_min": "2", "sort": "nope", "after": "x_y"}
                                ).content.decode()
     assert "were not valid and were ignored" in html and len(_ids(html)) == 6
+    html = client.get(reverse("ui:images"), {"prescore_min": "0.75", "prescore_max": "0.2"}).content.decode()
+    assert "were not valid and were ignored" in html and len(_ids(html)) == 2  # the minimum alone still applies
 
 
 # --- the embedding map -------------------------------------------------------------------------------------------
