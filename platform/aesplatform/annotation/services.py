@@ -104,9 +104,7 @@ def _priorities(*, image_ids: list[int], order: str, rng: random.Random) -> dict
     if order == TaskOrder.ACTIVE_LEARNING:
         # a promoted model that gives no uncertainty is refused (409), never read as "all equally certain"
         modeling_selectors.promoted_model_active_learning_check()
-        uncertainty = modeling_selectors.prescore_uncertainties(image_ids=image_ids)
-        # most uncertain first; images never pre-scored come after, in random order
-        return {i: (1.0 + uncertainty[i]) if i in uncertainty else rng.random() for i in image_ids}
+        return modeling_selectors.active_learning_priorities(image_ids=image_ids, seed=rng.randrange(2**31))
     return {i: rng.random() for i in image_ids}
 
 
