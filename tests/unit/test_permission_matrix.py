@@ -67,6 +67,8 @@ API_MATRIX: dict[tuple[str, str], str] = {
     ("get", "/api/annotations/"): ANNOTATOR,
     ("get", "/api/annotations/{id}/"): ANNOTATOR,
     ("post", "/api/annotations/{id}/correct/"): ANNOTATOR,
+    ("post", "/api/annotations/{id}/review/"): CURATOR,
+    ("get", "/api/campaigns/{id}/review/"): CURATOR,
     # catalog
     ("get", "/api/images/"): CURATOR,
     ("get", "/api/images/{id}/"): CURATOR,
