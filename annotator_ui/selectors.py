@@ -87,7 +87,8 @@ def annotator_work_summary(*, user) -> WorkSummary:
 
 def annotator_annotations(*, user) -> QuerySet[Annotation]:
     """The user's submitted annotations, newest first, with what a row of "My work" shows: whether it is the
-    current version (`is_current`: only that one can be edited) and a curator's verdict on the rating (`review_state`)."""
+    current version (`is_current`: only that one can be edited) and a curator's verdict on the rating
+    (`review_state`)."""
     current = Annotation.objects.filter(supersedes=OuterRef("pk"))
     verdict = AnnotationReview.objects.filter(
         annotation__task_id=OuterRef("task_id"), annotation__annotator_id=OuterRef("annotator_id")
