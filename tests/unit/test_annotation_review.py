@@ -255,3 +255,11 @@ def test_the_review_api_accepts_rejects_and_corrects(rated):
     assert len(rows) == 3 and {row["status"] for row in rows} == {"unreviewed", "corrected"}
     assert client_for(users[0]).get(f"/api/campaigns/{campaign.pk}/review/").status_code == 403
     assert curator.get(f"/api/campaigns/{campaign.pk}/review/?status=nope").status_code == 400
+
+
+def test_a_review_newer_than_the_last_recomputation_is_caught_up_when_a_worker_starts(rated):
+    campaign, _, ratings = rated
+    assert campaign.pk not in services.consensus_catch_up()  # computed after the last rating
+    services.annotation_review(annotation_id=ratings[0].pk, reviewer=factories.curator(), state="rejected",
+                               reason="off")
+    assert campaign.pk in services.consensus_catch_up()

@@ -591,15 +591,16 @@ def _queue_quality_update(campaign_id: int) -> None:
 
 
 def consensus_catch_up() -> list[int]:
-    """Queue a consensus update for every campaign with an annotation newer than its last recomputation (those
-    whose update could not be queued while the job queue was down). Returns the campaign ids."""
+    """Queue a consensus update for every campaign with an annotation or a review newer than its last
+    recomputation (those whose update could not be queued while the job queue was down). Returns the campaign ids."""
     from django.db.models import Max, Q
 
     stale = list(
         Campaign.objects.annotate(last_annotation=Max("tasks__annotations__created_at"),
+                                  last_review=Max("tasks__annotations__review__reviewed_at"),
                                   last_computed=Max("agreement__computed_at"))
-        .filter(Q(last_computed__isnull=True) | Q(last_annotation__gt=F("last_computed")),
-                last_annotation__isnull=False)
+        .filter(Q(last_computed__isnull=True) | Q(last_annotation__gt=F("last_computed"))
+                | Q(last_review__gt=F("last_computed")), last_annotation__isnull=False)
         .values_list("pk", flat=True)
     )
     for campaign_id in stale:
