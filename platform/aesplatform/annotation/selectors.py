@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from django.contrib.auth import get_user_model
@@ -332,6 +333,11 @@ REVIEW_STATUSES = ("unreviewed", "all", "accepted", "corrected", "rejected")
 REVIEW_ORDERS = ("submitted", "deviation")
 
 
+class ConsensusValue(NamedTuple):
+    score: float
+    count: int
+
+
 @dataclass
 class ReviewEntry:
     """One rating in a campaign's review queue: its current version and what the filters and the order read."""
@@ -347,7 +353,7 @@ class ReviewEntry:
     reviewed_version_id: int | None = None
     flagged: bool = False
     gold_reference: float | None = None
-    consensus: dict[str, object] = field(default_factory=dict)  # dimension key -> Consensus row
+    consensus: dict[str, ConsensusValue] = field(default_factory=dict)  # dimension key -> the campaign's consensus
 
     @property
     def reviewed(self) -> bool:
@@ -413,9 +419,11 @@ def review_queue(
         Assignment.objects.filter(task__campaign=campaign, state=AssignmentState.FLAGGED)
         .values_list("task_id", flat=True)
     )
-    consensus: dict[int, dict[str, Consensus]] = defaultdict(dict)
-    for row in Consensus.objects.filter(campaign=campaign, origin=ConsensusOrigin.CAMPAIGN):
-        consensus[row.image_id][DIMENSIONS[row.dimension].key] = row
+    consensus: dict[int, dict[str, ConsensusValue]] = defaultdict(dict)
+    for image_id, dimension, score, count in Consensus.objects.filter(
+        campaign=campaign, origin=ConsensusOrigin.CAMPAIGN
+    ).values_list("image_id", "dimension", "score", "count"):
+        consensus[image_id][DIMENSIONS[dimension].key] = ConsensusValue(score, count)
     gold_images = {v[3] for v in values if v[5]}
     references = dict(
         Consensus.objects.filter(image_id__in=gold_images, origin=ConsensusOrigin.IMPORTED,

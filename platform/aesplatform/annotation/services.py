@@ -884,14 +884,24 @@ def annotation_review_correct(
 
 def current_annotations(*, campaign: Campaign):
     """The newest version of every annotator's annotation of every task (superseded rows left out), without the
-    ratings a curator rejected (their review row hangs on the chain's original: same task and annotator)."""
-    from django.db.models import Exists, OuterRef
+    ratings a curator rejected (their review row hangs on the chain's original: same task and annotator).
 
-    rejected = AnnotationReview.objects.filter(
-        annotation__task_id=OuterRef("task_id"), annotation__annotator_id=OuterRef("annotator_id"),
-        state=ReviewState.REJECTED,
+    The rejected ratings are few (a curator's decision each): they are looked up first and left out by id, which
+    keeps the query a plain scan (a correlated NOT EXISTS made the planner loop over the campaign's annotations
+    once per row: seconds for a few thousand ratings)."""
+    current = Annotation.objects.filter(task__campaign=campaign, superseded_by__isnull=True)
+    rejected = set(
+        AnnotationReview.objects.filter(annotation__task__campaign=campaign, state=ReviewState.REJECTED)
+        .values_list("annotation__task_id", "annotation__annotator_id")
     )
-    return Annotation.objects.filter(task__campaign=campaign, superseded_by__isnull=True).exclude(Exists(rejected))
+    if not rejected:
+        return current
+    rejected_ids = [
+        pk for pk, task_id, annotator_id in current.filter(task_id__in={t for t, _ in rejected})
+        .values_list("pk", "task_id", "annotator_id")
+        if (task_id, annotator_id) in rejected
+    ]
+    return current.exclude(pk__in=rejected_ids)
 
 
 def campaign_matrices(*, campaign: Campaign) -> dict:
