@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from aesplatform.accounts.roles import Role
 from aesplatform.annotation.models import (
     Annotation,
+    AnnotationReview,
     Assignment,
     AssignmentState,
     Campaign,
@@ -85,14 +86,22 @@ def annotator_work_summary(*, user) -> WorkSummary:
 
 
 def annotator_annotations(*, user) -> QuerySet[Annotation]:
-    """The user's submitted annotations, newest first, with what a row of "My work" shows."""
+    """The user's submitted annotations, newest first, with what a row of "My work" shows: whether it is the
+    current version (`is_current`: only that one can be edited) and a curator's verdict on the rating
+    (`review_state`)."""
+    current = Annotation.objects.filter(supersedes=OuterRef("pk"))
+    verdict = AnnotationReview.objects.filter(
+        annotation__task_id=OuterRef("task_id"), annotation__annotator_id=OuterRef("annotator_id")
+    ).values("state")[:1]
     return (
         Annotation.objects.filter(annotator=user)
         .select_related("task__campaign")
         .only(
             "id", "created_at", "is_expert", "time_spent_ms", "comprehensive", "supersedes_id",
             "task__id", "task__image_id", "task__campaign__id", "task__campaign__name", "task__campaign__mode",
+            "task__campaign__state",
         )
+        .annotate(is_current=~Exists(current), review_state=Subquery(verdict))
         .order_by("-id")
     )
 

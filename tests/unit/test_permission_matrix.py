@@ -67,6 +67,8 @@ API_MATRIX: dict[tuple[str, str], str] = {
     ("get", "/api/annotations/"): ANNOTATOR,
     ("get", "/api/annotations/{id}/"): ANNOTATOR,
     ("post", "/api/annotations/{id}/correct/"): ANNOTATOR,
+    ("post", "/api/annotations/{id}/review/"): CURATOR,
+    ("get", "/api/campaigns/{id}/review/"): CURATOR,
     # catalog
     ("get", "/api/images/"): CURATOR,
     ("get", "/api/images/{id}/"): CURATOR,
@@ -174,6 +176,10 @@ PAGE_MATRIX: dict[tuple[str, str], str] = {
     ("get", "ui:model_compare"): CURATOR,
     ("get", "ui:prescores"): CURATOR,
     ("post", "ui:prescore_run_new"): CURATOR,
+    ("get", "ui:review_stream"): CURATOR,
+    ("post", "ui:review_stream"): CURATOR,
+    ("get", "ui:my_work_edit"): ANNOTATOR,
+    ("post", "ui:my_work_edit"): ANNOTATOR,
 }
 
 ADMIN_PUBLIC = {"admin:login", "admin:logout"}  # the Django admin's own sign-in (and sign-out) pages
@@ -198,6 +204,7 @@ OBJECT_OF_PREFIX = [
     ("/api/prescore-runs/", "prescore_run"),
     ("/imports/", "import_job"),
     ("/annotate/", "campaign"),
+    ("/my-work/", "annotation"),
     ("/campaigns/", "campaign"),
     ("/filtering/batches/", "review_batch"),
     ("/filtering/", "filter_run"),

@@ -33,8 +33,13 @@ from .serializers import (
     CampaignStatsSerializer,
     CampaignUpdateSerializer,
     ConsensusSerializer,
+    CorrectSerializer,
     FlagSerializer,
     NextTaskRequestSerializer,
+    ReviewInSerializer,
+    ReviewQueueQuerySerializer,
+    ReviewQueueSerializer,
+    ReviewSerializer,
     SubmitSerializer,
     validated,
 )
@@ -280,12 +285,13 @@ class AnnotationCorrectView(APIView):
     @extend_schema(
         tags=TAG,
         summary="Correct your annotation",
-        description="Stores a new annotation that supersedes this one; the original stays unchanged in the history.",
-        request=SubmitSerializer,
+        description="Stores a new annotation that supersedes this one; the original stays unchanged in the history. "
+        "Only your own annotation, only while the campaign is active.",
+        request=CorrectSerializer,
         responses={201: AnnotationSerializer, 200: AnnotationSerializer},
     )
     def post(self, request, pk: int):
-        data = SubmitSerializer(data=request.data)
+        data = CorrectSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         annotation, created = services.annotation_correct(
             annotation_id=pk, annotator=request.user, **data.validated_data
@@ -328,3 +334,52 @@ class CampaignConsensusView(ListAPIView):
     @extend_schema(tags=TAG, summary="Consensus of a campaign (curators)")
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
+
+
+# --- review of ratings (curators) ----------------------------------------------------------------------------------
+
+
+class AnnotationReviewView(APIView):
+    permission_classes = [IsCurator]
+
+    @extend_schema(
+        tags=TAG,
+        summary="Review a rating: accept, reject or correct it (curators)",
+        description="`accepted`: reviewed as it is. `rejected` (reason required): left out of the consensus, which is "
+        "recomputed, until accepted again. `corrected` (reason, scores, idempotency_key): a new revision that "
+        "supersedes this one, the original kept, who/when/why recorded. The id is the rating's current version. "
+        "The same verdict again changes nothing (200, changed false).",
+        request=ReviewInSerializer,
+        responses={200: ReviewSerializer, 201: ReviewSerializer},
+    )
+    def post(self, request, pk: int):
+        data = ReviewInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        if values["state"] == "corrected":
+            _, review, created = services.annotation_review_correct(
+                annotation_id=pk, reviewer=request.user, scores=values["scores"], reason=values["reason"],
+                idempotency_key=values["idempotency_key"],
+            )
+            review.changed = created
+            return Response(ReviewSerializer(review).data,
+                            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        review, changed = services.annotation_review(annotation_id=pk, reviewer=request.user,
+                                                     state=values["state"], reason=values["reason"])
+        review.changed = changed
+        return Response(ReviewSerializer(review).data)
+
+
+class CampaignReviewQueueView(APIView):
+    permission_classes = [IsCurator]
+
+    @extend_schema(tags=TAG, summary="A campaign's ratings to review, filtered and ordered (curators)",
+                   parameters=[ReviewQueueQuerySerializer], responses=ReviewQueueSerializer)
+    def get(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        query = ReviewQueueQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        values = dict(query.validated_data)
+        limit = values.pop("limit")
+        entries = selectors.review_queue(campaign=campaign, annotator_id=values.pop("annotator", None), **values)
+        return Response(ReviewQueueSerializer({"count": len(entries), "results": entries[:limit]}).data)
