@@ -14,10 +14,10 @@ from model_core.standard import (
     LEVELS,
     OVERALL,
     ScoreError,
+    grouped,
     level_to_score,
     overall_answer,
     score_to_level,
-    grouped,
     validate_expert_scores,
 )
 
