@@ -185,3 +185,26 @@ def test_the_undo_offer_ends_and_a_late_key_changes_nothing(page, login, monkeyp
     page.keyboard.press("Control+z")
     expect(page.get_by_test_id("annotate-page")).to_have_attribute("data-assignment", str(second))
     assert Assignment.objects.get(pk=first).state == AssignmentState.SKIPPED
+
+
+def test_an_undo_whose_answer_is_lost_is_retried_and_still_brings_the_image_back(page, login):
+    _open(page, login, images=3)
+    first = _shown(page)
+    page.keyboard.press("s")
+    expect(page.get_by_test_id("undo-toast")).to_be_visible()
+    attempts = []
+
+    def cut(route):
+        attempts.append(route.request.url)
+        if len(attempts) == 1:
+            route.fetch()  # the server restores the lease ...
+            route.abort("connectionreset")  # ... and the answer is lost
+        else:
+            route.continue_()  # the retry is answered with the same live lease (idempotent)
+
+    page.route("**/api/assignments/*/restore/", cut)
+    page.keyboard.press("u")
+    expect(page.get_by_test_id("annotate-page")).to_have_attribute("data-assignment", str(first), timeout=20_000)
+    page.unroute("**/api/assignments/*/restore/")
+    assert len(attempts) >= 2 and len(set(attempts)) == 1
+    assert Assignment.objects.get(pk=first).state == AssignmentState.LEASED
