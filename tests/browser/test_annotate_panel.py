@@ -85,6 +85,10 @@ def test_the_expert_panel_fits_the_screen_grouped_defined_and_unset(page, login,
     expect(page.get_by_test_id("info-outfit")).to_have_attribute("aria-expanded", "true")
     page.keyboard.press("ArrowDown")
     expect(page.get_by_test_id("focus-definition")).to_contain_text(DIMENSIONS[1].definition)
+    page.keyboard.press("i")  # the same toggle from the keyboard, for the highlighted dimension
+    expect(page.get_by_test_id(f"definition-{DIMENSIONS[1].key}")).to_be_visible()
+    page.keyboard.press("i")
+    expect(page.get_by_test_id(f"definition-{DIMENSIONS[1].key}")).to_be_hidden()
     page.keyboard.press("ArrowUp")
 
     # an arrow on an unset dimension sets nothing (no 0.5 to start from)
@@ -208,3 +212,40 @@ def test_an_undo_whose_answer_is_lost_is_retried_and_still_brings_the_image_back
     page.unroute("**/api/assignments/*/restore/")
     assert len(attempts) >= 2 and len(set(attempts)) == 1
     assert Assignment.objects.get(pk=first).state == AssignmentState.LEASED
+
+
+def test_an_undo_while_the_next_task_is_still_on_its_way_keeps_the_image_back_on_screen(page, login):
+    annotator = factories.annotator()
+    campaign = rating_campaign(annotator, images=3)
+    login(page, annotator)
+    calls, held = [], []
+
+    def first_lease_only(route):  # the first lease is answered; every later one is made but its answer held back
+        calls.append(route)
+        if len(calls) == 1:
+            route.continue_()
+        else:
+            held.append((route, route.fetch()))
+
+    page.route("**/api/campaigns/*/next-task/", first_lease_only)
+    page.goto(f"/annotate/{campaign.id}/")
+    expect(page.get_by_test_id("task-image")).to_have_class("annotate__image is-ready")
+    first = _shown(page)
+    page.keyboard.press("s")  # the skip is stored; nothing was preloaded, the next task's answer hangs
+    expect(page.get_by_test_id("undo-toast")).to_be_visible()
+    page.keyboard.press("u")
+    expect(page.get_by_test_id("status")).to_contain_text("Skip undone")
+    assert len(held) == 2  # the preload and the lease of the next task, both still on their way
+    leased = {r.json()["id"] for _, r in held}
+    assert first not in leased  # the server leased other tasks before the undo
+    for route, response in held:  # the answers arrive after the undo: those tasks wait their turn on the page
+        route.fulfill(response=response)
+    page.unroute("**/api/campaigns/*/next-task/")
+    page.wait_for_timeout(500)
+    expect(page.get_by_test_id("annotate-page")).to_have_attribute("data-assignment", str(first))
+    for key in "444444444444":
+        page.keyboard.press(key)
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("session-rated")).to_have_text("1")
+    expect(page.get_by_test_id("annotate-page")).not_to_have_attribute("data-assignment", str(first))
+    assert Annotation.objects.get(annotator=annotator).assignment_id == first

@@ -52,6 +52,7 @@
     current: null, // {assignment, scores: {key: float}, key: uuid, startedAt: ms}
     queue: [], // leased and preloaded assignments, shown next in this order
     undo: null, // {kind, current} of the last skip or flag while its undo is on offer
+    shown: 0, // how many times a task was put on screen: an advance that finds it changed did not get there first
     focus: 0,
     busy: false,
     counts: { submitted: config.counts.submitted, remaining: config.counts.remaining },
@@ -256,6 +257,7 @@
       draft = assignment._draft; // ratings kept in memory while the task waited (an undo put it back in the queue)
     }
     delete assignment._draft;
+    state.shown += 1;
     var restored = draft && draft.assignmentId === assignment.id;
     state.current = {
       assignment: assignment,
@@ -295,7 +297,15 @@
 
   async function advance() {
     var upcoming = state.queue.shift() || null;
-    if (!upcoming) upcoming = await lease([]);
+    if (!upcoming) {
+      var shown = state.shown;
+      upcoming = await lease([]);
+      if (state.shown !== shown) {
+        // an undo put a task on screen while this lease was on its way: the leased one waits its turn
+        if (upcoming && !known(upcoming.id)) state.queue.push(upcoming);
+        return;
+      }
+    }
     if (!upcoming) {
       finish();
       return;
@@ -462,7 +472,7 @@
     state.session.skipped = Math.max(0, state.session.skipped - 1);
     state.counts.remaining += 1;
     renderCounts();
-    if (state.current) {
+    if (state.current && state.current.assignment.id !== released.assignment.id) {
       // what was on screen waits at the head of the queue, with its ratings so far
       var waiting = state.current.assignment;
       waiting._draft = {
@@ -573,8 +583,13 @@
 
   // --- mouse on the controls -----------------------------------------------------------------------------------
 
+  function toggleDefinition(node) {
+    var open = !node.classList.contains("dim--open");
+    node.classList.toggle("dim--open", open);
+    node.querySelector(".dim__info").setAttribute("aria-expanded", String(open));
+  }
+
   dimNodes.forEach(function (node, index) {
-    var key = node.getAttribute("data-dim");
     node.addEventListener("focus", function () {
       if (state.focus !== index) { state.focus = index; renderDims(); }
     });
@@ -584,12 +599,7 @@
         setLevel(Number(button.getAttribute("data-level")));
       });
     });
-    var info = node.querySelector(".dim__info");
-    info.addEventListener("click", function () {
-      var open = !node.classList.contains("dim--open");
-      node.classList.toggle("dim--open", open);
-      info.setAttribute("aria-expanded", String(open));
-    });
+    node.querySelector(".dim__info").addEventListener("click", function () { toggleDefinition(node); });
   });
   els.fine.addEventListener("input", function (event) {
     var d = config.dimensions[state.focus];
@@ -626,6 +636,7 @@
     } else if (key === "s" || key === "S") release("skip");
     else if (key === "f" || key === "F") release("flag");
     else if (key === "u" || key === "U") undo();
+    else if (key === "i" || key === "I") toggleDefinition(dimNodes[state.focus]);
     else if (key === "+" || key === "=") zoomAt(1.25);
     else if (key === "-") zoomAt(0.8);
     else if (key === "0") zoomFit();
