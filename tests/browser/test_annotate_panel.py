@@ -249,3 +249,18 @@ def test_an_undo_while_the_next_task_is_still_on_its_way_keeps_the_image_back_on
     expect(page.get_by_test_id("session-rated")).to_have_text("1")
     expect(page.get_by_test_id("annotate-page")).not_to_have_attribute("data-assignment", str(first))
     assert Annotation.objects.get(annotator=annotator).assignment_id == first
+
+
+def test_an_undo_the_server_refuses_says_why_and_changes_nothing(page, login):
+    annotator, campaign = _open(page, login, images=1)
+    only = _shown(page)
+    page.keyboard.press("s")
+    expect(page.get_by_test_id("done")).to_be_visible()
+    other = factories.annotator()
+    campaign.annotators.add(other)
+    assert services.task_lease_next(campaign=campaign, annotator=other) is not None  # the freed place is taken
+    page.keyboard.press("u")
+    expect(page.get_by_test_id("undo-toast")).to_contain_text("Could not undo: other annotators took this task")
+    expect(page.get_by_test_id("undo")).to_be_hidden()
+    expect(page.get_by_test_id("done")).to_be_visible()
+    assert Assignment.objects.get(pk=only).state == AssignmentState.SKIPPED

@@ -440,6 +440,7 @@
   function offerUndo(kind, released) {
     state.undo = { kind: kind, current: released };
     els.toastText.textContent = kind === "flag" ? "Flagged as broken" : "Skipped";
+    els.undo.hidden = false;
     els.toast.hidden = false;
     root.setAttribute("data-undo", kind);
     clearTimeout(undoTimer);
@@ -465,7 +466,13 @@
     state.busy = false;
     if (!response.ok) {
       var data = await readJson(response);
-      setStatus("Could not undo: " + (data.detail || "the server refused (" + response.status + ")") + ".", "error");
+      var why = "Could not undo: " + (data.detail || "the server refused (" + response.status + ")") + ".";
+      setStatus(why, "error");
+      // the toast says it too: the status line is out of sight once the campaign showed "nothing left"
+      els.toastText.textContent = why;
+      els.undo.hidden = true;
+      els.toast.hidden = false;
+      undoTimer = setTimeout(closeUndo, (config.undoSeconds || 8) * 1000);
       renderDims();
       return;
     }
