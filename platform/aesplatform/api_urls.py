@@ -97,3 +97,8 @@ urlpatterns += [
     path("campaigns/<id:pk>/active-priorities/", modeling_api.CampaignPrioritiesRefreshView.as_view(),
          name="api-campaign-active-priorities"),
 ]
+
+# --- annotation: undo of a skip or a flag (issue 17, annotate page) ---
+urlpatterns += [
+    path("assignments/<id:pk>/restore/", annotation_api.AssignmentRestoreView.as_view(), name="api-assignment-restore"),
+]

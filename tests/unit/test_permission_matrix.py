@@ -63,6 +63,7 @@ API_MATRIX: dict[tuple[str, str], str] = {
     ("post", "/api/assignments/{id}/submit/"): ANNOTATOR,
     ("post", "/api/assignments/{id}/skip/"): ANNOTATOR,
     ("post", "/api/assignments/{id}/flag/"): ANNOTATOR,
+    ("post", "/api/assignments/{id}/restore/"): ANNOTATOR,  # undo of a skip or flag: own assignments only
     ("get", "/api/assignments/{id}/image/"): ANNOTATOR,
     ("get", "/api/annotations/"): ANNOTATOR,
     ("get", "/api/annotations/{id}/"): ANNOTATOR,
@@ -601,7 +602,7 @@ def test_an_annotator_cannot_read_another_annotators_lease_image(world):
 def test_an_annotator_cannot_submit_skip_or_flag_another_annotators_lease(world):
     a, b_lease = world["users"][ANNOTATOR], world["other_lease"]
     body = {"scores": {d.key: 0.5 for d in DIMENSIONS}, "idempotency_key": str(uuid.uuid4()), "time_spent_ms": 1}
-    for action, data in (("submit", body), ("skip", {}), ("flag", {"reason": "x"})):
+    for action, data in (("submit", body), ("skip", {}), ("flag", {"reason": "x"}), ("restore", {})):
         response = _unchanged(lambda action=action, data=data: _api(a).post(
             f"/api/assignments/{b_lease.pk}/{action}/", data, format="json"))
         assert response.status_code in (403, 404), (action, response.status_code)

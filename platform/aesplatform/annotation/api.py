@@ -26,6 +26,7 @@ from .serializers import (
     AnnotationSerializer,
     AnnotatorCampaignSerializer,
     AssignmentOutSerializer,
+    AssignmentRestoredSerializer,
     AssignmentStateSerializer,
     CampaignCreateSerializer,
     CampaignForRoleSerializer,
@@ -209,6 +210,28 @@ class AssignmentFlagView(APIView):
         data.is_valid(raise_exception=True)
         assignment = services.assignment_flag(assignment_id=pk, annotator=request.user, **data.validated_data)
         return Response({"id": assignment.id, "state": assignment.state})
+
+
+_RESTORE_MINUTES = int(services.RESTORE_WINDOW.total_seconds() // 60)
+
+
+class AssignmentRestoreView(APIView):
+    permission_classes = [IsAnnotator]
+    authentication_classes = HOT_PATH_AUTHENTICATION
+
+    @extend_schema(
+        tags=TAG,
+        summary="Undo a skip or a flag: the task is leased to you again",
+        description=f"For your own assignment skipped or flagged in the last {_RESTORE_MINUTES} minutes, while its "
+        "task is still open with a place for you: it becomes a live lease again (a fresh lease time). A repeat "
+        "returns the live lease unchanged (idempotent); when the task cannot come back (taken by others, finished, "
+        "too late) a 409 says why.",
+        request=None,
+        responses=AssignmentRestoredSerializer,
+    )
+    def post(self, request, pk: int):
+        assignment = services.assignment_restore(assignment_id=pk, annotator=request.user)
+        return Response({"id": assignment.id, "state": assignment.state, "leased_until": assignment.leased_until})
 
 
 class AssignmentImageView(APIView):

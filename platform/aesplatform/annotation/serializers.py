@@ -223,6 +223,10 @@ class AssignmentStateSerializer(serializers.Serializer):
     state = serializers.CharField()
 
 
+class AssignmentRestoredSerializer(AssignmentStateSerializer):
+    leased_until = serializers.DateTimeField()
+
+
 class AnnotationSerializer(serializers.ModelSerializer):
     scores = serializers.SerializerMethodField()
     campaign_id = serializers.IntegerField(source="task.campaign_id", read_only=True)

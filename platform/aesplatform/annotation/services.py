@@ -447,6 +447,56 @@ def assignment_flag(*, assignment_id: int, annotator, reason: str = "", now=None
     return assignment
 
 
+# A skip or a flag can be undone for this long after it was made (the annotate page offers it for a few seconds; the
+# margin covers an undo that waited on a flaky network). Later the task may be brought back to no one.
+RESTORE_WINDOW = timedelta(minutes=10)
+RESTORABLE_STATES = (AssignmentState.SKIPPED, AssignmentState.FLAGGED)
+
+
+@transaction.atomic
+def assignment_restore(*, assignment_id: int, annotator, now=None) -> Assignment:
+    """Undo a skip or a flag: the task is leased again to the annotator who gave it up, with a fresh lease.
+
+    Only one's own assignment, skipped or flagged less than RESTORE_WINDOW ago, in an active campaign one is still in,
+    whose task is still open with room for one more annotator (nobody took the freed place, no flags retired it).
+    Idempotent: an assignment that is already a live lease (a repeated undo) is returned as it is. The annotator may
+    hold one lease above MAX_LIVE_LEASES for this: the page preloaded the next task while the undo was on offer.
+    Anything else is a ConflictError naming why, and nothing changes.
+    """
+    now = now or timezone.now()
+    assignment = _lock_own_assignment(assignment_id=assignment_id, annotator=annotator)  # NotFound for others' ids
+    campaign = assignment.task.campaign
+    if assignment.state == AssignmentState.LEASED and assignment.leased_until > now:
+        return assignment  # already restored (or never released): the repeat of an undo changes nothing
+    if assignment.state not in RESTORABLE_STATES:
+        state = "expired" if assignment.state == AssignmentState.LEASED else assignment.state
+        raise ConflictError(f"only a skipped or flagged task can be brought back; this one is {state}",
+                            code="not_restorable")
+    if assignment.finished_at is not None and assignment.finished_at + RESTORE_WINDOW < now:
+        minutes = int(RESTORE_WINDOW.total_seconds() // 60)
+        raise ConflictError(f"this task was {assignment.state} more than {minutes} minutes ago; it cannot be undone",
+                            code="undo_too_late")
+    _check_annotator_in(campaign, annotator, None)
+    _check_active(campaign)
+    task = Task.objects.select_for_update().get(pk=assignment.task_id)
+    if task.state != TaskState.OPEN:
+        raise ConflictError("this task is finished (enough ratings, or flagged as broken by others)",
+                            code="task_closed")
+    if task.active_lease_count + task.submitted_count >= campaign.redundancy:
+        raise ConflictError("other annotators took this task meanwhile", code="task_taken")
+    live = hotpath.live_lease_ids(campaign_id=campaign.pk, annotator_id=annotator.pk, now=now)
+    if len(live) > MAX_LIVE_LEASES:
+        raise ConflictError(f"you already hold {len(live)} leased tasks in this campaign; submit or skip one first",
+                            code="too_many_leases")
+    leased_until = now + timedelta(seconds=campaign.lease_seconds)
+    Assignment.objects.filter(pk=assignment.pk).update(
+        state=AssignmentState.LEASED, leased_until=leased_until, finished_at=None
+    )
+    hotpath.task_lease_taken(task_id=task.pk)  # under the row lock just taken
+    assignment.state, assignment.leased_until, assignment.finished_at = AssignmentState.LEASED, leased_until, None
+    return assignment
+
+
 # --- annotations ------------------------------------------------------------------------------------------------
 
 
