@@ -53,11 +53,13 @@ def chart(
     horizontal: bool = False,
     y_min: float | None = None,
     y_max: float | None = None,
+    y_max_fixed: bool = False,
     size: str = "medium",
     table_rows: Iterable[int] | None = None,
 ) -> dict:
     """One chart: `series` is (name, values) pairs with one value per label; `table_rows` limits the table to these
-    label indices (all by default)."""
+    label indices (all by default). The value axis shows at least [y_min, y_max]; `y_max_fixed`: no value can be
+    above y_max (a correlation, an agreement), so the axis ends there."""
     if kind not in KINDS:
         raise ValueError(f"unknown chart kind {kind!r}")
     labels = [str(label) for label in labels]
@@ -86,7 +88,7 @@ def chart(
         "data": {
             "kind": kind, "title": title, "labels": labels, "x_title": x_title, "y_title": y_title,
             "series": [{"name": name, "values": values} for name, values in clean], "decimals": decimals,
-            "horizontal": horizontal, "y_min": y_min, "y_max": y_max,
+            "horizontal": horizontal, "y_min": y_min, "y_max": y_max, "y_max_fixed": y_max_fixed,
         },
     }
 
@@ -108,7 +110,7 @@ def agreement_chart(dimensions: Sequence) -> dict:
         series=[("Krippendorff's α", [d.krippendorff_alpha for d in dimensions]),
                 ("ICC(1,1)", [d.icc for d in dimensions])],
         x_title="Dimension", y_title="Agreement (1 = perfect, 0 = chance, < 0 = worse than chance)", decimals=3,
-        horizontal=True, y_min=0.0, y_max=1.0, size="tall" if len(dimensions) > 4 else "medium",
+        horizontal=True, y_min=0.0, y_max=1.0, y_max_fixed=True, size="tall" if len(dimensions) > 4 else "medium",
     )
 
 
@@ -198,7 +200,7 @@ def head_metrics_chart(report_rows: Sequence[dict], *, chart_id: str = "chart-he
         labels=[r["head"] for r in report_rows],
         series=[(name, [r.get(key) for r in report_rows]) for key, name in
                 (("plcc", "PLCC"), ("srcc", "SRCC"), ("krcc", "KRCC"))],
-        x_title="Head", y_title="Correlation", decimals=3, y_min=0.0, y_max=1.0,
+        x_title="Head", y_title="Correlation", decimals=3, y_min=0.0, y_max=1.0, y_max_fixed=True,
     )
 
 
@@ -207,11 +209,11 @@ def dimension_metrics_chart(dimension_rows: Sequence[dict]) -> dict | None:
     if not dimension_rows:
         return None
     return chart(
-        chart_id="chart-dimensions", kind="bar", title="Expert head per dimension",
+        chart_id="chart-dimensions", kind="bar", title="PLCC and SRCC of the expert head per dimension",
         labels=[r["name"] for r in dimension_rows],
         series=[("PLCC", [r.get("plcc") for r in dimension_rows]), ("SRCC", [r.get("srcc") for r in dimension_rows])],
         x_title="Dimension", y_title="Correlation", decimals=3, horizontal=True, y_min=0.0, y_max=1.0,
-        size="tall" if len(dimension_rows) > 4 else "medium",
+        y_max_fixed=True, size="tall" if len(dimension_rows) > 4 else "medium",
     )
 
 

@@ -51,15 +51,18 @@
           var end = missing ? zero : horizontal ? bar.x : bar.y;
           var across = horizontal ? bar.y : bar.x;
           if (!isFinite(end) || !isFinite(across)) return;
+          if (options.skipZero && value === 0) return; // histograms: empty bins need no "0" over them
+          var text = format(value, options.decimals);
+          if (!horizontal && bar.width && ctx.measureText(text).width > bar.width + 8) return; // would overlap
           ctx.fillStyle = negative ? NEGATIVE[0] : "#14171f";
           if (horizontal) {
             ctx.textBaseline = "middle";
             ctx.textAlign = negative ? "right" : "left";
-            ctx.fillText(format(value, options.decimals), end + (negative ? -4 : 4), across);
+            ctx.fillText(text, end + (negative ? -4 : 4), across);
           } else {
             ctx.textAlign = "center";
             ctx.textBaseline = negative ? "top" : "bottom";
-            ctx.fillText(format(value, options.decimals), across, end + (negative ? 4 : -4));
+            ctx.fillText(text, across, end + (negative ? 4 : -4));
           }
         });
       });
@@ -87,27 +90,56 @@
     };
   }
 
+  function given(value) { return value !== null && value !== undefined; }
+
+  // The value axis: from zero (or y_min), to y_max at least (exactly, when no value can be above it), with room
+  // left of (below) the lowest negative value for its label.
+  function valueAxisFor(spec) {
+    var axis = {
+      title: axisTitle(spec.y_title),
+      grid: gridLines(),
+      beginAtZero: true,
+      ticks: { font: { size: 12 }, includeBounds: false },
+    };
+    if (!spec.decimals) axis.ticks.precision = 0; // counts: whole-number ticks
+    var known = [];
+    (spec.series || []).forEach(function (s) { s.values.forEach(function (v) { if (given(v)) known.push(v); }); });
+    var lowest = Math.min.apply(null, [0].concat(known));
+    var highest = Math.max.apply(null, [given(spec.y_max) ? spec.y_max : 0].concat(known));
+    if (spec.y_max_fixed && given(spec.y_max)) axis.max = spec.y_max;
+    else axis.grace = "8%";
+    if (given(spec.y_min)) axis.suggestedMin = spec.y_min;
+    if (given(spec.y_max)) axis.suggestedMax = spec.y_max;
+    if (lowest < 0) axis.min = lowest - 0.15 * (highest - lowest);
+    return axis;
+  }
+
+  // The legend shows each series' own colour (a bar's colour also says whether its value is negative).
+  function legendLabels(chart) {
+    var items = Chart.defaults.plugins.legend.labels.generateLabels(chart);
+    items.forEach(function (item) {
+      item.fillStyle = COLOURS[item.datasetIndex % COLOURS.length];
+      item.strokeStyle = item.fillStyle;
+    });
+    return items;
+  }
+
   function configFor(spec) {
     var labels = spec.labels || [];
     var series = spec.series || [];
     var decimals = spec.decimals || 0;
     var horizontal = !!spec.horizontal;
     var bars = labels.length * series.length;
-    var valueAxis = {
-      title: axisTitle(spec.y_title),
-      grid: gridLines(),
-      beginAtZero: true,
-      grace: "8%",
-      ticks: { font: { size: 12 } },
-    };
-    if (spec.y_min !== null && spec.y_min !== undefined) valueAxis.suggestedMin = spec.y_min;
-    if (spec.y_max !== null && spec.y_max !== undefined) valueAxis.suggestedMax = spec.y_max;
+    var valueAxis = valueAxisFor(spec);
     var tooltipLabel = function (context) {
       var value = horizontal ? context.parsed.x : context.parsed.y;
       return (context.dataset.label ? context.dataset.label + ": " : "") + format(value, decimals);
     };
     var plugins = {
-      legend: { display: series.length > 1, position: "top", labels: { boxWidth: 14, font: { size: 13 } } },
+      legend: {
+        display: series.length > 1, position: "top",
+        labels: { boxWidth: 14, font: { size: 13 }, generateLabels: legendLabels },
+      },
       tooltip: { callbacks: { label: tooltipLabel } },
       aespValueLabels: { enabled: spec.kind !== "line" && bars <= MAX_LABELLED_BARS, decimals: decimals },
     };
@@ -184,7 +216,7 @@
                 label: tooltipLabel,
               },
             },
-            aespValueLabels: plugins.aespValueLabels,
+            aespValueLabels: { enabled: plugins.aespValueLabels.enabled, decimals: decimals, skipZero: true },
           },
         },
       };
@@ -205,7 +237,7 @@
       },
       options: {
         indexAxis: horizontal ? "y" : "x",
-        layout: { padding: horizontal ? { right: 8, left: 8 } : { top: 4 } },
+        layout: { padding: horizontal ? { right: 56, left: 8 } : { top: 20 } },
         scales: horizontal ? { x: valueAxis, y: categoryAxis } : { x: categoryAxis, y: valueAxis },
         plugins: plugins,
       },
