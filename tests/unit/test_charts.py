@@ -141,3 +141,16 @@ def test_model_page_charts_per_head_and_per_dimension_with_a_negative_correlatio
     assert dims["series"][0]["values"] == [-0.25, 0.75]
     assert "<td class=\"num\">-0.250</td>" in _table(html, "chart-dimensions")
     assert 'src="/static/vendor/chart.umd.min.js"' in html and 'src="/static/annotator_ui/js/charts.js"' in html
+
+
+def test_the_production_static_pipeline_takes_the_vendored_chart_library(settings, tmp_path):
+    """whitenoise's manifest storage (production collectstatic) refuses a file that names a missing source map."""
+    from django.core.management import call_command
+
+    settings.STATIC_ROOT = tmp_path / "static"
+    settings.STORAGES = {**settings.STORAGES,
+                         "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}}
+    call_command("collectstatic", interactive=False, verbosity=0)
+    manifest = json.loads((tmp_path / "static" / "staticfiles.json").read_text())["paths"]
+    assert manifest["vendor/chart.umd.min.js"].startswith("vendor/chart.umd.min.")
+    assert manifest["annotator_ui/js/charts.js"].startswith("annotator_ui/js/charts.")
