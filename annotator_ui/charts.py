@@ -166,6 +166,26 @@ def throughput_chart(throughput: Sequence[tuple[str, int]]) -> dict:
                  series=[("Annotations", values)], x_title=x_title, y_title="Annotations", size="wide")
 
 
+# --- filter runs ------------------------------------------------------------------------------------------------
+
+
+def clip_histogram_charts(*, histograms: dict[str, list[int]], groups: dict, rules: dict) -> list[dict]:
+    """One histogram per CLIP prompt group of a filter run (selectors.filter_run_clip_histograms), named by the
+    group's label, with the group's threshold (a {"min": x} or {"max": x} rule; none when switched off) marked."""
+    out = []
+    for group, counts in histograms.items():
+        label = (groups.get(group) or {}).get("label") or group.replace("_", " ")
+        result = score_histogram_chart(chart_id=f"chart-clip-{group}", name=f"CLIP “{label}”", counts=counts,
+                                       x_title="Probability", y_title="Images")
+        rule = rules.get(group) or {}
+        result["data"]["markers"] = [
+            {"value": float(value), "label": f"{'at least' if direction == 'min' else 'at most'} {value:.2f}"}
+            for direction, value in rule.items() if direction in ("min", "max") and value is not None
+        ]
+        out.append(result)
+    return out
+
+
 # --- modeling -----------------------------------------------------------------------------------------------------
 
 

@@ -154,3 +154,29 @@ def test_the_production_static_pipeline_takes_the_vendored_chart_library(setting
     manifest = json.loads((tmp_path / "static" / "staticfiles.json").read_text())["paths"]
     assert manifest["vendor/chart.umd.min.js"].startswith("vendor/chart.umd.min.")
     assert manifest["annotator_ui/js/charts.js"].startswith("annotator_ui/js/charts.")
+
+
+@pytest.mark.django_db
+def test_filter_run_page_charts_each_clip_group_with_its_threshold_marked(curator_user):
+    from aesplatform.curation import services as curation_services
+    from tests.support.curation import PIXEL_ONLY, run_in_process
+    from tests.support.scenes import TINY_MODEL, stored_scenes
+
+    images = stored_scenes(3)
+    run = run_in_process(curation_services.filter_run_create(
+        created_by=curator_user, image_ids=[i.pk for i in images], thresholds=PIXEL_ONLY, clip_model_name=TINY_MODEL,
+        clip_checkpoint="", enqueue=False))
+    client = logged_in_client(curator_user)
+    html = client.get(f"/filtering/{run.pk}/").content.decode()
+    groups = run.prompt_set["groups"]
+    for group, spec in groups.items():
+        data = _chart_data(html, f"chart-clip-{group}-data")
+        assert data["title"] == f"CLIP “{spec.get('label') or group.replace('_', ' ')}”"
+        assert sum(data["series"][0]["values"]) == 3 and data["x_title"] == "Probability"
+        assert data["markers"] == []  # PIXEL_ONLY switches the CLIP rules off
+    # a new threshold (htmx swaps the review part): its chart marks it
+    group = next(iter(groups))
+    fragment = client.post(f"/filtering/{run.pk}/thresholds/", {f"clip.{group}.min": "0.3"},
+                           HTTP_HX_REQUEST="true").content.decode()
+    assert _chart_data(fragment, f"chart-clip-{group}-data")["markers"] == [{"value": 0.3, "label": "at least 0.30"}]
+    assert 'src="/static/vendor/chart.umd.min.js"' in html

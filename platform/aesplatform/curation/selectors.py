@@ -35,6 +35,20 @@ def filter_run_counts(*, run: FilterRun) -> dict[str, int]:
     return {**counts, **decided}
 
 
+def filter_run_clip_histograms(*, run: FilterRun, bins: int = 20) -> dict[str, list[int]]:
+    """Per CLIP prompt group, the scored images' probabilities counted in `bins` equal bins over [0, 1] (what the
+    run page charts next to the thresholds)."""
+    counts: dict[str, list[int]] = {}
+    rows = (FilterResult.objects.filter(run=run, scored_at__isnull=False).order_by()
+            .values_list("clip_probabilities", flat=True).iterator(chunk_size=5000))
+    for probabilities in rows:
+        for group, p in (probabilities or {}).items():
+            if p is None:
+                continue
+            counts.setdefault(group, [0] * bins)[min(bins - 1, max(0, int(float(p) * bins)))] += 1
+    return counts
+
+
 def filter_result_list(*, run: FilterRun) -> QuerySet[FilterResult]:
     return FilterResult.objects.filter(run=run).select_related("image", "batch").defer("embedding").order_by("id")
 

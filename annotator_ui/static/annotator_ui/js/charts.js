@@ -1,7 +1,8 @@
 // Draws every <canvas data-chart="ID"> with Chart.js (static/vendor/chart.umd.min.js, loaded before this file) from
 // the JSON that annotator_ui/charts.py writes into <script type="application/json" id="ID"> (Django's json_script).
 // Kinds: "bar" (vertical or horizontal, negative values below/left of a marked zero line, values written on the
-// bars), "histogram" (equal bins over [0, 1] on a numeric score axis) and "line" (a numeric x axis, e.g. steps).
+// bars), "histogram" (equal bins over [0, 1] on a numeric score axis, thresholds marked as dashed lines) and
+// "line" (a numeric x axis, e.g. steps).
 // Every chart has titled axes; missing values are null: no bar, "n/a" written at zero. Nothing here needs eval or
 // inline styles: Chart.js sizes its canvas through the CSSOM, which the Content-Security-Policy allows.
 // Pages swapped in by htmx (the training job's live fragment) are drawn on htmx:load; charts whose canvas left the
@@ -65,6 +66,35 @@
             ctx.fillText(text, across, end + (negative ? 4 : -4));
           }
         });
+      });
+      ctx.restore();
+    },
+  };
+
+  // Dashed vertical lines at given x values (a histogram's thresholds), each with its label at the top.
+  var markers = {
+    id: "aespMarkers",
+    afterDatasetsDraw: function (chart, args, options) {
+      if (!options || !options.items || !options.items.length) return;
+      var area = chart.chartArea;
+      var ctx = chart.ctx;
+      ctx.save();
+      ctx.font = "600 12px " + Chart.defaults.font.family;
+      ctx.strokeStyle = NEGATIVE[0];
+      ctx.fillStyle = NEGATIVE[0];
+      ctx.lineWidth = 2;
+      ctx.setLineDash([5, 4]);
+      options.items.forEach(function (item) {
+        var x = chart.scales.x.getPixelForValue(item.value);
+        if (!isFinite(x)) return;
+        ctx.beginPath();
+        ctx.moveTo(x, area.top);
+        ctx.lineTo(x, area.bottom);
+        ctx.stroke();
+        var right = x > (area.left + area.right) / 2;
+        ctx.textAlign = right ? "right" : "left";
+        ctx.textBaseline = "top";
+        ctx.fillText(item.label, x + (right ? -4 : 4), area.top + 2);
       });
       ctx.restore();
     },
@@ -200,7 +230,7 @@
         },
         options: {
           parsing: false,
-          layout: { padding: { top: 4 } },
+          layout: { padding: { top: spec.markers && spec.markers.length ? 16 : 4 } },
           scales: {
             x: {
               type: "linear", min: 0, max: 1, offset: false, title: axisTitle(spec.x_title), grid: { color: GRID },
@@ -217,6 +247,7 @@
               },
             },
             aespValueLabels: { enabled: plugins.aespValueLabels.enabled, decimals: decimals, skipZero: true },
+            aespMarkers: { items: spec.markers || [] },
           },
         },
       };
@@ -268,7 +299,7 @@
     });
   }
 
-  Chart.register(valueLabels);
+  Chart.register(valueLabels, markers);
   drawAll(document);
   document.addEventListener("htmx:load", function (event) { drawAll(event.detail && event.detail.elt); });
 })();
