@@ -88,13 +88,13 @@
         var x = chart.scales.x.getPixelForValue(item.value);
         if (!isFinite(x)) return;
         ctx.beginPath();
-        ctx.moveTo(x, area.top);
+        ctx.moveTo(x, area.top - 2);
         ctx.lineTo(x, area.bottom);
         ctx.stroke();
         var right = x > (area.left + area.right) / 2;
         ctx.textAlign = right ? "right" : "left";
-        ctx.textBaseline = "top";
-        ctx.fillText(item.label, x + (right ? -4 : 4), area.top + 2);
+        ctx.textBaseline = "bottom";
+        ctx.fillText(item.label, x + (right ? 4 : -4), area.top - 3); // above the plot, clear of the bars' values
       });
       ctx.restore();
     },
@@ -230,7 +230,7 @@
         },
         options: {
           parsing: false,
-          layout: { padding: { top: spec.markers && spec.markers.length ? 16 : 4 } },
+          layout: { padding: { top: spec.markers && spec.markers.length ? 20 : 4 } },
           scales: {
             x: {
               type: "linear", min: 0, max: 1, offset: false, title: axisTitle(spec.x_title), grid: { color: GRID },
