@@ -1,6 +1,7 @@
 """The dashboards' charts in a browser: Chart.js (vendored) draws every chart on a canvas of real size under the
 Content-Security-Policy (the `page` fixture fails a test on any violation or script error), a negative agreement
-is drawn left of zero and is in the chart's data table, and the charts of htmx-swapped fragments are drawn again."""
+is drawn left of zero and is in the chart's data table, the charts of htmx-swapped fragments are drawn again, and
+a filter run's CLIP histograms mark their thresholds."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import pytest
 from playwright.sync_api import expect
 
 from aesplatform.annotation import services as annotation_services
+from aesplatform.curation import services as curation_services
 from aesplatform.modeling.models import ModelVersion, TrainingJob
 from model_core.standard import DIMENSIONS
 from tests import factories
 from tests.support.charts import DISAGREED, REPORT, campaign_with_disagreement
+from tests.support.curation import PIXEL_ONLY, run_in_process
 from tests.support.modeling import frozen_version, synthetic_images
+from tests.support.scenes import TINY_MODEL, stored_scenes
 
 pytestmark = pytest.mark.browser
 
@@ -99,3 +103,18 @@ def test_model_page_and_the_live_training_job_draw_their_charts(page, login):
       return chart && chart.data.datasets[0].data.length === 10;
     }""")
     _drawn(page, 1)
+
+
+def test_filter_run_page_draws_a_clip_histogram_per_prompt_group_with_its_threshold(page, login):
+    curator = factories.curator()
+    thresholds = {**PIXEL_ONLY, "clip": {**PIXEL_ONLY["clip"], "person_subject": {"min": 0.3}}}
+    run = run_in_process(curation_services.filter_run_create(
+        created_by=curator, image_ids=[i.pk for i in stored_scenes(3)], thresholds=thresholds,
+        clip_model_name=TINY_MODEL, clip_checkpoint="", enqueue=False))
+    login(page, curator)
+    page.goto(f"/filtering/{run.pk}/")
+    canvases = _drawn(page, len(run.prompt_set["groups"]))
+    assert {c["id"] for c in canvases} >= {"chart-clip-person_subject-data"}
+    marker = page.evaluate("""() => window.Chart.getChart(
+      document.querySelector('canvas[data-chart="chart-clip-person_subject-data"]')).options.plugins.aespMarkers.items""")
+    assert marker == [{"value": 0.3, "label": "at least 0.30"}]
