@@ -1,5 +1,5 @@
 """Modeling pages: curators and admins only; training job form (bad input: 4xx with the reason, nothing created),
-job page with the live fragment and the SVG loss curve, model page with its report, promote (and its refusals),
+job page with the live fragment and the loss curve chart, model page with its report, promote (and its refusals),
 compare, pre-scores with histograms."""
 
 from __future__ import annotations
