@@ -109,7 +109,7 @@ def agreement_chart(dimensions: Sequence) -> dict:
         labels=[d.name for d in dimensions],
         series=[("Krippendorff's α", [d.krippendorff_alpha for d in dimensions]),
                 ("ICC(1,1)", [d.icc for d in dimensions])],
-        x_title="Dimension", y_title="Agreement (1 = perfect, 0 = chance, < 0 = worse than chance)", decimals=3,
+        x_title="Dimension", y_title="Agreement (α, ICC)", decimals=3,
         horizontal=True, y_min=0.0, y_max=1.0, y_max_fixed=True, size="tall" if len(dimensions) > 4 else "medium",
     )
 

@@ -70,7 +70,7 @@ def test_campaign_dashboard_agreement_chart_has_the_negative_alpha_and_dimension
     disagreed = alpha["values"][DISAGREED.index]
     assert disagreed is not None and disagreed < 0  # drawn left of zero, not as nothing
     assert alpha["values"][OVERALL.index] == pytest.approx(1.0)
-    assert data["horizontal"] and data["x_title"] == "Dimension" and "chance" in data["y_title"]
+    assert data["horizontal"] and data["x_title"] == "Dimension" and data["y_title"] == "Agreement (α, ICC)"
     table = _table(html, "chart-agreement")
     assert f"<th scope=\"row\">{DISAGREED.name}</th><td class=\"num\">{disagreed:.3f}</td>" in table
     assert f"{disagreed:.3f}".startswith("-")

@@ -258,6 +258,13 @@
       grid: { display: false },
       ticks: { autoSkip: !horizontal, maxRotation: 45, font: { size: 12 } },
     };
+    if (horizontal) {
+      // narrow screens: long names (dimensions) shortened on the axis; the tooltip and the data table have them whole
+      categoryAxis.ticks.callback = function (value) {
+        var label = String(this.getLabelForValue(value));
+        return this.chart.width < 560 && label.length > 20 ? label.slice(0, 18) + "…" : label;
+      };
+    }
     return {
       type: "bar",
       data: {
