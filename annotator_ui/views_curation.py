@@ -20,7 +20,7 @@ from aesplatform.accounts.permissions import RoleRequiredMixin
 from aesplatform.accounts.roles import Role
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ServiceError
-from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
+from aesplatform.common.models import ACTIVE_JOB_STATES
 from aesplatform.curation import limits, selectors, services
 from aesplatform.curation.models import BatchState, FilterRun, ProposedDecision, ReviewBatch
 
@@ -134,7 +134,7 @@ def _run_context(run_id: int) -> dict:
         "clip_charts": charts.clip_histogram_charts(
             histograms=selectors.filter_run_clip_histograms(run=run), groups=run.prompt_set.get("groups", {}),
             rules=run.thresholds.get("clip", {}),
-        ) if run.state == JobState.SUCCEEDED else [],
+        ) if run.state == "succeeded" else [],  # as the review part: thresholds (and charts) once scoring is over
     }
 
 
