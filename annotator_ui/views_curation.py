@@ -24,6 +24,8 @@ from aesplatform.common.models import ACTIVE_JOB_STATES
 from aesplatform.curation import limits, selectors, services
 from aesplatform.curation.models import BatchState, FilterRun, ProposedDecision, ReviewBatch
 
+from . import charts
+
 
 class CuratorView(RoleRequiredMixin):
     required_role = Role.CURATOR
@@ -129,6 +131,10 @@ def _run_context(run_id: int) -> dict:
         "next_batch": selectors.review_batch_next_pending(run=run),
         "errors": list(selectors.filter_result_errors(run=run)[:50]),
         "threshold_rows": _threshold_rows(run),
+        "clip_charts": charts.clip_histogram_charts(
+            histograms=selectors.filter_run_clip_histograms(run=run), groups=run.prompt_set.get("groups", {}),
+            rules=run.thresholds.get("clip", {}),
+        ) if run.state == "succeeded" else [],  # as the review part: thresholds (and charts) once scoring is over
     }
 
 

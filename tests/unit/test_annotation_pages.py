@@ -110,7 +110,7 @@ def test_dashboard_state_change_and_csv(setup):
         'data-testid="agreement"',
         'data-testid="histograms"',
         'data-testid="annotator-table"',
-        "<svg",
+        "<canvas data-chart=",
         'data-testid="throughput"',
     ):
         assert marker in page

@@ -71,6 +71,20 @@ def review_batch_next_pending(*, run: FilterRun, after: int = 0) -> ReviewBatch 
     return pending.filter(number__gt=after).first() or pending.first()
 
 
+def filter_run_clip_histograms(*, run: FilterRun, bins: int = 20) -> dict[str, list[int]]:
+    """Per CLIP prompt group, the scored images' probabilities counted in `bins` equal bins over [0, 1] (what the
+    run page charts next to the thresholds)."""
+    counts: dict[str, list[int]] = {}
+    rows = (FilterResult.objects.filter(run=run, scored_at__isnull=False).order_by()
+            .values_list("clip_probabilities", flat=True).iterator(chunk_size=5000))
+    for probabilities in rows:
+        for group, p in (probabilities or {}).items():
+            if p is None:
+                continue
+            counts.setdefault(group, [0] * bins)[min(bins - 1, max(0, int(float(p) * bins)))] += 1
+    return counts
+
+
 # --- reads for the other apps ---------------------------------------------------------------------------------
 
 
