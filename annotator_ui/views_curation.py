@@ -172,8 +172,21 @@ class FilterRunThresholdsView(CuratorView, View):
         return redirect("ui:filter-run", pk=pk)
 
 
+def _batch_gone(request, pk: int) -> TemplateResponse:
+    """A review batch that no longer exists: re-proposing needed fewer batches (pending batches are refilled in
+    place and keep their ids; only the surplus ones are removed). 410, with the way back, instead of a bare 404."""
+    runs = selectors.filter_run_list().filter(batches__state=BatchState.PENDING).distinct()[:5]
+    return TemplateResponse(request, "annotator_ui/curation/batch_gone.html", {"batch_id": pk, "runs": runs},
+                            status=410)
+
+
 class ReviewBatchView(CuratorView, TemplateView):
     template_name = "annotator_ui/curation/review_batch.html"
+
+    def get(self, request, *args, **kwargs):
+        if not ReviewBatch.objects.filter(pk=self.kwargs["pk"]).exists():
+            return _batch_gone(request, self.kwargs["pk"])
+        return super().get(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):
         batch = get_object_or_404(ReviewBatch.objects.select_related("run", "decided_by"), pk=self.kwargs["pk"])
@@ -192,7 +205,9 @@ class ReviewBatchView(CuratorView, TemplateView):
 
     def post(self, request, pk: int):
         """The form: `keep` = the image ids ticked; every other image of the batch is rejected."""
-        batch = get_object_or_404(ReviewBatch, pk=pk)
+        batch = ReviewBatch.objects.filter(pk=pk).first()
+        if batch is None:
+            return _batch_gone(request, pk)
         shown = {int(v) for v in request.POST.getlist("shown") if v.isdigit()}
         keep = {int(v) for v in request.POST.getlist("keep") if v.isdigit()}
         decisions = [{"image": i, "decision": "approve" if i in keep else "reject"} for i in sorted(shown)]

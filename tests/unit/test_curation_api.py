@@ -93,7 +93,7 @@ def test_review_flow_through_the_api(curator_client, curator_user):
         f"/api/filter-runs/{run.pk}/thresholds/", {"thresholds": {"min_short_side": 5000}}, format="json"
     )
     assert response.status_code == 200 and response.json()["counts"]["proposed_reject"] == 3
-    assert curator_client.get(f"/api/review-batches/{batches[0]['id']}/").status_code == 404  # rebuilt
+    assert curator_client.get(f"/api/review-batches/{batches[0]['id']}/").status_code == 200  # refilled in place
     batch_id = curator_client.get(f"/api/filter-runs/{run.pk}/batches/").json()["results"][0]["id"]
 
     other_run, other_images = _scored_run(curator_user, count=1, start=40)
