@@ -33,9 +33,13 @@ class FilterRunForm(forms.Form):
     name = forms.CharField(max_length=200, required=False)
     source = forms.ChoiceField(required=False, help_text="Every imported or filtered image of this source; "
                                "leave empty for every imported image.")
-    clip_model_name = forms.CharField(max_length=100, label="CLIP model")
-    clip_checkpoint = forms.CharField(max_length=1024, required=False, label="Checkpoint (absolute path)",
-                                      help_text="Local file; empty means random weights (only for trying things out).")
+    clip_model_name = forms.CharField(
+        max_length=100, label="CLIP model", widget=forms.TextInput(attrs={"list": "clip-models"}),
+        help_text="Any open_clip model name; the table above lists the ones this installation offers.")
+    clip_checkpoint = forms.CharField(
+        max_length=1024, required=False, label="Checkpoint (absolute path)",
+        help_text="A local weights file for that model. Empty: random weights, whose CLIP signals are noise (the "
+        "proposals then come from the pixel checks only): for trying the platform out.")
     review_batch_size = forms.IntegerField(min_value=limits.REVIEW_BATCH_SIZE_MIN,
                                            max_value=limits.REVIEW_BATCH_SIZE_MAX,
                                            initial=limits.REVIEW_BATCH_SIZE_DEFAULT, label="Images per review batch")
@@ -51,10 +55,10 @@ class FilterRunCreateView(CuratorView, TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        config = services.filter_config()
-        context.setdefault("form", FilterRunForm(initial={
-            "clip_model_name": config["DEFAULT_MODEL"], "clip_checkpoint": config["DEFAULT_CHECKPOINT"]}))
+        model, checkpoint = services.filter_default_model()
+        context.setdefault("form", FilterRunForm(initial={"clip_model_name": model, "clip_checkpoint": checkpoint}))
         context["imported_count"] = Image.objects.filter(status=ImageStatus.IMPORTED).count()
+        context["model_options"] = services.filter_model_options(images=context["imported_count"])
         return context
 
     def post(self, request):

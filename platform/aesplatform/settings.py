@@ -200,7 +200,9 @@ AESP_EXPORT_ROOTS = [Path(p) for p in env.list("AESP_EXPORT_ROOTS", default=[])]
 
 # CLIP filtering (curation): the default model of a new filter run and the gpu worker's tuning.
 AESP_FILTER = {
-    "DEFAULT_MODEL": env.str("AESP_CLIP_MODEL", default="ViT-L-14"),
+    # empty: chosen by the weights at hand (aesplatform.curation.services.filter_default_model): ViT-L-14 with the
+    # checkpoint below, else the small AESP-Tiny-CLIP (random weights are noise in any model; the small one is fast)
+    "DEFAULT_MODEL": env.str("AESP_CLIP_MODEL", default=""),
     "DEFAULT_CHECKPOINT": env.str("AESP_CLIP_CHECKPOINT", default=""),
     # None: a run may name any absolute checkpoint path; else it must lie below one of these folders
     "CHECKPOINT_ROOTS": [Path(p) for p in env.list("AESP_CLIP_CHECKPOINT_ROOTS", default=[])] or None,

@@ -65,6 +65,54 @@ def filter_config() -> dict[str, Any]:
     return {"CHUNK_SIZE": 4096, **settings.AESP_FILTER}  # CHUNK_SIZE: results fetched (and decode workers started)
 
 
+# The models a new run page offers (names only: the engine, and torch with it, is not imported by the web pages).
+LARGE_MODEL = "ViT-L-14"  # the model of real filtering, with a local checkpoint
+SMALL_MODEL = "AESP-Tiny-CLIP"  # a tiny architecture: seconds for hundreds of images on a CPU, always random weights
+
+
+def filter_default_model() -> tuple[str, str]:
+    """(model, checkpoint) of a new run that names none: AESP_CLIP_MODEL / AESP_CLIP_CHECKPOINT when set; unset,
+    ViT-L-14 when a checkpoint is configured, else the small model. Random weights say nothing in any model,
+    so without weights the fastest model is the right one (ViT-L-14 at random: minutes per batch on a CPU)."""
+    config = filter_config()
+    checkpoint = (config["DEFAULT_CHECKPOINT"] or "").strip()
+    model = (config["DEFAULT_MODEL"] or "").strip()
+    if model:
+        return model, checkpoint
+    return (LARGE_MODEL, checkpoint) if checkpoint else (SMALL_MODEL, "")
+
+
+def filter_measured_seconds_per_image(*, model_name: str, random_weights: bool) -> float | None:
+    """The scoring time per image measured by the newest finished run of this model (with or without weights,
+    as asked) on this installation; None when no such run has been measured yet."""
+    return (
+        FilterRun.objects.filter(clip_model_name=model_name, random_weights=random_weights,
+                                 seconds_per_image__isnull=False)
+        .order_by("-finished_at", "-id").values_list("seconds_per_image", flat=True).first()
+    )
+
+
+def filter_model_options(*, images: int) -> list[dict[str, Any]]:
+    """What the new run page lists: each model with its weights (local file or random), the measured time per
+    image and the expected duration over `images` images (None where not measured yet)."""
+    default_model, default_checkpoint = filter_default_model()
+    configured = (filter_config()["DEFAULT_CHECKPOINT"] or "").strip()
+    options = [(default_model, default_checkpoint)]
+    for model, checkpoint in ((SMALL_MODEL, ""), (LARGE_MODEL, configured)):
+        if (model, checkpoint) not in options:
+            options.append((model, checkpoint))
+    rows = []
+    for model, checkpoint in options:
+        per_image = filter_measured_seconds_per_image(model_name=model, random_weights=not checkpoint)
+        rows.append({
+            "model": model, "checkpoint": checkpoint, "random_weights": not checkpoint,
+            "default": (model, checkpoint) == (default_model, default_checkpoint),
+            "seconds_per_image": per_image,
+            "expected_seconds": None if per_image is None else per_image * images,
+        })
+    return rows
+
+
 def _full_clean(obj, **kwargs) -> None:
     try:
         obj.full_clean(**kwargs)
@@ -149,9 +197,11 @@ def filter_run_create(
     Selection: `image_ids`, or every imported/filtered image of `source` and/or `import_job`, or (neither given)
     every imported image; images another run is still scoring or reviewing are refused (ids) or left out.
     """
-    config = filter_config()
-    model_name = (clip_model_name or config["DEFAULT_MODEL"]).strip()
-    checkpoint = (config["DEFAULT_CHECKPOINT"] if clip_checkpoint is None else clip_checkpoint).strip()
+    default_model, default_checkpoint = filter_default_model()
+    model_name = (clip_model_name or default_model).strip()
+    if clip_checkpoint is None:  # the configured checkpoint goes with the default model only
+        clip_checkpoint = default_checkpoint if model_name == default_model else ""
+    checkpoint = clip_checkpoint.strip()
     if not limits.BATCH_SIZE_MIN <= batch_size <= limits.BATCH_SIZE_MAX:
         raise ServiceError(f"batch_size must be between {limits.BATCH_SIZE_MIN} and {limits.BATCH_SIZE_MAX}.")
     if not limits.REVIEW_BATCH_SIZE_MIN <= review_batch_size <= limits.REVIEW_BATCH_SIZE_MAX:
