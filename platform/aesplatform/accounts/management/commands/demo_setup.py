@@ -16,7 +16,8 @@ from django.core.management.base import BaseCommand
 
 from aesplatform.accounts.roles import Role
 from aesplatform.accounts.services import user_create
-from aesplatform.catalog.models import Image, ImageStatus, ImportJob, ImportKind
+from aesplatform.catalog.models import Image, ImportJob, ImportKind
+from aesplatform.catalog.selectors import images_approved_count
 from aesplatform.catalog.services import images_approve_unreviewed, import_job_create, import_job_run
 from model_core.synthetic import write_humanbeauty
 
@@ -72,7 +73,7 @@ class Command(BaseCommand):
         ids = list(demo.order_by("id").values_list("id", flat=True))
         left = min(max(0, unfiltered), len(ids) // 4)
         approved = images_approve_unreviewed(image_ids=ids[: len(ids) - left])
-        usable = demo.filter(status=ImageStatus.APPROVED).count()
+        usable = images_approved_count(image_ids=ids)
         self.stdout.write(
             f"Demo images approved for campaigns: {usable}" + (f" ({approved} just now)" if approved else "")
             + (f"; {left} left imported, to try a filter run on." if left else ".")
