@@ -129,3 +129,23 @@ def test_the_scoring_time_per_image_is_measured(curator_user):
     run = run_in_process(services.filter_run_create(created_by=curator_user, image_ids=[i.pk for i in images],
                                                     thresholds=PIXEL_ONLY, enqueue=False, **tiny_run_kwargs()))
     assert run.seconds_per_image is not None and 0 < run.seconds_per_image < 60
+
+
+def test_the_progress_counter_moves_in_small_steps_on_a_cpu(curator_user, monkeypatch):
+    from aesplatform.common import jobs
+
+    recorded: list[int] = []
+    real = jobs.job_progress
+
+    def spy(*, job, **fields):
+        recorded.append(fields.get("processed"))
+        return real(job=job, **fields)
+
+    monkeypatch.setattr(jobs, "job_progress", spy)
+    images = stored_scenes(10, start=110)
+    run = run_in_process(services.filter_run_create(
+        created_by=curator_user, image_ids=[i.pk for i in images], thresholds=PIXEL_ONLY, batch_size=64,
+        enqueue=False, **tiny_run_kwargs()))
+    assert run.processed == 10
+    # a model batch of 64 asked, but a CPU scores (and reports) at most CPU_BATCH_MAX images at a time
+    assert recorded[:2] == [services.CPU_BATCH_MAX, 10]
