@@ -67,6 +67,7 @@ def test_a_run_without_checkpoint_is_marked_random_and_never_rejects_or_groups_o
     assert 'data-testid="random-weights"' in page and "random weights" in page
     batch = ReviewBatch.objects.filter(run=run).first()
     assert 'data-testid="random-weights"' in client.get(f"/filtering/batches/{batch.pk}/").content.decode()
+    assert 'data-testid="run-random-weights"' in client.get("/filtering/").content.decode()
 
 
 def test_a_run_with_a_checkpoint_uses_its_clip_signals(curator_user):

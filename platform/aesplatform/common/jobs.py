@@ -95,13 +95,13 @@ def job_eta_seconds(job: Job, *, now: datetime | None = None) -> float | None:
     """Seconds a running job still needs, from its progress and the time it has run: elapsed x left / done.
     A kind's own estimate (`eta_seconds`, e.g. training's) comes first. None, shown "not available", until it can
     be measured: the job is not running, has done nothing yet, or does not count its items."""
-    if job.state != JobState.RUNNING or job.started_at is None:
+    if job.state != JobState.RUNNING:
         return None
     own = getattr(job, "eta_seconds", None)
     if own is not None:
         return max(0.0, float(own))
     counts = job_counts(job)
-    if counts is None:
+    if counts is None or job.started_at is None:
         return None
     done, total = counts
     elapsed = ((now or timezone.now()) - job.started_at).total_seconds()
