@@ -127,8 +127,11 @@ def _parse_thresholds(post) -> dict:
 def _run_context(run_id: int) -> dict:
     run = selectors.filter_run_get(run_id=run_id)
     counts = selectors.filter_run_counts(run=run)
+    everything_rejected = run.state == "succeeded" and counts["proposed_reject"] > 0 and not counts["proposed_keep"]
     return {
         "run": run, "counts": counts, "polling": run.state in ACTIVE_JOB_STATES,
+        "everything_rejected": everything_rejected,
+        "common_reject_reasons": selectors.filter_run_common_reject_reasons(run=run) if everything_rejected else [],
         "batches": list(selectors.review_batch_list(run=run)),
         "next_batch": selectors.review_batch_next_pending(run=run),
         "errors": list(selectors.filter_result_errors(run=run)[:50]),

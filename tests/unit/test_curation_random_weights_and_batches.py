@@ -150,3 +150,16 @@ def test_the_progress_counter_moves_in_small_steps_on_a_cpu(curator_user, monkey
     assert run.processed == 10
     # a model batch of 64 asked, but a CPU scores (and reports) at most CPU_BATCH_MAX images at a time
     assert recorded[:2] == [services.CPU_BATCH_MAX, 10]
+
+
+def test_a_run_that_rejects_everything_names_the_check_and_points_to_the_thresholds(curator_user):
+    images = stored_scenes(3, start=130)
+    run = run_in_process(services.filter_run_create(
+        created_by=curator_user, image_ids=[i.pk for i in images], thresholds={**PIXEL_ONLY, "min_short_side": 5000},
+        enqueue=False, **tiny_run_kwargs()))
+    page = _client(curator_user).get(f"/filtering/{run.pk}/").content.decode()
+    assert 'data-testid="everything-rejected"' in page
+    assert "shortest side … px (min …)" in page and "(3 images)" in page
+    services.filter_run_repropose(run=run, thresholds={"min_short_side": 100})
+    page = _client(curator_user).get(f"/filtering/{run.pk}/").content.decode()
+    assert 'data-testid="everything-rejected"' not in page
