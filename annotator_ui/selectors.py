@@ -267,3 +267,8 @@ def first_steps_state(*, user) -> dict:
     )
     return row or {"has_campaign": False, "has_annotation": False, "has_dataset": False, "has_model": False,
                    "next_batch": None}
+
+
+def demo_users_exist() -> bool:
+    """demo_setup's users (their addresses end in @demo.invalid) are there: `make run`'s demo installation."""
+    return get_user_model().objects.filter(email__endswith="@demo.invalid").exists()

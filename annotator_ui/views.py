@@ -29,6 +29,12 @@ class LoginView(auth_views.LoginView):
     template_name = "registration/login.html"
     redirect_authenticated_user = True
 
+    def get_context_data(self, **kwargs):
+        """Outside production, when demo_setup's users exist, the page says which one to try first."""
+        context = super().get_context_data(**kwargs)
+        context["demo_users"] = not settings.PRODUCTION and selectors.demo_users_exist()
+        return context
+
 
 class LogoutView(auth_views.LogoutView):
     """Logging out also forgets what this browser kept for the user: the rating drafts in localStorage (app.js

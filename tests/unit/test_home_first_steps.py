@@ -56,3 +56,10 @@ def test_annotators_do_not_see_the_curators_steps(annotator_user):
     client = Client()
     client.force_login(annotator_user)
     assert 'data-testid="first-steps"' not in client.get("/").content.decode()
+
+
+def test_the_login_page_names_the_demo_user_to_start_with_when_demo_users_exist():
+    assert 'data-testid="login-demo"' not in Client().get("/login/").content.decode()
+    factories.curator(username="curator", email="curator@demo.invalid")
+    page = Client().get("/login/").content.decode()
+    assert 'data-testid="login-demo"' in page and "<code>curator</code>" in page
