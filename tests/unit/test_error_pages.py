@@ -58,3 +58,10 @@ def test_static_files_are_served_with_debug_off(curator_user, settings):
     response = Client().get("/static/annotator_ui/css/app.css")
     assert response.status_code == 200
     assert b"".join(response.streaming_content) if response.streaming else response.content
+
+
+def test_an_anonymous_visitor_gets_the_same_friendly_404_with_a_way_to_sign_in(settings):
+    settings.DEBUG = False
+    page = Client().get("/no-such-page/")
+    assert page.status_code == 404
+    assert "Page not found" in page.content.decode() and 'href="/login/"' in page.content.decode()
