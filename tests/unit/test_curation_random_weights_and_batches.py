@@ -160,6 +160,7 @@ def test_a_run_that_rejects_everything_names_the_check_and_points_to_the_thresho
     page = _client(curator_user).get(f"/filtering/{run.pk}/").content.decode()
     assert 'data-testid="everything-rejected"' in page
     assert "shortest side … px (min …)" in page and "(3 images)" in page
+    assert "CLIP signals not used" not in page.split('data-testid="everything-rejected"')[1].split("</div>")[0]
     services.filter_run_repropose(run=run, thresholds={"min_short_side": 100})
     page = _client(curator_user).get(f"/filtering/{run.pk}/").content.decode()
     assert 'data-testid="everything-rejected"' not in page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet
 
+from .engine.proposals import RANDOM_WEIGHTS_NOTE
 from .models import BatchState, CuratorDecision, FilterResult, FilterRun, ProposedDecision, ReviewBatch
 
 
@@ -45,7 +46,8 @@ def filter_run_common_reject_reasons(*, run: FilterRun, sample: int = 500, top: 
                .order_by("id").values_list("reasons", flat=True)[:sample])
     counter: Counter[str] = Counter()
     for listed in reasons:
-        for reason in {re.sub(r"\d+(?:\.\d+)?%?", "…", reason) for reason in listed or []}:
+        checks = [reason for reason in listed or [] if reason != RANDOM_WEIGHTS_NOTE]  # a note, not a failed check
+        for reason in {re.sub(r"\d+(?:\.\d+)?%?", "…", reason) for reason in checks}:
             counter[reason] += 1
     return counter.most_common(top)
 
