@@ -254,3 +254,30 @@ def user_counts_by_role() -> dict[str, int]:
         annotator=Count("id", filter=Q(groups__name=Role.ANNOTATOR.value), distinct=True),
     )
     return counts
+
+
+# --- the first steps of a new team (home page) ----------------------------------------------------------------
+
+
+def first_steps_state(*, user) -> dict:
+    """Whether each later step of the work has happened at all, and the first batch waiting for review: one query
+    (EXISTS subqueries over a one-row select of the user)."""
+    from django.db.models import Exists
+
+    pending_batch = ReviewBatch.objects.filter(state=BatchState.PENDING).order_by("run_id", "number")
+    row = (
+        get_user_model().objects.filter(pk=user.pk).annotate(
+            has_campaign=Exists(Campaign.objects.all()),
+            has_annotation=Exists(Annotation.objects.all()),
+            has_dataset=Exists(DatasetVersion.objects.all()),
+            has_model=Exists(TrainingJob.objects.filter(state="succeeded")) | Exists(ModelVersion.objects.all()),
+            next_batch=Subquery(pending_batch.values("pk")[:1]),
+        ).values("has_campaign", "has_annotation", "has_dataset", "has_model", "next_batch").first()
+    )
+    return row or {"has_campaign": False, "has_annotation": False, "has_dataset": False, "has_model": False,
+                   "next_batch": None}
+
+
+def demo_users_exist() -> bool:
+    """demo_setup's users (their addresses end in @demo.invalid) are there: `make run`'s demo installation."""
+    return get_user_model().objects.filter(email__endswith="@demo.invalid").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet
 
+from .engine.proposals import RANDOM_WEIGHTS_NOTE
 from .models import BatchState, CuratorDecision, FilterResult, FilterRun, ProposedDecision, ReviewBatch
 
 
@@ -33,6 +34,22 @@ def filter_run_counts(*, run: FilterRun) -> dict[str, int]:
         overrides=Count("id", filter=Q(overrode_proposal=True)),
     )
     return {**counts, **decided}
+
+
+def filter_run_common_reject_reasons(*, run: FilterRun, sample: int = 500, top: int = 3) -> list[tuple[str, int]]:
+    """The checks that reject most often (the reasons with their numbers left out), over a sample of the
+    run's rejected proposals: what the run page names when every image is proposed for rejection."""
+    import re
+    from collections import Counter
+
+    reasons = (FilterResult.objects.filter(run=run, proposed_decision=ProposedDecision.REJECT, error="")
+               .order_by("id").values_list("reasons", flat=True)[:sample])
+    counter: Counter[str] = Counter()
+    for listed in reasons:
+        checks = [reason for reason in listed or [] if reason != RANDOM_WEIGHTS_NOTE]  # a note, not a failed check
+        for reason in {re.sub(r"\d+(?:\.\d+)?%?", "…", reason) for reason in checks}:
+            counter[reason] += 1
+    return counter.most_common(top)
 
 
 def filter_result_list(*, run: FilterRun) -> QuerySet[FilterResult]:
