@@ -200,7 +200,7 @@ def image_detail(*, image_id: int) -> ImageDetail:
     )
     for result in filter_results:
         # a run without a checkpoint scored with randomly initialised CLIP weights: its CLIP numbers mean nothing
-        result.random_weights = not result.run.clip_checkpoint
+        result.random_weights = result.run.random_weights
         result.clip_rows = sorted((result.clip_probabilities or {}).items())
     decisions = list(CuratorDecision.objects.filter(image=image).select_related("batch__run", "decided_by")
                      .order_by("decided_at", "id"))

@@ -25,12 +25,13 @@ class NavItem:
 
 NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("annotate", "Annotate", "ui:annotate", Role.ANNOTATOR, ("annotate", "annotate_campaign")),
-    NavItem("my-work", "My work", "ui:my_work", Role.ANNOTATOR, ("my_work",)),
+    NavItem("my-work", "My work", "ui:my_work", Role.ANNOTATOR, ("my_work", "my_work_edit")),
     NavItem("images", "Images", "ui:images", Role.CURATOR, ("images", "image_detail", "image_map")),
     NavItem("imports", "Imports", "ui:imports", Role.CURATOR, ("imports", "import_detail", "import_progress")),
     NavItem("filtering", "Filtering", "ui:filter_runs", Role.CURATOR,
             ("filter_runs", "filter-run-new", "filter-run", "review-batch")),
-    NavItem("campaigns", "Campaigns", "ui:campaigns", Role.CURATOR, ("campaigns", "campaign_new", "campaign_detail")),
+    NavItem("campaigns", "Campaigns", "ui:campaigns", Role.CURATOR,
+            ("campaigns", "campaign_new", "campaign_detail", "review_stream")),
     NavItem("datasets", "Datasets", "ui:datasets", Role.CURATOR, ("datasets", "dataset_new", "dataset_detail")),
     NavItem("models", "Models", "ui:models", Role.CURATOR,
             ("models", "training_job_new", "training_job", "model_detail", "model_compare", "prescores",

@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from aesplatform.accounts.roles import Role
 from aesplatform.annotation.models import (
     Annotation,
+    AnnotationReview,
     Assignment,
     AssignmentState,
     Campaign,
@@ -89,14 +90,22 @@ def annotator_work_summary(*, user) -> WorkSummary:
 
 
 def annotator_annotations(*, user) -> QuerySet[Annotation]:
-    """The user's submitted annotations, newest first, with what a row of "My work" shows."""
+    """The user's submitted annotations, newest first, with what a row of "My work" shows: whether it is the
+    current version (`is_current`: only that one can be edited) and a curator's verdict on the rating
+    (`review_state`)."""
+    current = Annotation.objects.filter(supersedes=OuterRef("pk"))
+    verdict = AnnotationReview.objects.filter(
+        annotation__task_id=OuterRef("task_id"), annotation__annotator_id=OuterRef("annotator_id")
+    ).values("state")[:1]
     return (
         Annotation.objects.filter(annotator=user)
         .select_related("task__campaign")
         .only(
             "id", "created_at", "is_expert", "time_spent_ms", "comprehensive", "supersedes_id",
             "task__id", "task__image_id", "task__campaign__id", "task__campaign__name", "task__campaign__mode",
+            "task__campaign__state",
         )
+        .annotate(is_current=~Exists(current), review_state=Subquery(verdict))
         .order_by("-id")
     )
 
@@ -202,3 +211,30 @@ def user_counts_by_role() -> dict[str, int]:
         annotator=Count("id", filter=Q(groups__name=Role.ANNOTATOR.value), distinct=True),
     )
     return counts
+
+
+# --- the first steps of a new team (home page) ----------------------------------------------------------------
+
+
+def first_steps_state(*, user) -> dict:
+    """Whether each later step of the work has happened at all, and the first batch waiting for review: one query
+    (EXISTS subqueries over a one-row select of the user)."""
+    from django.db.models import Exists
+
+    pending_batch = ReviewBatch.objects.filter(state=BatchState.PENDING).order_by("run_id", "number")
+    row = (
+        get_user_model().objects.filter(pk=user.pk).annotate(
+            has_campaign=Exists(Campaign.objects.all()),
+            has_annotation=Exists(Annotation.objects.all()),
+            has_dataset=Exists(DatasetVersion.objects.all()),
+            has_model=Exists(TrainingJob.objects.filter(state="succeeded")) | Exists(ModelVersion.objects.all()),
+            next_batch=Subquery(pending_batch.values("pk")[:1]),
+        ).values("has_campaign", "has_annotation", "has_dataset", "has_model", "next_batch").first()
+    )
+    return row or {"has_campaign": False, "has_annotation": False, "has_dataset": False, "has_model": False,
+                   "next_batch": None}
+
+
+def demo_users_exist() -> bool:
+    """demo_setup's users (their addresses end in @demo.invalid) are there: `make run`'s demo installation."""
+    return get_user_model().objects.filter(email__endswith="@demo.invalid").exists()

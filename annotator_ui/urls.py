@@ -84,6 +84,15 @@ urlpatterns += [
     path("jobs/<str:kind>/<id:pk>/<str:action>/", views_jobs.JobActionView.as_view(), name="job_action"),
 ]
 
+# Review and correction of ratings (issue 17 point 9): the curators' review stream of a campaign, and My work's edit
+# of one's own rating (annotator_ui/views_review.py).
+from . import views_review  # noqa: E402
+
+urlpatterns += [
+    path("campaigns/<id:pk>/review/", views_review.ReviewStreamView.as_view(), name="review_stream"),
+    path("my-work/<id:pk>/edit/", views_review.MyWorkEditView.as_view(), name="my_work_edit"),
+]
+
 # The image explorer (issue 17, point 5): a detail page per image, the embedding map and its lasso
 # (annotator_ui/views_explorer.py); the gallery is ui:images above.
 from . import views_explorer  # noqa: E402

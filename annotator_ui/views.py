@@ -12,6 +12,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.paginator import Paginator
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.generic import ListView, TemplateView
 
@@ -28,6 +29,12 @@ LIST_PAGE_SIZE = 25
 class LoginView(auth_views.LoginView):
     template_name = "registration/login.html"
     redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs):
+        """Outside production, when demo_setup's users exist, the page says which one to try first."""
+        context = super().get_context_data(**kwargs)
+        context["demo_users"] = not settings.PRODUCTION and selectors.demo_users_exist()
+        return context
 
 
 class LogoutView(auth_views.LogoutView):
@@ -68,9 +75,54 @@ class HomeView(LoginRequiredMixin, TemplateView):
             context["image_total"] = sum(counts.values())
             context["import_jobs"] = selectors.import_jobs_recent(limit=5)
             context["filter_runs"] = selectors.filter_runs_recent(limit=5)
+            context["first_steps"] = first_steps(user=user, image_counts=counts)
         if user_has_role(user, Role.ADMIN):
             context["user_counts"] = selectors.user_counts_by_role()
         return context
+
+
+def first_steps(*, user, image_counts: dict[str, int]) -> list[dict]:
+    """The home page's "getting started": the steps from images to a model, each with its link, whether it has been
+    done on this installation, and a line saying where it stands; the first step not done is marked next."""
+    state = selectors.first_steps_state(user=user)
+    total = sum(image_counts.values())
+    usable = image_counts.get(ImageStatus.APPROVED, 0) + image_counts.get(ImageStatus.IN_CAMPAIGN, 0)
+    waiting = image_counts.get(ImageStatus.IMPORTED, 0)
+    if state["next_batch"]:
+        filter_url, filter_action = reverse("ui:review-batch", args=[state["next_batch"]]), "Review the next batch"
+    elif waiting:
+        filter_url, filter_action = reverse("ui:filter-run-new"), "Start a filter run"
+    else:
+        filter_url, filter_action = reverse("ui:filter_runs"), "Filter runs"
+    annotate_url = reverse("ui:annotate") if user_has_role(user, Role.ANNOTATOR) else reverse("ui:campaigns")
+    steps = [
+        {"key": "import", "title": "Import images", "done": total > 0, "url": reverse("ui:imports"),
+         "action": "Import images",
+         "detail": f"{total} image{pluralize(total)} in the catalog." if total else
+         "Upload files, or import a server folder, a zip or a HumanBeauty data set."},
+        {"key": "filter", "title": "Filter and approve", "done": usable > 0, "url": filter_url, "action": filter_action,
+         "detail": f"{usable} approved for campaigns; {waiting} waiting to be filtered." if total else
+         "A filter run proposes keep or reject; a curator approves the images a batch at a time."},
+        {"key": "campaign", "title": "Start a campaign", "done": state["has_campaign"],
+         "url": reverse("ui:campaign_new"), "action": "New campaign",
+         "detail": "A campaign asks annotators to rate approved images on the overall score or all 12 dimensions."},
+        {"key": "annotate", "title": "Annotate", "done": state["has_annotation"], "url": annotate_url,
+         "action": "Rate images",
+         "detail": "Annotators rate the campaign's images; their ratings agree into consensus labels."},
+        {"key": "dataset", "title": "Build a dataset", "done": state["has_dataset"], "url": reverse("ui:datasets"),
+         "action": "Datasets", "detail": "A frozen dataset version with train/validation/test splits, exportable."},
+        {"key": "train", "title": "Train a model", "done": state["has_model"], "url": reverse("ui:training_job_new"),
+         "action": "Train", "detail": "Train a scorer on a dataset version and compare it with the reference model."},
+    ]
+    for step in steps:
+        if not step["done"]:
+            step["next"] = True
+            break
+    return steps
+
+
+def pluralize(n: int) -> str:
+    return "" if n == 1 else "s"
 
 
 class AnnotateView(RoleRequiredMixin, ListView):

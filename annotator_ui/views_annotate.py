@@ -15,9 +15,22 @@ from aesplatform.accounts.roles import Role
 from aesplatform.annotation import selectors
 from aesplatform.annotation.models import CampaignState
 from aesplatform.annotation.services import expected_dimensions
-from model_core.standard import LEVEL_CENTRES, LEVEL_UPPER_BOUNDS, LEVELS
+from model_core.standard import LEVEL_CENTRES, LEVEL_UPPER_BOUNDS, LEVELS, grouped
 
 UI_VERSION = "annotate.js/1"
+UNDO_SECONDS = 8  # how long the page offers to undo a skip or a flag (the server allows services.RESTORE_WINDOW)
+
+
+def dimension_groups(dims) -> list[dict]:
+    """The campaign's dimensions under the standard's groups, each with its index in the page's (keyboard) order."""
+    groups, index = [], 0
+    for group, members in grouped(dims):
+        rows = []
+        for d in members:
+            rows.append({"index": index, "key": d.key, "name": d.name, "definition": d.definition})
+            index += 1
+        groups.append({"key": group.key, "label": group.label, "description": group.description, "dimensions": rows})
+    return groups
 
 
 class AnnotateCampaignView(RoleRequiredMixin, TemplateView):
@@ -29,12 +42,13 @@ class AnnotateCampaignView(RoleRequiredMixin, TemplateView):
         campaign = selectors.campaign_for_annotator(campaign_id=kwargs["pk"], user=self.request.user)
         if campaign is None:
             raise Http404("No such campaign lists you as an annotator.")
-        dims = expected_dimensions(campaign.mode)
+        groups = dimension_groups(expected_dimensions(campaign.mode))
+        ordered = [d for g in groups for d in g["dimensions"]]
         counts = selectors.annotator_session_counts(campaign=campaign, user=self.request.user)
         context.update(
             campaign=campaign,
             active=campaign.state == CampaignState.ACTIVE,
-            dimensions=dims,
+            groups=groups,
             levels=list(enumerate(LEVELS, start=1)),
             counts=counts,
             config={
@@ -42,7 +56,7 @@ class AnnotateCampaignView(RoleRequiredMixin, TemplateView):
                 "userId": self.request.user.pk,  # drafts are kept per user: one browser, several annotators
                 "mode": campaign.mode,
                 "active": campaign.state == CampaignState.ACTIVE,
-                "dimensions": [{"key": d.key, "name": d.name, "group": d.group} for d in dims],
+                "dimensions": [{"key": d["key"], "name": d["name"]} for d in ordered],
                 "levels": [{"name": name, "centre": centre} for name, centre in zip(LEVELS, LEVEL_CENTRES)],
                 "levelUpperBounds": list(LEVEL_UPPER_BOUNDS),
                 "urls": {
@@ -50,9 +64,11 @@ class AnnotateCampaignView(RoleRequiredMixin, TemplateView):
                     "submit": reverse("api-assignment-submit", args=[0]),
                     "skip": reverse("api-assignment-skip", args=[0]),
                     "flag": reverse("api-assignment-flag", args=[0]),
+                    "restore": reverse("api-assignment-restore", args=[0]),
                 },
                 "counts": counts,
                 "uiVersion": UI_VERSION,
+                "undoSeconds": UNDO_SECONDS,
             },
         )
         return context

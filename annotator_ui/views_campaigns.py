@@ -1,7 +1,7 @@
 """Curator pages of a campaign: create, dashboard (progress, agreement, plots, annotator table), state, CSV export.
 
 The campaign list itself is `ui:campaigns` (views.CampaignListView); these pages hang below it.
-Plots are inline SVG rendered on the server (no script, no CDN).
+Charts: the data is shaped by annotator_ui/charts.py and drawn in the browser by Chart.js (vendored, no CDN).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from aesplatform.annotation import limits, selectors, services
 from aesplatform.annotation.models import Campaign, CampaignMode, CampaignState, TaskOrder
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ServiceError
+
+from . import charts
 
 MAX_IMAGES_FROM_FORM = 200_000
 
@@ -87,22 +89,6 @@ class CampaignCreateView(RoleRequiredMixin, FormView):
         return redirect("ui:campaign_detail", pk=campaign.pk)
 
 
-def _bars(values: list[int], *, width: int = 240, height: int = 90, labels: list[str] | None = None) -> dict:
-    """Geometry of a bar chart for the template (inline SVG, attributes only: no style attributes for the CSP)."""
-    top = max(values) if values else 0
-    n = max(len(values), 1)
-    gap = 2
-    bar_w = (width - gap * (n - 1)) / n
-    bars = []
-    for i, v in enumerate(values):
-        h = 0 if not top else round((height - 12) * v / top, 1)
-        bars.append({
-            "x": round(i * (bar_w + gap), 1), "y": round(height - 12 - h, 1), "w": round(bar_w, 1), "h": h, "value": v,
-            "label": labels[i] if labels else "",
-        })
-    return {"width": width, "height": height, "bars": bars, "max": top, "baseline": height - 12}
-
-
 class CampaignDashboardView(RoleRequiredMixin, TemplateView):
     required_role = Role.CURATOR
     template_name = "annotator_ui/campaigns/detail.html"
@@ -111,17 +97,12 @@ class CampaignDashboardView(RoleRequiredMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         campaign = get_object_or_404(Campaign.objects.select_related("created_by"), pk=kwargs["pk"])
         stats = selectors.campaign_stats(campaign=campaign)
-        bin_labels = [f"{i / 10:.1f}" for i in range(10)]
-        throughput = stats.throughput[-48:]
         context.update(
             campaign=campaign,
             stats=stats,
-            histograms=[{"dim": d, "chart": _bars(d.histogram, labels=bin_labels)} for d in stats.dimensions],
-            agreement_chart=_bars(
-                [max(0, round(100 * (d.krippendorff_alpha or 0))) for d in stats.dimensions],
-                labels=[str(d.index + 1) for d in stats.dimensions],
-            ),
-            throughput_chart=_bars([n for _, n in throughput], width=480, labels=[h[11:13] for h, _ in throughput]),
+            histogram_charts=charts.campaign_histogram_charts(stats.dimensions),
+            agreement_chart=charts.agreement_chart(stats.dimensions),
+            throughput_chart=charts.throughput_chart(stats.throughput),
             throughput_total=sum(n for _, n in stats.throughput),
             transitions=sorted(services.ALLOWED_TRANSITIONS.get(campaign.state, set())),
             annotator_names=", ".join(campaign.annotators.order_by("username").values_list("username", flat=True)),

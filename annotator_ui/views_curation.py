@@ -24,6 +24,8 @@ from aesplatform.common.models import ACTIVE_JOB_STATES
 from aesplatform.curation import limits, selectors, services
 from aesplatform.curation.models import BatchState, FilterRun, ProposedDecision, ReviewBatch
 
+from . import charts
+
 
 class CuratorView(RoleRequiredMixin):
     required_role = Role.CURATOR
@@ -33,9 +35,13 @@ class FilterRunForm(forms.Form):
     name = forms.CharField(max_length=200, required=False)
     source = forms.ChoiceField(required=False, help_text="Every imported or filtered image of this source; "
                                "leave empty for every imported image.")
-    clip_model_name = forms.CharField(max_length=100, label="CLIP model")
-    clip_checkpoint = forms.CharField(max_length=1024, required=False, label="Checkpoint (absolute path)",
-                                      help_text="Local file; empty means random weights (only for trying things out).")
+    clip_model_name = forms.CharField(
+        max_length=100, label="CLIP model", widget=forms.TextInput(attrs={"list": "clip-models"}),
+        help_text="Any open_clip model name; the table above lists the ones this installation offers.")
+    clip_checkpoint = forms.CharField(
+        max_length=1024, required=False, label="Checkpoint (absolute path)",
+        help_text="A local weights file for that model. Empty: random weights, whose CLIP signals are noise (the "
+        "proposals then come from the pixel checks only): for trying the platform out.")
     review_batch_size = forms.IntegerField(min_value=limits.REVIEW_BATCH_SIZE_MIN,
                                            max_value=limits.REVIEW_BATCH_SIZE_MAX,
                                            initial=limits.REVIEW_BATCH_SIZE_DEFAULT, label="Images per review batch")
@@ -51,10 +57,10 @@ class FilterRunCreateView(CuratorView, TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        config = services.filter_config()
-        context.setdefault("form", FilterRunForm(initial={
-            "clip_model_name": config["DEFAULT_MODEL"], "clip_checkpoint": config["DEFAULT_CHECKPOINT"]}))
+        model, checkpoint = services.filter_default_model()
+        context.setdefault("form", FilterRunForm(initial={"clip_model_name": model, "clip_checkpoint": checkpoint}))
         context["imported_count"] = Image.objects.filter(status=ImageStatus.IMPORTED).count()
+        context["model_options"] = services.filter_model_options(images=context["imported_count"])
         return context
 
     def post(self, request):
@@ -123,12 +129,19 @@ def _parse_thresholds(post) -> dict:
 def _run_context(run_id: int) -> dict:
     run = selectors.filter_run_get(run_id=run_id)
     counts = selectors.filter_run_counts(run=run)
+    everything_rejected = run.state == "succeeded" and counts["proposed_reject"] > 0 and not counts["proposed_keep"]
     return {
         "run": run, "counts": counts, "polling": run.state in ACTIVE_JOB_STATES,
+        "everything_rejected": everything_rejected,
+        "common_reject_reasons": selectors.filter_run_common_reject_reasons(run=run) if everything_rejected else [],
         "batches": list(selectors.review_batch_list(run=run)),
         "next_batch": selectors.review_batch_next_pending(run=run),
         "errors": list(selectors.filter_result_errors(run=run)[:50]),
         "threshold_rows": _threshold_rows(run),
+        "clip_charts": charts.clip_histogram_charts(
+            histograms=selectors.filter_run_clip_histograms(run=run), groups=run.prompt_set.get("groups", {}),
+            rules=run.thresholds.get("clip", {}),
+        ) if run.state == "succeeded" else [],  # as the review part: thresholds (and charts) once scoring is over
     }
 
 
@@ -172,8 +185,21 @@ class FilterRunThresholdsView(CuratorView, View):
         return redirect("ui:filter-run", pk=pk)
 
 
+def _batch_gone(request, pk: int) -> TemplateResponse:
+    """A review batch that no longer exists: re-proposing needed fewer batches (pending batches are refilled in
+    place and keep their ids; only the surplus ones are removed). 410, with the way back, instead of a bare 404."""
+    runs = selectors.filter_run_list().filter(batches__state=BatchState.PENDING).distinct()[:5]
+    return TemplateResponse(request, "annotator_ui/curation/batch_gone.html", {"batch_id": pk, "runs": runs},
+                            status=410)
+
+
 class ReviewBatchView(CuratorView, TemplateView):
     template_name = "annotator_ui/curation/review_batch.html"
+
+    def get(self, request, *args, **kwargs):
+        if not ReviewBatch.objects.filter(pk=self.kwargs["pk"]).exists():
+            return _batch_gone(request, self.kwargs["pk"])
+        return super().get(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):
         batch = get_object_or_404(ReviewBatch.objects.select_related("run", "decided_by"), pk=self.kwargs["pk"])
@@ -192,7 +218,9 @@ class ReviewBatchView(CuratorView, TemplateView):
 
     def post(self, request, pk: int):
         """The form: `keep` = the image ids ticked; every other image of the batch is rejected."""
-        batch = get_object_or_404(ReviewBatch, pk=pk)
+        batch = ReviewBatch.objects.filter(pk=pk).first()
+        if batch is None:
+            return _batch_gone(request, pk)
         shown = {int(v) for v in request.POST.getlist("shown") if v.isdigit()}
         keep = {int(v) for v in request.POST.getlist("keep") if v.isdigit()}
         decisions = [{"image": i, "decision": "approve" if i in keep else "reject"} for i in sorted(shown)]

@@ -57,8 +57,16 @@ class ImportListView(RoleRequiredMixin, TemplateView):
 
 
 class ImportDetailView(RoleRequiredMixin, TemplateView):
+    """The job's page. While the job runs, htmx asks for the report part (`?part=report`) every 2 s, so that its
+    rows follow the progress; the part rendered once the job has ended carries no polling: it stops by itself."""
+
     required_role = Role.CURATOR
     template_name = "annotator_ui/imports/detail.html"
+
+    def get_template_names(self):
+        if self.request.htmx and self.request.GET.get("part") == "report":
+            return ["annotator_ui/imports/_report.html"]
+        return [self.template_name]
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)

@@ -1,6 +1,7 @@
-"""Modeling pages (curators): start a training job and follow it (progress, ETA, loss curve as server-rendered
-SVG, log; htmx polls while it runs), a model's evaluation report and plots, compare it with the promoted model,
-promote it, and pre-scores (runs, histograms, sortable list). The list page is ui:models (views.ModelListView).
+"""Modeling pages (curators): start a training job and follow it (progress, ETA, loss curve, log; htmx polls while
+it runs), a model's evaluation report, charts and plots, compare it with the promoted model, promote it, and
+pre-scores (runs, histograms, sortable list). Charts: annotator_ui/charts.py shapes the data, Chart.js draws it.
+The list page is ui:models (views.ModelListView).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from pathlib import Path
 from django import forms
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect
-from django.utils.html import format_html
-from django.utils.safestring import mark_safe
 from django.views import View
 from django.views.generic import TemplateView
 
@@ -24,64 +23,12 @@ from aesplatform.modeling import limits, presets, selectors, services
 from aesplatform.modeling.models import ModelBackend, ModelVersion
 from model_core.standard import DIMENSIONS
 
+from . import charts
 from .rerender import page_with_error
 
 HEADS = ("lm", "regression", "expert", "metavoter")
 METRICS = ("plcc", "srcc", "krcc", "rmse", "mae")
 PLOT_FILES = ("scatter.png", "confusion.png", "dimensions.png", "per_dimension.png", "residuals.png")
-
-
-# --- SVG (numbers only go in; no user text) ---------------------------------------------------------------------
-
-
-def loss_curve_svg(points: list, *, width: int = 640, height: int = 220) -> str:
-    if not points:
-        return ""
-    pad = 36
-    xs = [float(p[0]) for p in points]
-    ys = [float(p[1]) for p in points]
-    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y0, y1 = min(0.0, min(ys)), max(ys) if max(ys) > 0 else 1.0
-
-    def sx(x: float) -> float:
-        return pad + (x - x0) / (x1 - x0) * (width - 2 * pad)
-
-    def sy(y: float) -> float:
-        return height - pad - (y - y0) / ((y1 - y0) or 1.0) * (height - 2 * pad)
-
-    path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys))
-    dots = "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2" fill="#2563eb"/>' for x, y in zip(xs, ys)) \
-        if len(xs) <= 60 else ""
-    return mark_safe(
-        f'<svg class="chart" data-testid="loss-curve" viewBox="0 0 {width} {height}" width="100%" role="img" '
-        f'aria-label="Training loss from {ys[0]:.4f} at step {int(xs[0])} to {ys[-1]:.4f} at step {int(xs[-1])}">'
-        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>'
-        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#999"/>'
-        f'<text x="{pad}" y="{pad - 8}" font-size="11" fill="#555">loss {y1:.3f}</text>'
-        f'<text x="{pad}" y="{height - pad + 16}" font-size="11" fill="#555">step {int(x0)}</text>'
-        f'<text x="{width - pad}" y="{height - pad + 16}" font-size="11" fill="#555" text-anchor="end">'
-        f'step {int(x1)}</text>'
-        f'<polyline points="{path}" fill="none" stroke="#2563eb" stroke-width="2"/>{dots}</svg>'
-    )
-
-
-def histogram_svg(counts: list[int], *, label: str, width: int = 320, height: int = 120) -> str:
-    pad = 18
-    top = max(counts) if counts and max(counts) > 0 else 1
-    bar = (width - 2 * pad) / max(1, len(counts))
-    bars = []
-    for i, c in enumerate(counts):
-        h = c / top * (height - 2 * pad)
-        lo, hi = i / len(counts), (i + 1) / len(counts)
-        bars.append(f'<rect x="{pad + i * bar:.1f}" y="{height - pad - h:.1f}" width="{bar - 1:.1f}" height="{h:.1f}" '
-                    f'fill="#0f766e"><title>{lo:.2f}-{hi:.2f}: {c}</title></rect>')
-    return format_html(
-        '<svg class="chart" data-testid="histogram" viewBox="0 0 {} {}" width="100%" role="img" aria-label="{}">'
-        '{}<text x="{}" y="{}" font-size="10" fill="#555">0</text>'
-        '<text x="{}" y="{}" font-size="10" fill="#555" text-anchor="end">1</text></svg>',
-        width, height, f"Histogram of {label}: {sum(counts)} images", mark_safe("".join(bars)), pad, height - 4,
-        width - pad, height - 4,
-    )
 
 
 def _report_rows(metrics: dict) -> list[dict]:
@@ -178,7 +125,7 @@ class TrainingJobCreateView(RoleRequiredMixin, TemplateView):
 def _job_context(job) -> dict:
     metrics = job.metrics[-1] if job.metrics else {}
     return {
-        "job": job, "active_states": ACTIVE_JOB_STATES, "loss_svg": loss_curve_svg(job.loss_curve),
+        "job": job, "active_states": ACTIVE_JOB_STATES, "loss_chart": charts.loss_chart(job.loss_curve),
         "percent": round(100 * job.step / job.total_steps) if job.total_steps else 0,
         "report_rows": _report_rows(metrics.get("report") or {}),
         "reference_rows": _reference_rows(metrics.get("report") or {}),
@@ -231,8 +178,10 @@ class ModelDetailView(RoleRequiredMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         model = get_object_or_404(selectors.model_version_list(), pk=self.kwargs["pk"])
         plots = [name for name in PLOT_FILES if model.report_dir and (Path(model.report_dir) / name).is_file()]
-        context.update(model=model, report_rows=_report_rows(model.metrics),
-                       dimension_rows=_dimension_rows(model.metrics),
+        report_rows, dimension_rows = _report_rows(model.metrics), _dimension_rows(model.metrics)
+        context.update(model=model, report_rows=report_rows, dimension_rows=dimension_rows,
+                       heads_chart=charts.head_metrics_chart(report_rows),
+                       dimensions_chart=charts.dimension_metrics_chart(dimension_rows),
                        reference_rows=_reference_rows(model.metrics),
                        reference_columns=[label for _, label in REFERENCE_COLUMNS],
                        report_meta=(model.metrics or {}).get("meta") or {}, holdout=_holdout(model.metrics),
@@ -296,7 +245,8 @@ class ModelCompareView(RoleRequiredMixin, TemplateView):
                     if va is not None and vb is not None and va != vb:
                         better = "a" if (va > vb) == (metric != "rmse") else "b"
                     rows.append({"head": head, "metric": metric, "a": va, "b": vb, "better": better})
-        context.update(a=a, b=b, rows=rows, choices=models.exclude(pk=a.pk)[:100])
+        context.update(a=a, b=b, rows=rows, choices=models.exclude(pk=a.pk)[:100],
+                       compare_chart=charts.compare_chart(rows, name_a=a.name, name_b=b.name) if b else None)
         return context
 
 
@@ -334,8 +284,9 @@ class PrescoresView(RoleRequiredMixin, TemplateView):
             hist = selectors.prescore_histograms(model_version=model)
             labels = {"metavoter_score": "MetaVoter score", "lm_score": "LM head",
                       "regression_score": "Regression head", "uncertainty": "Uncertainty"}
-            histograms = [{"label": labels[k], "svg": None if v is None else histogram_svg(v, label=labels[k])}
-                          for k, v in hist.items()]
+            histograms = [{"label": labels[k], "chart": None if v is None else charts.score_histogram_chart(
+                chart_id=f"chart-{k}", name=labels[k], counts=v, y_title="Images",
+                x_title="Uncertainty" if k == "uncertainty" else "Score")} for k, v in hist.items()]
             rows = list(selectors.prescore_list(model_version=model, ordering=ordering)
                         .select_related("image")[:PRESCORES_SHOWN])
         context.update(model=model, histograms=histograms, rows=rows, ordering=ordering,

@@ -1,8 +1,9 @@
 """The 12-dimensional human-image aesthetics standard of HumanAesExpert.
 
-This module is the single source of truth for the dimensions, the five levels, the score<->level mapping and
-the prompts/answers of the training format. Everything else (Django models and checks, API enums, UI labels,
-export writers, model heads) imports from here; nothing re-types the list.
+This module is the single source of truth for the dimensions (with their groups and the one-line definitions the
+annotate page shows), the five levels, the score<->level mapping and the prompts/answers of the training format.
+Everything else (Django models and checks, API enums, UI labels, export writers, model heads) imports from here;
+nothing re-types the list.
 """
 
 from __future__ import annotations
@@ -18,22 +19,51 @@ class Dimension:
     index: int  # 0..11, the training order of the reference code
     key: str  # identifier used in the database, the API and the UI
     name: str  # the human name, as written in the expert answer text
-    group: str  # "face", "body" or "overall": used by the UI to group the controls
+    group: str  # a key of GROUPS ("face", "body" or "overall"): the UI groups the controls by it
+    definition: str  # one or two sentences for the annotator: what this dimension rates
 
+
+@dataclass(frozen=True)
+class DimensionGroup:
+    key: str
+    label: str  # the heading the annotate page shows
+    description: str
+
+
+# The standard's three parts, in the order the dimensions come: the face, the rest of the person and the setting
+# (the "general appearance" of HumanAesExpert), and the overall judgements.
+GROUPS: tuple[DimensionGroup, ...] = (
+    DimensionGroup("face", "Face", "The face alone: light, sharpness, skin, structure and outline."),
+    DimensionGroup("body", "Body", "The person below the face and around them: outfit, figure, look, setting."),
+    DimensionGroup("overall", "Overall", "The whole appearance and the whole image, taken together."),
+)
+GROUP_BY_KEY: dict[str, DimensionGroup] = {g.key: g for g in GROUPS}
 
 DIMENSIONS: tuple[Dimension, ...] = (
-    Dimension(0, "facial_brightness", "Facial Brightness", "face"),
-    Dimension(1, "facial_feature_clarity", "Facial Feature Clarity", "face"),
-    Dimension(2, "facial_skin_tone", "Facial Skin Tone", "face"),
-    Dimension(3, "facial_structure", "Facial Structure", "face"),
-    Dimension(4, "facial_contour_clarity", "Facial Contour Clarity", "face"),
-    Dimension(5, "facial_aesthetic", "Facial Aesthetic Score", "face"),
-    Dimension(6, "outfit", "Outfit", "body"),
-    Dimension(7, "body_shape", "Body Shape", "body"),
-    Dimension(8, "looks", "Looks", "body"),
-    Dimension(9, "environment", "Environment", "body"),
-    Dimension(10, "general_appearance_aesthetic", "General Appearance Aesthetic Score", "overall"),
-    Dimension(11, "comprehensive", "Comprehensive Aesthetic Score", "overall"),
+    Dimension(0, "facial_brightness", "Facial Brightness", "face",
+              "How well the face is lit: enough, even light on it, without deep shadows, glare or over-exposure."),
+    Dimension(1, "facial_feature_clarity", "Facial Feature Clarity", "face",
+              "How sharp and distinct the eyes, brows, nose and mouth are: in focus, visible, not blurred or hidden."),
+    Dimension(2, "facial_skin_tone", "Facial Skin Tone", "face",
+              "How even, natural and healthy the skin of the face looks: its colour, texture and blemishes."),
+    Dimension(3, "facial_structure", "Facial Structure", "face",
+              "The harmony of the face: proportions, symmetry and the balance of the features."),
+    Dimension(4, "facial_contour_clarity", "Facial Contour Clarity", "face",
+              "How clearly the outline of the face (jaw, chin, cheeks, hairline) stands out from hair and background."),
+    Dimension(5, "facial_aesthetic", "Facial Aesthetic Score", "face",
+              "The aesthetics of the face as a whole: the face dimensions above taken together."),
+    Dimension(6, "outfit", "Outfit", "body",
+              "Clothes and accessories: how well they fit, go together and suit the person and the scene."),
+    Dimension(7, "body_shape", "Body Shape", "body",
+              "The figure and the pose: proportions, posture and how the body is presented in the frame."),
+    Dimension(8, "looks", "Looks", "body",
+              "The person's overall look: hairstyle, grooming, expression, style and presence."),
+    Dimension(9, "environment", "Environment", "body",
+              "The setting around the person: a clear, tidy background and scene that suits and supports the subject."),
+    Dimension(10, "general_appearance_aesthetic", "General Appearance Aesthetic Score", "overall",
+              "The aesthetics of the whole appearance: outfit, body shape, looks and environment taken together."),
+    Dimension(11, "comprehensive", "Comprehensive Aesthetic Score", "overall",
+              "The overall aesthetics of the human image: the person and the photograph as a whole."),
 )
 NUM_DIMENSIONS = len(DIMENSIONS)
 DIMENSION_KEYS: tuple[str, ...] = tuple(d.key for d in DIMENSIONS)
@@ -41,6 +71,12 @@ DIMENSION_BY_KEY: dict[str, Dimension] = {d.key: d for d in DIMENSIONS}
 OVERALL: Dimension = DIMENSIONS[-1]  # the overall score is always the last element
 OVERALL_INDEX = OVERALL.index
 SUB_DIMENSIONS: tuple[Dimension, ...] = DIMENSIONS[:-1]
+
+
+def grouped(dimensions: Sequence[Dimension]) -> list[tuple[DimensionGroup, list[Dimension]]]:
+    """The dimensions under their groups, in the standard's group order; groups with none of them are left out."""
+    parts = [(g, [d for d in dimensions if d.group == g.key]) for g in GROUPS]
+    return [(g, members) for g, members in parts if members]
 
 SCORE_MIN = 0.0
 SCORE_MAX = 1.0

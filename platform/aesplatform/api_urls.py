@@ -27,6 +27,8 @@ urlpatterns += [
     path("annotations/", annotation_api.AnnotationListView.as_view(), name="api-annotations"),
     path("annotations/<id:pk>/", annotation_api.AnnotationDetailView.as_view(), name="api-annotation"),
     path("annotations/<id:pk>/correct/", annotation_api.AnnotationCorrectView.as_view(), name="api-annotation-correct"),
+    path("annotations/<id:pk>/review/", annotation_api.AnnotationReviewView.as_view(), name="api-annotation-review"),
+    path("campaigns/<id:pk>/review/", annotation_api.CampaignReviewQueueView.as_view(), name="api-campaign-review"),
 ]
 
 from aesplatform.curation import api as curation_api  # noqa: E402
@@ -94,4 +96,9 @@ urlpatterns += [
 urlpatterns += [
     path("campaigns/<id:pk>/active-priorities/", modeling_api.CampaignPrioritiesRefreshView.as_view(),
          name="api-campaign-active-priorities"),
+]
+
+# --- annotation: undo of a skip or a flag (issue 17, annotate page) ---
+urlpatterns += [
+    path("assignments/<id:pk>/restore/", annotation_api.AssignmentRestoreView.as_view(), name="api-assignment-restore"),
 ]

@@ -1,7 +1,8 @@
 """Settings from the environment (12-factor, after cookiecutter-django).
 
 DJANGO_ENV selects the profile:
-- development (default for `make run`): DEBUG, SQLite, Celery's filesystem broker, local media dir;
+- development (default for `make run`): SQLite, Celery's filesystem broker, local media dir; DEBUG stays off
+  (friendly error pages, no URL listing) unless DJANGO_DEBUG=true asks for Django's debug pages;
 - test: what `make test` uses (PostgreSQL + Redis on 127.0.0.1 unless DATABASE_URL / CELERY_BROKER_URL say else);
 - production: DEBUG off, secure cookies, HSTS, SSL redirect; DJANGO_SECRET_KEY and DJANGO_ALLOWED_HOSTS required.
 
@@ -31,7 +32,7 @@ PRODUCTION = DJANGO_ENV == "production"
 
 VAR_DIR = Path(env.str("AESP_VAR_DIR", default=str(BASE_DIR / "var")))
 
-DEBUG = env.bool("DJANGO_DEBUG", default=DJANGO_ENV == "development")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)  # Django's debug pages only when asked for (never in production)
 if PRODUCTION:
     SECRET_KEY = env.str("DJANGO_SECRET_KEY")
     ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
@@ -166,6 +167,9 @@ STORAGES = {
         )
     },
 }
+# Outside production whitenoise also finds the files in the apps' static folders (no collectstatic needed, DEBUG on
+# or off); in production it serves only what collectstatic put in STATIC_ROOT.
+WHITENOISE_USE_FINDERS = not PRODUCTION
 if STORAGES["default"]["BACKEND"] == "storages.backends.s3.S3Storage":
     STORAGES["default"]["OPTIONS"] = {
         "bucket_name": env.str("AESP_S3_BUCKET"),
@@ -196,7 +200,9 @@ AESP_EXPORT_ROOTS = [Path(p) for p in env.list("AESP_EXPORT_ROOTS", default=[])]
 
 # CLIP filtering (curation): the default model of a new filter run and the gpu worker's tuning.
 AESP_FILTER = {
-    "DEFAULT_MODEL": env.str("AESP_CLIP_MODEL", default="ViT-L-14"),
+    # empty: chosen by the weights at hand (aesplatform.curation.services.filter_default_model): ViT-L-14 with the
+    # checkpoint below, else the small AESP-Tiny-CLIP (random weights are noise in any model; the small one is fast)
+    "DEFAULT_MODEL": env.str("AESP_CLIP_MODEL", default=""),
     "DEFAULT_CHECKPOINT": env.str("AESP_CLIP_CHECKPOINT", default=""),
     # None: a run may name any absolute checkpoint path; else it must lie below one of these folders
     "CHECKPOINT_ROOTS": [Path(p) for p in env.list("AESP_CLIP_CHECKPOINT_ROOTS", default=[])] or None,

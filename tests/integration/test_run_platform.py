@@ -66,9 +66,14 @@ def _start_run_platform(tmp_path):
                               stderr=subprocess.STDOUT, start_new_session=True)
 
     def logs() -> str:
-        return (tmp_path / "run.log").read_text(errors="replace")[-4000:]
+        # the whole log: a restarted worker's start-up lines can push an earlier line out of any fixed tail
+        return (tmp_path / "run.log").read_text(errors="replace")
 
     return script, log, logs, port
+
+
+def _tail_of(logs):
+    return lambda: logs()[-4000:]
 
 
 def _cleanup(script: subprocess.Popen, tmp_path) -> None:
@@ -84,20 +89,21 @@ def _cleanup(script: subprocess.Popen, tmp_path) -> None:
 
 def test_make_run_restarts_a_killed_worker_keeps_the_web_up_and_stops_everything_on_sigterm(tmp_path):
     script, log, logs, port = _start_run_platform(tmp_path)
+    tail = _tail_of(logs)
     health = f"http://127.0.0.1:{port}/health/"
     try:
         parent = psutil.Process(script.pid)
-        wait_for(lambda: _answers(health), timeout=90, message=f"the web server; log:\n{logs()}")
-        worker = wait_for(lambda: _main_workers(parent), timeout=90, message=f"the worker; log:\n{logs()}")[0]
-        wait_for(lambda: "beat: Starting" in logs(), timeout=60, message=f"celery beat in the worker; log:\n{logs()}")
+        wait_for(lambda: _answers(health), timeout=90, message=f"the web server; log:\n{tail()}")
+        worker = wait_for(lambda: _main_workers(parent), timeout=90, message=f"the worker; log:\n{tail()}")[0]
+        wait_for(lambda: "beat: Starting" in logs(), timeout=60, message=f"celery beat in the worker; log:\n{tail()}")
 
         worker.kill()  # kill -9 the worker's main process
         restarted = wait_for(lambda: [w for w in _main_workers(parent) if w.pid != worker.pid], timeout=60,
-                             message=f"the worker to be started again; log:\n{logs()}")[0]
+                             message=f"the worker to be started again; log:\n{tail()}")[0]
         assert "worker exited (status 137)" in logs()
         assert _answers(health) and script.poll() is None  # the web server stayed up
         wait_for(lambda: "ready." in logs().split("worker exited")[-1], timeout=90,
-                 message=f"the restarted worker to be ready; log:\n{logs()}")
+                 message=f"the restarted worker to be ready; log:\n{tail()}")
 
         everything = [parent, *parent.children(recursive=True)]
         assert restarted in everything and len(everything) >= 5
@@ -105,7 +111,7 @@ def test_make_run_restarts_a_killed_worker_keeps_the_web_up_and_stops_everything
         script.send_signal(signal.SIGTERM)
         gone, alive = psutil.wait_procs(everything, timeout=10)
         elapsed = time.monotonic() - started
-        assert not alive, f"still running {elapsed:.1f} s after SIGTERM: {[p.info for p in alive]}\n{logs()}"
+        assert not alive, f"still running {elapsed:.1f} s after SIGTERM: {[p.info for p in alive]}\n{tail()}"
         assert elapsed < 10 and not _answers(health)
     finally:
         _cleanup(script, tmp_path)
@@ -115,15 +121,16 @@ def test_make_run_restarts_a_killed_worker_keeps_the_web_up_and_stops_everything
 def test_ctrl_c_stops_make_run_within_seconds(tmp_path):
     """Ctrl-C in a terminal: SIGINT to the whole foreground process group (the script and its supervisors)."""
     script, log, logs, port = _start_run_platform(tmp_path)
+    tail = _tail_of(logs)
     try:
         parent = psutil.Process(script.pid)
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/health/"), timeout=90, message=f"the web; log:\n{logs()}")
-        wait_for(lambda: " ready." in logs(), timeout=90, message=f"the worker; log:\n{logs()}")
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/health/"), timeout=90, message=f"the web; log:\n{tail()}")
+        wait_for(lambda: " ready." in logs(), timeout=90, message=f"the worker; log:\n{tail()}")
         everything = [parent, *parent.children(recursive=True)]
         started = time.monotonic()
         os.killpg(script.pid, signal.SIGINT)
         _gone, alive = psutil.wait_procs(everything, timeout=10)
-        assert not alive, f"still running {time.monotonic() - started:.1f} s after Ctrl-C: {alive}\n{logs()}"
+        assert not alive, f"still running {time.monotonic() - started:.1f} s after Ctrl-C: {alive}\n{tail()}"
     finally:
         _cleanup(script, tmp_path)
         log.close()

@@ -8,8 +8,13 @@ from PIL import Image
 
 from model_core.data import IMAGENET_MEAN, IMAGENET_STD, dynamic_preprocess, image_to_pixels, num_tiles, tile_grid
 from model_core.standard import (
+    DIMENSIONS,
+    GROUP_BY_KEY,
+    GROUPS,
     LEVELS,
+    OVERALL,
     ScoreError,
+    grouped,
     level_to_score,
     overall_answer,
     score_to_level,
@@ -38,6 +43,17 @@ def test_invalid_scores_are_rejected(bad):
 def test_expert_scores_need_twelve_values():
     with pytest.raises(ScoreError, match="12 values"):
         validate_expert_scores([0.5] * 11)
+
+
+def test_every_dimension_has_a_known_group_and_its_own_definition():
+    assert all(d.group in GROUP_BY_KEY for d in DIMENSIONS)
+    definitions = [d.definition for d in DIMENSIONS]
+    assert all(10 <= len(text) <= 140 for text in definitions) and len(set(definitions)) == len(DIMENSIONS)
+    # grouping keeps the standard's order: face, body, overall, each group's members consecutive
+    parts = grouped(DIMENSIONS)
+    assert [g.key for g, _ in parts] == [g.key for g in GROUPS] == ["face", "body", "overall"]
+    assert [d for _, members in parts for d in members] == list(DIMENSIONS)
+    assert grouped([OVERALL]) == [(GROUP_BY_KEY["overall"], [OVERALL])]  # overall mode: one group, one control
 
 
 def test_overall_answer_has_no_full_stop():

@@ -61,7 +61,8 @@ def explored_image(*, raters: int = 2, seed: int = 500) -> ExploredImage:
     scores = rate(campaign, annotators)
     annotation_services.consensus_update_for_campaign(campaign=campaign)
 
-    run = FilterRun.objects.create(name="Explorer run", created_by=curator, clip_checkpoint="", total=3, processed=3)
+    run = FilterRun.objects.create(name="Explorer run", created_by=curator, clip_checkpoint="", random_weights=True,
+                                   total=3, processed=3)
     batch = ReviewBatch.objects.create(run=run, number=1)
     now = timezone.now()
     rng = np.random.default_rng(seed)

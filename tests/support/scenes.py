@@ -61,4 +61,32 @@ def stored_scenes(count: int, *, start: int = 0, **kwargs) -> list:
 
 
 def tiny_run_kwargs(**overrides) -> dict:
+    """A run of the tiny model with random weights (no checkpoint): its CLIP signals are not used."""
     return {"clip_model_name": TINY_MODEL, "clip_checkpoint": "", **overrides}
+
+
+_TINY_CHECKPOINT: list[str] = []
+
+
+def tiny_checkpoint() -> str:
+    """A checkpoint file of the tiny model (a fixed-seed init, saved once per test process): a run over it has
+    local weights, so its CLIP signals (embeddings, near duplicates) are used like a real model's."""
+    if not _TINY_CHECKPOINT:
+        import os
+        import tempfile
+
+        import open_clip
+        import torch
+
+        import aesplatform.curation.engine.clip  # noqa: F401 - registers the tiny model's config
+
+        torch.manual_seed(0)
+        path = os.path.join(tempfile.mkdtemp(prefix="aesp-tiny-clip-"), "tiny.pt")
+        torch.save(open_clip.create_model(TINY_MODEL).state_dict(), path)
+        _TINY_CHECKPOINT.append(path)
+    return _TINY_CHECKPOINT[0]
+
+
+def tiny_weights_run_kwargs(**overrides) -> dict:
+    """A run of the tiny model with local weights (tiny_checkpoint)."""
+    return {"clip_model_name": TINY_MODEL, "clip_checkpoint": tiny_checkpoint(), **overrides}

@@ -424,6 +424,7 @@ ENDPOINTS = [
     ("post", "/api/assignments/{a}/submit/"),
     ("post", "/api/assignments/{a}/skip/"),
     ("post", "/api/assignments/{a}/flag/"),
+    ("post", "/api/assignments/{a}/restore/"),
     ("get", "/api/assignments/{a}/image/"),
     ("get", "/api/annotations/"),
     ("get", "/api/annotations/{n}/"),

@@ -8,11 +8,12 @@ import uuid
 
 import pytest
 from django.test import Client
+from django.utils.html import escape
 
 from aesplatform.annotation import services
 from aesplatform.annotation.models import Campaign, CampaignState
 from aesplatform.catalog.models import ImageStatus
-from model_core.standard import DIMENSION_KEYS, OVERALL
+from model_core.standard import DIMENSION_KEYS, DIMENSIONS, GROUPS, OVERALL
 from tests import factories
 
 pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
@@ -77,6 +78,20 @@ def test_rating_page_ships_its_config_without_inline_script(setup):
     assert "is_gold" not in html
 
 
+def test_rating_page_groups_the_dimensions_with_their_definitions_and_presets_nothing(setup):
+    campaign, annotator = setup
+    response = browser_for(annotator).get(f"/annotate/{campaign.id}/")
+    html = response.content.decode()
+    positions = [html.index(f'data-testid="group-{g.key}"') for g in GROUPS]
+    assert positions == sorted(positions)  # face, body, overall
+    for d in DIMENSIONS:
+        assert f'aria-describedby="dim-{d.key}-def"' in html and f">{escape(d.definition)}</p>" in html
+    assert 'value="0.5"' not in html and 'aria-pressed="true"' not in html
+    config = response.context["config"]
+    assert [d["key"] for d in config["dimensions"]] == list(DIMENSION_KEYS)  # the keyboard walks the page's order
+    assert config["urls"]["restore"] == "/api/assignments/0/restore/" and config["undoSeconds"] > 0
+
+
 def test_overall_mode_shows_only_the_overall_dimension():
     annotator = factories.annotator()
     campaign = services.campaign_create(
@@ -95,7 +110,7 @@ def test_dashboard_state_change_and_csv(setup):
         'data-testid="agreement"',
         'data-testid="histograms"',
         'data-testid="annotator-table"',
-        "<svg",
+        "<canvas data-chart=",
         'data-testid="throughput"',
     ):
         assert marker in page

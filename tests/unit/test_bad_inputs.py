@@ -82,6 +82,7 @@ def test_ids_beyond_64_bits_in_paths_are_404s_in_json(big, annotator_user, curat
         (annotator, "post", f"/api/assignments/{big}/submit/"),
         (annotator, "post", f"/api/assignments/{big}/skip/"),
         (annotator, "post", f"/api/assignments/{big}/flag/"),
+        (annotator, "post", f"/api/assignments/{big}/restore/"),
         (curator_client, "get", f"/api/images/{big}/"),
         (curator_client, "get", f"/api/campaigns/{big}/"),
         (curator_client, "get", f"/api/models/{big}/"),

@@ -67,12 +67,14 @@ def test_a_correction_supersedes_instead_of_duplicating():
         task=task, annotator=user, assignment=assignment, is_expert=True, **_expert_scores()
     )
     correction = Annotation.objects.create(
-        task=task, annotator=user, assignment=assignment, is_expert=True, supersedes=first, **_expert_scores(0.9)
+        task=task, annotator=user, assignment=assignment, is_expert=True, supersedes=first, corrected_by=user,
+        **_expert_scores(0.9)
     )
     assert first.superseded_by == correction
     with pytest.raises(IntegrityError), transaction.atomic():
         Annotation.objects.create(
-            task=task, annotator=user, assignment=assignment, is_expert=True, supersedes=first, **_expert_scores(0.2)
+            task=task, annotator=user, assignment=assignment, is_expert=True, supersedes=first, corrected_by=user,
+            **_expert_scores(0.2)
         )
 
 

@@ -60,3 +60,24 @@ def test_active_campaign_tasks_follow_informativeness_and_random_ones_are_refuse
     ModelVersion.objects.update(promoted=False)
     response = curator_client.post(f"/api/campaigns/{active.pk}/active-priorities/")
     assert response.status_code == 409 and response.json()["code"] == "no_promoted_model"
+
+
+@pytest.mark.django_db
+def test_new_active_campaign_starts_in_the_promoted_models_order_and_ignores_other_models(curator_user, tmp_path):
+    from aesplatform.annotation import services as annotation_services
+
+    images = [factories.ImageFactory(status="approved") for _ in range(4)]
+    promoted = ModelVersion.objects.create(name="promoted", checkpoint_path=str(tmp_path), promoted=True)
+    older = ModelVersion.objects.create(name="older", checkpoint_path=str(tmp_path / "older"))
+    # the promoted model finds images[2] the most informative; the other model (scored first) would put images[0]
+    for model, spreads in ((older, [0.4, 0.0, 0.0, 0.0]), (promoted, [0.0, 0.1, 0.3, 0.0])):
+        for image, spread in zip(images, spreads):
+            row = Prescore(image=image, model_version=model, lm_score=0.5 - spread, regression_score=0.5 + spread,
+                           metavoter_score=0.5, uncertainty=spread)
+            row.set_scores({"comprehensive": 0.5})
+            row.save()
+    campaign = annotation_services.campaign_create(
+        name="c", mode="overall", created_by=curator_user, image_ids=[i.pk for i in images],
+        task_order="active", gold_ratio=0.0, seed=3)
+    order = list(Task.objects.filter(campaign=campaign).order_by("-priority").values_list("image_id", flat=True))
+    assert order[:2] == [images[2].pk, images[1].pk]

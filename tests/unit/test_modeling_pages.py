@@ -1,5 +1,5 @@
 """Modeling pages: curators and admins only; training job form (bad input: 4xx with the reason, nothing created),
-job page with the live fragment and the SVG loss curve, model page with its report, promote (and its refusals),
+job page with the live fragment and the loss curve chart, model page with its report, promote (and its refusals),
 compare, pre-scores with histograms."""
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def test_pages_are_for_curators_and_admins(world, annotator_user, admin_user, cu
 def test_job_page_shows_live_progress_and_the_loss_curve(world, curator):
     job = world["job"]
     page = curator.get(reverse("ui:training_job", args=[job.pk])).content.decode()
-    assert 'data-testid="loss-curve"' in page and "<polyline" in page and "3 / 10 (30%)" in page
+    assert 'data-testid="loss-curve"' in page and 'data-chart="chart-loss-data"' in page and "3 / 10 (30%)" in page
     assert f'hx-get="{reverse("ui:training_job_live", args=[job.pk])}"' in page and "12 s" in page
     assert "<script" not in page.split("</head>")[1] or "nonce" not in page  # no inline scripts added by us
     TrainingJob.objects.filter(pk=job.pk).update(state="succeeded", step=10)

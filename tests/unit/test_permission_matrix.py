@@ -63,10 +63,13 @@ API_MATRIX: dict[tuple[str, str], str] = {
     ("post", "/api/assignments/{id}/submit/"): ANNOTATOR,
     ("post", "/api/assignments/{id}/skip/"): ANNOTATOR,
     ("post", "/api/assignments/{id}/flag/"): ANNOTATOR,
+    ("post", "/api/assignments/{id}/restore/"): ANNOTATOR,  # undo of a skip or flag: own assignments only
     ("get", "/api/assignments/{id}/image/"): ANNOTATOR,
     ("get", "/api/annotations/"): ANNOTATOR,
     ("get", "/api/annotations/{id}/"): ANNOTATOR,
     ("post", "/api/annotations/{id}/correct/"): ANNOTATOR,
+    ("post", "/api/annotations/{id}/review/"): CURATOR,
+    ("get", "/api/campaigns/{id}/review/"): CURATOR,
     # catalog
     ("get", "/api/images/"): CURATOR,
     ("get", "/api/images/{id}/"): CURATOR,
@@ -174,6 +177,10 @@ PAGE_MATRIX: dict[tuple[str, str], str] = {
     ("get", "ui:model_compare"): CURATOR,
     ("get", "ui:prescores"): CURATOR,
     ("post", "ui:prescore_run_new"): CURATOR,
+    ("get", "ui:review_stream"): CURATOR,
+    ("post", "ui:review_stream"): CURATOR,
+    ("get", "ui:my_work_edit"): ANNOTATOR,
+    ("post", "ui:my_work_edit"): ANNOTATOR,
     # the image explorer: curators only (the detail page shows every annotator's labels side by side)
     ("get", "ui:image_detail"): CURATOR,
     ("get", "ui:image_map"): CURATOR,
@@ -203,6 +210,7 @@ OBJECT_OF_PREFIX = [
     ("/api/prescore-runs/", "prescore_run"),
     ("/imports/", "import_job"),
     ("/annotate/", "campaign"),
+    ("/my-work/", "annotation"),
     ("/campaigns/", "campaign"),
     ("/filtering/batches/", "review_batch"),
     ("/filtering/", "filter_run"),
@@ -600,7 +608,7 @@ def test_an_annotator_cannot_read_another_annotators_lease_image(world):
 def test_an_annotator_cannot_submit_skip_or_flag_another_annotators_lease(world):
     a, b_lease = world["users"][ANNOTATOR], world["other_lease"]
     body = {"scores": {d.key: 0.5 for d in DIMENSIONS}, "idempotency_key": str(uuid.uuid4()), "time_spent_ms": 1}
-    for action, data in (("submit", body), ("skip", {}), ("flag", {"reason": "x"})):
+    for action, data in (("submit", body), ("skip", {}), ("flag", {"reason": "x"}), ("restore", {})):
         response = _unchanged(lambda action=action, data=data: _api(a).post(
             f"/api/assignments/{b_lease.pk}/{action}/", data, format="json"))
         assert response.status_code in (403, 404), (action, response.status_code)

@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from model_core.standard import DIMENSION_KEYS
 
-from .models import Agreement, Annotation, Assignment, Campaign, Consensus, Task
+from .models import Agreement, Annotation, AnnotationReview, Assignment, Campaign, Consensus, Task
 
 
 @admin.register(Campaign)
@@ -33,11 +33,12 @@ class AssignmentAdmin(admin.ModelAdmin):
 class AnnotationAdmin(admin.ModelAdmin):
     """Annotations are immutable: admins can read them, never edit them (a correction supersedes)."""
 
-    list_display = ("id", "task", "annotator", "is_expert", "comprehensive", "supersedes", "created_at")
+    list_display = ("id", "task", "annotator", "is_expert", "comprehensive", "supersedes", "corrected_by",
+                    "created_at")
     list_filter = ("is_expert",)
-    raw_id_fields = ("task", "annotator", "assignment", "supersedes")
-    readonly_fields = ("task", "annotator", "assignment", "is_expert", "supersedes", "idempotency_key", "time_spent_ms",
-                       "ui_version", *DIMENSION_KEYS)
+    raw_id_fields = ("task", "annotator", "assignment", "supersedes", "corrected_by")
+    readonly_fields = ("task", "annotator", "assignment", "is_expert", "supersedes", "corrected_by",
+                       "correction_reason", "idempotency_key", "time_spent_ms", "ui_version", *DIMENSION_KEYS)
     show_full_result_count = False
 
     def has_add_permission(self, request):
@@ -62,3 +63,23 @@ class ConsensusAdmin(admin.ModelAdmin):
 class AgreementAdmin(admin.ModelAdmin):
     list_display = ("campaign", "dimension", "krippendorff_alpha", "icc", "items", "annotations", "computed_at")
     list_filter = ("dimension",)
+
+
+@admin.register(AnnotationReview)
+class AnnotationReviewAdmin(admin.ModelAdmin):
+    """Curators' verdicts on ratings: read here, written through the review stream or the API (the consensus
+    must be recomputed after a change)."""
+
+    list_display = ("id", "annotation", "version", "state", "reviewed_by", "reviewed_at")
+    list_filter = ("state",)
+    raw_id_fields = ("annotation", "version", "reviewed_by")
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -26,6 +26,7 @@ from .serializers import (
     AnnotationSerializer,
     AnnotatorCampaignSerializer,
     AssignmentOutSerializer,
+    AssignmentRestoredSerializer,
     AssignmentStateSerializer,
     CampaignCreateSerializer,
     CampaignForRoleSerializer,
@@ -33,8 +34,13 @@ from .serializers import (
     CampaignStatsSerializer,
     CampaignUpdateSerializer,
     ConsensusSerializer,
+    CorrectSerializer,
     FlagSerializer,
     NextTaskRequestSerializer,
+    ReviewInSerializer,
+    ReviewQueueQuerySerializer,
+    ReviewQueueSerializer,
+    ReviewSerializer,
     SubmitSerializer,
     validated,
 )
@@ -206,6 +212,28 @@ class AssignmentFlagView(APIView):
         return Response({"id": assignment.id, "state": assignment.state})
 
 
+_RESTORE_MINUTES = int(services.RESTORE_WINDOW.total_seconds() // 60)
+
+
+class AssignmentRestoreView(APIView):
+    permission_classes = [IsAnnotator]
+    authentication_classes = HOT_PATH_AUTHENTICATION
+
+    @extend_schema(
+        tags=TAG,
+        summary="Undo a skip or a flag: the task is leased to you again",
+        description=f"For your own assignment skipped or flagged in the last {_RESTORE_MINUTES} minutes, while its "
+        "task is still open with a place for you: it becomes a live lease again (a fresh lease time). A repeat "
+        "returns the live lease unchanged (idempotent); when the task cannot come back (taken by others, finished, "
+        "too late) a 409 says why.",
+        request=None,
+        responses=AssignmentRestoredSerializer,
+    )
+    def post(self, request, pk: int):
+        assignment = services.assignment_restore(assignment_id=pk, annotator=request.user)
+        return Response({"id": assignment.id, "state": assignment.state, "leased_until": assignment.leased_until})
+
+
 class AssignmentImageView(APIView):
     """The full-resolution image of a task, for the annotator it was leased to (and curators)."""
 
@@ -280,12 +308,13 @@ class AnnotationCorrectView(APIView):
     @extend_schema(
         tags=TAG,
         summary="Correct your annotation",
-        description="Stores a new annotation that supersedes this one; the original stays unchanged in the history.",
-        request=SubmitSerializer,
+        description="Stores a new annotation that supersedes this one; the original stays unchanged in the history. "
+        "Only your own annotation, only while the campaign is active.",
+        request=CorrectSerializer,
         responses={201: AnnotationSerializer, 200: AnnotationSerializer},
     )
     def post(self, request, pk: int):
-        data = SubmitSerializer(data=request.data)
+        data = CorrectSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         annotation, created = services.annotation_correct(
             annotation_id=pk, annotator=request.user, **data.validated_data
@@ -328,3 +357,52 @@ class CampaignConsensusView(ListAPIView):
     @extend_schema(tags=TAG, summary="Consensus of a campaign (curators)")
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
+
+
+# --- review of ratings (curators) ----------------------------------------------------------------------------------
+
+
+class AnnotationReviewView(APIView):
+    permission_classes = [IsCurator]
+
+    @extend_schema(
+        tags=TAG,
+        summary="Review a rating: accept, reject or correct it (curators)",
+        description="`accepted`: reviewed as it is. `rejected` (reason required): left out of the consensus, which is "
+        "recomputed, until accepted again. `corrected` (reason, scores, idempotency_key): a new revision that "
+        "supersedes this one, the original kept, who/when/why recorded. The id is the rating's current version. "
+        "The same verdict again changes nothing (200, changed false).",
+        request=ReviewInSerializer,
+        responses={200: ReviewSerializer, 201: ReviewSerializer},
+    )
+    def post(self, request, pk: int):
+        data = ReviewInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        if values["state"] == "corrected":
+            _, review, created = services.annotation_review_correct(
+                annotation_id=pk, reviewer=request.user, scores=values["scores"], reason=values["reason"],
+                idempotency_key=values["idempotency_key"],
+            )
+            review.changed = created
+            return Response(ReviewSerializer(review).data,
+                            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        review, changed = services.annotation_review(annotation_id=pk, reviewer=request.user,
+                                                     state=values["state"], reason=values["reason"])
+        review.changed = changed
+        return Response(ReviewSerializer(review).data)
+
+
+class CampaignReviewQueueView(APIView):
+    permission_classes = [IsCurator]
+
+    @extend_schema(tags=TAG, summary="A campaign's ratings to review, filtered and ordered (curators)",
+                   parameters=[ReviewQueueQuerySerializer], responses=ReviewQueueSerializer)
+    def get(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        query = ReviewQueueQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        values = dict(query.validated_data)
+        limit = values.pop("limit")
+        entries = selectors.review_queue(campaign=campaign, annotator_id=values.pop("annotator", None), **values)
+        return Response(ReviewQueueSerializer({"count": len(entries), "results": entries[:limit]}).data)

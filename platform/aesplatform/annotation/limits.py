@@ -9,3 +9,4 @@ CAMPAIGN_IMAGES_MAX = 5_000_000  # image ids in one create request
 HELD_MAX = 10  # assignment ids a next-task request may list as already shown or preloaded
 TIME_SPENT_MS_MAX = 86_400_000  # a day
 UI_VERSION_MAX_LENGTH = 40  # the client's own version string, stored with each annotation
+REVIEW_REASON_MAX_LENGTH = 500  # why a rating was corrected or rejected

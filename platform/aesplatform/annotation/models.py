@@ -154,6 +154,12 @@ class Annotation(DimensionScores):
     supersedes = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by"
     )
+    # A correction (a row that supersedes another) says who made it and why: the annotator themselves (My work,
+    # the API) or a curator in the review stream. An original rating has neither.
+    corrected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="corrections_made"
+    )
+    correction_reason = models.CharField(max_length=limits.REVIEW_REASON_MAX_LENGTH, blank=True)
     idempotency_key = models.UUIDField(unique=True, default=uuid.uuid4,
                                        help_text="Client key: a retried submit stores once.")
     time_spent_ms = models.PositiveIntegerField(default=0)
@@ -175,6 +181,41 @@ class Annotation(DimensionScores):
             models.CheckConstraint(
                 condition=models.Q(is_expert=False) | all_dimensions_present_q(),
                 name="annotation_expert_has_all_dimensions",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(supersedes__isnull=True, corrected_by__isnull=True, correction_reason="")
+                | models.Q(supersedes__isnull=False, corrected_by__isnull=False),
+                name="annotation_correction_has_author",
+            ),
+        ]
+
+
+class ReviewState(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted"
+    CORRECTED = "corrected", "Corrected by a curator"
+    REJECTED = "rejected", "Rejected (left out of the consensus)"
+
+
+class AnnotationReview(models.Model):
+    """A curator's verdict on one rating: one row per rating, on its original annotation (the chain's first row;
+    its corrections share it). No row: not reviewed yet. `version` is the annotation version the curator saw (a
+    later correction by the annotator makes the rating "not reviewed" again). A rejected rating is left out of the
+    consensus until a curator accepts it again; a rejection says why."""
+
+    annotation = models.OneToOneField(Annotation, on_delete=models.CASCADE, related_name="review")
+    version = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=10, choices=ReviewState.choices)
+    reason = models.CharField(max_length=limits.REVIEW_REASON_MAX_LENGTH, blank=True)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews_made")
+    reviewed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(state__in=ReviewState.values), name="review_state_valid"),
+            models.CheckConstraint(
+                condition=~models.Q(state=ReviewState.REJECTED) | ~models.Q(reason=""),
+                name="review_rejection_has_reason",
             ),
         ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from django.contrib.auth import get_user_model
@@ -12,7 +13,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from aesplatform.accounts.roles import Role, user_has_role
-from model_core.standard import DIMENSIONS, OVERALL
+from model_core.standard import DIMENSIONS, OVERALL, score_to_level_index
 
 from . import agreement as agreement_math
 from . import consensus as consensus_math
@@ -20,6 +21,7 @@ from . import hotpath
 from .models import (
     Agreement,
     Annotation,
+    AnnotationReview,
     Assignment,
     AssignmentState,
     Campaign,
@@ -30,7 +32,7 @@ from .models import (
     TaskOrder,
     TaskState,
 )
-from .services import LeaseContext, campaign_matrices, expected_dimensions
+from .services import LeaseContext, campaign_matrices, current_annotations, expected_dimensions
 
 
 def campaigns_visible_to(*, user) -> QuerySet[Campaign]:
@@ -253,7 +255,8 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
 
 
 def current_annotation_rows(*, campaign: Campaign) -> QuerySet[Annotation]:
-    return Annotation.objects.filter(task__campaign=campaign, superseded_by__isnull=True)
+    """The ratings that count (newest versions, rejected ones left out): services.current_annotations."""
+    return current_annotations(campaign=campaign)
 
 
 def campaign_consensus(*, campaign: Campaign) -> QuerySet[Consensus]:
@@ -321,3 +324,145 @@ def active_learning_campaigns(*, image_ids: list[int] | None = None) -> QuerySet
     if image_ids:
         campaigns = campaigns.filter(tasks__image_id__in=image_ids).distinct()
     return campaigns
+
+
+# --- the review stream (curators) -----------------------------------------------------------------------------------
+
+REVIEW_FAR = 0.2  # a deviation from the consensus of one level's width or more is highlighted
+REVIEW_STATUSES = ("unreviewed", "all", "accepted", "corrected", "rejected")
+REVIEW_ORDERS = ("submitted", "deviation")
+
+
+class ConsensusValue(NamedTuple):
+    score: float
+    count: int
+
+
+@dataclass
+class ReviewEntry:
+    """One rating in a campaign's review queue: its current version and what the filters and the order read."""
+
+    annotation_id: int
+    original_id: int
+    task_id: int
+    image_id: int
+    annotator_id: int
+    is_gold: bool
+    scores: dict[str, float | None]
+    review_state: str | None = None  # None: never reviewed
+    reviewed_version_id: int | None = None
+    flagged: bool = False
+    gold_reference: float | None = None
+    consensus: dict[str, ConsensusValue] = field(default_factory=dict)  # dimension key -> the campaign's consensus
+
+    @property
+    def reviewed(self) -> bool:
+        """Reviewed as it is now (a correction by the annotator after the review makes it unreviewed again)."""
+        return self.review_state is not None and self.reviewed_version_id == self.annotation_id
+
+    @property
+    def status(self) -> str:
+        return self.review_state if self.reviewed else "unreviewed"
+
+    @property
+    def rejected(self) -> bool:
+        return self.review_state == "rejected"
+
+    def deviations(self) -> dict[str, float]:
+        return {
+            key: value - self.consensus[key].score
+            for key, value in self.scores.items() if value is not None and key in self.consensus
+        }
+
+    @property
+    def deviation(self) -> float | None:
+        """The largest absolute deviation from the consensus over the rated dimensions (None: no consensus yet)."""
+        found = [abs(v) for v in self.deviations().values()]
+        return max(found) if found else None
+
+    @property
+    def gold_failed(self) -> bool:
+        """A gold image rated at another level than its reference label (the overall score)."""
+        rated = self.scores.get(OVERALL.key)
+        if self.gold_reference is None or rated is None:
+            return False
+        return score_to_level_index(rated) != score_to_level_index(self.gold_reference)
+
+
+def review_queue(
+    *, campaign: Campaign, annotator_id: int | None = None, status: str = "unreviewed", flagged: bool = False,
+    gold_failed: bool = False, order: str = "submitted",
+) -> list[ReviewEntry]:
+    """The current version of every rating of the campaign (rejected ones included), filtered and ordered:
+    `status` (unreviewed, all, accepted, corrected, rejected), one annotator, images flagged as broken by someone,
+    gold images rated at the wrong level; in submission order or the farthest from the consensus first."""
+    if status not in REVIEW_STATUSES:
+        raise ValueError(f"unknown review status {status!r}")
+    rows = Annotation.objects.filter(task__campaign=campaign, superseded_by__isnull=True)
+    if annotator_id is not None:
+        rows = rows.filter(annotator_id=annotator_id)
+    keys = [d.key for d in DIMENSIONS]
+    values = list(rows.order_by("id").values_list(
+        "id", "supersedes_id", "task_id", "task__image_id", "annotator_id", "task__is_gold", *keys
+    ))
+    by_pair = {}  # (task, annotator) -> the rating's original, where its review lives
+    if any(v[1] is not None for v in values):
+        by_pair = {
+            (t, a): i for i, t, a in Annotation.objects.filter(task__campaign=campaign, supersedes__isnull=True)
+            .values_list("id", "task_id", "annotator_id")
+        }
+    reviews = {
+        r.annotation_id: r for r in AnnotationReview.objects.filter(annotation__task__campaign=campaign)
+        .only("annotation_id", "version_id", "state")
+    }
+    flagged_tasks = set(
+        Assignment.objects.filter(task__campaign=campaign, state=AssignmentState.FLAGGED)
+        .values_list("task_id", flat=True)
+    )
+    consensus: dict[int, dict[str, ConsensusValue]] = defaultdict(dict)
+    for image_id, dimension, score, count in Consensus.objects.filter(
+        campaign=campaign, origin=ConsensusOrigin.CAMPAIGN
+    ).values_list("image_id", "dimension", "score", "count"):
+        consensus[image_id][DIMENSIONS[dimension].key] = ConsensusValue(score, count)
+    gold_images = {v[3] for v in values if v[5]}
+    references = dict(
+        Consensus.objects.filter(image_id__in=gold_images, origin=ConsensusOrigin.IMPORTED,
+                                 dimension=OVERALL.index).values_list("image_id", "score")
+    ) if gold_images else {}
+
+    entries = []
+    for annotation_id, supersedes_id, task_id, image_id, user_id, is_gold, *scores in values:
+        original_id = annotation_id if supersedes_id is None else by_pair[(task_id, user_id)]
+        review = reviews.get(original_id)
+        entry = ReviewEntry(
+            annotation_id=annotation_id, original_id=original_id, task_id=task_id, image_id=image_id,
+            annotator_id=user_id, is_gold=is_gold, scores=dict(zip(keys, scores)),
+            review_state=review.state if review else None, reviewed_version_id=review.version_id if review else None,
+            flagged=task_id in flagged_tasks, gold_reference=references.get(image_id) if is_gold else None,
+            consensus=consensus.get(image_id, {}),
+        )
+        if status == "unreviewed" and entry.reviewed:
+            continue
+        if status not in ("unreviewed", "all") and entry.status != status:
+            continue
+        if flagged and not entry.flagged:
+            continue
+        if gold_failed and not entry.gold_failed:
+            continue
+        entries.append(entry)
+    if order == "deviation":
+        entries.sort(key=lambda e: (e.deviation is None, -(e.deviation or 0.0), e.annotation_id))
+    return entries
+
+
+def rating_history(*, annotation: Annotation) -> list[Annotation]:
+    """Every version of a rating, oldest first, with who corrected it."""
+    return list(
+        Annotation.objects.filter(task_id=annotation.task_id, annotator_id=annotation.annotator_id)
+        .select_related("corrected_by").order_by("id")
+    )
+
+
+def campaign_annotators(*, campaign: Campaign) -> QuerySet:
+    """The users who rated in the campaign (for the review stream's annotator filter)."""
+    return get_user_model().objects.filter(annotations__task__campaign=campaign).distinct().order_by("username")

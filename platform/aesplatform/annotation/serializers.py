@@ -14,7 +14,17 @@ from aesplatform.common.serializers import StrictInputSerializer
 from model_core.standard import DIMENSIONS, LEVEL_CENTRES, LEVEL_UPPER_BOUNDS, LEVELS
 
 from . import limits
-from .models import Annotation, Campaign, CampaignMode, CampaignState, Consensus, TaskOrder
+from .models import (
+    Annotation,
+    AnnotationReview,
+    Campaign,
+    CampaignMode,
+    CampaignState,
+    Consensus,
+    ReviewState,
+    TaskOrder,
+)
+from .selectors import REVIEW_ORDERS, REVIEW_STATUSES
 from .services import expected_dimensions
 
 _MISSING = object()
@@ -213,6 +223,10 @@ class AssignmentStateSerializer(serializers.Serializer):
     state = serializers.CharField()
 
 
+class AssignmentRestoredSerializer(AssignmentStateSerializer):
+    leased_until = serializers.DateTimeField()
+
+
 class AnnotationSerializer(serializers.ModelSerializer):
     scores = serializers.SerializerMethodField()
     campaign_id = serializers.IntegerField(source="task.campaign_id", read_only=True)
@@ -299,3 +313,76 @@ LEVELS_INFO = [
     {"level": name, "centre": centre, "upper": (LEVEL_UPPER_BOUNDS + (1.0,))[i]}
     for i, (name, centre) in enumerate(zip(LEVELS, LEVEL_CENTRES))
 ]
+
+
+# --- review and correction (issue 17) -------------------------------------------------------------------------
+
+
+class CorrectSerializer(SubmitSerializer):
+    reason = serializers.CharField(max_length=limits.REVIEW_REASON_MAX_LENGTH, allow_blank=True, default="",
+                                   help_text="Why the rating changes (optional for your own rating).")
+
+
+class ReviewInSerializer(StrictInputSerializer):
+    state = serializers.ChoiceField(choices=[ReviewState.ACCEPTED, ReviewState.REJECTED, ReviewState.CORRECTED])
+    reason = serializers.CharField(
+        max_length=limits.REVIEW_REASON_MAX_LENGTH, allow_blank=True, default="",
+        help_text="Required to reject or correct.",
+    )
+    scores = serializers.DictField(
+        child=serializers.JSONField(allow_null=True), required=False,
+        help_text="corrected only: dimension key -> score in [0, 1], the campaign mode's dimensions.",
+    )
+    idempotency_key = serializers.UUIDField(required=False, help_text="corrected only: a retry sends the same.")
+
+    def validate(self, attrs):
+        if attrs["state"] == ReviewState.CORRECTED:
+            missing = [k for k in ("scores", "idempotency_key") if k not in attrs]
+            if missing:
+                raise serializers.ValidationError({k: ["a correction needs this field"] for k in missing})
+        elif "scores" in attrs or "idempotency_key" in attrs:
+            raise serializers.ValidationError("scores and idempotency_key go with state \"corrected\" only")
+        return attrs
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    changed = serializers.BooleanField(read_only=True, default=True,
+                                       help_text="False when the same verdict was already stored.")
+
+    class Meta:
+        model = AnnotationReview
+        fields = ["annotation", "version", "state", "reason", "reviewed_by", "reviewed_at", "changed"]
+        read_only_fields = fields
+
+
+class ReviewQueueQuerySerializer(StrictInputSerializer):
+    annotator = serializers.IntegerField(required=False, min_value=1)
+    status = serializers.ChoiceField(choices=REVIEW_STATUSES, default="unreviewed")
+    flagged = serializers.BooleanField(default=False)
+    gold_failed = serializers.BooleanField(default=False)
+    order = serializers.ChoiceField(choices=REVIEW_ORDERS, default="submitted")
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+
+
+class ReviewEntrySerializer(serializers.Serializer):
+    annotation_id = serializers.IntegerField(help_text="The rating's current version (review this id).")
+    original_id = serializers.IntegerField()
+    task_id = serializers.IntegerField()
+    image_id = serializers.IntegerField()
+    annotator_id = serializers.IntegerField()
+    status = serializers.CharField(help_text="unreviewed, accepted, corrected or rejected")
+    is_gold = serializers.BooleanField()
+    gold_failed = serializers.BooleanField()
+    flagged = serializers.BooleanField()
+    deviation = serializers.FloatField(allow_null=True, help_text="Largest |score - consensus|; null: no consensus.")
+    scores = serializers.DictField(child=serializers.FloatField(allow_null=True))
+    consensus = serializers.SerializerMethodField()
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_consensus(self, entry) -> dict:
+        return {key: row.score for key, row in entry.consensus.items()}
+
+
+class ReviewQueueSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    results = ReviewEntrySerializer(many=True)

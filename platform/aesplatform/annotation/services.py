@@ -44,6 +44,7 @@ from . import hotpath, limits
 from .models import (
     Agreement,
     Annotation,
+    AnnotationReview,
     Assignment,
     AssignmentState,
     Campaign,
@@ -51,6 +52,7 @@ from .models import (
     CampaignState,
     Consensus,
     ConsensusOrigin,
+    ReviewState,
     Task,
     TaskOrder,
     TaskState,
@@ -104,9 +106,7 @@ def _priorities(*, image_ids: list[int], order: str, rng: random.Random) -> dict
     if order == TaskOrder.ACTIVE_LEARNING:
         # a promoted model that gives no uncertainty is refused (409), never read as "all equally certain"
         modeling_selectors.promoted_model_active_learning_check()
-        uncertainty = modeling_selectors.prescore_uncertainties(image_ids=image_ids)
-        # most uncertain first; images never pre-scored come after, in random order
-        return {i: (1.0 + uncertainty[i]) if i in uncertainty else rng.random() for i in image_ids}
+        return modeling_selectors.active_learning_priorities(image_ids=image_ids, seed=rng.randrange(2**31))
     return {i: rng.random() for i in image_ids}
 
 
@@ -447,6 +447,56 @@ def assignment_flag(*, assignment_id: int, annotator, reason: str = "", now=None
     return assignment
 
 
+# A skip or a flag can be undone for this long after it was made (the annotate page offers it for a few seconds; the
+# margin covers an undo that waited on a flaky network). Later the task may be brought back to no one.
+RESTORE_WINDOW = timedelta(minutes=10)
+RESTORABLE_STATES = (AssignmentState.SKIPPED, AssignmentState.FLAGGED)
+
+
+@transaction.atomic
+def assignment_restore(*, assignment_id: int, annotator, now=None) -> Assignment:
+    """Undo a skip or a flag: the task is leased again to the annotator who gave it up, with a fresh lease.
+
+    Only one's own assignment, skipped or flagged less than RESTORE_WINDOW ago, in an active campaign one is still in,
+    whose task is still open with room for one more annotator (nobody took the freed place, no flags retired it).
+    Idempotent: an assignment that is already a live lease (a repeated undo) is returned as it is. The annotator may
+    hold one lease above MAX_LIVE_LEASES for this: the page preloaded the next task while the undo was on offer.
+    Anything else is a ConflictError naming why, and nothing changes.
+    """
+    now = now or timezone.now()
+    assignment = _lock_own_assignment(assignment_id=assignment_id, annotator=annotator)  # NotFound for others' ids
+    campaign = assignment.task.campaign
+    if assignment.state == AssignmentState.LEASED and assignment.leased_until > now:
+        return assignment  # already restored (or never released): the repeat of an undo changes nothing
+    if assignment.state not in RESTORABLE_STATES:
+        state = "expired" if assignment.state == AssignmentState.LEASED else assignment.state
+        raise ConflictError(f"only a skipped or flagged task can be brought back; this one is {state}",
+                            code="not_restorable")
+    if assignment.finished_at is not None and assignment.finished_at + RESTORE_WINDOW < now:
+        minutes = int(RESTORE_WINDOW.total_seconds() // 60)
+        raise ConflictError(f"this task was {assignment.state} more than {minutes} minutes ago; it cannot be undone",
+                            code="undo_too_late")
+    _check_annotator_in(campaign, annotator, None)
+    _check_active(campaign)
+    task = Task.objects.select_for_update().get(pk=assignment.task_id)
+    if task.state != TaskState.OPEN:
+        raise ConflictError("this task is finished (enough ratings, or flagged as broken by others)",
+                            code="task_closed")
+    if task.active_lease_count + task.submitted_count >= campaign.redundancy:
+        raise ConflictError("other annotators took this task meanwhile", code="task_taken")
+    live = hotpath.live_lease_ids(campaign_id=campaign.pk, annotator_id=annotator.pk, now=now)
+    if len(live) > MAX_LIVE_LEASES:
+        raise ConflictError(f"you already hold {len(live)} leased tasks in this campaign; submit or skip one first",
+                            code="too_many_leases")
+    leased_until = now + timedelta(seconds=campaign.lease_seconds)
+    Assignment.objects.filter(pk=assignment.pk).update(
+        state=AssignmentState.LEASED, leased_until=leased_until, finished_at=None
+    )
+    hotpath.task_lease_taken(task_id=task.pk)  # under the row lock just taken
+    assignment.state, assignment.leased_until, assignment.finished_at = AssignmentState.LEASED, leased_until, None
+    return assignment
+
+
 # --- annotations ------------------------------------------------------------------------------------------------
 
 
@@ -589,15 +639,16 @@ def _queue_quality_update(campaign_id: int) -> None:
 
 
 def consensus_catch_up() -> list[int]:
-    """Queue a consensus update for every campaign with an annotation newer than its last recomputation (those
-    whose update could not be queued while the job queue was down). Returns the campaign ids."""
+    """Queue a consensus update for every campaign with an annotation or a review newer than its last
+    recomputation (those whose update could not be queued while the job queue was down). Returns the campaign ids."""
     from django.db.models import Max, Q
 
     stale = list(
         Campaign.objects.annotate(last_annotation=Max("tasks__annotations__created_at"),
+                                  last_review=Max("tasks__annotations__review__reviewed_at"),
                                   last_computed=Max("agreement__computed_at"))
-        .filter(Q(last_computed__isnull=True) | Q(last_annotation__gt=F("last_computed")),
-                last_annotation__isnull=False)
+        .filter(Q(last_computed__isnull=True) | Q(last_annotation__gt=F("last_computed"))
+                | Q(last_review__gt=F("last_computed")), last_annotation__isnull=False)
         .values_list("pk", flat=True)
     )
     for campaign_id in stale:
@@ -727,31 +778,56 @@ def _annotation_checked(*, mode, annotator, assignment_id, scores, key, time_spe
 
 @transaction.atomic
 def annotation_correct(
-    *, annotation_id: int, annotator, scores: dict, idempotency_key, time_spent_ms: int = 0, ui_version: str = ""
+    *, annotation_id: int, annotator=None, reviewer=None, scores: dict, idempotency_key, time_spent_ms: int = 0,
+    ui_version: str = "", reason: str = "",
 ) -> tuple[Annotation, bool]:
-    """A correction: a new row that supersedes the annotator's current one (the history stays, rows never change)."""
+    """A correction: a new row that supersedes the current version of a rating (the history stays, rows never
+    change). It keeps the rating's annotator; `corrected_by` and `correction_reason` say who made it and why.
+
+    Exactly one of `annotator` (the annotator correcting their own rating: only while the campaign is active and
+    lists them; others' ratings answer 404 as if they did not exist) and `reviewer` (a curator correcting anyone's
+    rating, in an active or closed campaign; a reason is required). A repeat with the same idempotency key and
+    content returns the first correction (created False)."""
+    if (annotator is None) == (reviewer is None):
+        raise ValueError("a correction is made by its annotator or by a reviewer, exactly one of them")
+    actor = reviewer if reviewer is not None else annotator
     key = _parse_key(idempotency_key)
+    reason = (reason or "").strip()
     try:
         original = Annotation.objects.select_for_update().select_related("task__campaign").get(pk=annotation_id)
     except Annotation.DoesNotExist:
         raise NotFound("no such annotation") from None
     campaign = original.task.campaign
-    if original.annotator_id != annotator.pk or not campaign.annotators.filter(pk=annotator.pk).exists():
+    if reviewer is not None:
+        _check_reviewer(reviewer)
+        if not reason:
+            raise ServiceError("a curator's correction needs a reason", code="reason_required")
+    elif original.annotator_id != annotator.pk or not campaign.annotators.filter(pk=annotator.pk).exists():
         # an annotator taken off the campaign writes nothing more to it (a correction would count again)
         raise NotFound("no such annotation")
+    if len(reason) > limits.REVIEW_REASON_MAX_LENGTH:
+        raise ServiceError(f"the reason is longer than {limits.REVIEW_REASON_MAX_LENGTH} characters")
     checked = validate_scores(mode=campaign.mode, scores=scores)
-    existing = _replay(idempotency_key=key, annotator=annotator, scores=checked, supersedes_id=original.pk)
+    existing = _replay(idempotency_key=key, annotator=original.annotator, scores=checked, supersedes_id=original.pk)
     if existing is not None:
+        if existing.corrected_by_id != actor.pk:
+            raise ConflictError(
+                "this idempotency key was already used for a different annotation", code="idempotency_conflict"
+            )
         return existing, False
-    _check_active(campaign)
+    if reviewer is None:
+        _check_active(campaign)
+    elif campaign.state == CampaignState.DRAFT:
+        raise ConflictError("a draft campaign has no ratings to review", code="campaign_not_active")
     if Annotation.objects.filter(supersedes=original).exists():
         raise ConflictError(
             "this annotation was already corrected; correct the newest version", code="already_superseded"
         )
     correction = Annotation(
-        task=original.task, annotator=annotator, assignment=original.assignment, is_expert=original.is_expert,
-        supersedes=original, idempotency_key=key, time_spent_ms=max(int(time_spent_ms), 0),
-        ui_version=ui_version[:limits.UI_VERSION_MAX_LENGTH],
+        task=original.task, annotator_id=original.annotator_id, assignment=original.assignment,
+        is_expert=original.is_expert, supersedes=original, idempotency_key=key,
+        time_spent_ms=max(int(time_spent_ms), 0), ui_version=ui_version[:limits.UI_VERSION_MAX_LENGTH],
+        corrected_by=actor, correction_reason=reason,
     )
     correction.set_scores(checked)
     correction.full_clean(validate_unique=False)
@@ -760,12 +836,120 @@ def annotation_correct(
     return correction, True
 
 
+# --- review of ratings by curators -------------------------------------------------------------------------------
+
+
+def _check_reviewer(user) -> None:
+    if not user_has_role(user, Role.CURATOR):
+        raise ServiceError("reviewing ratings needs the curator role", code="permission_denied", status_code=403)
+
+
+def rating_original(annotation: Annotation) -> Annotation:
+    """The first row of a rating's chain (where its review lives): the one original per (task, annotator)."""
+    if annotation.supersedes_id is None:
+        return annotation
+    return Annotation.objects.get(task_id=annotation.task_id, annotator_id=annotation.annotator_id,
+                                  supersedes__isnull=True)
+
+
+def _current_for_review(*, annotation_id: int, reviewer) -> tuple[Annotation, Annotation]:
+    """The rating version the reviewer saw (locked), checked to be the current one, and the chain's original."""
+    _check_reviewer(reviewer)
+    try:
+        version = Annotation.objects.select_for_update().select_related("task__campaign").get(pk=annotation_id)
+    except Annotation.DoesNotExist:
+        raise NotFound("no such annotation") from None
+    if Annotation.objects.filter(supersedes=version).exists():
+        raise ConflictError("this rating was corrected since; review its newest version", code="already_superseded")
+    return version, rating_original(version)
+
+
+def _review_set(*, original: Annotation, version: Annotation, state: str, reason: str, reviewer,
+                now) -> tuple[AnnotationReview, bool]:
+    """Write the rating's one review row; (review, changed). The same verdict on the same version changes nothing."""
+    review = AnnotationReview.objects.select_for_update().filter(annotation=original).first()
+    if review is not None and (review.version_id, review.state, review.reason) == (version.pk, state, reason):
+        return review, False
+    was_rejected = review is not None and review.state == ReviewState.REJECTED
+    if review is None:
+        review = AnnotationReview(annotation=original)
+    review.version, review.state, review.reason = version, state, reason
+    review.reviewed_by, review.reviewed_at = reviewer, now
+    try:
+        review.full_clean(validate_unique=False)
+    except ValidationError as exc:
+        raise ServiceError(f"invalid review: {exc.messages}") from None
+    review.save()
+    if was_rejected != (state == ReviewState.REJECTED):
+        _queue_quality_update(version.task.campaign_id)  # the rating leaves or re-enters the consensus
+    return review, True
+
+
+@transaction.atomic
+def annotation_review(
+    *, annotation_id: int, reviewer, state: str, reason: str = "", now=None
+) -> tuple[AnnotationReview, bool]:
+    """A curator's verdict on the current version of a rating: accepted, or rejected (a reason is required; the
+    rating is left out of the consensus, which is recomputed, until a curator accepts it again). Returns (review,
+    changed): the same verdict again changes nothing (changed False)."""
+    if state not in (ReviewState.ACCEPTED, ReviewState.REJECTED):
+        raise ServiceError("a review accepts or rejects a rating (a correction goes through "
+                           "annotation_review_correct)", code="invalid_review_state")
+    reason = (reason or "").strip()
+    if state == ReviewState.REJECTED and not reason:
+        raise ServiceError("a rejection needs a reason", code="reason_required")
+    version, original = _current_for_review(annotation_id=annotation_id, reviewer=reviewer)
+    if version.task.campaign.state == CampaignState.DRAFT:
+        raise ConflictError("a draft campaign has no ratings to review", code="campaign_not_active")
+    return _review_set(original=original, version=version, state=state, reason=reason, reviewer=reviewer,
+                       now=now or timezone.now())
+
+
+@transaction.atomic
+def annotation_review_correct(
+    *, annotation_id: int, reviewer, scores: dict, reason: str, idempotency_key, now=None
+) -> tuple[Annotation, AnnotationReview, bool]:
+    """A curator corrects the current version of a rating: annotation_correct stores the new revision (the
+    original kept, who/when/why recorded) and the review says "corrected" (a rejected rating counts again).
+    Returns (correction, review, created); a repeat with the same key returns the first correction."""
+    _check_reviewer(reviewer)
+    key = _parse_key(idempotency_key)
+    if Annotation.objects.filter(idempotency_key=key, supersedes_id=annotation_id).exists():
+        # a retry of a correction that was stored: annotation_correct answers it (the same one, or a 409)
+        correction, _ = annotation_correct(annotation_id=annotation_id, reviewer=reviewer, scores=scores,
+                                           idempotency_key=key, reason=reason)
+        return correction, AnnotationReview.objects.get(annotation=rating_original(correction)), False
+    version, original = _current_for_review(annotation_id=annotation_id, reviewer=reviewer)
+    correction, created = annotation_correct(annotation_id=version.pk, reviewer=reviewer, scores=scores,
+                                             idempotency_key=key, reason=reason)
+    review, _ = _review_set(original=original, version=correction, state=ReviewState.CORRECTED,
+                            reason=correction.correction_reason, reviewer=reviewer, now=now or timezone.now())
+    return correction, review, created
+
+
 # --- consensus and agreement -------------------------------------------------------------------------------------
 
 
 def current_annotations(*, campaign: Campaign):
-    """The newest version of every annotator's annotation of every task (superseded rows left out)."""
-    return Annotation.objects.filter(task__campaign=campaign, superseded_by__isnull=True)
+    """The newest version of every annotator's annotation of every task (superseded rows left out), without the
+    ratings a curator rejected (their review row hangs on the chain's original: same task and annotator).
+
+    The rejected ratings are few (a curator's decision each): they are looked up first and left out by id, which
+    keeps the query a plain scan (a correlated NOT EXISTS made the planner loop over the campaign's annotations
+    once per row: seconds for a few thousand ratings)."""
+    current = Annotation.objects.filter(task__campaign=campaign, superseded_by__isnull=True)
+    rejected = set(
+        AnnotationReview.objects.filter(annotation__task__campaign=campaign, state=ReviewState.REJECTED)
+        .values_list("annotation__task_id", "annotation__annotator_id")
+    )
+    if not rejected:
+        return current
+    rejected_ids = [
+        pk for pk, task_id, annotator_id in current.filter(task_id__in={t for t, _ in rejected})
+        .values_list("pk", "task_id", "annotator_id")
+        if (task_id, annotator_id) in rejected
+    ]
+    return current.exclude(pk__in=rejected_ids)
 
 
 def campaign_matrices(*, campaign: Campaign) -> dict:

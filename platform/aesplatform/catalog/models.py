@@ -81,6 +81,12 @@ class ImportJob(CountedJob):
     def __str__(self) -> str:
         return f"ImportJob {self.pk} ({self.kind}, {self.state})"
 
+    @property
+    def imported_nothing(self) -> bool:
+        """Finished without error yet brought in no image (every file a duplicate or refused): a warning, not a
+        success."""
+        return self.state == "succeeded" and self.imported_count == 0
+
 
 class ImportOutcome(models.TextChoices):
     PENDING = "pending"

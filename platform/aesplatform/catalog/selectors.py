@@ -40,3 +40,10 @@ def import_job_items(*, job: ImportJob) -> QuerySet[ImportItem]:
 def import_allowed_roots() -> list[Path]:
     """The server folders that folder, zip and HumanBeauty imports may read (for forms and messages)."""
     return allowed_roots()
+
+
+def images_approved_count(*, image_ids) -> int:
+    """How many of these images are approved (ready for a campaign)."""
+    from .models import ImageStatus
+
+    return Image.objects.filter(pk__in=list(image_ids), status=ImageStatus.APPROVED).count()

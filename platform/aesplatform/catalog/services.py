@@ -646,3 +646,20 @@ def _image_ingest_row(*, inspected: InspectedImage, name: str, source: str, impo
         return Image.objects.get(sha256=inspected.sha256), False
     return image, True
 
+
+
+# --- approving without a review --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def images_approve_unreviewed(*, image_ids: Sequence[int]) -> int:
+    """Approve images that no curator has decided on yet (imported or filtered) without a review batch: what the
+    demo data uses so that a campaign can start at once. Approved, rejected, in-campaign or broken images are left
+    as they are; returns how many became approved."""
+    from django.utils import timezone
+
+    from .models import ImageStatus
+
+    return Image.objects.filter(pk__in=list(image_ids), status__in=[ImageStatus.IMPORTED, ImageStatus.FILTERED]).update(
+        status=ImageStatus.APPROVED, updated_at=timezone.now()
+    )

@@ -82,6 +82,34 @@ def job_is_stale(job: Job, *, now: datetime | None = None) -> bool:
     return last is None or last < _cutoff(now)
 
 
+def job_counts(job: Job) -> tuple[int, int] | None:
+    """(done, total) of a job that counts its items (processed / total) or its steps (step / total_steps); None
+    for a job that does not count."""
+    for done_field, total_field in (("processed", "total"), ("step", "total_steps")):
+        if hasattr(job, done_field) and hasattr(job, total_field):
+            return int(getattr(job, done_field) or 0), int(getattr(job, total_field) or 0)
+    return None
+
+
+def job_eta_seconds(job: Job, *, now: datetime | None = None) -> float | None:
+    """Seconds a running job still needs, from its progress and the time it has run: elapsed x left / done.
+    A kind's own estimate (`eta_seconds`, e.g. training's) comes first. None, shown "not available", until it can
+    be measured: the job is not running, has done nothing yet, or does not count its items."""
+    if job.state != JobState.RUNNING:
+        return None
+    own = getattr(job, "eta_seconds", None)
+    if own is not None:
+        return max(0.0, float(own))
+    counts = job_counts(job)
+    if counts is None or job.started_at is None:
+        return None
+    done, total = counts
+    elapsed = ((now or timezone.now()) - job.started_at).total_seconds()
+    if done <= 0 or total <= 0 or elapsed <= 0:
+        return None
+    return max(0.0, elapsed * (total - done) / done)
+
+
 def job_models() -> list[type[Job]]:
     """Every concrete job model of the installed apps."""
     return [model for model in apps.get_models() if issubclass(model, Job)]

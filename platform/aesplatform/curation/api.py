@@ -60,9 +60,9 @@ class FilterDefaultsView(APIView):
 
     @extend_schema(responses=FilterDefaultsSerializer, summary="Default CLIP model, prompt set and thresholds")
     def get(self, request):
-        config = services.filter_config()
+        model, checkpoint = services.filter_default_model()
         return Response(FilterDefaultsSerializer({
-            "clip_model_name": config["DEFAULT_MODEL"], "clip_checkpoint": config["DEFAULT_CHECKPOINT"],
+            "clip_model_name": model, "clip_checkpoint": checkpoint,
             "prompt_set": engine_prompts.default_prompt_set(), "thresholds": engine_proposals.default_thresholds(),
         }).data)
 

@@ -15,6 +15,12 @@ class FilterRun(CountedJob):
                                        help_text="Local checkpoint path; empty: random init (tests).")
     prompt_set = models.JSONField(default=dict, help_text="Versioned, editable zero-shot prompt set.")
     thresholds = models.JSONField(default=dict, help_text="Per-signal thresholds that turn signals into proposals.")
+    random_weights = models.BooleanField(
+        default=False, help_text="Scored without a checkpoint: CLIP signals are noise, so they neither reject an "
+        "image nor group near duplicates; the run and its batches say so.")
+    seconds_per_image = models.FloatField(
+        null=True, blank=True, help_text="Measured scoring time per image (wall clock of the worker, this run); "
+        "new runs with the same model estimate their duration from it.")
     batch_size = models.PositiveIntegerField(default=64)
     review_batch_size = models.PositiveIntegerField(default=48)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="filter_runs")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet
 
+from .engine.proposals import RANDOM_WEIGHTS_NOTE
 from .models import BatchState, CuratorDecision, FilterResult, FilterRun, ProposedDecision, ReviewBatch
 
 
@@ -33,6 +34,22 @@ def filter_run_counts(*, run: FilterRun) -> dict[str, int]:
         overrides=Count("id", filter=Q(overrode_proposal=True)),
     )
     return {**counts, **decided}
+
+
+def filter_run_common_reject_reasons(*, run: FilterRun, sample: int = 500, top: int = 3) -> list[tuple[str, int]]:
+    """The checks that reject most often (the reasons with their numbers left out), over a sample of the
+    run's rejected proposals: what the run page names when every image is proposed for rejection."""
+    import re
+    from collections import Counter
+
+    reasons = (FilterResult.objects.filter(run=run, proposed_decision=ProposedDecision.REJECT, error="")
+               .order_by("id").values_list("reasons", flat=True)[:sample])
+    counter: Counter[str] = Counter()
+    for listed in reasons:
+        checks = [reason for reason in listed or [] if reason != RANDOM_WEIGHTS_NOTE]  # a note, not a failed check
+        for reason in {re.sub(r"\d+(?:\.\d+)?%?", "…", reason) for reason in checks}:
+            counter[reason] += 1
+    return counter.most_common(top)
 
 
 def filter_result_list(*, run: FilterRun) -> QuerySet[FilterResult]:
@@ -71,6 +88,20 @@ def review_batch_next_pending(*, run: FilterRun, after: int = 0) -> ReviewBatch 
     return pending.filter(number__gt=after).first() or pending.first()
 
 
+def filter_run_clip_histograms(*, run: FilterRun, bins: int = 20) -> dict[str, list[int]]:
+    """Per CLIP prompt group, the scored images' probabilities counted in `bins` equal bins over [0, 1] (what the
+    run page charts next to the thresholds)."""
+    counts: dict[str, list[int]] = {}
+    rows = (FilterResult.objects.filter(run=run, scored_at__isnull=False).order_by()
+            .values_list("clip_probabilities", flat=True).iterator(chunk_size=5000))
+    for probabilities in rows:
+        for group, p in (probabilities or {}).items():
+            if p is None:
+                continue
+            counts.setdefault(group, [0] * bins)[min(bins - 1, max(0, int(float(p) * bins)))] += 1
+    return counts
+
+
 # --- reads for the other apps ---------------------------------------------------------------------------------
 
 
@@ -97,7 +128,7 @@ def embedding_map_runs() -> list[dict]:
 
     maps = EmbeddingMap.objects.filter(run=OuterRef("pk"))
     runs = (FilterRun.objects.filter(Exists(FilterResult.objects.filter(run=OuterRef("pk"), embedding__isnull=False)))
-            .annotate(has_map=Exists(maps)).order_by("-id").values("id", "name", "clip_model_name", "clip_checkpoint",
+            .annotate(has_map=Exists(maps)).order_by("-id").values("id", "name", "clip_model_name", "random_weights",
                                                                   "has_map", "state")[:50])
     return list(runs)
 

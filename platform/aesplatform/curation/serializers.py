@@ -62,7 +62,8 @@ class FilterRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = FilterRun
         fields = ["id", "name", "state", "total", "processed", "progress", "clip_model_name", "clip_checkpoint",
-                  "prompt_set", "thresholds", "batch_size", "review_batch_size", "error", "created_by",
+                  "random_weights", "seconds_per_image", "prompt_set", "thresholds", "batch_size",
+                  "review_batch_size", "error", "created_by",
                   "created_at", "started_at", "finished_at", "batch_total", "batch_pending", *JOB_LIFE_CYCLE_FIELDS]
         read_only_fields = fields
 

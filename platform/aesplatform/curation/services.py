@@ -12,9 +12,11 @@ The life of a filter run:
    (aesplatform.common.jobs) keeps two deliveries of the same run from working at once. An image whose file
    vanished is marked (result error, image `broken`).
 3. `filter_run_finalize`: near-duplicate groups (ANN over the stored embeddings), proposals from thresholds,
-   ReviewBatches (a duplicate group never straddles two batches), images `imported` -> `filtered`.
+   ReviewBatches of at most `review_batch_size` images (a duplicate group stays in one batch when it fits in
+   one), images `imported` -> `filtered`. A run without a checkpoint (`random_weights`) proposes from the pixel
+   signals only: its CLIP probabilities and embeddings are noise, so they neither reject nor group an image.
 4. `filter_run_repropose`: new thresholds re-propose the undecided results from the stored signals (the model
-   does not run again) and rebuild the pending batches.
+   does not run again) and refill the pending batches, which keep their ids (an open batch page stays valid).
 5. `review_batch_decide`: a curator approves a batch with per-image overrides; one CuratorDecision per image
    (who, when, what, whether it overrode the proposal); images become `approved` / `rejected`.
 """
@@ -22,6 +24,7 @@ The life of a filter run:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,54 @@ _DECISION_FROM_PROPOSAL = {ProposedDecision.KEEP: CuratorDecision.Decision.APPRO
 def filter_config() -> dict[str, Any]:
     """settings.AESP_FILTER (from the environment: AESP_CLIP_*, AESP_FILTER_*), with the chunk size."""
     return {"CHUNK_SIZE": 4096, **settings.AESP_FILTER}  # CHUNK_SIZE: results fetched (and decode workers started)
+
+
+# The models a new run page offers (names only: the engine, and torch with it, is not imported by the web pages).
+LARGE_MODEL = "ViT-L-14"  # the model of real filtering, with a local checkpoint
+SMALL_MODEL = "AESP-Tiny-CLIP"  # a tiny architecture: seconds for hundreds of images on a CPU, always random weights
+
+
+def filter_default_model() -> tuple[str, str]:
+    """(model, checkpoint) of a new run that names none: AESP_CLIP_MODEL / AESP_CLIP_CHECKPOINT when set; unset,
+    ViT-L-14 when a checkpoint is configured, else the small model. Random weights say nothing in any model,
+    so without weights the fastest model is the right one (ViT-L-14 at random: minutes per batch on a CPU)."""
+    config = filter_config()
+    checkpoint = (config["DEFAULT_CHECKPOINT"] or "").strip()
+    model = (config["DEFAULT_MODEL"] or "").strip()
+    if model:
+        return model, checkpoint
+    return (LARGE_MODEL, checkpoint) if checkpoint else (SMALL_MODEL, "")
+
+
+def filter_measured_seconds_per_image(*, model_name: str, random_weights: bool) -> float | None:
+    """The scoring time per image measured by the newest finished run of this model (with or without weights,
+    as asked) on this installation; None when no such run has been measured yet."""
+    return (
+        FilterRun.objects.filter(clip_model_name=model_name, random_weights=random_weights,
+                                 seconds_per_image__isnull=False)
+        .order_by("-finished_at", "-id").values_list("seconds_per_image", flat=True).first()
+    )
+
+
+def filter_model_options(*, images: int) -> list[dict[str, Any]]:
+    """What the new run page lists: each model with its weights (local file or random), the measured time per
+    image and the expected duration over `images` images (None where not measured yet)."""
+    default_model, default_checkpoint = filter_default_model()
+    configured = (filter_config()["DEFAULT_CHECKPOINT"] or "").strip()
+    options = [(default_model, default_checkpoint)]
+    for model, checkpoint in ((SMALL_MODEL, ""), (LARGE_MODEL, configured)):
+        if (model, checkpoint) not in options:
+            options.append((model, checkpoint))
+    rows = []
+    for model, checkpoint in options:
+        per_image = filter_measured_seconds_per_image(model_name=model, random_weights=not checkpoint)
+        rows.append({
+            "model": model, "checkpoint": checkpoint, "random_weights": not checkpoint,
+            "default": (model, checkpoint) == (default_model, default_checkpoint),
+            "seconds_per_image": per_image,
+            "expected_seconds": None if per_image is None else per_image * images,
+        })
+    return rows
 
 
 def _full_clean(obj, **kwargs) -> None:
@@ -146,9 +197,11 @@ def filter_run_create(
     Selection: `image_ids`, or every imported/filtered image of `source` and/or `import_job`, or (neither given)
     every imported image; images another run is still scoring or reviewing are refused (ids) or left out.
     """
-    config = filter_config()
-    model_name = (clip_model_name or config["DEFAULT_MODEL"]).strip()
-    checkpoint = (config["DEFAULT_CHECKPOINT"] if clip_checkpoint is None else clip_checkpoint).strip()
+    default_model, default_checkpoint = filter_default_model()
+    model_name = (clip_model_name or default_model).strip()
+    if clip_checkpoint is None:  # the configured checkpoint goes with the default model only
+        clip_checkpoint = default_checkpoint if model_name == default_model else ""
+    checkpoint = clip_checkpoint.strip()
     if not limits.BATCH_SIZE_MIN <= batch_size <= limits.BATCH_SIZE_MAX:
         raise ServiceError(f"batch_size must be between {limits.BATCH_SIZE_MIN} and {limits.BATCH_SIZE_MAX}.")
     if not limits.REVIEW_BATCH_SIZE_MIN <= review_batch_size <= limits.REVIEW_BATCH_SIZE_MAX:
@@ -176,6 +229,7 @@ def filter_run_create(
         thresholds=checked_thresholds,
         batch_size=batch_size,
         review_batch_size=review_batch_size,
+        random_weights=not checkpoint,
         total=len(selected),
         created_by=created_by,
     )
@@ -268,12 +322,20 @@ def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: i
             raise
 
 
+# On a CPU a large model batch is hardly faster per image, but it holds the progress counter still for minutes
+# (ViT-L-14: seconds per image): CPU runs score in batches of at most this many images.
+CPU_BATCH_MAX = 8
+
+
 def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_workers: int | None) -> FilterRun:
     from .engine.pipeline import ImageItem, pipeline_run
 
     run_id = run.pk
     reader, locate = _storage_access()
     workers = config["NUM_WORKERS"] if num_workers is None else num_workers
+    batch_size = run.batch_size if scorer.device.type == "cuda" else min(run.batch_size, CPU_BATCH_MAX)
+    unscored_before = FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).count()
+    started = time.monotonic()
     while True:
         if jobs.job_should_stop(job=run):
             jobs.job_cancelled(job=run)
@@ -286,11 +348,14 @@ def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_wor
         if not chunk:
             break
         items = [ImageItem(result_id, locate(name)) for result_id, name in chunk]
-        for scored in pipeline_run(items, scorer, batch_size=run.batch_size, num_workers=workers, reader=reader):
+        for scored in pipeline_run(items, scorer, batch_size=batch_size, num_workers=workers, reader=reader):
             _results_write(run=run, scored=scored)
             if jobs.job_should_stop(job=run):
                 break
-    return filter_run_finalize(run=run)
+    elapsed = time.monotonic() - started
+    scored_now = unscored_before - FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).count()
+    per_image = round(elapsed / scored_now, 6) if scored_now > 0 else None
+    return filter_run_finalize(run=run, seconds_per_image=per_image)
 
 
 @transaction.atomic
@@ -337,9 +402,9 @@ def _results_write(*, run: FilterRun, scored: Sequence) -> int:
 
 
 @transaction.atomic
-def filter_run_finalize(*, run: FilterRun) -> FilterRun:
+def filter_run_finalize(*, run: FilterRun, seconds_per_image: float | None = None) -> FilterRun:
     """Group duplicates, propose, batch, mark images filtered; done once, in one transaction, by the worker
-    that holds the run."""
+    that holds the run. `seconds_per_image`: the scoring time measured by this worker (None: not measured)."""
     held = run
     run = FilterRun.objects.select_for_update().get(pk=run.pk)
     if run.state != JobState.RUNNING or run.attempts != held.attempts:
@@ -351,7 +416,8 @@ def filter_run_finalize(*, run: FilterRun) -> FilterRun:
     Image.objects.filter(pk__in=scored_ok, status=ImageStatus.IMPORTED).update(
         status=ImageStatus.FILTERED, updated_at=timezone.now()
     )
-    jobs.job_succeed(job=run, processed=run.total)
+    measured = {"seconds_per_image": seconds_per_image} if seconds_per_image is not None else {}
+    jobs.job_succeed(job=run, processed=run.total, **measured)
     logger.info("filter run %s finalized", run.pk)
     return jobs.job_refresh(run)
 
@@ -415,7 +481,8 @@ def _propose(run: FilterRun, *, regroup: bool) -> None:
             "blur_variance": r["blur_variance"], "exposure": r["exposure"], "clip": r["clip_probabilities"],
             "duplicate_of": duplicate_of, "exact_duplicate": exact,
         }
-        proposal = engine_proposals.proposal_compute(signals, thresholds, group_labels=labels)
+        proposal = engine_proposals.proposal_compute(signals, thresholds, group_labels=labels,
+                                                     clip_trusted=not run.random_weights)
         updates.append(FilterResult(
             pk=r["id"], proposed_decision=proposal.decision, reasons=proposal.reasons,
             uncertainty=proposal.uncertainty, near_duplicate_of_id=duplicate_of, is_exact_duplicate=exact,
@@ -428,16 +495,23 @@ def _propose(run: FilterRun, *, regroup: bool) -> None:
 
 
 def _duplicate_groups(run: FilterRun, scored: list[dict], threshold: float) -> dict[int, int]:
-    """result id -> representative result id; also merges the groups into Image.near_duplicate_group."""
+    """result id -> representative result id; also merges the groups into Image.near_duplicate_group.
+
+    Random weights: the embeddings say nothing about the images, so only pixel-identical images are grouped."""
     from .engine.dedup import duplicate_groups
 
-    with_embedding = [r for r in scored if r["embedding"]]
+    if run.random_weights:
+        with_embedding = [r for r in scored if r["pixel_digest"]]
+        embeddings = np.zeros((0, 1), dtype=np.float32)
+    else:
+        with_embedding = [r for r in scored if r["embedding"]]
     if not with_embedding:
         return {}
-    embeddings = np.stack(
-        [np.frombuffer(bytes(r["embedding"]), dtype=np.float16) for r in with_embedding]
-    ).astype(np.float32)
-    embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    if not run.random_weights:
+        embeddings = np.stack(
+            [np.frombuffer(bytes(r["embedding"]), dtype=np.float16) for r in with_embedding]
+        ).astype(np.float32)
+        embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     rank = [(r["image__width"] * r["image__height"], -r["image_id"]) for r in with_embedding]
     groups = duplicate_groups(embeddings, [r["pixel_digest"] for r in with_embedding], threshold=threshold, rank=rank)
     rep = {r["id"]: with_embedding[groups.group_of[i]]["id"] for i, r in enumerate(with_embedding)}
@@ -462,11 +536,25 @@ def _near_duplicate_groups_merge(groups: list[list[int]]) -> None:
         ).update(near_duplicate_group=group_id)
 
 
+def review_pages(units: list[list[int]], size: int) -> list[list[int]]:
+    """Pack units (a duplicate group, or one image) in order into pages of at most `size` ids: a unit that fits
+    in one page is never split; a larger one fills pages of its own."""
+    pages: list[list[int]] = [[]]
+    for ids in units:
+        for start in range(0, len(ids), size):
+            part = ids[start : start + size]
+            if pages[-1] and len(pages[-1]) + len(part) > size:
+                pages.append([])
+            pages[-1].extend(part)
+    return [page for page in pages if page]
+
+
 def _batches_rebuild(run: FilterRun, *, undecided: list[dict], group_rep: dict[int, int]) -> None:
-    """Pending batches are rebuilt from the undecided results: most uncertain first, groups kept together."""
-    ReviewBatch.objects.filter(run=run, state=BatchState.PENDING).delete()  # results' batch -> NULL
-    if not undecided:
-        return
+    """Pending batches are refilled from the undecided results: most uncertain first, groups kept together, at
+    most review_batch_size images each. The pending batches keep their ids and numbers (a page open on one stays
+    valid); only batches no longer needed are deleted, and new ones are numbered after the last."""
+    pending = list(ReviewBatch.objects.filter(run=run, state=BatchState.PENDING).order_by("number"))
+    FilterResult.objects.filter(batch__in=pending).update(batch=None)
     uncertainty = dict(
         FilterResult.objects.filter(pk__in=[r["id"] for r in undecided]).values_list("id", "uncertainty")
     )
@@ -474,14 +562,16 @@ def _batches_rebuild(run: FilterRun, *, undecided: list[dict], group_rep: dict[i
     for r in undecided:
         units.setdefault(group_rep.get(r["id"], r["id"]), []).append(r["id"])
     ordered = sorted(units.values(), key=lambda ids: (-max(uncertainty[i] or 0.0 for i in ids), min(ids)))
-    size = run.review_batch_size
-    pages: list[list[int]] = [[]]
-    for ids in ordered:
-        if pages[-1] and len(pages[-1]) + len(ids) > size:
-            pages.append([])
-        pages[-1].extend(ids)
-    first = (ReviewBatch.objects.filter(run=run).aggregate(n=Max("number"))["n"] or 0) + 1
-    batches = ReviewBatch.objects.bulk_create(ReviewBatch(run=run, number=first + i) for i in range(len(pages)))
+    pages = review_pages(ordered, run.review_batch_size)
+    surplus = pending[len(pages):]
+    if surplus:
+        ReviewBatch.objects.filter(pk__in=[b.pk for b in surplus]).delete()
+    batches = pending[: len(pages)]
+    if len(pages) > len(batches):
+        first = (ReviewBatch.objects.filter(run=run).aggregate(n=Max("number"))["n"] or 0) + 1
+        batches += ReviewBatch.objects.bulk_create(
+            ReviewBatch(run=run, number=first + i) for i in range(len(pages) - len(batches))
+        )
     assignments = [FilterResult(pk=rid, batch_id=batch.pk) for batch, ids in zip(batches, pages) for rid in ids]
     FilterResult.objects.bulk_update(assignments, ["batch"], batch_size=2000)
 

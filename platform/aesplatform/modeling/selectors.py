@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import F, QuerySet
 
-from .active import active_learning_check
+from .active import active_learning_check, active_priorities
 from .models import ModelVersion, Prescore, PrescoreRun, TrainingJob
 
 
@@ -63,13 +63,11 @@ def prescore_latest(*, image_id: int) -> Prescore | None:
     return Prescore.objects.filter(image_id=image_id).order_by("-id").first()
 
 
-def prescore_uncertainties(*, image_ids: list[int]) -> dict[int, float]:
-    """image id -> an uncertainty its pre-scores give (with several, the oldest row's: the rows come newest first
-    per image and the last one read is kept); images without one are left out."""
-    return dict(
-        Prescore.objects.filter(image_id__in=image_ids, uncertainty__isnull=False).order_by("image_id", "-id")
-        .values_list("image_id", "uncertainty")
-    )
+def active_learning_priorities(*, image_ids: list[int], seed: int) -> dict[int, float]:
+    """image id -> task priority (higher first) by the promoted model's informativeness: head disagreement,
+    uncertainty and embedding diversity, the same order `campaign_priorities_refresh` writes later; images it
+    never pre-scored get a random priority below every pre-scored one. Another model's pre-scores are not read."""
+    return active_priorities(image_ids=image_ids, model_version=model_version_promoted(), seed=seed)
 
 
 def promoted_model_active_learning_check() -> None:

@@ -4,6 +4,12 @@
 // reload or a lost network restores the ratings and a retried submit is stored once (the server answers a repeat
 // with the first result). Submits retry with exponential backoff while the network is down. The next task is
 // leased and its image preloaded while the current one is rated.
+//
+// Skip (S) and flag (F) are sent at once, like a submit (retried until the server answers), and the page offers to
+// undo them for a few seconds (U or Ctrl+Z): the undo is a second idempotent request (POST .../restore/) that
+// leases the same task back if nobody took its place. Sending at once, rather than holding the skip back until the
+// offer ends, means a closed tab or a dropped network never leaves a task leased to someone who gave it up, and
+// the preloaded next task stays within the server's two live leases.
 (function () {
   "use strict";
 
@@ -33,12 +39,20 @@
     sessionRated: document.getElementById("session-rated"),
     sessionSkipped: document.getElementById("session-skipped"),
     sessionPace: document.getElementById("session-pace"),
+    fine: document.getElementById("fine"),
+    fineRow: document.getElementById("fine-row"),
+    focusDef: document.getElementById("focus-def"),
+    toast: document.getElementById("toast"),
+    toastText: document.getElementById("toast-text"),
+    undo: document.getElementById("undo"),
   };
   var dimNodes = Array.prototype.slice.call(document.querySelectorAll(".dim"));
 
   var state = {
     current: null, // {assignment, scores: {key: float}, key: uuid, startedAt: ms}
-    next: null, // a leased and preloaded assignment
+    queue: [], // leased and preloaded assignments, shown next in this order
+    undo: null, // {kind, current} of the last skip or flag while its undo is on offer
+    shown: 0, // how many times a task was put on screen: an advance that finds it changed did not get there first
     focus: 0,
     busy: false,
     counts: { submitted: config.counts.submitted, remaining: config.counts.remaining },
@@ -180,16 +194,39 @@
       node.classList.toggle("dim--focused", index === state.focus);
       node.classList.toggle("dim--set", has);
       node.querySelector(".dim__value").textContent = has ? value.toFixed(2) : "–";
-      var fine = node.querySelector(".dim__fine");
-      fine.value = has ? String(value) : "0.5";
       var level = has ? levelOf(value) : 0;
       Array.prototype.forEach.call(node.querySelectorAll(".level"), function (button) {
         button.setAttribute("aria-pressed", String(Number(button.getAttribute("data-level")) === level));
       });
     });
+    renderFocus(scores);
     var complete = allSet();
     els.submit.disabled = !state.current || !complete || state.busy;
     els.skip.disabled = els.flag.disabled = !state.current || state.busy;
+  }
+
+  // The highlighted dimension's definition, and its fine control: hidden while the dimension is unset (no thumb
+  // position to anchor on), at the value once a level was chosen.
+  function renderFocus(scores) {
+    var node = dimNodes[state.focus];
+    if (!node) return;
+    var key = node.getAttribute("data-dim");
+    var name = node.querySelector(".dim__name").textContent;
+    var definition = node.querySelector(".dim__def").textContent;
+    if (els.focusDef.getAttribute("data-dim") !== key) {
+      els.focusDef.textContent = "";
+      var strong = document.createElement("strong");
+      strong.textContent = name + ": ";
+      els.focusDef.appendChild(strong);
+      els.focusDef.appendChild(document.createTextNode(definition));
+      els.focusDef.setAttribute("data-dim", key);
+    }
+    var value = scores[key];
+    var has = typeof value === "number";
+    els.fineRow.classList.toggle("is-unset", !has);
+    els.fine.disabled = !has;
+    if (has) els.fine.value = String(value);
+    els.fine.setAttribute("aria-label", "Fine score of " + name + " from 0 to 1");
   }
 
   function focusDim(index, scroll) {
@@ -216,6 +253,11 @@
 
   function show(assignment) {
     var draft = loadDraft();
+    if (assignment._draft && !(draft && draft.assignmentId === assignment.id)) {
+      draft = assignment._draft; // ratings kept in memory while the task waited (an undo put it back in the queue)
+    }
+    delete assignment._draft;
+    state.shown += 1;
     var restored = draft && draft.assignmentId === assignment.id;
     state.current = {
       assignment: assignment,
@@ -254,9 +296,16 @@
   }
 
   async function advance() {
-    var upcoming = state.next;
-    state.next = null;
-    if (!upcoming) upcoming = await lease([]);
+    var upcoming = state.queue.shift() || null;
+    if (!upcoming) {
+      var shown = state.shown;
+      upcoming = await lease([]);
+      if (state.shown !== shown) {
+        // an undo put a task on screen while this lease was on its way: the leased one waits its turn
+        if (upcoming && !known(upcoming.id)) state.queue.push(upcoming);
+        return;
+      }
+    }
     if (!upcoming) {
       finish();
       return;
@@ -265,12 +314,17 @@
     prefetch();
   }
 
+  function known(id) {
+    return (state.current && state.current.assignment.id === id) ||
+      state.queue.some(function (a) { return a.id === id; });
+  }
+
   async function prefetch() {
-    if (!state.current || state.next) return;
+    if (!state.current || state.queue.length) return;
     var held = [state.current.assignment.id];
     var upcoming = await lease(held);
-    if (upcoming && state.current && upcoming.id !== state.current.assignment.id) {
-      state.next = upcoming;
+    if (upcoming && state.current && !known(upcoming.id)) {
+      state.queue.push(upcoming);
       preload(upcoming);
     }
   }
@@ -304,7 +358,11 @@
     var d = config.dimensions[state.focus];
     if (!d || !state.current) return;
     var value = state.current.scores[d.key];
-    setScore(d.key, (typeof value === "number" ? value : 0.5) + delta);
+    if (typeof value !== "number") {
+      setStatus("Choose a level (1–5) for " + d.name + " first; the arrows then fine-tune it.", "info");
+      return;
+    }
+    setScore(d.key, value + delta);
   }
 
   async function submit() {
@@ -366,6 +424,7 @@
       renderCounts();
       clearDraft();
       setStatus(kind === "flag" ? "Flagged as broken. Thank you." : "Skipped.", "ok");
+      offerUndo(kind, current);
       await advance();
     } else {
       var data = await readJson(response);
@@ -373,6 +432,73 @@
       renderDims();
     }
   }
+
+  // --- undo of a skip or a flag -------------------------------------------------------------------------------
+
+  var undoTimer = null;
+
+  function offerUndo(kind, released) {
+    state.undo = { kind: kind, current: released };
+    els.toastText.textContent = kind === "flag" ? "Flagged as broken" : "Skipped";
+    els.undo.hidden = false;
+    els.toast.hidden = false;
+    root.setAttribute("data-undo", kind);
+    clearTimeout(undoTimer);
+    undoTimer = setTimeout(closeUndo, (config.undoSeconds || 8) * 1000);
+  }
+
+  function closeUndo() {
+    clearTimeout(undoTimer);
+    state.undo = null;
+    els.toast.hidden = true;
+    root.removeAttribute("data-undo");
+  }
+
+  async function undo() {
+    var offer = state.undo;
+    if (!offer || state.busy) return;
+    closeUndo();
+    state.busy = true;
+    renderDims();
+    var released = offer.current;
+    setStatus("Bringing the image back…", "info");
+    var response = await postWithRetry(url(config.urls.restore, released.assignment.id), {}, "the undo");
+    state.busy = false;
+    if (!response.ok) {
+      var data = await readJson(response);
+      var why = "Could not undo: " + (data.detail || "the server refused (" + response.status + ")") + ".";
+      setStatus(why, "error");
+      // the toast says it too: the status line is out of sight once the campaign showed "nothing left"
+      els.toastText.textContent = why;
+      els.undo.hidden = true;
+      els.toast.hidden = false;
+      undoTimer = setTimeout(closeUndo, (config.undoSeconds || 8) * 1000);
+      renderDims();
+      return;
+    }
+    state.session.skipped = Math.max(0, state.session.skipped - 1);
+    state.counts.remaining += 1;
+    renderCounts();
+    if (state.current && state.current.assignment.id !== released.assignment.id) {
+      // what was on screen waits at the head of the queue, with its ratings so far
+      var waiting = state.current.assignment;
+      waiting._draft = {
+        assignmentId: waiting.id, key: state.current.key, scores: state.current.scores, startedAt: state.current.startedAt,
+      };
+      state.queue = [waiting].concat(state.queue.filter(function (a) { return a.id !== waiting.id; }));
+    }
+    state.queue = state.queue.filter(function (a) { return a.id !== released.assignment.id; });
+    released.assignment._draft = {
+      assignmentId: released.assignment.id, key: released.key, scores: released.scores, startedAt: released.startedAt,
+    };
+    clearDraft();
+    root.classList.remove("annotate--done");
+    els.done.hidden = true;
+    show(released.assignment);
+    setStatus(offer.kind === "flag" ? "Flag undone: the image is back." : "Skip undone: the image is back.", "ok");
+  }
+
+  els.undo.addEventListener("click", undo);
 
   // --- zoom and pan --------------------------------------------------------------------------------------------
 
@@ -386,7 +512,7 @@
   function zoomFit() {
     var vw = els.viewport.clientWidth, vh = els.viewport.clientHeight;
     var iw = els.image.naturalWidth || 1, ih = els.image.naturalHeight || 1;
-    var scale = Math.min(vw / iw, vh / ih, 1);
+    var scale = Math.min(vw / iw, vh / ih); // small images are scaled up to fill the frame too
     state.zoom = { scale: scale, fit: scale, x: (vw - iw * scale) / 2, y: (vh - ih * scale) / 2, mode: "fit" };
     applyZoom();
   }
@@ -395,7 +521,7 @@
     var z = state.zoom;
     var vw = els.viewport.clientWidth, vh = els.viewport.clientHeight;
     if (cx === undefined) { cx = vw / 2; cy = vh / 2; }
-    var scale = Math.max(z.fit, Math.min(8, z.scale * factor));
+    var scale = Math.max(Math.min(z.fit, 1), Math.min(8, z.scale * factor));
     if (scale === z.fit) { zoomFit(); return; }
     z.x = cx - ((cx - z.x) * scale) / z.scale;
     z.y = cy - ((cy - z.y) * scale) / z.scale;
@@ -442,7 +568,16 @@
   }
   els.viewport.addEventListener("pointerup", endDrag);
   els.viewport.addEventListener("pointercancel", endDrag);
-  window.addEventListener("resize", function () { if (state.zoom.mode === "fit") zoomFit(); });
+  // The page fills the window below the header: where it starts depends on the header's height (its navigation may
+  // wrap), so it is measured rather than assumed.
+  function measureTop() {
+    var top = Math.round(root.getBoundingClientRect().top + window.scrollY);
+    root.style.setProperty("--annotate-top", top + "px");
+  }
+  window.addEventListener("resize", function () {
+    measureTop();
+    if (state.zoom.mode === "fit") zoomFit();
+  });
 
   document.querySelectorAll("[data-zoom]").forEach(function (button) {
     button.addEventListener("click", function () {
@@ -455,8 +590,13 @@
 
   // --- mouse on the controls -----------------------------------------------------------------------------------
 
+  function toggleDefinition(node) {
+    var open = !node.classList.contains("dim--open");
+    node.classList.toggle("dim--open", open);
+    node.querySelector(".dim__info").setAttribute("aria-expanded", String(open));
+  }
+
   dimNodes.forEach(function (node, index) {
-    var key = node.getAttribute("data-dim");
     node.addEventListener("focus", function () {
       if (state.focus !== index) { state.focus = index; renderDims(); }
     });
@@ -466,10 +606,11 @@
         setLevel(Number(button.getAttribute("data-level")));
       });
     });
-    node.querySelector(".dim__fine").addEventListener("input", function (event) {
-      state.focus = index;
-      setScore(key, Number(event.target.value));
-    });
+    node.querySelector(".dim__info").addEventListener("click", function () { toggleDefinition(node); });
+  });
+  els.fine.addEventListener("input", function (event) {
+    var d = config.dimensions[state.focus];
+    if (d) setScore(d.key, Number(event.target.value));
   });
   els.submit.addEventListener("click", submit);
   els.skip.addEventListener("click", function () { release("skip"); });
@@ -478,11 +619,18 @@
   // --- keyboard ------------------------------------------------------------------------------------------------
 
   document.addEventListener("keydown", function (event) {
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
     var target = event.target;
     if (target && (target.isContentEditable || /^(TEXTAREA|SELECT)$/.test(target.tagName) ||
         (target.tagName === "INPUT" && target.type !== "range"))) return;
     var key = event.key;
+    if ((event.ctrlKey || event.metaKey) && !event.altKey && !event.shiftKey && (key === "z" || key === "Z")) {
+      if (state.undo) {
+        event.preventDefault();
+        undo();
+      }
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
     var handled = true;
     if (key >= "1" && key <= "5") setLevel(Number(key));
     else if (key === "ArrowDown") focusDim(state.focus + 1, true);
@@ -494,6 +642,8 @@
       submit();
     } else if (key === "s" || key === "S") release("skip");
     else if (key === "f" || key === "F") release("flag");
+    else if (key === "u" || key === "U") undo();
+    else if (key === "i" || key === "I") toggleDefinition(dimNodes[state.focus]);
     else if (key === "+" || key === "=") zoomAt(1.25);
     else if (key === "-") zoomAt(0.8);
     else if (key === "0") zoomFit();
@@ -507,6 +657,7 @@
 
   // --- start ---------------------------------------------------------------------------------------------------
 
+  measureTop();
   renderCounts();
   renderDims();
   if (config.active) advance();

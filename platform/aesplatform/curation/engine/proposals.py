@@ -4,6 +4,9 @@ Pure functions over plain dicts, so proposals are recomputed live when a curator
 running the model again. Each check yields a signed margin in [-1, 1] (positive: passes; 1: far from the
 threshold); an image is rejected when any check fails. Uncertainty is 1 - |the deciding margin|: for a keep the
 smallest passing margin, for a reject the most decisive failure. The review page sorts by it.
+
+CLIP signals of a model with random weights (no checkpoint) are noise: `clip_trusted=False` leaves them out of the
+decision (they are listed, marked unused), so such a run proposes only from the measured pixel signals.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ _SCALARS: dict[str, tuple[type, float, float, str]] = {
     "min_largest_face_fraction": (float, 0.0, 1.0, "largest face area / image area"),
     "near_duplicate_cosine": (float, 0.5, 1.0, "CLIP embedding cosine similarity"),
 }
+
+
+RANDOM_WEIGHTS_NOTE = "CLIP signals not used: the model has random weights (no checkpoint)"
 
 
 class ThresholdError(ValueError):
@@ -128,7 +134,8 @@ def _min_probability_margin(p: float, t: float) -> float:
 
 
 def proposal_compute(
-    signals: dict[str, Any], thresholds: dict[str, Any], *, group_labels: dict[str, str] | None = None
+    signals: dict[str, Any], thresholds: dict[str, Any], *, group_labels: dict[str, str] | None = None,
+    clip_trusted: bool = True,
 ) -> Proposal:
     """Propose keep/reject for one image.
 
@@ -167,7 +174,8 @@ def proposal_compute(
         if faces > 0 and fraction is not None and t["min_largest_face_fraction"] > 0:
             checks.append((_ratio_margin(fraction, t["min_largest_face_fraction"], factor=4.0),
                            f"largest face {fraction:.2%} of the image (min {t['min_largest_face_fraction']:.2%})"))
-    probabilities = signals.get("clip") or {}
+    probabilities = signals.get("clip") if clip_trusted else None
+    probabilities = probabilities or {}
     labels = group_labels or {}
     for group, rule in t.get("clip", {}).items():
         if group not in probabilities:
@@ -187,11 +195,12 @@ def proposal_compute(
             (-1.0 if signals.get("exact_duplicate") else -0.8, f"{kind} of image {duplicate_of} (that one is kept)")
         )
 
+    note = [] if clip_trusted or not signals.get("clip") else [RANDOM_WEIGHTS_NOTE]
     failing = [(m, r) for m, r in checks if m < 0]
     if failing:
         failing.sort(key=lambda c: c[0])
-        return Proposal(REJECT, [r for _, r in failing], round(1.0 - min(1.0, -failing[0][0]), 6))
+        return Proposal(REJECT, [r for _, r in failing] + note, round(1.0 - min(1.0, -failing[0][0]), 6))
     if not checks:
-        return Proposal(KEEP, ["no check applies"], 1.0)
+        return Proposal(KEEP, ["no check applies", *note], 1.0)
     margin, reason = min(checks, key=lambda c: c[0])
-    return Proposal(KEEP, ["passes every check", f"closest to a threshold: {reason}"], round(1.0 - margin, 6))
+    return Proposal(KEEP, ["passes every check", f"closest to a threshold: {reason}", *note], round(1.0 - margin, 6))

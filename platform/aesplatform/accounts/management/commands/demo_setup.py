@@ -1,4 +1,8 @@
-"""Demo users and demo images for `make run`. Idempotent: a second run creates nothing new."""
+"""Demo users and demo images for `make run`. Idempotent: a second run creates nothing new.
+
+The demo images are approved at once (without a review), so that "New campaign" has them available; the newest
+few stay imported, for trying a filter run. What a curator decided since is never undone by a later run.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ from django.core.management.base import BaseCommand
 from aesplatform.accounts.roles import Role
 from aesplatform.accounts.services import user_create
 from aesplatform.catalog.models import Image, ImportJob, ImportKind
-from aesplatform.catalog.services import import_job_create, import_job_run
+from aesplatform.catalog.selectors import images_approved_count
+from aesplatform.catalog.services import images_approve_unreviewed, import_job_create, import_job_run
 from model_core.synthetic import write_humanbeauty
 
 DEMO_SOURCE = "demo"
@@ -34,8 +39,10 @@ class Command(BaseCommand):
         parser.add_argument("--overall", type=int, default=200, help="overall-only (58K-style) demo images")
         parser.add_argument("--expert", type=int, default=100, help="expert (50K-style, 12 scores) demo images")
         parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument("--unfiltered", type=int, default=48,
+                            help="the newest demo images left imported, for trying a filter run (at most a quarter)")
 
-    def handle(self, *args, overall: int, expert: int, seed: int, **options):
+    def handle(self, *args, overall: int, expert: int, seed: int, unfiltered: int, **options):
         created = self._users()
         if created:
             self.stdout.write(self.style.SUCCESS("Demo users (the passwords are shown only this once):"))
@@ -44,6 +51,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write("Demo users exist already (reset a password with: manage.py changepassword NAME).")
         self._images(overall=overall, expert=expert, seed=seed)
+        self._approve(unfiltered=unfiltered)
 
     def _users(self) -> list[tuple[str, str, list[Role]]]:
         existing = set(
@@ -57,6 +65,19 @@ class Command(BaseCommand):
             user_create(username=username, password=password, roles=roles, email=f"{username}@demo.invalid")
             created.append((username, password, roles))
         return created
+
+    def _approve(self, *, unfiltered: int) -> None:
+        """Approve the demo images nobody has decided on, except the newest `unfiltered` (a stable choice: the
+        same images are left on every run, so running the command again approves nothing new)."""
+        demo = Image.objects.filter(import_job__source_name=DEMO_SOURCE)
+        ids = list(demo.order_by("id").values_list("id", flat=True))
+        left = min(max(0, unfiltered), len(ids) // 4)
+        approved = images_approve_unreviewed(image_ids=ids[: len(ids) - left])
+        usable = images_approved_count(image_ids=ids)
+        self.stdout.write(
+            f"Demo images approved for campaigns: {usable}" + (f" ({approved} just now)" if approved else "")
+            + (f"; {left} left imported, to try a filter run on." if left else ".")
+        )
 
     def _images(self, *, overall: int, expert: int, seed: int) -> None:
         """Synthetic people with known scores (model_core.synthetic), imported as a HumanBeauty folder."""

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('catalog', '0002_job_lifecycle'),
-        ('curation', '0003_job_lifecycle'),
+        ('curation', '0004_filterrun_random_weights_seconds_per_image'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
