@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
+
 from aesplatform.annotation.models import Annotation, Assignment, AssignmentState, Consensus, ConsensusOrigin, Task
 from aesplatform.catalog.models import Image
 from aesplatform.curation.models import CuratorDecision, FilterResult
@@ -33,7 +35,8 @@ PRESCORE_HEADS = (
 @dataclass
 class TimelineEvent:
     at: datetime | None
-    kind: str  # import, filter, review, annotation, correction, skipped, flagged, consensus, prescore, dataset, export
+    kind: str  # import, filter, review, annotation, correction, rating-review, skipped, flagged, consensus,
+    # prescore, dataset, export
     text: str
     url: str = ""
 
@@ -49,6 +52,8 @@ class LabelColumn:
     corrected: bool = False
     annotation_id: int | None = None
     detail: str = ""
+    review: str = ""  # a curator's verdict on the rating: accepted, corrected, rejected ("" not reviewed)
+    review_note: str = ""
 
 
 @dataclass
@@ -94,6 +99,18 @@ def _annotator_name(user) -> str:
     return user.get_full_name() or user.get_username()
 
 
+def _review_of(annotation: Annotation, annotations: list[Annotation]):
+    """The curator's review of a rating: it sits on the chain's original annotation (None: not reviewed)."""
+    by_id = {a.id: a for a in annotations}
+    root = annotation
+    while root.supersedes_id and root.supersedes_id in by_id:
+        root = by_id[root.supersedes_id]
+    try:
+        return root.review
+    except ObjectDoesNotExist:
+        return None
+
+
 def _label_tables(annotations: list[Annotation], consensus: list[Consensus], tasks: list[Task]) -> list[LabelTable]:
     tables: dict[Any, LabelTable] = {}
     gold = {t.campaign_id: t.is_gold for t in tasks}
@@ -107,10 +124,16 @@ def _label_tables(annotations: list[Annotation], consensus: list[Consensus], tas
         campaign = annotation.task.campaign
         table = tables.setdefault(campaign.id, LabelTable(title=campaign.name, campaign_id=campaign.id,
                                                           is_gold=gold.get(campaign.id)))
+        review = _review_of(annotation, annotations)
+        note = ""
+        if annotation.supersedes_id and annotation.corrected_by_id != annotation.annotator_id:
+            note = f"corrected by {_annotator_name(annotation.corrected_by)}"
+        if review is not None and review.reason:
+            note = f"{note}; {review.reason}" if note else review.reason
         table.columns.append(LabelColumn(
             heading=_annotator_name(annotation.annotator), scores=annotation.scores_list(),
             is_expert=annotation.is_expert, corrected=annotation.supersedes_id is not None,
-            annotation_id=annotation.id,
+            annotation_id=annotation.id, review=review.state if review is not None else "", review_note=note,
         ))
     consensus_columns: dict[Any, LabelColumn] = {}
     for row in consensus:
@@ -156,9 +179,23 @@ def _timeline(detail: ImageDetail, annotations: list[Annotation], consensus: lis
     for annotation in annotations:
         who = _annotator_name(annotation.annotator)
         overall = annotation.scores_list()[OVERALL.index]
-        kind, verb = ("correction", "Corrected") if annotation.supersedes_id else ("annotation", "Rated")
-        events.append(TimelineEvent(annotation.created_at, kind,
-                                    f"{verb} by {who} in “{annotation.task.campaign.name}”: overall {overall:.2f}"))
+        where = f"in “{annotation.task.campaign.name}”: overall {overall:.2f}"
+        if annotation.supersedes_id:
+            by = _annotator_name(annotation.corrected_by) if annotation.corrected_by_id else who
+            reason = f" ({annotation.correction_reason})" if annotation.correction_reason else ""
+            text = f"{who}'s rating corrected by {by} {where}{reason}"
+            events.append(TimelineEvent(annotation.created_at, "correction", text))
+        else:
+            events.append(TimelineEvent(annotation.created_at, "annotation", f"Rated by {who} {where}"))
+        try:
+            review = annotation.review if not annotation.supersedes_id else None
+        except ObjectDoesNotExist:
+            review = None
+        if review is not None:
+            reason = f": {review.reason}" if review.reason else ""
+            events.append(TimelineEvent(review.reviewed_at, "rating-review",
+                                        f"{who}'s rating {review.get_state_display().lower()} by "
+                                        f"{_annotator_name(review.reviewed_by)}{reason}"))
     for assignment in set_aside:
         verb = "Flagged" if assignment.state == AssignmentState.FLAGGED else "Skipped"
         events.append(TimelineEvent(assignment.finished_at, assignment.state,
@@ -210,7 +247,8 @@ def image_detail(*, image_id: int) -> ImageDetail:
                           .only("id", "original_name", "width", "height", "status").order_by("id")
                           [: DUPLICATE_GROUP_LIMIT + 1])
     annotations = list(Annotation.objects.filter(task__image=image)
-                       .select_related("annotator", "task__campaign").order_by("id"))
+                       .select_related("annotator", "task__campaign", "corrected_by", "review__reviewed_by")
+                       .order_by("id"))
     set_aside = list(Assignment.objects.filter(task__image=image, state__in=[AssignmentState.SKIPPED,
                                                                               AssignmentState.FLAGGED])
                      .select_related("annotator", "task__campaign").order_by("id"))

@@ -408,3 +408,20 @@ def test_map_page_query_count_does_not_grow_with_the_points(client, django_asser
     with django_assert_max_num_queries(len(few.captured_queries)):
         response = client.get(reverse("ui:image_map"))
     assert len(response.context["map_data"]["id"]) == 43
+
+
+def test_curator_reviews_of_ratings_show_on_the_columns_and_in_the_history(client):
+    scene = explored_image(raters=2, seed=1500)
+    reviewer = factories.curator()
+    first, second = (user.annotations.get() for user in scene.annotators)
+    annotation_services.annotation_review(annotation_id=first.pk, reviewer=reviewer, state="rejected",
+                                          reason="rated the background")
+    annotation_services.annotation_review_correct(annotation_id=second.pk, reviewer=reviewer,
+                                                  scores={d.key: 0.7 for d in DIMENSIONS}, reason="typo",
+                                                  idempotency_key=uuid.uuid4())
+    html = _client(client, scene.curator).get(reverse("ui:image_detail", args=[scene.image.pk])).content.decode()
+    badges = re.findall(r'data-testid="rating-review" title="([^"]*)">(\w+)<', html)
+    assert ("rated the background", "rejected") in badges
+    assert any(state == "corrected" and "typo" in note for note, state in badges)
+    assert 'data-kind="rating-review"' in html and "rated the background" in html
+    assert f"corrected by {reviewer.get_username()}" in html
