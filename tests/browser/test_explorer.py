@@ -131,6 +131,7 @@ def test_previous_and_next_walk_the_filtered_gallery(page, login):
     page.get_by_test_id("image-next").click()
     expect(page).to_have_url(re.compile(rf"/images/{approved[0].pk}/\?status=approved$"))
     expect(page.get_by_test_id("image-next")).to_have_count(0)
+    expect(page.get_by_test_id("zoom")).to_have_attribute("data-scale", re.compile(r"\d"))  # the script has run
     page.get_by_test_id("zoom").focus()
     fit = _scale(page)
     page.keyboard.press("+")
