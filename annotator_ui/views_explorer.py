@@ -14,7 +14,7 @@ from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.views.generic import TemplateView
+from django.views.generic import TemplateView, View
 
 from aesplatform.accounts.permissions import RoleRequiredMixin
 from aesplatform.accounts.roles import Role
@@ -165,7 +165,7 @@ class ImageMapView(RoleRequiredMixin, TemplateView):
         return context
 
 
-class ImageMapComputeView(RoleRequiredMixin, TemplateView):
+class ImageMapComputeView(RoleRequiredMixin, View):
     """POST run=<id>: queue the projection of that run's embeddings, then back to the map."""
 
     required_role = Role.CURATOR
@@ -192,7 +192,7 @@ class ImageMapComputeView(RoleRequiredMixin, TemplateView):
         return redirect(f"{reverse('ui:image_map')}?run={run.pk}")
 
 
-class ImageMapSelectView(RoleRequiredMixin, TemplateView):
+class ImageMapSelectView(RoleRequiredMixin, View):
     """POST image_ids=<comma-separated ids>: save them as a selection and open the gallery on it."""
 
     required_role = Role.CURATOR
