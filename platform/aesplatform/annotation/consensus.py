@@ -1,14 +1,27 @@
-"""Mean opinion scores after ITU-R BT.500-style annotator screening (pure numpy/scipy, no Django).
+"""Consensus scores of a campaign's images, by one of four methods (pure numpy/scipy + sureal, no Django).
 
 Input: a ratings matrix of one dimension, shape (images, annotators), NaN where an annotator did not rate an
 image (campaigns are incomplete designs: each image gets `redundancy` of many annotators).
+
+Methods (`METHODS`; the campaign chooses one, every consensus row records it):
+
+- "mean": the plain mean of the image's ratings.
+- "bt500_mos": ITU-R BT.500 observer screening (below) on the raw scores, then the mean over the raters kept:
+  the standard's own MOS.
+- "bt500": per-annotator normalisation (below), screening on the normalised scores, then their mean. The
+  platform's first method; its name stays "bt500" because frozen dataset versions and published exports say so.
+  On small samples the normalisation moves even unanimous ratings (two raters who both gave 0.8 -> 0.7885).
+- "p910_mle": the subject model of ITU-T P.910 Annex E / P.913 (Li & Bampis 2017): x_ij = psi_j + Delta_i +
+  v_i * eps, fitted by maximum likelihood with Netflix's `sureal` (P910AnnexEModel), which estimates each image's
+  score together with each rater's bias Delta_i and inconsistency v_i, with confidence intervals from the Fisher
+  information. See `p910_mle_consensus` for what is done around the library.
 
 1. Normalisation (per annotator): each annotator's scores are z-scored with the annotator's own mean and standard
    deviation, then mapped back onto the scale of all ratings (global mean and std), so that a harsh or a lenient
    annotator, or one who uses a narrow range, counts like everyone else. Annotators with fewer than
    `MIN_RATINGS_FOR_NORMALISATION` ratings, or with zero spread, are left as they are (their statistics would
    be noise). The result is clipped to [0, 1].
-2. Screening (BT.500-14 Annex 2, §2.3.1, on the normalised scores): per image, mean, standard deviation and the
+2. Screening (BT.500-14 Annex 2, §2.3.1): per image, mean, standard deviation and the
    kurtosis coefficient beta2 over its ratings; a rating is "high" when above mean + k*std and "low" when below
    mean - k*std, with k = 2 when 2 <= beta2 <= 4 (normal) and sqrt(20) otherwise. An annotator with P high and
    Q low ratings over N rated images is rejected when (P + Q) / N > 0.05 and |P - Q| / (P + Q) < 0.3.
@@ -20,12 +33,19 @@ image (campaigns are incomplete designs: each image gets `redundancy` of many an
 3. MOS per image over the ratings of annotators not rejected (all ratings when every rater of the image was
    rejected): count, sample std (ddof 1), and the 95 % confidence interval mean +- t(0.975, n-1) * std / sqrt(n),
    clipped to [0, 1] (no interval for a single rating).
+
+Every method also gives per-rater estimates (`RaterEstimates`): the model's bias and inconsistency for
+"p910_mle"; for the other methods, and for raters the model has too little evidence about, the mean and the
+spread of the rater's deviations from the other raters' mean on the same images.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import types
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
@@ -34,7 +54,48 @@ MIN_RATINGS_FOR_NORMALISATION = 5
 MIN_RATINGS_FOR_SCREENING = 3
 MIN_PAIRS_FOR_CORRELATION = 10
 MIN_CORRELATION = 0.3
-METHOD = "bt500"
+
+MEAN = "mean"
+BT500_MOS = "bt500_mos"
+BT500 = "bt500"  # the normalised variant (the platform's first method; the name is kept, see the module docstring)
+P910_MLE = "p910_mle"
+METHODS = (MEAN, BT500_MOS, BT500, P910_MLE)
+METHOD_NAMES = {
+    MEAN: "Plain mean",
+    BT500_MOS: "ITU-R BT.500 screening, raw scores (the standard's MOS)",
+    BT500: "ITU-R BT.500 screening on per-annotator normalised scores",
+    P910_MLE: "Subject model, maximum likelihood (ITU-T P.910 Annex E; rater bias and inconsistency)",
+}
+# Chosen from bench/label_quality.py (docs/label-quality.md): the lowest RMSE against the truth with bad raters,
+# and no worse than the plain mean when every rater is good.
+DEFAULT_METHOD = P910_MLE
+METHOD = BT500  # the method of the rows written before methods could be chosen (migration data)
+
+# p910_mle: raters with fewer ratings than this are not fitted (their bias and inconsistency would be noise, and a
+# rater whose few ratings fit exactly gets an inconsistency of 0, i.e. an infinite weight); they count with bias 0
+# and the median inconsistency of the fitted raters.
+MIN_RATINGS_FOR_MODEL = 10
+INCONSISTENCY_FLOOR = 0.02  # no rater weighs more than one whose ratings scatter by 0.02 around their own bias
+DOWNWEIGHT_RATIO = 0.25  # a rater is flagged "down-weighted" below a quarter of the median rater's weight
+Z95 = float(stats.norm.ppf(0.975))
+
+
+@dataclass
+class RaterEstimates:
+    """Per annotator (column): ratings, bias and inconsistency with 95 % intervals (NaN: not available), the
+    weight relative to the median rater (1 for unweighted methods), and the method's verdicts."""
+
+    count: np.ndarray
+    bias: np.ndarray
+    bias_ci_low: np.ndarray
+    bias_ci_high: np.ndarray
+    inconsistency: np.ndarray
+    inconsistency_ci_low: np.ndarray
+    inconsistency_ci_high: np.ndarray
+    weight: np.ndarray
+    modelled: np.ndarray  # bool: bias and inconsistency are the model's (False: deviations from the others)
+    rejected: np.ndarray  # bool: the method left the rater's ratings out
+    downweighted: np.ndarray  # bool: the method counts the rater's ratings much less than the median rater's
 
 
 @dataclass
@@ -46,6 +107,8 @@ class ConsensusResult:
     ci_high: np.ndarray
     rejected: np.ndarray  # (annotators,) bool
     rejected_per_image: np.ndarray  # (images,) ratings left out because their annotator was rejected
+    method: str = BT500
+    raters: RaterEstimates | None = field(default=None, repr=False)
 
 
 def normalise(matrix: np.ndarray, *, min_ratings: int = MIN_RATINGS_FOR_NORMALISATION) -> np.ndarray:
@@ -139,24 +202,47 @@ def mos_with_ci(matrix: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, ...]:
     return mean, count, std, ci_low, ci_high
 
 
-def bt500_consensus(matrix: np.ndarray) -> ConsensusResult:
+def consensus(matrix: np.ndarray, method: str = DEFAULT_METHOD) -> ConsensusResult:
+    """The consensus of one dimension's ratings matrix by `method` (one of METHODS), with per-rater estimates."""
+    if method not in METHODS:
+        raise ValueError(f"unknown consensus method {method!r}; expected one of {', '.join(METHODS)}")
+    m = _checked(matrix)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # empty slices of unrated rows/columns are expected
-        return _bt500_consensus(matrix)
+        if method == P910_MLE:
+            return p910_mle_consensus(m)
+        if method == MEAN:
+            result = _screened_mos(m, m, np.zeros(m.shape[1], dtype=bool))
+        elif method == BT500_MOS:
+            result = _screened_mos(m, m, screen(m))
+        else:
+            normalised = normalise(m)
+            result = _screened_mos(m, normalised, screen(normalised))
+        result.method = method
+        result.raters = deviation_estimates(m, rejected=result.rejected)
+        return result
 
 
-def _bt500_consensus(matrix: np.ndarray) -> ConsensusResult:
+def _checked(matrix: np.ndarray) -> np.ndarray:
     m = np.asarray(matrix, dtype=float)
     if m.ndim != 2:
         raise ValueError("ratings matrix must be 2-D (images x annotators)")
+    return m
+
+
+def bt500_consensus(matrix: np.ndarray) -> ConsensusResult:
+    """The "bt500" method (normalisation, screening, MOS)."""
+    return consensus(matrix, BT500)
+
+
+def _screened_mos(m: np.ndarray, scores: np.ndarray, rejected: np.ndarray) -> ConsensusResult:
+    """MOS over the ratings (of `scores`) of the raters not rejected."""
     present = ~np.isnan(m)
-    normalised = normalise(m)
-    rejected = screen(normalised)
     used = present & ~rejected[None, :]
     # An image whose every rater was rejected keeps all its ratings (a MOS from rejected raters beats none).
     nobody_left = (used.sum(axis=1) == 0) & (present.sum(axis=1) > 0)
     used[nobody_left] = present[nobody_left]
-    mos, count, std, ci_low, ci_high = mos_with_ci(normalised, used)
+    mos, count, std, ci_low, ci_high = mos_with_ci(scores, used)
     return ConsensusResult(
         mos=mos,
         count=count,
@@ -165,4 +251,121 @@ def _bt500_consensus(matrix: np.ndarray) -> ConsensusResult:
         ci_high=ci_high,
         rejected=rejected,
         rejected_per_image=present.sum(axis=1) - used.sum(axis=1),
+    )
+
+
+def deviation_estimates(matrix: np.ndarray, *, rejected: np.ndarray | None = None) -> RaterEstimates:
+    """Per rater, from the images the rater shares with others: bias = the mean deviation d_ij = x_ij - (the mean
+    of the other raters of image i), with a t-interval; inconsistency = the deviations' sample std, with a
+    chi-square interval. (The others' mean has noise of its own, so the inconsistency is an upper estimate.)"""
+    m = _checked(matrix)
+    n_raters = m.shape[1]
+    present = ~np.isnan(m)
+    values = np.where(present, m, 0.0)
+    row_sum, row_count = values.sum(axis=1), present.sum(axis=1)
+    nan = np.full(n_raters, np.nan)
+    bias, b_lo, b_hi, inc, i_lo, i_hi = (nan.copy() for _ in range(6))
+    for j in range(n_raters):
+        rows = present[:, j] & (row_count >= 2)
+        n = int(rows.sum())
+        if n == 0:
+            continue
+        own = m[rows, j]
+        d = own - (row_sum[rows] - own) / (row_count[rows] - 1)
+        bias[j] = d.mean()
+        if n >= 2:
+            sd = d.std(ddof=1)
+            half = stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)
+            b_lo[j], b_hi[j] = bias[j] - half, bias[j] + half
+            inc[j] = sd
+            i_lo[j] = sd * np.sqrt((n - 1) / stats.chi2.ppf(0.975, n - 1))
+            i_hi[j] = sd * np.sqrt((n - 1) / stats.chi2.ppf(0.025, n - 1))
+    no = np.zeros(n_raters, dtype=bool)
+    return RaterEstimates(
+        count=present.sum(axis=0), bias=bias, bias_ci_low=b_lo, bias_ci_high=b_hi, inconsistency=inc,
+        inconsistency_ci_low=i_lo, inconsistency_ci_high=i_hi, weight=np.ones(n_raters), modelled=no.copy(),
+        rejected=no.copy() if rejected is None else np.asarray(rejected, dtype=bool), downweighted=no.copy(),
+    )
+
+
+def sureal_subject_model(matrix: np.ndarray) -> dict:
+    """sureal's P910AnnexEModel (ITU-T P.910 Annex E: the subject model solved by alternating projections, rater
+    biases forced to a zero mean) on a dense (images, raters) matrix with NaN for the missing ratings. Returns
+    sureal's result dict (quality_scores, observer_bias, observer_inconsistency and their *_ci95 offsets, ...).
+
+    The library prints every iteration to stdout: that goes to /dev/null."""
+    from sureal import P910AnnexEModel
+    from sureal.dataset_reader import RawDatasetReader
+
+    m = _checked(matrix)
+    dataset = types.SimpleNamespace(
+        dataset_name="campaign", yuv_fmt="yuv420p", width=1, height=1, quality_width=1, quality_height=1,
+        ref_videos=[{"content_id": 0, "content_name": "images", "path": "-"}],
+        dis_videos=[{"content_id": 0, "asset_id": i, "path": str(i), "os": [float(v) for v in row]}
+                    for i, row in enumerate(m)],
+    )
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return P910AnnexEModel(RawDatasetReader(dataset)).run_modeling()
+
+
+def p910_mle_consensus(matrix: np.ndarray) -> ConsensusResult:
+    """The subject model x_ij = psi_i + Delta_j + v_j * eps (image i, rater j) fitted with sureal, then the image
+    scores as the model defines them: psi_i = sum_j w_j (x_ij - Delta_j) / sum_j w_j, w_j = 1 / v_j^2, with the
+    standard error 1 / sqrt(sum_j w_j) (Fisher information) and a normal 95 % interval.
+
+    What is done around the library, and why:
+    - only raters with at least MIN_RATINGS_FOR_MODEL ratings are fitted (and only the images they rated): with
+      fewer, a rater's estimates are noise, and one whose ratings fit exactly gets v = 0, an infinite weight that
+      drags the images it rated (seen in sureal: one rater with one rating moved that image by 0.2). The others
+      count with bias 0 and the median inconsistency of the fitted raters: the model has no evidence about them.
+    - with fewer than two fitted raters there is no model (biases are relative to the others): the plain mean,
+      so unanimous ratings stay where they are.
+    - v_j is floored at INCONSISTENCY_FLOOR in the weights, for the same reason.
+    The scores are clipped to [0, 1]. A rater is "down-weighted" below DOWNWEIGHT_RATIO of the median weight."""
+    m = _checked(matrix)
+    n_images, n_raters = m.shape
+    present = ~np.isnan(m)
+    counts = present.sum(axis=0)
+    fitted = counts >= MIN_RATINGS_FOR_MODEL
+    plain = _screened_mos(m, m, np.zeros(n_raters, dtype=bool))
+    plain.method = P910_MLE
+    raters = deviation_estimates(m)
+    if fitted.sum() < 2:
+        plain.raters = raters
+        return plain
+    rows = present[:, fitted].any(axis=1)
+    model = sureal_subject_model(m[np.ix_(rows, fitted)])
+    bias = np.zeros(n_raters)
+    inconsistency = np.full(n_raters, np.nan)
+    bias[fitted] = model["observer_bias"]
+    inconsistency[fitted] = model["observer_inconsistency"]
+    pooled = float(np.nanmedian(np.maximum(inconsistency[fitted], INCONSISTENCY_FLOOR)))
+    v = np.where(fitted, np.maximum(np.nan_to_num(inconsistency, nan=pooled), INCONSISTENCY_FLOOR), pooled)
+    w = 1.0 / v**2
+    weights = np.where(present, w[None, :], 0.0)
+    total = weights.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        psi = (weights * np.where(present, m - bias[None, :], 0.0)).sum(axis=1) / total
+        se = 1.0 / np.sqrt(total)
+    rated = present.any(axis=1)
+    psi = np.where(rated, np.clip(psi, 0.0, 1.0), np.nan)
+    se = np.where(rated, se, np.nan)
+
+    b_half = np.asarray(model["observer_bias_ci95"], dtype=float)  # [lower offsets, upper offsets]
+    v_half = np.asarray(model["observer_inconsistency_ci95"], dtype=float)
+    raters.bias[fitted] = bias[fitted]
+    raters.bias_ci_low[fitted] = bias[fitted] - b_half[0]
+    raters.bias_ci_high[fitted] = bias[fitted] + b_half[1]
+    raters.inconsistency[fitted] = inconsistency[fitted]
+    raters.inconsistency_ci_low[fitted] = inconsistency[fitted] - v_half[0]
+    raters.inconsistency_ci_high[fitted] = inconsistency[fitted] + v_half[1]
+    raters.modelled = fitted
+    raters.weight = w / float(np.median(w[fitted]))
+    raters.downweighted = fitted & (raters.weight < DOWNWEIGHT_RATIO)
+    return ConsensusResult(
+        mos=psi, count=present.sum(axis=1), std=se,
+        ci_low=np.clip(psi - Z95 * se, 0.0, 1.0), ci_high=np.clip(psi + Z95 * se, 0.0, 1.0),
+        rejected=np.zeros(n_raters, dtype=bool), rejected_per_image=np.zeros(n_images, dtype=int),
+        method=P910_MLE, raters=raters,
     )
