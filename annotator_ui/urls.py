@@ -83,3 +83,11 @@ from . import views_jobs  # noqa: E402
 urlpatterns += [
     path("jobs/<str:kind>/<id:pk>/<str:action>/", views_jobs.JobActionView.as_view(), name="job_action"),
 ]
+
+# Labels people can trust (issue 18): the campaign's consensus method.
+from . import views_raters  # noqa: E402
+
+urlpatterns += [
+    path("campaigns/<id:pk>/consensus-method/", views_raters.CampaignConsensusMethodView.as_view(),
+         name="campaign_consensus_method"),
+]

@@ -15,7 +15,9 @@ aesplatform.annotation.consensus: RMSE and PLCC of the image scores against the 
 12 dimensions), and the recovery of the good raters' parameters: RMSE of the estimated bias against the true
 bias, and the Spearman correlation of the estimated inconsistency with the true noise level. Each figure is the
 mean and the standard deviation over `--seeds` seeds. `ratio_to_mean` is a method's RMSE over the plain mean's,
-per seed, then averaged; `target` checks the issue's target for the default method.
+per seed, then averaged; `target` checks the issue's target for the default method. "sureal_p910" is
+sureal's P910AnnexEModel as published, for reference (the platform's p910_mle corrects it; see
+aesplatform.annotation.consensus.subject_model).
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ def _consensus_module():
     return module
 
 
+SUREAL = "sureal_p910"  # reference: sureal's P910AnnexEModel as published, on every rater (not a platform method)
+
+
 def simulate(rng: np.random.Generator, *, images: int, raters: int, redundancy: int, bad: float) -> dict:
     """Truth (images, dims), ratings (dims, images, raters) with NaN, and the raters' true parameters."""
     truth = np.clip(rng.normal(0.55, 0.16, size=(images, NUM_DIMENSIONS)), 0.05, 0.95)
@@ -77,15 +82,20 @@ def measure(consensus, data: dict, method: str) -> dict:
     scores = np.full(truth.shape, np.nan)
     bias_err, inc_rho = [], []
     for d in range(NUM_DIMENSIONS):
-        result = consensus.consensus(ratings[d], method)
-        scores[:, d] = result.mos
-        r = result.raters
-        # the model's biases are relative to the raters' mean (sureal forces a zero mean): compare centred biases
-        est, true = r.bias[good], data["bias"][good, d]
+        if method == SUREAL:
+            fit = consensus.sureal_subject_model(ratings[d])
+            scores[:, d] = np.clip(fit["quality_scores"], 0.0, 1.0)
+            bias, inconsistency = np.array(fit["observer_bias"]), np.array(fit["observer_inconsistency"])
+        else:
+            result = consensus.consensus(ratings[d], method)
+            scores[:, d] = result.mos
+            bias, inconsistency = result.raters.bias, result.raters.inconsistency
+        # the model's biases are relative to the raters' mean (a zero mean is forced): compare centred biases
+        est, true = bias[good], data["bias"][good, d]
         ok = np.isfinite(est)
         if ok.sum() >= 2:
             bias_err.append(np.sqrt(np.mean(((est[ok] - est[ok].mean()) - (true[ok] - true[ok].mean())) ** 2)))
-        inc, true_noise = r.inconsistency[good], data["noise"][good]
+        inc, true_noise = inconsistency[good], data["noise"][good]
         ok = np.isfinite(inc)
         if ok.sum() >= 3:
             inc_rho.append(stats.spearmanr(inc[ok], true_noise[ok]).statistic)
@@ -116,14 +126,15 @@ def main() -> None:
     consensus = _consensus_module()
     started = time.perf_counter()
     scenarios = {}
-    seconds = {m: 0.0 for m in consensus.METHODS}
+    methods = (*consensus.METHODS, SUREAL)
+    seconds = {m: 0.0 for m in methods}
     for bad in (0.0, args.bad):
         for redundancy in (3, 5):
-            per_method = {m: [] for m in consensus.METHODS}
+            per_method = {m: [] for m in methods}
             for seed in range(args.seeds):
                 data = simulate(np.random.default_rng(1000 * seed + redundancy), images=args.images,
                                 raters=args.raters, redundancy=redundancy, bad=bad)
-                for method in consensus.METHODS:
+                for method in methods:
                     t0 = time.perf_counter()
                     per_method[method].append(measure(consensus, data, method))
                     seconds[method] += time.perf_counter() - t0

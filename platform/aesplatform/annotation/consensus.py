@@ -11,10 +11,12 @@ Methods (`METHODS`; the campaign chooses one, every consensus row records it):
 - "bt500": per-annotator normalisation (below), screening on the normalised scores, then their mean. The
   platform's first method; its name stays "bt500" because frozen dataset versions and published exports say so.
   On small samples the normalisation moves even unanimous ratings (two raters who both gave 0.8 -> 0.7885).
-- "p910_mle": the subject model of ITU-T P.910 Annex E / P.913 (Li & Bampis 2017): x_ij = psi_j + Delta_i +
-  v_i * eps, fitted by maximum likelihood with Netflix's `sureal` (P910AnnexEModel), which estimates each image's
-  score together with each rater's bias Delta_i and inconsistency v_i, with confidence intervals from the Fisher
-  information. See `p910_mle_consensus` for what is done around the library.
+- "p910_mle": the subject model of ITU-T P.910 Annex E / P.913 (Li & Bampis 2017): x_ij = psi_i + Delta_j +
+  v_j * eps, fitted by maximum likelihood, which estimates each image's score together with each rater's bias
+  Delta_j and inconsistency v_j, with confidence intervals from the Fisher information. Solved by the algorithm of
+  Netflix's `sureal` (P910AnnexEModel), in numpy here, with a residual-degrees-of-freedom correction and a floor
+  on v: as published, the algorithm collapses on designs with 3-5 raters per image (see `subject_model`). The
+  tests check it against sureal itself.
 
 1. Normalisation (per annotator): each annotator's scores are z-scored with the annotator's own mean and standard
    deviation, then mapped back onto the scale of all ratings (global mean and std), so that a harsh or a lenient
@@ -187,12 +189,29 @@ def screen_by_correlation(matrix: np.ndarray) -> np.ndarray:
     return rejected
 
 
+def _first(m: np.ndarray) -> np.ndarray:
+    """Per row, the first value that is not NaN (0 for a row of NaN)."""
+    present = ~np.isnan(m)
+    first = np.argmax(present, axis=1)
+    return np.where(present.any(axis=1), m[np.arange(m.shape[0]), first], 0.0)
+
+
+def exact_mean(m: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Per row, the (weighted) mean of the values that are not NaN, taken as first value + mean deviation from it:
+    equal values give exactly that value (3 x 0.8 summed is 2.4000000000000004), so unanimous ratings stay put."""
+    ref = _first(m)
+    d = np.where(np.isnan(m), 0.0, m - ref[:, None])
+    w = (~np.isnan(m)).astype(float) if weights is None else np.where(np.isnan(m), 0.0, weights)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ref + (w * d).sum(axis=1) / w.sum(axis=1)
+
+
 def mos_with_ci(matrix: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, ...]:
     """Mean, count, std and 95 % t-interval per row over the entries where `used` is True."""
     m = np.where(used, matrix, np.nan)
     count = used.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.nanmean(m, axis=1) if m.shape[1] else np.full(m.shape[0], np.nan)
+        mean = exact_mean(m) if m.shape[1] else np.full(m.shape[0], np.nan)
         std = np.where(count >= 2, np.nanstd(m, axis=1, ddof=1), np.nan)
         t = np.where(count >= 2, stats.t.ppf(0.975, np.maximum(count - 1, 1)), np.nan)
         half = t * std / np.sqrt(np.maximum(count, 1))
@@ -288,12 +307,70 @@ def deviation_estimates(matrix: np.ndarray, *, rejected: np.ndarray | None = Non
     )
 
 
-def sureal_subject_model(matrix: np.ndarray) -> dict:
-    """sureal's P910AnnexEModel (ITU-T P.910 Annex E: the subject model solved by alternating projections, rater
-    biases forced to a zero mean) on a dense (images, raters) matrix with NaN for the missing ratings. Returns
-    sureal's result dict (quality_scores, observer_bias, observer_inconsistency and their *_ci95 offsets, ...).
+@dataclass
+class SubjectModelFit:
+    scores: np.ndarray  # (images,) psi
+    bias: np.ndarray  # (raters,) Delta, zero mean
+    inconsistency: np.ndarray  # (raters,) v, before the floor
+    iterations: int
 
-    The library prints every iteration to stdout: that goes to /dev/null."""
+
+def subject_model(matrix: np.ndarray, *, dof_correction: bool = True, floor: float = INCONSISTENCY_FLOOR,
+                  max_iter: int = 1000, tol: float = 1e-8) -> SubjectModelFit:
+    """The subject model x_ij = psi_i + Delta_j + v_j * eps (image i, rater j) by ITU-T P.910 Annex E's alternating
+    projections, as sureal's P910AnnexEModel solves it: psi = the images' means, Delta = the raters' mean
+    residuals; then repeat: v_j = the RMS of rater j's residuals x - psi - Delta, psi_i = the mean of x_ij - Delta_j
+    weighted by w_j = 1 / v_j^2, Delta_j = the mean of x_ij - psi_i, until psi moves by less than `tol`; the
+    biases are finally shifted to a zero mean (and the scores by the same amount).
+
+    With `dof_correction=False, floor=0` this is sureal's algorithm exactly (its weights are 1 / (v^2 + 1e-8));
+    tests check it against sureal. The defaults differ in two ways, because on campaign designs (3-5 raters per
+    image) the plain algorithm collapses: a rater's weight makes the scores follow that rater, whose residuals then
+    shrink, whose weight grows, until v_j ~ 0 and the scores are that one rater's ratings (sureal does this on a
+    40-image, 4-rater matrix: tests/unit/test_consensus_methods.py). So:
+    - `dof_correction`: v_j^2 = sum_i r_ij^2 / sum_i (1 - h_ij), where h_ij = w_j / sum_k w_k is rater j's share of
+      image i's score (a residual of a weighted mean has variance v_j^2 (1 - h_ij), not v_j^2): the
+      residual-maximum-likelihood estimate of the variance. It equals the plain one when panels are large.
+    - `floor`: the weights use max(v_j, floor)."""
+    m = _checked(matrix)
+    present = ~np.isnan(m)
+    x = np.where(present, m, 0.0)
+    p = present.astype(float)
+    per_rater = np.maximum(p.sum(axis=0), 1.0)
+    per_image = np.maximum(p.sum(axis=1), 1.0)
+    scores = x.sum(axis=1) / per_image
+    bias = ((x - scores[:, None]) * p).sum(axis=0) / per_rater
+    weights = np.ones(m.shape[1])
+    inconsistency = np.zeros(m.shape[1])
+    iterations = 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        while iterations < max_iter:
+            iterations += 1
+            previous = scores
+            residual2 = (((x - scores[:, None] - bias[None, :]) * p) ** 2).sum(axis=0)
+            if dof_correction:
+                w = p * weights[None, :]
+                share = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
+                dof = np.maximum(((1.0 - share) * p).sum(axis=0), 0.5)
+            else:
+                dof = per_rater
+            inconsistency = np.sqrt(residual2 / dof)
+            weights = 1.0 / np.maximum(inconsistency, floor) ** 2 if floor > 0 else 1.0 / (inconsistency**2 + 1e-8)
+            w = p * weights[None, :]
+            scores = (w * (x - bias[None, :])).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-300)
+            bias = ((x - scores[:, None]) * p).sum(axis=0) / per_rater
+            if np.linalg.norm(previous - scores) < tol:
+                break
+    shift = bias.mean()
+    return SubjectModelFit(scores=scores + shift, bias=bias - shift, inconsistency=inconsistency,
+                           iterations=iterations)
+
+
+def sureal_subject_model(matrix: np.ndarray) -> dict:
+    """Netflix sureal's P910AnnexEModel (the reference implementation of `subject_model`, used by the tests and the
+    bench; sureal is a development dependency) on a dense (images, raters) matrix with NaN for the missing ratings.
+    Returns sureal's result dict (quality_scores, observer_bias, observer_inconsistency, ...). The library prints
+    every iteration to stdout: that goes to /dev/null."""
     from sureal import P910AnnexEModel
     from sureal.dataset_reader import RawDatasetReader
 
@@ -310,56 +387,52 @@ def sureal_subject_model(matrix: np.ndarray) -> dict:
 
 
 def p910_mle_consensus(matrix: np.ndarray) -> ConsensusResult:
-    """The subject model x_ij = psi_i + Delta_j + v_j * eps (image i, rater j) fitted with sureal, then the image
-    scores as the model defines them: psi_i = sum_j w_j (x_ij - Delta_j) / sum_j w_j, w_j = 1 / v_j^2, with the
-    standard error 1 / sqrt(sum_j w_j) (Fisher information) and a normal 95 % interval.
+    """The subject model (`subject_model`) fitted on the raters with enough ratings, then the image scores as the
+    model defines them: psi_i = sum_j w_j (x_ij - Delta_j) / sum_j w_j, w_j = 1 / max(v_j, floor)^2, with the
+    standard error 1 / sqrt(sum_j w_j) (Fisher information) and a normal 95 % interval. The raters' intervals,
+    as sureal gives them: Delta_j +- 1.96 max(v_j, floor) / sqrt(n_j), and v_j * sqrt(n_j / chi2(0.975 / 0.025, n_j)).
 
-    What is done around the library, and why:
-    - only raters with at least MIN_RATINGS_FOR_MODEL ratings are fitted (and only the images they rated): with
-      fewer, a rater's estimates are noise, and one whose ratings fit exactly gets v = 0, an infinite weight that
-      drags the images it rated (seen in sureal: one rater with one rating moved that image by 0.2). The others
-      count with bias 0 and the median inconsistency of the fitted raters: the model has no evidence about them.
-    - with fewer than two fitted raters there is no model (biases are relative to the others): the plain mean,
-      so unanimous ratings stay where they are.
-    - v_j is floored at INCONSISTENCY_FLOOR in the weights, for the same reason.
+    - Only raters with at least MIN_RATINGS_FOR_MODEL ratings are fitted (and only the images they rated): with
+      fewer, a rater's estimates are noise. The others count with bias 0 and the median weight of the fitted
+      raters: the model has no evidence about them, so unanimous ratings of theirs stay where they are.
+    - With fewer than two fitted raters there is no model (biases are relative to the others): the plain mean.
     The scores are clipped to [0, 1]. A rater is "down-weighted" below DOWNWEIGHT_RATIO of the median weight."""
     m = _checked(matrix)
     n_images, n_raters = m.shape
     present = ~np.isnan(m)
     counts = present.sum(axis=0)
     fitted = counts >= MIN_RATINGS_FOR_MODEL
-    plain = _screened_mos(m, m, np.zeros(n_raters, dtype=bool))
-    plain.method = P910_MLE
     raters = deviation_estimates(m)
     if fitted.sum() < 2:
-        plain.raters = raters
+        plain = _screened_mos(m, m, np.zeros(n_raters, dtype=bool))
+        plain.method, plain.raters = P910_MLE, raters
         return plain
     rows = present[:, fitted].any(axis=1)
-    model = sureal_subject_model(m[np.ix_(rows, fitted)])
+    fit = subject_model(m[np.ix_(rows, fitted)])
     bias = np.zeros(n_raters)
     inconsistency = np.full(n_raters, np.nan)
-    bias[fitted] = model["observer_bias"]
-    inconsistency[fitted] = model["observer_inconsistency"]
-    pooled = float(np.nanmedian(np.maximum(inconsistency[fitted], INCONSISTENCY_FLOOR)))
-    v = np.where(fitted, np.maximum(np.nan_to_num(inconsistency, nan=pooled), INCONSISTENCY_FLOOR), pooled)
+    bias[fitted] = fit.bias
+    inconsistency[fitted] = fit.inconsistency
+    v = np.maximum(np.nan_to_num(inconsistency, nan=0.0), INCONSISTENCY_FLOOR)
     w = 1.0 / v**2
+    w = np.where(fitted, w, float(np.median(w[fitted])))  # the raters the model knows nothing about: the median
     weights = np.where(present, w[None, :], 0.0)
     total = weights.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        psi = (weights * np.where(present, m - bias[None, :], 0.0)).sum(axis=1) / total
+        psi = exact_mean(m - bias[None, :], weights)
         se = 1.0 / np.sqrt(total)
     rated = present.any(axis=1)
     psi = np.where(rated, np.clip(psi, 0.0, 1.0), np.nan)
     se = np.where(rated, se, np.nan)
 
-    b_half = np.asarray(model["observer_bias_ci95"], dtype=float)  # [lower offsets, upper offsets]
-    v_half = np.asarray(model["observer_inconsistency_ci95"], dtype=float)
+    n = counts[fitted].astype(float)
+    half = Z95 * v[fitted] / np.sqrt(n)  # 1.96 / sqrt(sum of w over the rater's ratings): the Fisher information
     raters.bias[fitted] = bias[fitted]
-    raters.bias_ci_low[fitted] = bias[fitted] - b_half[0]
-    raters.bias_ci_high[fitted] = bias[fitted] + b_half[1]
+    raters.bias_ci_low[fitted] = bias[fitted] - half
+    raters.bias_ci_high[fitted] = bias[fitted] + half
     raters.inconsistency[fitted] = inconsistency[fitted]
-    raters.inconsistency_ci_low[fitted] = inconsistency[fitted] - v_half[0]
-    raters.inconsistency_ci_high[fitted] = inconsistency[fitted] + v_half[1]
+    raters.inconsistency_ci_low[fitted] = inconsistency[fitted] * np.sqrt(n / stats.chi2.ppf(0.975, n))
+    raters.inconsistency_ci_high[fitted] = inconsistency[fitted] * np.sqrt(n / stats.chi2.ppf(0.025, n))
     raters.modelled = fitted
     raters.weight = w / float(np.median(w[fitted]))
     raters.downweighted = fitted & (raters.weight < DOWNWEIGHT_RATIO)
