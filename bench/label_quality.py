@@ -10,7 +10,8 @@ A good rater gives truth + bias + noise, with a bias drawn per rater (N(0, 0.07)
 spammers (uniform random scores) and half narrow-range raters (0.5 + 0.25 * (truth - 0.5) + noise: they squeeze
 everything towards the middle). Scores are clipped to [0, 1].
 
-Scenarios: bad share 0 and `--bad` (default 0.2), redundancy 3 and 5. For each method of
+Scenarios: bad share 0 and `--bad` (default 0.2), and "identical" (every rater unbiased with the same noise,
+0.08: the plain mean's best case), each at redundancy 3 and 5. For each method of
 aesplatform.annotation.consensus: RMSE and PLCC of the image scores against the truth (over all images and the
 12 dimensions), and the recovery of the good raters' parameters: RMSE of the estimated bias against the true
 bias, and the Spearman correlation of the estimated inconsistency with the true noise level. Each figure is the
@@ -53,8 +54,10 @@ def _consensus_module():
 SUREAL = "sureal_p910"  # reference: sureal's P910AnnexEModel as published, on every rater (not a platform method)
 
 
-def simulate(rng: np.random.Generator, *, images: int, raters: int, redundancy: int, bad: float) -> dict:
-    """Truth (images, dims), ratings (dims, images, raters) with NaN, and the raters' true parameters."""
+def simulate(rng: np.random.Generator, *, images: int, raters: int, redundancy: int, bad: float,
+             identical: bool = False) -> dict:
+    """Truth (images, dims), ratings (dims, images, raters) with NaN, and the raters' true parameters.
+    `identical`: every rater unbiased with the same noise (0.08), the case the plain mean is made for."""
     truth = np.clip(rng.normal(0.55, 0.16, size=(images, NUM_DIMENSIONS)), 0.05, 0.95)
     n_bad = int(round(bad * raters))
     kind = np.array(["good"] * raters, dtype=object)
@@ -63,6 +66,8 @@ def simulate(rng: np.random.Generator, *, images: int, raters: int, redundancy: 
     kind[bad_idx[n_bad // 2:]] = "narrow"
     bias = rng.normal(0.0, 0.07, size=raters)[:, None] + rng.normal(0.0, 0.02, size=(raters, NUM_DIMENSIONS))
     noise = rng.uniform(0.03, 0.12, size=raters)
+    if identical:
+        bias, noise = np.zeros_like(bias), np.full(raters, 0.08)
     ratings = np.full((NUM_DIMENSIONS, images, raters), np.nan)
     for i in range(images):
         who = rng.choice(raters, redundancy, replace=False)
@@ -128,18 +133,19 @@ def main() -> None:
     scenarios = {}
     methods = (*consensus.METHODS, SUREAL)
     seconds = {m: 0.0 for m in methods}
-    for bad in (0.0, args.bad):
+    for bad, identical in ((0.0, False), (args.bad, False), (0.0, True)):
         for redundancy in (3, 5):
             per_method = {m: [] for m in methods}
             for seed in range(args.seeds):
                 data = simulate(np.random.default_rng(1000 * seed + redundancy), images=args.images,
-                                raters=args.raters, redundancy=redundancy, bad=bad)
+                                raters=args.raters, redundancy=redundancy, bad=bad, identical=identical)
                 for method in methods:
                     t0 = time.perf_counter()
                     per_method[method].append(measure(consensus, data, method))
                     seconds[method] += time.perf_counter() - t0
             mean_rmse = [f["rmse"] for f in per_method[consensus.MEAN]]
-            scenarios[f"bad{int(round(bad * 100))}_r{redundancy}"] = {
+            name = "identical" if identical else f"bad{int(round(bad * 100))}"
+            scenarios[f"{name}_r{redundancy}"] = {
                 method: {
                     **{k: _spread([f[k] for f in figures]) for k in figures[0]},
                     "ratio_to_mean": _spread([f["rmse"] / m for f, m in zip(figures, mean_rmse)]),
