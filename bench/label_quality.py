@@ -102,7 +102,7 @@ def measure(consensus, data: dict, method: str) -> dict:
             bias_err.append(np.sqrt(np.mean(((est[ok] - est[ok].mean()) - (true[ok] - true[ok].mean())) ** 2)))
         inc, true_noise = inconsistency[good], data["noise"][good]
         ok = np.isfinite(inc)
-        if ok.sum() >= 3:
+        if ok.sum() >= 3 and np.ptp(true_noise[ok]) > 0:  # identical raters: nothing to rank
             inc_rho.append(stats.spearmanr(inc[ok], true_noise[ok]).statistic)
     rated = np.isfinite(scores)
     err = scores[rated] - truth[rated]

@@ -106,9 +106,28 @@ def test_bt500_mos_screens_the_raw_scores_as_an_independent_computation_does():
     assert result.raters.rejected[5] and result.method == "bt500_mos"
 
 
+def _pooled_by_hand(m, bias, inconsistency):
+    """The partial pooling, in loops, from the raters' deviations (checked against a loop below)."""
+    dev = consensus.deviation_estimates(m)
+    n = (~np.isnan(m)).sum(axis=0).astype(float)
+    tau2 = max(np.var(dev.bias) - np.mean(dev.inconsistency**2 / n), 0.0)
+    log_d = [math.log(d**2) for d in dev.inconsistency]
+    between = max(np.var(log_d) - np.mean(2 / (n - 1)), 0.0)
+    v = np.maximum(inconsistency, consensus.INCONSISTENCY_FLOOR)
+    pooled_bias = [b * tau2 / (tau2 + v[j] ** 2 / n[j]) for j, b in enumerate(bias)]
+    mean_log = np.mean([math.log(x**2) for x in v])
+    pooled_v = [math.sqrt(math.exp(mean_log + between / (between + 2 / (n[j] - 1)) * (math.log(v[j] ** 2) - mean_log)))
+                for j in range(len(v))]
+    return np.array(pooled_bias), np.array(pooled_v)
+
+
 def test_the_subject_model_consensus_matches_an_independent_computation_and_recovers_the_raters():
     m, truth = _design(seed=5, images=40)
-    scores, bias, inconsistency = _p910_by_hand(m, corrected=True)
+    _, fitted_bias, fitted_v = _p910_by_hand(m, corrected=True)
+    bias, inconsistency = _pooled_by_hand(m, fitted_bias, fitted_v)
+    w = 1 / inconsistency**2
+    scores = [sum(w[j] * (m[i, j] - bias[j]) for j in range(4) if not np.isnan(m[i, j]))
+              / sum(w[j] for j in range(4) if not np.isnan(m[i, j])) for i in range(m.shape[0])]
     result = consensus.consensus(m, consensus.P910_MLE)
     assert result.method == "p910_mle"
     assert result.mos == pytest.approx(np.clip(scores, 0, 1), abs=1e-6)
@@ -118,7 +137,6 @@ def test_the_subject_model_consensus_matches_an_independent_computation_and_reco
     n = (~np.isnan(m)).sum(axis=0)
     assert result.raters.inconsistency_ci_high == pytest.approx(inconsistency * np.sqrt(n / stats.chi2.ppf(0.025, n)))
     # standard error from the Fisher information: 1 / sqrt(sum of the weights of the image's raters)
-    w = 1 / np.maximum(inconsistency, consensus.INCONSISTENCY_FLOOR) ** 2
     i = 0
     se = 1 / np.sqrt(w[~np.isnan(m[i])].sum())
     assert result.std[i] == pytest.approx(se)
@@ -129,6 +147,20 @@ def test_the_subject_model_consensus_matches_an_independent_computation_and_reco
     # closer to the truth than the plain mean (the raters' biases are taken out)
     plain = consensus.consensus(m, consensus.MEAN).mos
     assert np.abs(result.mos - truth).mean() < np.abs(plain - truth).mean()
+
+
+def test_raters_who_differ_only_by_chance_get_the_plain_mean():
+    """Identical unbiased raters: the pooling finds no real differences, so no bias is taken out and every rater
+    weighs the same: the plain mean (estimating them would only add noise)."""
+    rng = np.random.default_rng(11)
+    truth = rng.uniform(0.2, 0.8, 200)
+    m = np.full((200, 20), np.nan)
+    for i in range(200):
+        for j in rng.choice(20, 3, replace=False):
+            m[i, j] = truth[i] + rng.normal(0, 0.08)
+    result = consensus.consensus(m, consensus.P910_MLE)
+    assert result.raters.modelled.all()
+    assert result.mos == pytest.approx(np.clip(np.nanmean(m, axis=1), 0, 1), abs=1e-3)
 
 
 def test_unanimous_ratings_stay_where_they_are_when_the_method_has_no_evidence_about_the_raters():
