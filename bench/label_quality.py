@@ -162,6 +162,9 @@ def main() -> None:
             scenarios[f"bad0_r{r}"][default]["rmse"]["mean"] <= scenarios[f"bad0_r{r}"][consensus.MEAN]["rmse"]["mean"]
             for r in (3, 5)
         ),
+        # identical raters, the plain mean's best case: how much the default gives away there
+        "ratio_identical_r3": scenarios["identical_r3"][default]["ratio_to_mean"]["mean"],
+        "ratio_identical_r5": scenarios["identical_r5"][default]["ratio_to_mean"]["mean"],
     }
     figures = {
         "bench": "label_quality", "images": args.images, "raters": args.raters, "dimensions": NUM_DIMENSIONS,
