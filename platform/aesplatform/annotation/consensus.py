@@ -282,27 +282,23 @@ def deviation_estimates(matrix: np.ndarray, *, rejected: np.ndarray | None = Non
     present = ~np.isnan(m)
     values = np.where(present, m, 0.0)
     row_sum, row_count = values.sum(axis=1), present.sum(axis=1)
-    nan = np.full(n_raters, np.nan)
-    bias, b_lo, b_hi, inc, i_lo, i_hi = (nan.copy() for _ in range(6))
-    for j in range(n_raters):
-        rows = present[:, j] & (row_count >= 2)
-        n = int(rows.sum())
-        if n == 0:
-            continue
-        own = m[rows, j]
-        d = own - (row_sum[rows] - own) / (row_count[rows] - 1)
-        bias[j] = d.mean()
-        if n >= 2:
-            sd = d.std(ddof=1)
-            half = stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)
-            b_lo[j], b_hi[j] = bias[j] - half, bias[j] + half
-            inc[j] = sd
-            i_lo[j] = sd * np.sqrt((n - 1) / stats.chi2.ppf(0.975, n - 1))
-            i_hi[j] = sd * np.sqrt((n - 1) / stats.chi2.ppf(0.025, n - 1))
+    rows, cols = np.nonzero(present & (row_count >= 2)[:, None])
+    own = m[rows, cols]
+    d = own - (row_sum[rows] - own) / (row_count[rows] - 1)
+    n = np.bincount(cols, minlength=n_raters).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bias = np.bincount(cols, weights=d, minlength=n_raters) / n
+        ss = np.bincount(cols, weights=(d - bias[cols]) ** 2, minlength=n_raters)
+        sd = np.where(n >= 2, np.sqrt(ss / (n - 1)), np.nan)
+        dof = np.maximum(n - 1, 1)
+        half = stats.t.ppf(0.975, dof) * sd / np.sqrt(n)
+        inc_lo = sd * np.sqrt((n - 1) / stats.chi2.ppf(0.975, dof))
+        inc_hi = sd * np.sqrt((n - 1) / stats.chi2.ppf(0.025, dof))
+    bias = np.where(n > 0, bias, np.nan)
     no = np.zeros(n_raters, dtype=bool)
     return RaterEstimates(
-        count=present.sum(axis=0), bias=bias, bias_ci_low=b_lo, bias_ci_high=b_hi, inconsistency=inc,
-        inconsistency_ci_low=i_lo, inconsistency_ci_high=i_hi, weight=np.ones(n_raters), modelled=no.copy(),
+        count=present.sum(axis=0), bias=bias, bias_ci_low=bias - half, bias_ci_high=bias + half, inconsistency=sd,
+        inconsistency_ci_low=inc_lo, inconsistency_ci_high=inc_hi, weight=np.ones(n_raters), modelled=no.copy(),
         rejected=no.copy() if rejected is None else np.asarray(rejected, dtype=bool), downweighted=no.copy(),
     )
 
@@ -333,34 +329,39 @@ def subject_model(matrix: np.ndarray, *, dof_correction: bool = True, floor: flo
       residual-maximum-likelihood estimate of the variance. It equals the plain one when panels are large.
     - `floor`: the weights use max(v_j, floor)."""
     m = _checked(matrix)
-    present = ~np.isnan(m)
-    x = np.where(present, m, 0.0)
-    p = present.astype(float)
-    per_rater = np.maximum(p.sum(axis=0), 1.0)
-    per_image = np.maximum(p.sum(axis=1), 1.0)
-    scores = x.sum(axis=1) / per_image
-    bias = ((x - scores[:, None]) * p).sum(axis=0) / per_rater
-    weights = np.ones(m.shape[1])
-    inconsistency = np.zeros(m.shape[1])
+    n_images, n_raters = m.shape
+    rows, cols = np.nonzero(~np.isnan(m))  # one entry per rating: the work is linear in the ratings
+    x = m[rows, cols]
+
+    def per_image(values):
+        return np.bincount(rows, weights=values, minlength=n_images)
+
+    def per_rater(values):
+        return np.bincount(cols, weights=values, minlength=n_raters)
+
+    n_rater = np.maximum(np.bincount(cols, minlength=n_raters), 1)
+    scores = per_image(x) / np.maximum(np.bincount(rows, minlength=n_images), 1)
+    bias = per_rater(x - scores[rows]) / n_rater
+    weights = np.ones(n_raters)
+    inconsistency = np.zeros(n_raters)
     iterations = 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        while iterations < max_iter:
-            iterations += 1
-            previous = scores
-            residual2 = (((x - scores[:, None] - bias[None, :]) * p) ** 2).sum(axis=0)
-            if dof_correction:
-                w = p * weights[None, :]
-                share = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
-                dof = np.maximum(((1.0 - share) * p).sum(axis=0), 0.5)
-            else:
-                dof = per_rater
-            inconsistency = np.sqrt(residual2 / dof)
-            weights = 1.0 / np.maximum(inconsistency, floor) ** 2 if floor > 0 else 1.0 / (inconsistency**2 + 1e-8)
-            w = p * weights[None, :]
-            scores = (w * (x - bias[None, :])).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-300)
-            bias = ((x - scores[:, None]) * p).sum(axis=0) / per_rater
-            if np.linalg.norm(previous - scores) < tol:
-                break
+    while iterations < max_iter:
+        iterations += 1
+        previous = scores
+        residual2 = per_rater((x - scores[rows] - bias[cols]) ** 2)
+        if dof_correction:
+            w = weights[cols]
+            share = w / np.maximum(per_image(w)[rows], 1e-300)
+            dof = np.maximum(per_rater(1.0 - share), 0.5)
+        else:
+            dof = n_rater
+        inconsistency = np.sqrt(residual2 / dof)
+        weights = 1.0 / np.maximum(inconsistency, floor) ** 2 if floor > 0 else 1.0 / (inconsistency**2 + 1e-8)
+        w = weights[cols]
+        scores = per_image(w * (x - bias[cols])) / np.maximum(per_image(w), 1e-300)
+        bias = per_rater(x - scores[rows]) / n_rater
+        if np.linalg.norm(previous - scores) < tol:
+            break
     shift = bias.mean()
     return SubjectModelFit(scores=scores + shift, bias=bias - shift, inconsistency=inconsistency,
                            iterations=iterations)
