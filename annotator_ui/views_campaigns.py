@@ -82,7 +82,8 @@ class CampaignCreateView(RoleRequiredMixin, FormView):
                 name=data["name"], mode=data["mode"], created_by=self.request.user, image_ids=image_ids,
                 redundancy=data["redundancy"], gold_ratio=data["gold_ratio"], show_prescores=data["show_prescores"],
                 instructions=data["instructions"], annotators=list(data["annotators"]), task_order=data["task_order"],
-                lease_seconds=data["lease_seconds"], consensus_method=data["consensus_method"] or DEFAULT_CONSENSUS_METHOD,
+                lease_seconds=data["lease_seconds"],
+                consensus_method=data["consensus_method"] or DEFAULT_CONSENSUS_METHOD,
                 state=CampaignState.ACTIVE if data["activate"] else CampaignState.DRAFT,
             )
         except ServiceError as exc:

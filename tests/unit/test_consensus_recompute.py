@@ -219,3 +219,16 @@ def test_the_migration_keeps_existing_campaigns_and_rows_on_the_method_that_made
     migration.existing_rows_keep_their_method(apps, None)
     assert Campaign.objects.get(pk=campaign.pk).consensus_method == "bt500"
     assert Consensus.objects.get(campaign=campaign).method == "p910_mle"  # a valid method stays as it is
+
+
+def test_the_create_form_sets_the_method_and_defaults_to_the_bench_pick():
+    curator = Client()
+    curator.force_login(factories.curator())
+    for _ in range(2):
+        factories.ImageFactory(status="approved", source="set-m")
+    form = {"name": "m", "mode": "overall", "redundancy": 1, "gold_ratio": 0, "image_source": "set-m",
+            "image_limit": 1, "instructions": "", "task_order": "random", "lease_seconds": 600}
+    assert 'name="consensus_method"' in curator.get("/campaigns/new/").content.decode()
+    assert curator.post("/campaigns/new/", {**form, "consensus_method": "bt500_mos"}).status_code == 302
+    assert curator.post("/campaigns/new/", {**form, "name": "n"}).status_code == 302
+    assert dict(Campaign.objects.values_list("name", "consensus_method")) == {"m": "bt500_mos", "n": "p910_mle"}
