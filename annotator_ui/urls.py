@@ -92,3 +92,11 @@ urlpatterns += [
     path("campaigns/<id:pk>/review/", views_review.ReviewStreamView.as_view(), name="review_stream"),
     path("my-work/<id:pk>/edit/", views_review.MyWorkEditView.as_view(), name="my_work_edit"),
 ]
+
+# Labels people can trust (issue 18): the campaign's consensus method.
+from . import views_raters  # noqa: E402
+
+urlpatterns += [
+    path("campaigns/<id:pk>/consensus-method/", views_raters.CampaignConsensusMethodView.as_view(),
+         name="campaign_consensus_method"),
+]

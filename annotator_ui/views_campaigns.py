@@ -19,7 +19,8 @@ from django.views.generic import FormView, TemplateView
 from aesplatform.accounts.permissions import RoleRequiredMixin
 from aesplatform.accounts.roles import Role
 from aesplatform.annotation import limits, selectors, services
-from aesplatform.annotation.models import Campaign, CampaignMode, CampaignState, TaskOrder
+from aesplatform.annotation.consensus import DEFAULT_METHOD as DEFAULT_CONSENSUS_METHOD
+from aesplatform.annotation.models import Campaign, CampaignMode, CampaignState, ConsensusMethod, TaskOrder
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ServiceError
 
@@ -46,6 +47,10 @@ class CampaignForm(forms.Form):
     task_order = forms.ChoiceField(choices=TaskOrder.choices, initial=TaskOrder.RANDOM)
     lease_seconds = forms.IntegerField(min_value=limits.LEASE_SECONDS_MIN, max_value=limits.LEASE_SECONDS_MAX,
                                        initial=limits.LEASE_SECONDS_DEFAULT)
+    consensus_method = forms.ChoiceField(
+        choices=ConsensusMethod.choices, initial=DEFAULT_CONSENSUS_METHOD, required=False,
+        help_text="How the ratings become one score per image; can be changed later (the consensus is recomputed).",
+    )
     activate = forms.BooleanField(required=False, initial=True, help_text="Start handing out tasks right away.")
 
     def __init__(self, *args, **kwargs):
@@ -80,6 +85,7 @@ class CampaignCreateView(RoleRequiredMixin, FormView):
                 redundancy=data["redundancy"], gold_ratio=data["gold_ratio"], show_prescores=data["show_prescores"],
                 instructions=data["instructions"], annotators=list(data["annotators"]), task_order=data["task_order"],
                 lease_seconds=data["lease_seconds"],
+                consensus_method=data["consensus_method"] or DEFAULT_CONSENSUS_METHOD,
                 state=CampaignState.ACTIVE if data["activate"] else CampaignState.DRAFT,
             )
         except ServiceError as exc:
@@ -106,6 +112,7 @@ class CampaignDashboardView(RoleRequiredMixin, TemplateView):
             throughput_total=sum(n for _, n in stats.throughput),
             transitions=sorted(services.ALLOWED_TRANSITIONS.get(campaign.state, set())),
             annotator_names=", ".join(campaign.annotators.order_by("username").values_list("username", flat=True)),
+            raters=selectors.campaign_raters(campaign=campaign),
         )
         return context
 

@@ -130,7 +130,7 @@ def test_manifest_counts_and_a_sha256_of_every_file(version, curator, export_roo
     export = run_export(version, curator, "humanbeauty", {"images": "copy"})
     root = Path(export.path)
     manifest = json.loads((root / "manifest.json").read_text())
-    assert manifest["split_seed"] == 1 and manifest["consensus_method"] == "bt500"
+    assert manifest["split_seed"] == 1 and manifest["consensus_method"] == version.consensus_method == "p910_mle"
     assert manifest["code_version"] == version.code_version
     assert manifest["dataset_version"]["name"] == "HB set" and manifest["dataset_version"]["version"] == 1
     assert manifest["counts"]["by_kind"] == {"overall": 12, "expert": 8}

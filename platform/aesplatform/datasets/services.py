@@ -25,7 +25,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from aesplatform.annotation.selectors import CONSENSUS_METHOD
+from aesplatform.annotation.selectors import (
+    CONSENSUS_METHOD,
+    CONSENSUS_METHODS,
+    DEFAULT_CONSENSUS_METHOD,
+    campaign_consensus_methods,
+)
 from aesplatform.common import jobs
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
@@ -41,8 +46,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-BT500_METHOD = CONSENSUS_METHOD  # the campaign consensus method, "bt500" (annotation.consensus.METHOD)
-CONSENSUS_METHODS = (BT500_METHOD,)
+BT500_METHOD = CONSENSUS_METHOD  # "bt500": the campaigns' only consensus method before they could choose one
 ITEM_CHUNK = 2000
 PROGRESS_EVERY = 5000
 
@@ -66,14 +70,25 @@ def dataset_version_create(
     campaigns: list[Campaign] | None = None,
     include_imported_labels: bool = True,
     kind: str = DatasetKind.MIXED,
-    consensus_method: str = BT500_METHOD,
+    consensus_method: str | None = None,
     min_ratings: int = limits.MIN_RATINGS_DEFAULT,
     split_seed: int = 0,
     test_ratio: float = limits.TEST_RATIO_DEFAULT,
     description: str = "",
 ) -> DatasetVersion:
-    """A draft version: the selection (campaigns and/or imported labels), the label rules and the split."""
+    """A draft version: the selection (campaigns and/or imported labels), the label rules and the split.
+
+    `consensus_method`: the method whose campaign labels the version takes; by default the campaigns' own (they
+    must agree), DEFAULT_CONSENSUS_METHOD without campaigns. A campaign whose consensus is made by another method is
+    refused (its labels would be silently left out)."""
     campaigns = list(campaigns or [])
+    if consensus_method is None:
+        own = sorted({c.consensus_method for c in campaigns})
+        consensus_method = own[0] if len(own) == 1 else DEFAULT_CONSENSUS_METHOD if not own else None
+        if consensus_method is None:
+            raise ServiceError("The chosen campaigns make their consensus with different methods "
+                               f"({', '.join(own)}): choose the consensus method of the version, or change the "
+                               "campaigns' methods.", code="consensus_method_mismatch")
     name = (name or "").strip()
     if not campaigns and not include_imported_labels:
         raise ServiceError("Empty selection: choose at least one campaign or include the imported labels.",
@@ -84,6 +99,7 @@ def dataset_version_create(
     if kind not in DatasetKind.values:
         raise ServiceError(f"Unknown kind {kind!r}; expected one of {', '.join(DatasetKind.values)}.",
                            code="unknown_kind")
+    _check_campaign_methods([c.pk for c in campaigns], consensus_method)
     number = (DatasetVersion.objects.select_for_update().filter(name=name).aggregate(n=Max("version"))["n"] or 0) + 1
     version = DatasetVersion(
         name=name, version=number, kind=kind, include_imported_labels=include_imported_labels,
@@ -100,6 +116,18 @@ def dataset_version_create(
     if campaigns:
         version.campaigns.set(campaigns)
     return version
+
+
+def _check_campaign_methods(campaign_ids: list[int], method: str) -> None:
+    """Every campaign's consensus is made by `method`, and its stored rows are (no recomputation pending)."""
+    for _, (name, own, stored) in sorted(campaign_consensus_methods(campaign_ids=campaign_ids).items()):
+        if own != method:
+            raise ServiceError(f"Campaign {name!r} makes its consensus with {own}, not {method}: choose {own} for "
+                               "the version, or change the campaign's consensus method.",
+                               code="consensus_method_mismatch")
+        if stored and method not in stored:  # the rows change method all at once (one transaction)
+            raise ServiceError(f"Campaign {name!r}'s consensus is being recomputed with {method} (its method "
+                               "changed); try again when it is done.", code="consensus_recompute_pending")
 
 
 def _insert_items(version: DatasetVersion, selection: selection_mod.Selection, is_test: list[bool]) -> None:
@@ -141,6 +169,7 @@ def dataset_version_freeze(*, version: DatasetVersion) -> DatasetVersion:
     version = DatasetVersion.objects.select_for_update().get(pk=version.pk)
     if version.state == DatasetState.FROZEN:
         raise ConflictError(f"{version} is already frozen.", code="already_frozen")
+    _check_campaign_methods(list(version.campaigns.values_list("pk", flat=True)), version.consensus_method)
     version.items.all().delete()
     selection = selection_mod.select_labels(version)
     if selection.lacking_count:
