@@ -177,14 +177,15 @@ IMAGE_MODES = ("hardlink", "symlink", "copy")
 COMMON_OPTIONS: dict[str, Any] = {"images": "hardlink", "archive": True, "target_dir": ""}
 FORMAT_OPTIONS: dict[str, dict[str, Any]] = {
     ExportFormat.HUMANBEAUTY: {},
-    ExportFormat.TRAINING_JSONL: {"image_paths": "absolute", "prompts": False, "prompt_seed": None},
+    ExportFormat.TRAINING_JSONL: {"image_paths": "relative", "prompts": False, "prompt_seed": None},
 }
 OPTION_HELP = {
     "images": "how images get into the export: hardlink (falls back to copy), symlink or copy",
     "archive": "offer the export as one .tar download, streamed from its files (true/false)",
     "target_dir": "absolute directory inside the export roots; must not exist or be empty (default: automatic)",
-    "image_paths": "training jsonl: absolute or relative (to the jsonl's folder) image paths",
-    "prompts": "training jsonl: fill `query` with a prompt chosen from the seed (default: empty, as DESIGN.md)",
+    "image_paths": "training jsonl: relative (to the jsonl's folder, the default: a download holds no server path) "
+                   "or absolute (this server's paths) image paths",
+    "prompts": "training jsonl: fill `query` with a prompt chosen from the seed (default: empty)",
     "prompt_seed": "training jsonl: the seed of the prompts (default: the version's split seed)",
 }
 
@@ -328,14 +329,15 @@ def export_rows(version: DatasetVersion) -> Iterator[writers.ExportRow]:
 
 
 def training_data_write(*, version: DatasetVersion, directory: Path) -> dict[str, str]:
-    """The version's training jsonl files for the trainer ({"train": path, "test": path}), image paths absolute:
-    those of a finished training-jsonl export with absolute paths when one exists (newest first), else written
-    into `directory` once, atomically, from the version's rows (the records of such an export, in its order,
-    pointing at the stored images instead of copies). An earlier run's files in `directory` are reused."""
+    """The version's training jsonl files for the trainer ({"train": path, "test": path}): those of a finished
+    training-jsonl export when one exists (newest first; relative image paths are resolved against the jsonl's
+    folder by model_core's reader, absolute ones are read as they are), else written into `directory` once,
+    atomically, from the version's rows (the records of such an export, in its order, pointing at the stored
+    images, absolute, instead of copies). An earlier run's files in `directory` are reused."""
     from .selectors import training_jsonl_exports
 
     for export in training_jsonl_exports(version_id=version.pk):
-        if export.options.get("image_paths", "absolute") != "absolute" or not export.path:
+        if not export.path:
             continue
         files = {split: Path(export.path) / name for split, name in writers.TRAINING_FILES.items()}
         if all(p.is_file() for p in files.values()):
