@@ -22,6 +22,7 @@ from aesplatform.annotation import limits, selectors, services
 from aesplatform.annotation.models import Campaign, CampaignMode, CampaignState, TaskOrder
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ServiceError
+from aesplatform.common.text import counted
 
 MAX_IMAGES_FROM_FORM = 200_000
 
@@ -83,7 +84,7 @@ class CampaignCreateView(RoleRequiredMixin, FormView):
         except ServiceError as exc:
             form.add_error(None, exc.message)
             return self.form_invalid(form)
-        messages.success(self.request, f"Campaign “{campaign.name}” created with {len(image_ids)} images.")
+        messages.success(self.request, f"Campaign “{campaign.name}” created with {counted(len(image_ids), 'image')}.")
         return redirect("ui:campaign_detail", pk=campaign.pk)
 
 

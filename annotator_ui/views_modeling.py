@@ -19,6 +19,7 @@ from aesplatform.accounts.permissions import RoleRequiredMixin
 from aesplatform.accounts.roles import Role
 from aesplatform.common.exceptions import ServiceError
 from aesplatform.common.models import ACTIVE_JOB_STATES, DIMENSION_FIELDS
+from aesplatform.common.text import counted
 from aesplatform.datasets.models import DatasetState, DatasetVersion
 from aesplatform.modeling import limits, presets, selectors, services
 from aesplatform.modeling.models import ModelBackend, ModelVersion
@@ -79,8 +80,8 @@ def histogram_svg(counts: list[int], *, label: str, width: int = 320, height: in
         '<svg class="chart" data-testid="histogram" viewBox="0 0 {} {}" width="100%" role="img" aria-label="{}">'
         '{}<text x="{}" y="{}" font-size="10" fill="#555">0</text>'
         '<text x="{}" y="{}" font-size="10" fill="#555" text-anchor="end">1</text></svg>',
-        width, height, f"Histogram of {label}: {sum(counts)} images", mark_safe("".join(bars)), pad, height - 4,
-        width - pad, height - 4,
+        width, height, f"Histogram of {label}: {counted(sum(counts), 'image')}", mark_safe("".join(bars)), pad,
+        height - 4, width - pad, height - 4,
     )
 
 

@@ -105,7 +105,7 @@ def test_model_page_compare_and_promote(world, curator, curator_user):
     # the reference script's metrics, labelled as such, and the held-out figures with how they were measured
     reference = page.split('data-testid="reference-report"')[1].split("</table>")[0]
     assert "|PLCC|" in reference and "0.8123" in reference and "not available" in reference
-    assert '"mse" √(MSE+1e-8)' in page.replace("&quot;", '"') and "Protocol reference, 12 tile(s)" in page
+    assert '"mse" √(MSE+1e-8)' in page.replace("&quot;", '"') and "Protocol reference, 12 tiles" in page
     holdout = page.split('data-testid="holdout-report"')[1].split("</table>")[0]
     assert "0.679" in holdout and "cross-fitted (5 folds)" in page
     assert curator.get(reverse("ui:model_plot", args=[model.pk, "secret.txt"])).status_code == 404

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from annotator_ui.templatetags.wording import export_options, ordering_label
 
 
@@ -22,3 +24,30 @@ def test_sort_orders_in_words():
     assert ordering_label("metavoter_score") == "MetaVoter score, low to high"
     assert ordering_label("-id") == "Scoring order, newest first"
     assert ordering_label("-some_column") == "Some column, high to low"
+
+
+def test_counted_puts_the_noun_in_the_right_number():
+    from aesplatform.common.text import counted
+
+    assert counted(1, "annotator") == "1 annotator"
+    assert counted(2, "annotator") == "2 annotators" and counted(0, "image") == "0 images"
+    assert counted(3, "batch", "batches") == "3 batches"
+
+
+@pytest.mark.django_db
+def test_one_of_a_thing_is_singular_on_the_pages(admin_user):
+    from django.urls import reverse
+
+    from tests import factories
+    from tests.support.annotation import campaign_for
+    from tests.support.modeling import logged_in_client
+
+    annotator = factories.annotator()
+    campaign = campaign_for([annotator], images=1, redundancy=1)
+    admin = logged_in_client(admin_user)
+    page = admin.get(reverse("ui:campaign_detail", args=[campaign.pk])).content.decode()
+    assert "1 annotator per image" in page and "1 annotators" not in page
+    home = admin.get(reverse("ui:home")).content.decode()
+    assert '<span class="stat__value">1</span><span class="stat__label">annotator</span>' in home
+    assert '<span class="stat__value">1</span><span class="stat__label">admin</span>' in home
+    assert "1 images" not in home

@@ -30,6 +30,7 @@ from aesplatform.common import jobs
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 from aesplatform.common.sql import rows_insert
+from aesplatform.common.text import counted
 
 from . import limits, writers
 from . import selection as selection_mod
@@ -146,14 +147,15 @@ def dataset_version_freeze(*, version: DatasetVersion) -> DatasetVersion:
     if selection.lacking_count:
         need = "all 12 dimensions" if version.kind == DatasetKind.EXPERT else "an overall score"
         raise ServiceError(
-            f"{selection.lacking_count} image(s) lack the labels a {version.kind} version needs ({need}); "
+            f"{counted(selection.lacking_count, 'image')} "
+            f"lack{'s' if selection.lacking_count == 1 else ''} the labels a {version.kind} version needs ({need}); "
             f"first image ids: {', '.join(map(str, selection.lacking))}. Choose kind 'mixed' or label them first.",
             code="missing_labels",
         )
     if not len(selection):
         raise ServiceError(
             "Empty selection: no image of the chosen campaigns or imported labels has a label "
-            f"(consensus method {version.consensus_method}, at least {version.min_ratings} rating(s)).",
+            f"(consensus method {version.consensus_method}, at least {counted(version.min_ratings, 'rating')}).",
             code="empty_selection",
         )
     split = assign_splits(
