@@ -39,7 +39,9 @@ class CampaignForm(forms.Form):
     image_source = forms.ChoiceField(required=False, help_text="Approved images of this source only (blank: any).")
     image_limit = forms.IntegerField(min_value=1, max_value=MAX_IMAGES_FROM_FORM, initial=500,
                                      help_text="At most this many images.")
-    annotators = forms.ModelMultipleChoiceField(queryset=None, required=False)
+    annotators = forms.ModelMultipleChoiceField(
+        queryset=None, required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Who may take this campaign's tasks. Demo-loop accounts are not listed.")
     instructions = forms.CharField(widget=forms.Textarea, required=False)
     show_prescores = forms.BooleanField(required=False, help_text="Off by default, to avoid anchoring.")
     task_order = forms.ChoiceField(choices=TaskOrder.choices, initial=TaskOrder.RANDOM)

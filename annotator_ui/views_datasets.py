@@ -32,7 +32,7 @@ class DatasetVersionForm(forms.Form):
     name = forms.CharField(max_length=200)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     campaigns = forms.ModelMultipleChoiceField(
-        queryset=Campaign.objects.order_by("-id"), required=False,
+        queryset=Campaign.objects.order_by("-id"), required=False, widget=forms.CheckboxSelectMultiple,
         help_text="Their consensus labels (at least the minimum number of ratings).",
     )
     include_imported_labels = forms.BooleanField(required=False, initial=True, label="Include imported labels",
