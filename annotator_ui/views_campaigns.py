@@ -43,10 +43,12 @@ class CampaignForm(forms.Form):
         queryset=None, required=False, widget=forms.CheckboxSelectMultiple,
         help_text="Who may take this campaign's tasks. Demo-loop accounts are not listed.")
     instructions = forms.CharField(widget=forms.Textarea, required=False)
-    show_prescores = forms.BooleanField(required=False, help_text="Off by default, to avoid anchoring.")
+    show_prescores = forms.BooleanField(required=False, label="Show pre-scores to annotators",
+                                        help_text="Off by default, to avoid anchoring.")
     task_order = forms.ChoiceField(choices=TaskOrder.choices, initial=TaskOrder.RANDOM)
     lease_seconds = forms.IntegerField(min_value=limits.LEASE_SECONDS_MIN, max_value=limits.LEASE_SECONDS_MAX,
-                                       initial=limits.LEASE_SECONDS_DEFAULT)
+                                       initial=limits.LEASE_SECONDS_DEFAULT, label="Lease (seconds)",
+                                       help_text="How long a task stays with an annotator before it goes back.")
     activate = forms.BooleanField(required=False, initial=True, help_text="Start handing out tasks right away.")
 
     def __init__(self, *args, **kwargs):

@@ -131,7 +131,8 @@ def _dimension_rows(metrics: dict) -> list[dict]:
 
 class TrainingJobForm(forms.Form):
     dataset_version = forms.ModelChoiceField(queryset=DatasetVersion.objects.filter(state=DatasetState.FROZEN)
-                                             .order_by("-id"), help_text="A frozen version.")
+                                             .order_by("-id"), help_text="A frozen version.",
+                                             empty_label="Choose a frozen dataset version")
     preset = forms.ChoiceField(choices=[(p, f"{p}: {presets.PRESETS[p]['description']}") for p in presets.PRESETS])
     epochs = forms.FloatField(required=False, min_value=0.01, help_text="Default: the preset's.")
     max_steps = forms.IntegerField(required=False, min_value=1, help_text="Overrides epochs.")
@@ -139,8 +140,9 @@ class TrainingJobForm(forms.Form):
                                     help_text="LoRA presets: a local InternVL directory.")
     init_model_version = forms.ModelChoiceField(
         queryset=ModelVersion.objects.filter(backend=ModelBackend.MODEL_CORE).order_by("-id"), required=False,
-        label="Start from model", help_text="Instead of a backbone: a registered model_core model (e.g. InternVL2 / "
-                                            "HumanAesExpert weights converted with python -m model_core convert).")
+        label="Start from model", empty_label="None (the preset's backbone)",
+        help_text="Instead of a backbone: a registered model_core model (e.g. InternVL2 / HumanAesExpert weights "
+                  "converted with python -m model_core convert).")
 
     def overrides(self) -> dict:
         data = self.cleaned_data
