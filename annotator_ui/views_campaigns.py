@@ -23,6 +23,7 @@ from aesplatform.annotation.consensus import DEFAULT_METHOD as DEFAULT_CONSENSUS
 from aesplatform.annotation.models import Campaign, CampaignMode, CampaignState, ConsensusMethod, TaskOrder
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ServiceError
+from aesplatform.common.text import counted
 
 from . import charts
 
@@ -41,12 +42,16 @@ class CampaignForm(forms.Form):
     image_source = forms.ChoiceField(required=False, help_text="Approved images of this source only (blank: any).")
     image_limit = forms.IntegerField(min_value=1, max_value=MAX_IMAGES_FROM_FORM, initial=500,
                                      help_text="At most this many images.")
-    annotators = forms.ModelMultipleChoiceField(queryset=None, required=False)
+    annotators = forms.ModelMultipleChoiceField(
+        queryset=None, required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Who may take this campaign's tasks. Demo-loop accounts are not listed.")
     instructions = forms.CharField(widget=forms.Textarea, required=False)
-    show_prescores = forms.BooleanField(required=False, help_text="Off by default, to avoid anchoring.")
+    show_prescores = forms.BooleanField(required=False, label="Show pre-scores to annotators",
+                                        help_text="Off by default, to avoid anchoring.")
     task_order = forms.ChoiceField(choices=TaskOrder.choices, initial=TaskOrder.RANDOM)
     lease_seconds = forms.IntegerField(min_value=limits.LEASE_SECONDS_MIN, max_value=limits.LEASE_SECONDS_MAX,
-                                       initial=limits.LEASE_SECONDS_DEFAULT)
+                                       initial=limits.LEASE_SECONDS_DEFAULT, label="Lease (seconds)",
+                                       help_text="How long a task stays with an annotator before it goes back.")
     consensus_method = forms.ChoiceField(
         choices=ConsensusMethod.choices, initial=DEFAULT_CONSENSUS_METHOD, required=False,
         help_text="How the ratings become one score per image; can be changed later (the consensus is recomputed).",
@@ -91,7 +96,7 @@ class CampaignCreateView(RoleRequiredMixin, FormView):
         except ServiceError as exc:
             form.add_error(None, exc.message)
             return self.form_invalid(form)
-        messages.success(self.request, f"Campaign “{campaign.name}” created with {len(image_ids)} images.")
+        messages.success(self.request, f"Campaign “{campaign.name}” created with {counted(len(image_ids), 'image')}.")
         return redirect("ui:campaign_detail", pk=campaign.pk)
 
 

@@ -12,7 +12,7 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from aesplatform.accounts.roles import Role, user_has_role
+from aesplatform.accounts.roles import SIMULATED_GROUP, Role, user_has_role
 from model_core.standard import DIMENSIONS, OVERALL, score_to_level_index
 
 from . import agreement as agreement_math
@@ -76,11 +76,18 @@ def annotations_visible_to(*, user) -> QuerySet[Annotation]:
     return rows.filter(annotator=user)
 
 
-def annotator_candidates() -> QuerySet:
-    return (
+def annotator_candidates(*, include_simulated: bool = False) -> QuerySet:
+    """Active users who may annotate; the demo loop's simulated accounts (SIMULATED_GROUP) are left out unless
+    asked for."""
+    users = (
         get_user_model()
         .objects.filter(is_active=True)
         .filter(Q(groups__name__in=[Role.ANNOTATOR, Role.CURATOR, Role.ADMIN]) | Q(is_superuser=True))
+    )
+    if not include_simulated:
+        users = users.exclude(groups__name=SIMULATED_GROUP)
+    return (
+        users
         .distinct()
         .order_by("username")
     )

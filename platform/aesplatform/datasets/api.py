@@ -116,7 +116,8 @@ class ExportCreateSerializer(StrictInputSerializer):
     options = serializers.DictField(
         required=False, default=dict,
         help_text="images: hardlink|symlink|copy; archive: bool; target_dir: absolute path inside the export "
-                  "roots; training_jsonl only: image_paths: absolute|relative, prompts: bool, prompt_seed: int.",
+                  "roots; training_jsonl only: image_paths: relative (default)|absolute, prompts: bool, "
+                  "prompt_seed: int.",
     )
 
 

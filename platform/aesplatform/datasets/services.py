@@ -35,6 +35,7 @@ from aesplatform.common import jobs
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 from aesplatform.common.sql import rows_insert
+from aesplatform.common.text import counted
 
 from . import limits, writers
 from . import selection as selection_mod
@@ -175,14 +176,15 @@ def dataset_version_freeze(*, version: DatasetVersion) -> DatasetVersion:
     if selection.lacking_count:
         need = "all 12 dimensions" if version.kind == DatasetKind.EXPERT else "an overall score"
         raise ServiceError(
-            f"{selection.lacking_count} image(s) lack the labels a {version.kind} version needs ({need}); "
+            f"{counted(selection.lacking_count, 'image')} "
+            f"lack{'s' if selection.lacking_count == 1 else ''} the labels a {version.kind} version needs ({need}); "
             f"first image ids: {', '.join(map(str, selection.lacking))}. Choose kind 'mixed' or label them first.",
             code="missing_labels",
         )
     if not len(selection):
         raise ServiceError(
             "Empty selection: no image of the chosen campaigns or imported labels has a label "
-            f"(consensus method {version.consensus_method}, at least {version.min_ratings} rating(s)).",
+            f"(consensus method {version.consensus_method}, at least {counted(version.min_ratings, 'rating')}).",
             code="empty_selection",
         )
     split = assign_splits(
@@ -206,14 +208,15 @@ IMAGE_MODES = ("hardlink", "symlink", "copy")
 COMMON_OPTIONS: dict[str, Any] = {"images": "hardlink", "archive": True, "target_dir": ""}
 FORMAT_OPTIONS: dict[str, dict[str, Any]] = {
     ExportFormat.HUMANBEAUTY: {},
-    ExportFormat.TRAINING_JSONL: {"image_paths": "absolute", "prompts": False, "prompt_seed": None},
+    ExportFormat.TRAINING_JSONL: {"image_paths": "relative", "prompts": False, "prompt_seed": None},
 }
 OPTION_HELP = {
     "images": "how images get into the export: hardlink (falls back to copy), symlink or copy",
     "archive": "offer the export as one .tar download, streamed from its files (true/false)",
     "target_dir": "absolute directory inside the export roots; must not exist or be empty (default: automatic)",
-    "image_paths": "training jsonl: absolute or relative (to the jsonl's folder) image paths",
-    "prompts": "training jsonl: fill `query` with a prompt chosen from the seed (default: empty, as DESIGN.md)",
+    "image_paths": "training jsonl: relative (to the jsonl's folder, the default: a download holds no server path) "
+                   "or absolute (this server's paths) image paths",
+    "prompts": "training jsonl: fill `query` with a prompt chosen from the seed (default: empty)",
     "prompt_seed": "training jsonl: the seed of the prompts (default: the version's split seed)",
 }
 
@@ -357,14 +360,15 @@ def export_rows(version: DatasetVersion) -> Iterator[writers.ExportRow]:
 
 
 def training_data_write(*, version: DatasetVersion, directory: Path) -> dict[str, str]:
-    """The version's training jsonl files for the trainer ({"train": path, "test": path}), image paths absolute:
-    those of a finished training-jsonl export with absolute paths when one exists (newest first), else written
-    into `directory` once, atomically, from the version's rows (the records of such an export, in its order,
-    pointing at the stored images instead of copies). An earlier run's files in `directory` are reused."""
+    """The version's training jsonl files for the trainer ({"train": path, "test": path}): those of a finished
+    training-jsonl export when one exists (newest first; relative image paths are resolved against the jsonl's
+    folder by model_core's reader, absolute ones are read as they are), else written into `directory` once,
+    atomically, from the version's rows (the records of such an export, in its order, pointing at the stored
+    images, absolute, instead of copies). An earlier run's files in `directory` are reused."""
     from .selectors import training_jsonl_exports
 
     for export in training_jsonl_exports(version_id=version.pk):
-        if export.options.get("image_paths", "absolute") != "absolute" or not export.path:
+        if not export.path:
             continue
         files = {split: Path(export.path) / name for split, name in writers.TRAINING_FILES.items()}
         if all(p.is_file() for p in files.values()):
