@@ -93,6 +93,14 @@ urlpatterns += [
     path("my-work/<id:pk>/edit/", views_review.MyWorkEditView.as_view(), name="my_work_edit"),
 ]
 
+# Labels people can trust (issue 18): the campaign's consensus method.
+from . import views_raters  # noqa: E402
+
+urlpatterns += [
+    path("campaigns/<id:pk>/consensus-method/", views_raters.CampaignConsensusMethodView.as_view(),
+         name="campaign_consensus_method"),
+]
+
 # The image explorer (issue 17, point 5): a detail page per image, the embedding map and its lasso
 # (annotator_ui/views_explorer.py); the gallery is ui:images above.
 from . import views_explorer  # noqa: E402

@@ -19,9 +19,11 @@ from django.views.generic import FormView, TemplateView
 from aesplatform.accounts.permissions import RoleRequiredMixin
 from aesplatform.accounts.roles import Role
 from aesplatform.annotation import limits, selectors, services
-from aesplatform.annotation.models import Campaign, CampaignMode, CampaignState, TaskOrder
+from aesplatform.annotation.consensus import DEFAULT_METHOD as DEFAULT_CONSENSUS_METHOD
+from aesplatform.annotation.models import Campaign, CampaignMode, CampaignState, ConsensusMethod, TaskOrder
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ServiceError
+from aesplatform.common.text import counted
 
 from . import charts
 
@@ -40,12 +42,20 @@ class CampaignForm(forms.Form):
     image_source = forms.ChoiceField(required=False, help_text="Approved images of this source only (blank: any).")
     image_limit = forms.IntegerField(min_value=1, max_value=MAX_IMAGES_FROM_FORM, initial=500,
                                      help_text="At most this many images.")
-    annotators = forms.ModelMultipleChoiceField(queryset=None, required=False)
+    annotators = forms.ModelMultipleChoiceField(
+        queryset=None, required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Who may take this campaign's tasks. Demo-loop accounts are not listed.")
     instructions = forms.CharField(widget=forms.Textarea, required=False)
-    show_prescores = forms.BooleanField(required=False, help_text="Off by default, to avoid anchoring.")
+    show_prescores = forms.BooleanField(required=False, label="Show pre-scores to annotators",
+                                        help_text="Off by default, to avoid anchoring.")
     task_order = forms.ChoiceField(choices=TaskOrder.choices, initial=TaskOrder.RANDOM)
     lease_seconds = forms.IntegerField(min_value=limits.LEASE_SECONDS_MIN, max_value=limits.LEASE_SECONDS_MAX,
-                                       initial=limits.LEASE_SECONDS_DEFAULT)
+                                       initial=limits.LEASE_SECONDS_DEFAULT, label="Lease (seconds)",
+                                       help_text="How long a task stays with an annotator before it goes back.")
+    consensus_method = forms.ChoiceField(
+        choices=ConsensusMethod.choices, initial=DEFAULT_CONSENSUS_METHOD, required=False,
+        help_text="How the ratings become one score per image; can be changed later (the consensus is recomputed).",
+    )
     activate = forms.BooleanField(required=False, initial=True, help_text="Start handing out tasks right away.")
 
     def __init__(self, *args, **kwargs):
@@ -80,12 +90,13 @@ class CampaignCreateView(RoleRequiredMixin, FormView):
                 redundancy=data["redundancy"], gold_ratio=data["gold_ratio"], show_prescores=data["show_prescores"],
                 instructions=data["instructions"], annotators=list(data["annotators"]), task_order=data["task_order"],
                 lease_seconds=data["lease_seconds"],
+                consensus_method=data["consensus_method"] or DEFAULT_CONSENSUS_METHOD,
                 state=CampaignState.ACTIVE if data["activate"] else CampaignState.DRAFT,
             )
         except ServiceError as exc:
             form.add_error(None, exc.message)
             return self.form_invalid(form)
-        messages.success(self.request, f"Campaign “{campaign.name}” created with {len(image_ids)} images.")
+        messages.success(self.request, f"Campaign “{campaign.name}” created with {counted(len(image_ids), 'image')}.")
         return redirect("ui:campaign_detail", pk=campaign.pk)
 
 
@@ -106,6 +117,7 @@ class CampaignDashboardView(RoleRequiredMixin, TemplateView):
             throughput_total=sum(n for _, n in stats.throughput),
             transitions=sorted(services.ALLOWED_TRANSITIONS.get(campaign.state, set())),
             annotator_names=", ".join(campaign.annotators.order_by("username").values_list("username", flat=True)),
+            raters=selectors.campaign_raters(campaign=campaign),
         )
         return context
 

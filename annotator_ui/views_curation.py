@@ -21,6 +21,7 @@ from aesplatform.accounts.roles import Role
 from aesplatform.catalog.models import Image, ImageStatus
 from aesplatform.common.exceptions import ServiceError
 from aesplatform.common.models import ACTIVE_JOB_STATES
+from aesplatform.common.text import counted
 from aesplatform.curation import limits, selectors, services
 from aesplatform.curation.models import BatchState, FilterRun, ProposedDecision, ReviewBatch
 
@@ -76,7 +77,7 @@ class FilterRunCreateView(CuratorView, TemplateView):
             except ServiceError as exc:
                 form.add_error(None, exc.message)
             else:
-                messages.success(request, f"Filter run started over {run.total} images.")
+                messages.success(request, f"Filter run started over {counted(run.total, 'image')}.")
                 return redirect("ui:filter-run", pk=run.pk)
         return self.render_to_response(self.get_context_data(form=form), status=400)
 

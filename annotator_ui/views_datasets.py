@@ -32,7 +32,7 @@ class DatasetVersionForm(forms.Form):
     name = forms.CharField(max_length=200)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     campaigns = forms.ModelMultipleChoiceField(
-        queryset=Campaign.objects.order_by("-id"), required=False,
+        queryset=Campaign.objects.order_by("-id"), required=False, widget=forms.CheckboxSelectMultiple,
         help_text="Their consensus labels (at least the minimum number of ratings).",
     )
     include_imported_labels = forms.BooleanField(required=False, initial=True, label="Include imported labels",
@@ -48,19 +48,26 @@ class DatasetVersionForm(forms.Form):
                                 help_text="Select, split and snapshot right away (then immutable).")
 
 
+IMAGE_MODE_LABELS = {"hardlink": "Hard links", "symlink": "Symbolic links", "copy": "Copies"}
+IMAGE_PATHS_LABELS = {"relative": "Relative to the export (portable)",
+                      "absolute": "Absolute server paths (this machine only)"}
+
+
 class ExportForm(forms.Form):
     format = forms.ChoiceField(choices=ExportFormat.choices)
-    images = forms.ChoiceField(choices=[(m, m) for m in services.IMAGE_MODES], initial="hardlink",
-                               help_text="Hard links fall back to copies across file systems.")
-    image_paths = forms.ChoiceField(choices=[("absolute", "absolute"), ("relative", "relative")], initial="absolute",
-                                    required=False, label="Image paths", help_text="Training jsonl only.")
+    images = forms.ChoiceField(choices=[(m, IMAGE_MODE_LABELS[m]) for m in services.IMAGE_MODES],
+                               initial="hardlink", help_text="Hard links fall back to copies across file systems.")
+    image_paths = forms.ChoiceField(choices=list(IMAGE_PATHS_LABELS.items()), initial="relative", required=False,
+                                    label="Image paths",
+                                    help_text="Training jsonl only. Relative paths keep the download portable; "
+                                              "absolute paths name this server's folders.")
     archive = forms.BooleanField(required=False, initial=True, label="Archive for download")
 
     def options(self) -> dict:
         data = self.cleaned_data
         options = {"images": data["images"], "archive": data["archive"]}
         if data["format"] == ExportFormat.TRAINING_JSONL:
-            options["image_paths"] = data["image_paths"] or "absolute"
+            options["image_paths"] = data["image_paths"] or "relative"
         return options
 
 

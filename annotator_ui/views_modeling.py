@@ -77,7 +77,8 @@ def _dimension_rows(metrics: dict) -> list[dict]:
 
 class TrainingJobForm(forms.Form):
     dataset_version = forms.ModelChoiceField(queryset=DatasetVersion.objects.filter(state=DatasetState.FROZEN)
-                                             .order_by("-id"), help_text="A frozen version.")
+                                             .order_by("-id"), help_text="A frozen version.",
+                                             empty_label="Choose a frozen dataset version")
     preset = forms.ChoiceField(choices=[(p, f"{p}: {presets.PRESETS[p]['description']}") for p in presets.PRESETS])
     epochs = forms.FloatField(required=False, min_value=0.01, help_text="Default: the preset's.")
     max_steps = forms.IntegerField(required=False, min_value=1, help_text="Overrides epochs.")
@@ -85,8 +86,9 @@ class TrainingJobForm(forms.Form):
                                     help_text="LoRA presets: a local InternVL directory.")
     init_model_version = forms.ModelChoiceField(
         queryset=ModelVersion.objects.filter(backend=ModelBackend.MODEL_CORE).order_by("-id"), required=False,
-        label="Start from model", help_text="Instead of a backbone: a registered model_core model (e.g. InternVL2 / "
-                                            "HumanAesExpert weights converted with python -m model_core convert).")
+        label="Start from model", empty_label="None (the preset's backbone)",
+        help_text="Instead of a backbone: a registered model_core model (e.g. InternVL2 / HumanAesExpert weights "
+                  "converted with python -m model_core convert).")
 
     def overrides(self) -> dict:
         data = self.cleaned_data
@@ -186,6 +188,7 @@ class ModelDetailView(RoleRequiredMixin, TemplateView):
                        reference_columns=[label for _, label in REFERENCE_COLUMNS],
                        report_meta=(model.metrics or {}).get("meta") or {}, holdout=_holdout(model.metrics),
                        promoted=selectors.model_version_promoted(), plots=plots,
+                       can_compare=selectors.model_version_list().exclude(pk=model.pk).exists(),
                        promote_error=kwargs.get("promote_error", ""))
         return context
 
@@ -216,7 +219,9 @@ class ModelPromoteView(RoleRequiredMixin, View):
 
 
 class ModelCompareView(RoleRequiredMixin, TemplateView):
-    """Two models side by side (default: this one against the promoted one), per head and per dimension."""
+    """Two models side by side, per head: this one against `?with=<id>`, by default against the promoted model, or
+    when this one is the promoted one, against the model registered before it (else the newest other). A model is
+    never compared with itself: with no other model the page asks to choose one."""
 
     required_role = Role.CURATOR
     template_name = "annotator_ui/modeling/compare.html"
@@ -225,13 +230,16 @@ class ModelCompareView(RoleRequiredMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         models = selectors.model_version_list()
         a = get_object_or_404(models, pk=self.kwargs["pk"])
+        others = models.exclude(pk=a.pk)
         other = self.request.GET.get("with")
         if other:
             if not other.isdigit():
                 raise Http404("No such model.")
             b = get_object_or_404(models, pk=int(other))
+            if b.pk == a.pk:
+                b = None  # the same model: nothing to compare; the page asks to choose another
         else:
-            b = selectors.model_version_promoted()
+            b = (others.filter(promoted=True).first() or others.filter(pk__lt=a.pk).first() or others.first())
         rows = []
         if b is not None:
             ra = {r["head"]: r for r in _report_rows(a.metrics)}
@@ -245,7 +253,7 @@ class ModelCompareView(RoleRequiredMixin, TemplateView):
                     if va is not None and vb is not None and va != vb:
                         better = "a" if (va > vb) == (metric != "rmse") else "b"
                     rows.append({"head": head, "metric": metric, "a": va, "b": vb, "better": better})
-        context.update(a=a, b=b, rows=rows, choices=models.exclude(pk=a.pk)[:100],
+        context.update(a=a, b=b, rows=rows, choices=others[:100],
                        compare_chart=charts.compare_chart(rows, name_a=a.name, name_b=b.name) if b else None)
         return context
 

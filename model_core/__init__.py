@@ -1,4 +1,4 @@
-"""HumanAesExpert-style model core: pure PyTorch/transformers, no Django (see DESIGN.md, "The model").
+"""HumanAesExpert-style model core: pure PyTorch/transformers, no Django.
 
 Modules: ``standard`` (the 12-dimension standard), ``synthetic`` (demo/test data), ``data`` (readers, tiling,
 collate), ``model`` (backbone + three heads + MetaVoter), ``training``, ``evaluation``, ``scoring`` and

@@ -125,7 +125,7 @@ def _check_on_bad_image(on_bad_image: str) -> None:
 def read_training_jsonl(
     path: str | Path, *, on_bad_image: OnBadImage = "raise", check_images: bool = True
 ) -> ReadResult:
-    """Read an ms-swift style training jsonl (see DESIGN.md): ``images[0]``, ``scores`` (12), ``is_expert``.
+    """Read an ms-swift style training jsonl (model_core.formats): ``images[0]``, ``scores`` (12), ``is_expert``.
 
     Relative image paths are resolved against the jsonl's folder.
     """

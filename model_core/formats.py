@@ -1,6 +1,6 @@
 """The files the platform reads and writes: the HumanBeauty layout and the ms-swift training jsonl.
 
-The one place that knows them (DESIGN.md, "Formats", compatible with the reference HumanAesExpert code field for
+The one place that knows them (compatible with the reference HumanAesExpert code field for
 field). The platform's importer and exporter, the trainer's readers and the synthetic data set all go through
 here; no other module spells a folder name, a file name or a record's keys.
 

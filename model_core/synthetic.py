@@ -199,7 +199,7 @@ def write_humanbeauty(
     root: str | Path, *, n_overall: int, n_expert: int, seed: int = 0, size: tuple[int, int] = (224, 224),
     test_fraction: float = 0.2, noise: float = 0.02, image_format: str = "png",
 ) -> SyntheticSummary:
-    """Write a synthetic data set in the HumanBeauty layout of DESIGN.md plus ms-swift training jsonl files.
+    """Write a synthetic data set in the HumanBeauty layout (model_core.formats) plus ms-swift training jsonl files.
 
     ``n_overall`` images go to ``HumanBeauty-58K`` (one overall score + ``text_level``), ``n_expert`` to
     ``HumanBeauty-50K`` (12 scores). ``train_label.jsonl`` / ``test_label.jsonl`` hold the same records with

@@ -1,4 +1,4 @@
-"""model_core depends on nothing of ours and never on Django/Celery (DESIGN.md, "Dependency direction")."""
+"""model_core depends on nothing of ours and never on Django/Celery."""
 
 from __future__ import annotations
 

@@ -48,9 +48,11 @@ def label_imported(image, *, overall: float | None = None, expert: list[float] |
     ])
 
 
-def label_campaign(image, campaign, *, scores: dict[int, float], count: int = 3, method: str = "bt500"):
+def label_campaign(image, campaign, *, scores: dict[int, float], count: int = 3, method: str | None = None):
+    """Consensus rows of the campaign, made by `method` (by default the campaign's own)."""
     Consensus.objects.bulk_create([
-        Consensus(image=image, dimension=d, origin=ConsensusOrigin.CAMPAIGN, campaign=campaign, method=method,
+        Consensus(image=image, dimension=d, origin=ConsensusOrigin.CAMPAIGN, campaign=campaign,
+                  method=method or campaign.consensus_method,
                   score=s, count=count)
         for d, s in scores.items()
     ])

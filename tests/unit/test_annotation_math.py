@@ -76,14 +76,15 @@ def test_icc_2_1_matches_shrout_fleiss_reference():
         agreement.icc_2_1(np.array([[1.0, np.nan], [2.0, 3.0]]))
 
 
-def _bt500_by_hand(m):
-    """An independent, loop-based implementation of the documented method."""
+def _bt500_by_hand(m, normalise=True):
+    """An independent, loop-based implementation of the documented method (without the normalisation: the
+    standard's own MOS, method bt500_mos)."""
     m = m.copy()
     present = ~np.isnan(m)
     allv = m[present]
     g_mean, g_std = allv.mean(), allv.std(ddof=1)
     norm = m.copy()
-    for j in range(m.shape[1]):
+    for j in range(m.shape[1] if normalise else 0):
         col = m[present[:, j], j]
         if len(col) >= consensus.MIN_RATINGS_FOR_NORMALISATION and col.std(ddof=1) > 1e-9:
             norm[present[:, j], j] = np.clip((col - col.mean()) / col.std(ddof=1) * g_std + g_mean, 0, 1)

@@ -1,4 +1,4 @@
-"""The invariants of DESIGN.md are enforced by the database itself, not only by Python."""
+"""The platform's invariants are enforced by the database itself, not only by Python."""
 
 from __future__ import annotations
 

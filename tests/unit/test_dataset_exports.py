@@ -1,4 +1,4 @@
-"""Exports: the HumanBeauty layout and the training jsonl as DESIGN.md defines them, read back by model_core;
+"""Exports: the HumanBeauty layout and the training jsonl as model_core.formats defines them, read back by model_core;
 byte-identical for the same version and options; manifest; bad input leaves nothing half-written."""
 
 from __future__ import annotations
@@ -92,8 +92,26 @@ def test_humanbeauty_layout_field_for_field_and_read_by_model_core(version, cura
             assert list(record.scores) == item.scores_list()
 
 
-def test_training_jsonl_field_for_field_absolute_and_relative_and_read_by_model_core(version, curator, export_root):
+def test_a_default_training_export_holds_no_absolute_path_and_the_trainer_reads_it(version, curator, export_root):
     export = run_export(version, curator, "training_jsonl")
+    assert export.state == "succeeded", export.error
+    assert export.options["image_paths"] == "relative"
+    root = Path(export.path)
+    for name in ("train.jsonl", "test.jsonl"):
+        text = (root / name).read_text()
+        assert str(export_root) not in text and str(root) not in text
+        records = read_lines(root / name)
+        assert records and all(r["images"][0].startswith("images/") for r in records)
+        assert not any(os.path.isabs(r["images"][0]) for r in records)
+        # model_core resolves the relative paths against the jsonl's folder (images decoded and checked)
+        assert [r.image for r in read_training_jsonl(root / name).records] == \
+            [root / r["images"][0] for r in records]
+    # the downloadable archive holds no server path either
+    assert str(export_root).encode() not in archive_bytes(export)
+
+
+def test_training_jsonl_field_for_field_absolute_and_relative_and_read_by_model_core(version, curator, export_root):
+    export = run_export(version, curator, "training_jsonl", {"image_paths": "absolute"})
     assert export.state == "succeeded", export.error
     root = Path(export.path)
     records = read_lines(root / "train.jsonl") + read_lines(root / "test.jsonl")
@@ -130,7 +148,7 @@ def test_manifest_counts_and_a_sha256_of_every_file(version, curator, export_roo
     export = run_export(version, curator, "humanbeauty", {"images": "copy"})
     root = Path(export.path)
     manifest = json.loads((root / "manifest.json").read_text())
-    assert manifest["split_seed"] == 1 and manifest["consensus_method"] == "bt500"
+    assert manifest["split_seed"] == 1 and manifest["consensus_method"] == version.consensus_method == "p910_mle"
     assert manifest["code_version"] == version.code_version
     assert manifest["dataset_version"]["name"] == "HB set" and manifest["dataset_version"]["version"] == 1
     assert manifest["counts"]["by_kind"] == {"overall": 12, "expert": 8}
@@ -375,7 +393,7 @@ def test_training_data_for_the_trainer_is_the_exports_records_pointing_at_the_st
         exported = read_lines(Path(export.path) / f"{split}.jsonl")
         strip = [{**r, "images": None} for r in records]
         assert strip == [{**r, "images": None} for r in exported]  # same records, same order
-    # now that an export with absolute paths exists, the trainer reads it
+    # now that an export exists (relative image paths by default), the trainer reads it
     assert services.training_data_write(version=version, directory=tmp_path / "again") == \
         {split: str(Path(export.path) / f"{split}.jsonl") for split in ("train", "test")}
     assert not (tmp_path / "again").exists()

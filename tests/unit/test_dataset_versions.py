@@ -117,7 +117,7 @@ def test_an_expert_version_refuses_images_lacking_the_twelve_dimensions(curator)
     version = services.dataset_version_create(created_by=curator, name="x", kind="expert")
     with pytest.raises(ServiceError) as caught:
         services.dataset_version_freeze(version=version)
-    assert caught.value.code == "missing_labels" and "2 image(s)" in caught.value.message
+    assert caught.value.code == "missing_labels" and "2 images lack" in caught.value.message
     assert not DatasetItem.objects.exists()
 
 

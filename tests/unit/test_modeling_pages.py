@@ -105,7 +105,7 @@ def test_model_page_compare_and_promote(world, curator, curator_user):
     # the reference script's metrics, labelled as such, and the held-out figures with how they were measured
     reference = page.split('data-testid="reference-report"')[1].split("</table>")[0]
     assert "|PLCC|" in reference and "0.8123" in reference and "not available" in reference
-    assert '"mse" √(MSE+1e-8)' in page.replace("&quot;", '"') and "Protocol reference, 12 tile(s)" in page
+    assert '"mse" √(MSE+1e-8)' in page.replace("&quot;", '"') and "Protocol reference, 12 tiles" in page
     holdout = page.split('data-testid="holdout-report"')[1].split("</table>")[0]
     assert "0.679" in holdout and "cross-fitted (5 folds)" in page
     assert curator.get(reverse("ui:model_plot", args=[model.pk, "secret.txt"])).status_code == 404
@@ -148,3 +148,43 @@ def test_models_list_links_to_the_new_pages(world, curator):
         reverse("ui:training_job", args=[world["job"].pk]),
     ):
         assert url in page
+
+
+def test_compare_never_opens_a_model_against_itself(world, curator, tmp_path):
+    model, promoted = world["model"], world["promoted"]
+
+    def compared(pk, query=""):
+        page = curator.get(reverse("ui:model_compare", args=[pk]) + query).content.decode()
+        b = page.split('data-testid="compare-b">')[1].split("</span>")[0]
+        return page, b
+
+    # a candidate opens against the promoted model
+    assert compared(model.pk)[1] == "current"
+    # the promoted model opens against the model registered before it, not itself
+    page, b = compared(promoted.pk)
+    assert b == "candidate" and '<option value="%d"' % promoted.pk not in page
+    # asking for the same model on both sides shows the choice instead of a table
+    page, b = compared(model.pk, f"?with={model.pk}")
+    assert b == "—" and 'data-testid="compare-table"' not in page and "Choose a model to compare candidate" in page
+    # a single model: nothing to compare with, said so
+    ModelVersion.objects.exclude(pk=model.pk).delete()
+    page, b = compared(model.pk)
+    assert b == "—" and 'data-testid="compare-form"' not in page and "There is no other model yet" in page
+
+
+def test_model_list_and_model_page_link_to_compare(world, curator):
+    model, promoted = world["model"], world["promoted"]
+    listing = curator.get(reverse("ui:models")).content.decode()
+    assert listing.count('data-testid="compare-link"') == 2
+    assert reverse("ui:model_compare", args=[model.pk]) in listing
+    page = curator.get(reverse("ui:model_detail", args=[promoted.pk])).content.decode()
+    assert reverse("ui:model_compare", args=[promoted.pk]) in page and "Compare with another model" in page
+    ModelVersion.objects.exclude(pk=model.pk).delete()
+    assert 'data-testid="compare-link"' not in curator.get(reverse("ui:models")).content.decode()
+    assert 'data-testid="compare"' not in curator.get(reverse("ui:model_detail", args=[model.pk])).content.decode()
+
+
+def test_prescore_sort_orders_are_shown_in_words(world, curator):
+    page = curator.get(reverse("ui:prescores")).content.decode()
+    assert "MetaVoter score, high to low" in page and "Uncertainty, low to high" in page
+    assert ">-metavoter_score<" not in page

@@ -152,6 +152,7 @@ PAGE_MATRIX: dict[tuple[str, str], str] = {
     ("get", "ui:campaign_detail"): CURATOR,
     ("post", "ui:campaign_state"): CURATOR,
     ("get", "ui:campaign_csv"): CURATOR,
+    ("post", "ui:campaign_consensus_method"): CURATOR,
     ("get", "ui:filter-run-new"): CURATOR,
     ("post", "ui:filter-run-new"): CURATOR,
     ("get", "ui:filter-run"): CURATOR,

@@ -11,6 +11,11 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+# A group that is no role: the accounts `make demo-loop` creates (its curator and simulated annotators) are in it.
+# They keep their roles (the loop acts through the API as them), but pickers of people leave them out.
+SIMULATED_GROUP = "simulated"
+
+
 # Which roles a membership grants: an admin can do what a curator does, a curator what an annotator does.
 IMPLIED_ROLES: dict[Role, frozenset[Role]] = {
     Role.ANNOTATOR: frozenset({Role.ANNOTATOR}),

@@ -342,7 +342,7 @@ class CampaignStatsView(APIView):
 
 
 class CampaignConsensusView(ListAPIView):
-    """Mean opinion scores of the campaign's images (BT.500 screening), per dimension."""
+    """The consensus of the campaign's images per dimension, each row with the method that made it."""
 
     permission_classes = [IsCurator]
     serializer_class = ConsensusSerializer

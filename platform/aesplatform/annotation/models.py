@@ -23,7 +23,17 @@ from aesplatform.common.models import (
 )
 from model_core.standard import DIMENSIONS, NUM_DIMENSIONS, OVERALL
 
+from . import consensus as consensus_math
 from . import limits
+
+
+class ConsensusMethod(models.TextChoices):
+    """How a campaign's consensus is computed (annotation.consensus; docs/label-quality.md)."""
+
+    P910_MLE = consensus_math.P910_MLE, consensus_math.METHOD_NAMES[consensus_math.P910_MLE]
+    BT500_MOS = consensus_math.BT500_MOS, consensus_math.METHOD_NAMES[consensus_math.BT500_MOS]
+    BT500 = consensus_math.BT500, consensus_math.METHOD_NAMES[consensus_math.BT500]
+    MEAN = consensus_math.MEAN, consensus_math.METHOD_NAMES[consensus_math.MEAN]
 
 
 class CampaignMode(models.TextChoices):
@@ -59,6 +69,10 @@ class Campaign(TimeStampedModel):
     task_order = models.CharField(max_length=8, choices=TaskOrder.choices, default=TaskOrder.RANDOM)
     lease_seconds = models.PositiveIntegerField(default=limits.LEASE_SECONDS_DEFAULT,
                                                 validators=[MinValueValidator(limits.LEASE_SECONDS_MIN)])
+    consensus_method = models.CharField(
+        max_length=16, choices=ConsensusMethod.choices, default=consensus_math.DEFAULT_METHOD,
+        help_text="How the consensus is computed; changing it recomputes every consensus row of the campaign.",
+    )
     annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="campaigns")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="created_campaigns")
 
@@ -76,6 +90,9 @@ class Campaign(TimeStampedModel):
             ),
             models.CheckConstraint(
                 condition=models.Q(lease_seconds__gte=limits.LEASE_SECONDS_MIN), name="campaign_lease_min"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(consensus_method__in=ConsensusMethod.values), name="campaign_consensus_method_valid"
             ),
         ]
 
@@ -233,7 +250,11 @@ class Consensus(models.Model):
     origin = models.CharField(max_length=8, choices=ConsensusOrigin.choices)
     campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="consensus")
     label_source = models.CharField(max_length=200, blank=True, help_text="Origin data set of an imported label.")
-    method = models.CharField(max_length=40, default="bt500", help_text="bt500 | mean | imported")
+    method = models.CharField(
+        max_length=40, default=consensus_math.METHOD,
+        help_text="The campaign's consensus method that made the row (annotation.consensus.METHODS), or how an "
+                  "imported label was made (e.g. imported)",
+    )
     score = models.FloatField()
     count = models.PositiveIntegerField(default=1)
     std = models.FloatField(null=True, blank=True)
@@ -256,6 +277,10 @@ class Consensus(models.Model):
                 condition=models.Q(origin=ConsensusOrigin.CAMPAIGN, campaign__isnull=False)
                 | models.Q(origin=ConsensusOrigin.IMPORTED, campaign__isnull=True),
                 name="consensus_origin_matches_campaign",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(origin=ConsensusOrigin.IMPORTED) | models.Q(method__in=ConsensusMethod.values),
+                name="consensus_campaign_method_valid",
             ),
             models.UniqueConstraint(
                 fields=["image", "dimension"],
@@ -288,4 +313,47 @@ class Agreement(models.Model):
             models.CheckConstraint(
                 condition=models.Q(dimension__gte=0, dimension__lt=NUM_DIMENSIONS), name="agreement_dimension_valid"
             ),
+        ]
+
+
+class RaterStats(models.Model):
+    """One annotator's estimates on one dimension of a campaign, as the campaign's consensus method made them at
+    the last recomputation (written by consensus_update_for_campaign, read by the dashboard). NULL: not available.
+
+    bias: how much higher (+) or lower (-) than the consensus the rater scores; inconsistency: the spread of the
+    rater's scores around consensus + bias; both with 95 % intervals. modelled: the estimates are the subject
+    model's (p910_mle); otherwise they are the mean and spread of the rater's deviations from the other raters.
+    drift: the rater's bias per block of consecutive ratings, oldest first: [{"start", "end", "n", "bias"}, ...]."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="rater_stats")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rater_stats")
+    dimension = models.PositiveSmallIntegerField(choices=[(d.index, d.name) for d in DIMENSIONS])
+    method = models.CharField(max_length=16, choices=ConsensusMethod.choices)
+    ratings = models.PositiveIntegerField(default=0)
+    bias = models.FloatField(null=True, blank=True)
+    bias_ci_low = models.FloatField(null=True, blank=True)
+    bias_ci_high = models.FloatField(null=True, blank=True)
+    inconsistency = models.FloatField(null=True, blank=True)
+    inconsistency_ci_low = models.FloatField(null=True, blank=True)
+    inconsistency_ci_high = models.FloatField(null=True, blank=True)
+    weight = models.FloatField(null=True, blank=True, help_text="Relative to the median rater (1).")
+    modelled = models.BooleanField(default=False)
+    rejected = models.BooleanField(default=False, help_text="The method left the rater's ratings out.")
+    downweighted = models.BooleanField(default=False, help_text="The method counts the ratings much less.")
+    drift = models.JSONField(default=list, blank=True)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["campaign", "dimension", "annotator"]
+        verbose_name_plural = "rater stats"
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "annotator", "dimension"],
+                                    name="raterstats_unique_per_campaign_annotator_dimension"),
+            models.CheckConstraint(
+                condition=models.Q(dimension__gte=0, dimension__lt=NUM_DIMENSIONS), name="raterstats_dimension_valid"
+            ),
+            models.CheckConstraint(condition=models.Q(method__in=ConsensusMethod.values),
+                                   name="raterstats_method_valid"),
+            models.CheckConstraint(condition=models.Q(inconsistency__isnull=True) | models.Q(inconsistency__gte=0),
+                                   name="raterstats_inconsistency_non_negative"),
         ]

@@ -12,7 +12,7 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from aesplatform.accounts.roles import Role, user_has_role
+from aesplatform.accounts.roles import SIMULATED_GROUP, Role, user_has_role
 from model_core.standard import DIMENSIONS, OVERALL, score_to_level_index
 
 from . import agreement as agreement_math
@@ -27,7 +27,9 @@ from .models import (
     Campaign,
     CampaignState,
     Consensus,
+    ConsensusMethod,
     ConsensusOrigin,
+    RaterStats,
     Task,
     TaskOrder,
     TaskState,
@@ -74,11 +76,18 @@ def annotations_visible_to(*, user) -> QuerySet[Annotation]:
     return rows.filter(annotator=user)
 
 
-def annotator_candidates() -> QuerySet:
-    return (
+def annotator_candidates(*, include_simulated: bool = False) -> QuerySet:
+    """Active users who may annotate; the demo loop's simulated accounts (SIMULATED_GROUP) are left out unless
+    asked for."""
+    users = (
         get_user_model()
         .objects.filter(is_active=True)
         .filter(Q(groups__name__in=[Role.ANNOTATOR, Role.CURATOR, Role.ADMIN]) | Q(is_superuser=True))
+    )
+    if not include_simulated:
+        users = users.exclude(groups__name=SIMULATED_GROUP)
+    return (
+        users
         .distinct()
         .order_by("username")
     )
@@ -204,11 +213,15 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
             if image_id in refs:
                 gold_ref[i] = refs[image_id]
     quality = agreement_math.annotator_quality(overall, gold_ref)
+    # rejected by the campaign's consensus method, as the last recomputation stored it (RaterStats)
     rejected_by_dim: dict[int, list[str]] = defaultdict(list)
-    for d in dims:
-        mask = consensus_math.bt500_consensus(matrices[d.index]).rejected
-        for j in np.flatnonzero(mask):
-            rejected_by_dim[int(j)].append(d.key)
+    positions = {a: j for j, a in enumerate(annotator_ids)}
+    for annotator_id, dimension in (
+        RaterStats.objects.filter(campaign=campaign, rejected=True).order_by("dimension")
+        .values_list("annotator_id", "dimension")
+    ):
+        if annotator_id in positions:
+            rejected_by_dim[positions[annotator_id]].append(DIMENSIONS[dimension].key)
 
     users = dict(get_user_model().objects.filter(id__in=annotator_ids).values_list("id", "username"))
     by_state: dict[int, dict[str, int]] = defaultdict(dict)
@@ -305,7 +318,21 @@ def annotation_csv_rows(*, campaign: Campaign, chunk_size: int = 2000):
 
 # --- reads for the other apps ---------------------------------------------------------------------------------
 
-CONSENSUS_METHOD = consensus_math.METHOD  # how campaigns' consensus rows are computed (BT.500 screening)
+CONSENSUS_METHOD = consensus_math.METHOD  # the method of the rows written before methods could be chosen
+CONSENSUS_METHODS = tuple(ConsensusMethod.values)  # what a campaign's consensus can be made by
+DEFAULT_CONSENSUS_METHOD = consensus_math.DEFAULT_METHOD
+
+
+def campaign_consensus_methods(*, campaign_ids: list[int]) -> dict[int, tuple[str, str, set[str]]]:
+    """Per campaign: its name, its consensus method and the methods its stored consensus rows were made by (one,
+    the same, unless a recomputation after a change of method is still to run)."""
+    found = {pk: (name, method, set()) for pk, name, method in
+             Campaign.objects.filter(pk__in=campaign_ids).values_list("pk", "name", "consensus_method")}
+    rows = (Consensus.objects.filter(campaign_id__in=campaign_ids, origin=ConsensusOrigin.CAMPAIGN).order_by()
+            .values_list("campaign_id", "method").distinct())
+    for campaign_id, method in rows:
+        found[campaign_id][2].add(method)
+    return found
 
 
 def campaign_list() -> QuerySet[Campaign]:
@@ -466,3 +493,85 @@ def rating_history(*, annotation: Annotation) -> list[Annotation]:
 def campaign_annotators(*, campaign: Campaign) -> QuerySet:
     """The users who rated in the campaign (for the review stream's annotator filter)."""
     return get_user_model().objects.filter(annotations__task__campaign=campaign).distinct().order_by("username")
+
+
+# --- raters as the consensus method sees them (the campaign dashboard's "Raters" section) ---------------------
+
+
+@dataclass
+class RaterView:
+    user_id: int
+    username: str
+    ratings: int
+    bias: float | None
+    bias_ci: tuple[float | None, float | None]
+    inconsistency: float | None
+    inconsistency_ci: tuple[float | None, float | None]
+    weight: float | None
+    modelled: bool
+    flag: str  # "" | "rejected" | "down-weighted"
+    drift: list[dict]
+    drift_range: float | None  # largest minus smallest block bias (None with fewer than two blocks)
+    ratings_url: str
+
+
+@dataclass
+class RaterDimension:
+    index: int
+    key: str
+    name: str
+    raters: list[RaterView]
+    flagged: int
+
+
+@dataclass
+class CampaignRaters:
+    method: str
+    method_name: str
+    methods: list[tuple[str, str]]
+    stored_method: str | None  # the method of the stored estimates (None: not computed yet)
+    computed_at: object
+    dimensions: list[RaterDimension]
+    drift_block: int
+
+    @property
+    def stale(self) -> bool:
+        """The stored estimates were made by another method (a recomputation is queued)."""
+        return self.stored_method is not None and self.stored_method != self.method
+
+
+def rater_ratings_url(*, campaign_id: int, annotator_id: int) -> str:
+    """Where a rater's ratings of the campaign are one click away: the campaign's review stream, filtered."""
+    return f"/campaigns/{campaign_id}/review/?annotator={annotator_id}"
+
+
+def campaign_raters(*, campaign: Campaign) -> CampaignRaters:
+    """Per dimension of the campaign, each rater's bias and inconsistency (95 % intervals), weight, flag and drift,
+    as the last consensus recomputation stored them (RaterStats): flagged raters first, then by name."""
+    from aesplatform.annotation.services import DRIFT_BLOCK
+
+    rows = list(RaterStats.objects.filter(campaign=campaign).select_related("annotator")
+                .order_by("dimension", "annotator__username"))
+    by_dim: dict[int, list[RaterView]] = defaultdict(list)
+    for r in rows:
+        biases = [p["bias"] for p in r.drift]
+        by_dim[r.dimension].append(RaterView(
+            user_id=r.annotator_id, username=r.annotator.get_username(), ratings=r.ratings, bias=r.bias,
+            bias_ci=(r.bias_ci_low, r.bias_ci_high), inconsistency=r.inconsistency,
+            inconsistency_ci=(r.inconsistency_ci_low, r.inconsistency_ci_high), weight=r.weight,
+            modelled=r.modelled, flag="rejected" if r.rejected else "down-weighted" if r.downweighted else "",
+            drift=r.drift, drift_range=(max(biases) - min(biases)) if len(biases) >= 2 else None,
+            ratings_url=rater_ratings_url(campaign_id=campaign.pk, annotator_id=r.annotator_id),
+        ))
+    dimensions = []
+    for d in expected_dimensions(campaign.mode):
+        raters = sorted(by_dim.get(d.index, []), key=lambda v: (v.flag == "", v.username))
+        dimensions.append(RaterDimension(index=d.index, key=d.key, name=d.name, raters=raters,
+                                         flagged=sum(1 for v in raters if v.flag)))
+    # the overall score first: it is what every campaign rates
+    dimensions.sort(key=lambda d: d.index != OVERALL.index)
+    return CampaignRaters(
+        method=campaign.consensus_method, method_name=ConsensusMethod(campaign.consensus_method).label,
+        methods=list(ConsensusMethod.choices), stored_method=rows[0].method if rows else None,
+        computed_at=rows[0].computed_at if rows else None, dimensions=dimensions, drift_block=DRIFT_BLOCK,
+    )

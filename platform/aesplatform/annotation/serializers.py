@@ -14,6 +14,7 @@ from aesplatform.common.serializers import StrictInputSerializer
 from model_core.standard import DIMENSIONS, LEVEL_CENTRES, LEVEL_UPPER_BOUNDS, LEVELS
 
 from . import limits
+from .consensus import DEFAULT_METHOD as DEFAULT_CONSENSUS_METHOD
 from .models import (
     Annotation,
     AnnotationReview,
@@ -21,6 +22,7 @@ from .models import (
     CampaignMode,
     CampaignState,
     Consensus,
+    ConsensusMethod,
     ReviewState,
     TaskOrder,
 )
@@ -41,7 +43,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         model = Campaign
         fields = [
             "id", "name", "mode", "state", "redundancy", "gold_ratio", "show_prescores", "instructions",
-            "task_order", "lease_seconds", "annotators", "dimensions", "created_by", "created_at",
+            "task_order", "lease_seconds", "consensus_method", "annotators", "dimensions", "created_by", "created_at",
         ]
         read_only_fields = fields
 
@@ -94,6 +96,8 @@ class CampaignCreateSerializer(StrictInputSerializer):
                                              default=limits.LEASE_SECONDS_DEFAULT)
     state = serializers.ChoiceField(choices=CampaignState.choices, default=CampaignState.DRAFT,
                                     help_text="draft or active")
+    consensus_method = serializers.ChoiceField(choices=ConsensusMethod.choices, default=DEFAULT_CONSENSUS_METHOD,
+                                               help_text="How the ratings become one score per image")
 
 
 class CampaignUpdateSerializer(StrictInputSerializer):
@@ -106,6 +110,10 @@ class CampaignUpdateSerializer(StrictInputSerializer):
                                              required=False)
     state = serializers.ChoiceField(choices=CampaignState.choices, required=False)
     annotators = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
+    consensus_method = serializers.ChoiceField(
+        choices=ConsensusMethod.choices, required=False,
+        help_text="Changing it recomputes the campaign's consensus (queued; the annotations never change)",
+    )
 
 
 class NextTaskRequestSerializer(serializers.Serializer):

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from django.contrib.auth import get_user_model
@@ -51,7 +51,9 @@ from .models import (
     CampaignMode,
     CampaignState,
     Consensus,
+    ConsensusMethod,
     ConsensusOrigin,
+    RaterStats,
     ReviewState,
     Task,
     TaskOrder,
@@ -126,6 +128,7 @@ def campaign_create(
     lease_seconds: int = limits.LEASE_SECONDS_DEFAULT,
     state: str = CampaignState.DRAFT,
     seed: int | None = None,
+    consensus_method: str = consensus_math.DEFAULT_METHOD,
 ) -> Campaign:
     """A campaign over approved images, one task per image; a share `gold_ratio` of them are gold (unannounced)."""
     image_ids = sorted(set(image_ids))
@@ -136,8 +139,9 @@ def campaign_create(
     campaign = Campaign(
         name=name, mode=mode, redundancy=redundancy, gold_ratio=gold_ratio, show_prescores=show_prescores,
         instructions=instructions, task_order=task_order, lease_seconds=lease_seconds, state=state,
-        created_by=created_by,
+        created_by=created_by, consensus_method=consensus_method,
     )
+    _check_consensus_method(consensus_method)
     campaign.full_clean()
     users = _check_annotators(annotators)
 
@@ -173,11 +177,18 @@ def campaign_create(
     return campaign
 
 
+def _check_consensus_method(method) -> None:
+    if method not in ConsensusMethod.values:
+        raise ServiceError(f"unknown consensus method {method!r}; expected one of {name_list(ConsensusMethod.values)}",
+                           code="unknown_consensus_method")
+
+
 @transaction.atomic
 def campaign_update(*, campaign: Campaign, data: dict) -> Campaign:
-    """Change settings, annotators or the state (draft -> active -> closed -> active)."""
+    """Change settings, annotators, the consensus method (the consensus is then recomputed, after the commit) or
+    the state (draft -> active -> closed -> active)."""
     campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
-    editable = {"name", "instructions", "show_prescores", "lease_seconds", "state"}
+    editable = {"name", "instructions", "show_prescores", "lease_seconds", "state", "consensus_method"}
     unknown = set(data) - editable - {"annotators"}
     if unknown:
         raise ServiceError(f"these fields cannot be changed: {name_list(sorted(unknown))}")
@@ -185,10 +196,15 @@ def campaign_update(*, campaign: Campaign, data: dict) -> Campaign:
     if new_state is not None and new_state != campaign.state:
         if new_state not in ALLOWED_TRANSITIONS.get(campaign.state, set()):
             raise ConflictError(f"a {campaign.state} campaign cannot become {new_state}")
+    method_changed = "consensus_method" in data and data["consensus_method"] != campaign.consensus_method
+    if "consensus_method" in data:
+        _check_consensus_method(data["consensus_method"])
     for key in editable & set(data):
         setattr(campaign, key, data[key])
     campaign.full_clean()
     campaign.save()
+    if method_changed:
+        consensus_recompute_queue(campaign_id=campaign.pk)
     live = Assignment.objects.filter(task__campaign=campaign, state=AssignmentState.LEASED)
     if "annotators" in data:
         annotators = _check_annotators(data["annotators"])
@@ -638,17 +654,37 @@ def _queue_quality_update(campaign_id: int) -> None:
     transaction.on_commit(send)
 
 
+def consensus_recompute_queue(*, campaign_id: int) -> None:
+    """After the commit: queue a full recomputation of the campaign's consensus (a changed method). The task
+    recomputes unless a recomputation started after this request (idempotent: the same data gives the same rows).
+    With the job queue down, the campaign is owed an update (sent with the next publish that works, and by the
+    worker's catch-up)."""
+    def send() -> None:
+        requested_at = timezone.now()
+        try:
+            task_send(QUALITY_UPDATE_TASK, campaign_id, requested_at.isoformat())
+        except Exception as exc:  # noqa: BLE001 - the change is committed; the update is owed, not lost
+            QUALITY_UPDATE_WINDOWS.publish_failed(campaign_id, [])
+            logger.warning("consensus recomputation of campaign %s not queued (job queue unavailable: %s)",
+                           campaign_id, exc)
+
+    transaction.on_commit(send)
+
+
 def consensus_catch_up() -> list[int]:
     """Queue a consensus update for every campaign with an annotation or a review newer than its last
-    recomputation (those whose update could not be queued while the job queue was down). Returns the campaign ids."""
-    from django.db.models import Max, Q
+    recomputation, or with consensus rows of another method than the campaign's (those whose update could not be
+    queued while the job queue was down). Returns the campaign ids."""
+    from django.db.models import Exists, Max, OuterRef, Q
 
+    other_method = Consensus.objects.filter(campaign=OuterRef("pk"), origin=ConsensusOrigin.CAMPAIGN).exclude(
+        method=OuterRef("consensus_method"))
     stale = list(
         Campaign.objects.annotate(last_annotation=Max("tasks__annotations__created_at"),
                                   last_review=Max("tasks__annotations__review__reviewed_at"),
-                                  last_computed=Max("agreement__computed_at"))
+                                  last_computed=Max("agreement__computed_at"), other_method=Exists(other_method))
         .filter(Q(last_computed__isnull=True) | Q(last_annotation__gt=F("last_computed"))
-                | Q(last_review__gt=F("last_computed")), last_annotation__isnull=False)
+                | Q(last_review__gt=F("last_computed")) | Q(other_method=True), last_annotation__isnull=False)
         .values_list("pk", flat=True)
     )
     for campaign_id in stale:
@@ -952,38 +988,74 @@ def current_annotations(*, campaign: Campaign):
     return current.exclude(pk__in=rejected_ids)
 
 
-def campaign_matrices(*, campaign: Campaign) -> dict:
-    """Ratings matrices (images x annotators) per dimension of the campaign's mode, with row/column ids."""
+def campaign_matrices(*, campaign: Campaign, with_times: bool = False) -> dict:
+    """Ratings matrices (images x annotators) per dimension of the campaign's mode, with row/column ids; with
+    `with_times`, also "times": when each rating was made (epoch seconds, NaN where none)."""
     dims = expected_dimensions(campaign.mode)
+    extra = ["created_at"] if with_times else []
     rows = list(
-        current_annotations(campaign=campaign).values_list("task__image_id", "annotator_id", *[d.key for d in dims])
+        current_annotations(campaign=campaign).values_list(
+            "task__image_id", "annotator_id", *extra, *[d.key for d in dims]
+        )
     )
     image_ids = sorted({r[0] for r in rows})
     annotator_ids = sorted({r[1] for r in rows})
     image_pos = {v: i for i, v in enumerate(image_ids)}
     annotator_pos = {v: i for i, v in enumerate(annotator_ids)}
     matrices = {d.index: np.full((len(image_ids), len(annotator_ids)), np.nan) for d in dims}
+    times = np.full((len(image_ids), len(annotator_ids)), np.nan)
+    first = 2 + len(extra)
     for row in rows:
         i, j = image_pos[row[0]], annotator_pos[row[1]]
-        for d, value in zip(dims, row[2:]):
+        if with_times:
+            times[i, j] = row[2].timestamp()
+        for d, value in zip(dims, row[first:]):
             if value is not None:
                 matrices[d.index][i, j] = value
-    return {"image_ids": image_ids, "annotator_ids": annotator_ids, "matrices": matrices}
+    data = {"image_ids": image_ids, "annotator_ids": annotator_ids, "matrices": matrices}
+    if with_times:
+        data["times"] = times
+    return data
 
 
 def _f(value) -> float | None:
     return agreement_math.finite_or_none(value)
 
 
+DRIFT_BLOCK = 50  # ratings per point of a rater's drift
+
+
+def rater_drift(*, ratings: np.ndarray, consensus: np.ndarray, times: np.ndarray, block: int = DRIFT_BLOCK) -> list:
+    """One rater's bias over time: their ratings in the order they were made, cut into blocks of `block`; per block
+    the mean of (rating - the image's consensus), its size and its first and last time (ISO 8601)."""
+    rated = ~np.isnan(ratings) & ~np.isnan(consensus)
+    order = np.argsort(times[rated], kind="stable")
+    deviation = (ratings[rated] - consensus[rated])[order]
+    when = times[rated][order]
+    points = []
+    for start in range(0, deviation.size, block):
+        part = slice(start, start + block)
+        points.append({
+            "start": datetime.fromtimestamp(when[part][0], tz=UTC).isoformat(),
+            "end": datetime.fromtimestamp(when[part][-1], tz=UTC).isoformat(),
+            "n": int(deviation[part].size), "bias": round(float(deviation[part].mean()), 4),
+        })
+    return points
+
+
 @transaction.atomic
 def consensus_update_for_campaign(*, campaign: Campaign) -> dict:
-    """Recompute the BT.500 consensus of every rated image and the agreement of every dimension of the campaign."""
+    """Recompute the consensus of every rated image by the campaign's consensus method, the raters' estimates and
+    drift (RaterStats) and the agreement of every dimension. Idempotent: the same annotations and method give the
+    same rows (a changed method rewrites every row; the annotations, the source of it all, never change)."""
     started = timezone.now()
-    data = campaign_matrices(campaign=campaign)
-    image_ids = data["image_ids"]
+    method = campaign.consensus_method
+    data = campaign_matrices(campaign=campaign, with_times=True)
+    image_ids, annotator_ids = data["image_ids"], data["annotator_ids"]
     written = 0
+    stats_rows = []
     for dimension, matrix in data["matrices"].items():
-        result = consensus_math.bt500_consensus(matrix)
+        result = consensus_math.consensus(matrix, method)
         existing = {
             c.image_id: c
             for c in Consensus.objects.select_for_update().filter(
@@ -997,7 +1069,7 @@ def consensus_update_for_campaign(*, campaign: Campaign) -> dict:
             values = dict(
                 score=float(np.clip(result.mos[i], 0.0, 1.0)), count=int(result.count[i]), std=_f(result.std[i]),
                 ci_low=_f(result.ci_low[i]), ci_high=_f(result.ci_high[i]),
-                rejected_annotators=int(result.rejected_per_image[i]), method=consensus_math.METHOD,
+                rejected_annotators=int(result.rejected_per_image[i]), method=result.method,
             )
             row = existing.pop(image_id, None)
             if row is None:
@@ -1016,6 +1088,21 @@ def consensus_update_for_campaign(*, campaign: Campaign) -> dict:
             Consensus.objects.filter(pk__in=[c.pk for c in existing.values()]).delete()
         written += len(to_create) + len(to_update)
 
+        r = result.raters
+        for j, annotator_id in enumerate(annotator_ids):
+            if not r.count[j]:
+                continue
+            stats_rows.append(RaterStats(
+                campaign=campaign, annotator_id=annotator_id, dimension=dimension, method=result.method,
+                ratings=int(r.count[j]), bias=_f(r.bias[j]), bias_ci_low=_f(r.bias_ci_low[j]),
+                bias_ci_high=_f(r.bias_ci_high[j]), inconsistency=_f(r.inconsistency[j]),
+                inconsistency_ci_low=_f(r.inconsistency_ci_low[j]),
+                inconsistency_ci_high=_f(r.inconsistency_ci_high[j]), weight=_f(r.weight[j]),
+                modelled=bool(r.modelled[j]), rejected=bool(r.rejected[j]), downweighted=bool(r.downweighted[j]),
+                drift=rater_drift(ratings=matrix[:, j], consensus=result.mos, times=data["times"][:, j]),
+                computed_at=started,
+            ))
+
         icc = agreement_math.icc_oneway(matrix)
         Agreement.objects.update_or_create(
             campaign=campaign, dimension=dimension,
@@ -1024,9 +1111,12 @@ def consensus_update_for_campaign(*, campaign: Campaign) -> dict:
                 items=icc.items, annotations=int((~np.isnan(matrix)).sum()),
             ),
         )
+    # the raters' estimates are replaced as a whole (a few rows per rater and dimension)
+    RaterStats.objects.filter(campaign=campaign).delete()
+    RaterStats.objects.bulk_create(stats_rows, batch_size=2000)
     # computed_at is when the reading began: a submit committed after it asks for another recomputation
     Agreement.objects.filter(campaign=campaign).update(computed_at=started)
-    return {"images": len(image_ids), "consensus_rows": written}
+    return {"images": len(image_ids), "consensus_rows": written, "rater_rows": len(stats_rows), "method": method}
 
 
 def consensus_update_if_stale(*, campaign_id: int, requested_at) -> bool:

@@ -64,8 +64,10 @@ class DatasetVersionCreateSerializer(StrictInputSerializer):
     include_imported_labels = serializers.BooleanField(default=True)
     kind = serializers.CharField(default=DatasetKind.MIXED, help_text=f"{_KINDS}: expert needs all 12 dimensions "
                                  "for every image, overall keeps the overall score only")
-    consensus_method = serializers.ChoiceField(choices=[(m, m) for m in services.CONSENSUS_METHODS],
-                                               default=services.CONSENSUS_METHODS[0])
+    consensus_method = serializers.ChoiceField(
+        choices=[(m, m) for m in services.CONSENSUS_METHODS], default=None, allow_null=True,
+        help_text="The method whose campaign labels the version takes; by default the campaigns' own",
+    )
     min_ratings = serializers.IntegerField(min_value=limits.MIN_RATINGS_MIN, max_value=limits.MIN_RATINGS_MAX,
                                            default=limits.MIN_RATINGS_DEFAULT)
     split_seed = serializers.IntegerField(min_value=-(2**63), max_value=2**63 - 1, default=0)
@@ -114,7 +116,8 @@ class ExportCreateSerializer(StrictInputSerializer):
     options = serializers.DictField(
         required=False, default=dict,
         help_text="images: hardlink|symlink|copy; archive: bool; target_dir: absolute path inside the export "
-                  "roots; training_jsonl only: image_paths: absolute|relative, prompts: bool, prompt_seed: int.",
+                  "roots; training_jsonl only: image_paths: relative (default)|absolute, prompts: bool, "
+                  "prompt_seed: int.",
     )
 
 

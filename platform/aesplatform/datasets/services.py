@@ -25,11 +25,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from aesplatform.annotation.selectors import CONSENSUS_METHOD
+from aesplatform.annotation.selectors import (
+    CONSENSUS_METHOD,
+    CONSENSUS_METHODS,
+    DEFAULT_CONSENSUS_METHOD,
+    campaign_consensus_methods,
+)
 from aesplatform.common import jobs
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 from aesplatform.common.sql import rows_insert
+from aesplatform.common.text import counted
 
 from . import limits, writers
 from . import selection as selection_mod
@@ -41,8 +47,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-BT500_METHOD = CONSENSUS_METHOD  # the campaign consensus method, "bt500" (annotation.consensus.METHOD)
-CONSENSUS_METHODS = (BT500_METHOD,)
+BT500_METHOD = CONSENSUS_METHOD  # "bt500": the campaigns' only consensus method before they could choose one
 ITEM_CHUNK = 2000
 PROGRESS_EVERY = 5000
 
@@ -66,14 +71,25 @@ def dataset_version_create(
     campaigns: list[Campaign] | None = None,
     include_imported_labels: bool = True,
     kind: str = DatasetKind.MIXED,
-    consensus_method: str = BT500_METHOD,
+    consensus_method: str | None = None,
     min_ratings: int = limits.MIN_RATINGS_DEFAULT,
     split_seed: int = 0,
     test_ratio: float = limits.TEST_RATIO_DEFAULT,
     description: str = "",
 ) -> DatasetVersion:
-    """A draft version: the selection (campaigns and/or imported labels), the label rules and the split."""
+    """A draft version: the selection (campaigns and/or imported labels), the label rules and the split.
+
+    `consensus_method`: the method whose campaign labels the version takes; by default the campaigns' own (they
+    must agree), DEFAULT_CONSENSUS_METHOD without campaigns. A campaign whose consensus is made by another method is
+    refused (its labels would be silently left out)."""
     campaigns = list(campaigns or [])
+    if consensus_method is None:
+        own = sorted({c.consensus_method for c in campaigns})
+        consensus_method = own[0] if len(own) == 1 else DEFAULT_CONSENSUS_METHOD if not own else None
+        if consensus_method is None:
+            raise ServiceError("The chosen campaigns make their consensus with different methods "
+                               f"({', '.join(own)}): choose the consensus method of the version, or change the "
+                               "campaigns' methods.", code="consensus_method_mismatch")
     name = (name or "").strip()
     if not campaigns and not include_imported_labels:
         raise ServiceError("Empty selection: choose at least one campaign or include the imported labels.",
@@ -84,6 +100,7 @@ def dataset_version_create(
     if kind not in DatasetKind.values:
         raise ServiceError(f"Unknown kind {kind!r}; expected one of {', '.join(DatasetKind.values)}.",
                            code="unknown_kind")
+    _check_campaign_methods([c.pk for c in campaigns], consensus_method)
     number = (DatasetVersion.objects.select_for_update().filter(name=name).aggregate(n=Max("version"))["n"] or 0) + 1
     version = DatasetVersion(
         name=name, version=number, kind=kind, include_imported_labels=include_imported_labels,
@@ -100,6 +117,18 @@ def dataset_version_create(
     if campaigns:
         version.campaigns.set(campaigns)
     return version
+
+
+def _check_campaign_methods(campaign_ids: list[int], method: str) -> None:
+    """Every campaign's consensus is made by `method`, and its stored rows are (no recomputation pending)."""
+    for _, (name, own, stored) in sorted(campaign_consensus_methods(campaign_ids=campaign_ids).items()):
+        if own != method:
+            raise ServiceError(f"Campaign {name!r} makes its consensus with {own}, not {method}: choose {own} for "
+                               "the version, or change the campaign's consensus method.",
+                               code="consensus_method_mismatch")
+        if stored and method not in stored:  # the rows change method all at once (one transaction)
+            raise ServiceError(f"Campaign {name!r}'s consensus is being recomputed with {method} (its method "
+                               "changed); try again when it is done.", code="consensus_recompute_pending")
 
 
 def _insert_items(version: DatasetVersion, selection: selection_mod.Selection, is_test: list[bool]) -> None:
@@ -141,19 +170,21 @@ def dataset_version_freeze(*, version: DatasetVersion) -> DatasetVersion:
     version = DatasetVersion.objects.select_for_update().get(pk=version.pk)
     if version.state == DatasetState.FROZEN:
         raise ConflictError(f"{version} is already frozen.", code="already_frozen")
+    _check_campaign_methods(list(version.campaigns.values_list("pk", flat=True)), version.consensus_method)
     version.items.all().delete()
     selection = selection_mod.select_labels(version)
     if selection.lacking_count:
         need = "all 12 dimensions" if version.kind == DatasetKind.EXPERT else "an overall score"
         raise ServiceError(
-            f"{selection.lacking_count} image(s) lack the labels a {version.kind} version needs ({need}); "
+            f"{counted(selection.lacking_count, 'image')} "
+            f"lack{'s' if selection.lacking_count == 1 else ''} the labels a {version.kind} version needs ({need}); "
             f"first image ids: {', '.join(map(str, selection.lacking))}. Choose kind 'mixed' or label them first.",
             code="missing_labels",
         )
     if not len(selection):
         raise ServiceError(
             "Empty selection: no image of the chosen campaigns or imported labels has a label "
-            f"(consensus method {version.consensus_method}, at least {version.min_ratings} rating(s)).",
+            f"(consensus method {version.consensus_method}, at least {counted(version.min_ratings, 'rating')}).",
             code="empty_selection",
         )
     split = assign_splits(
@@ -177,14 +208,15 @@ IMAGE_MODES = ("hardlink", "symlink", "copy")
 COMMON_OPTIONS: dict[str, Any] = {"images": "hardlink", "archive": True, "target_dir": ""}
 FORMAT_OPTIONS: dict[str, dict[str, Any]] = {
     ExportFormat.HUMANBEAUTY: {},
-    ExportFormat.TRAINING_JSONL: {"image_paths": "absolute", "prompts": False, "prompt_seed": None},
+    ExportFormat.TRAINING_JSONL: {"image_paths": "relative", "prompts": False, "prompt_seed": None},
 }
 OPTION_HELP = {
     "images": "how images get into the export: hardlink (falls back to copy), symlink or copy",
     "archive": "offer the export as one .tar download, streamed from its files (true/false)",
     "target_dir": "absolute directory inside the export roots; must not exist or be empty (default: automatic)",
-    "image_paths": "training jsonl: absolute or relative (to the jsonl's folder) image paths",
-    "prompts": "training jsonl: fill `query` with a prompt chosen from the seed (default: empty, as DESIGN.md)",
+    "image_paths": "training jsonl: relative (to the jsonl's folder, the default: a download holds no server path) "
+                   "or absolute (this server's paths) image paths",
+    "prompts": "training jsonl: fill `query` with a prompt chosen from the seed (default: empty)",
     "prompt_seed": "training jsonl: the seed of the prompts (default: the version's split seed)",
 }
 
@@ -328,14 +360,15 @@ def export_rows(version: DatasetVersion) -> Iterator[writers.ExportRow]:
 
 
 def training_data_write(*, version: DatasetVersion, directory: Path) -> dict[str, str]:
-    """The version's training jsonl files for the trainer ({"train": path, "test": path}), image paths absolute:
-    those of a finished training-jsonl export with absolute paths when one exists (newest first), else written
-    into `directory` once, atomically, from the version's rows (the records of such an export, in its order,
-    pointing at the stored images instead of copies). An earlier run's files in `directory` are reused."""
+    """The version's training jsonl files for the trainer ({"train": path, "test": path}): those of a finished
+    training-jsonl export when one exists (newest first; relative image paths are resolved against the jsonl's
+    folder by model_core's reader, absolute ones are read as they are), else written into `directory` once,
+    atomically, from the version's rows (the records of such an export, in its order, pointing at the stored
+    images, absolute, instead of copies). An earlier run's files in `directory` are reused."""
     from .selectors import training_jsonl_exports
 
     for export in training_jsonl_exports(version_id=version.pk):
-        if export.options.get("image_paths", "absolute") != "absolute" or not export.path:
+        if not export.path:
             continue
         files = {split: Path(export.path) / name for split, name in writers.TRAINING_FILES.items()}
         if all(p.is_file() for p in files.values()):

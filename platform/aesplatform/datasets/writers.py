@@ -1,4 +1,4 @@
-"""Export writers: the HumanBeauty layout and the training jsonl (DESIGN.md, "Formats", field for field).
+"""Export writers: the HumanBeauty layout and the training jsonl (model_core.formats, field for field).
 
 A writer takes the version's items as a stream of :class:`ExportRow` (sorted: overall-only first, then expert,
 each by image name), writes into a fresh directory, and returns the list of files it wrote with their sha256 and

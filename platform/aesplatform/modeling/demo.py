@@ -2,7 +2,7 @@
 and whatever Celery worker serves the `cpu` and `gpu` queues:
 
 import -> filter -> approve -> campaign -> simulated annotators -> consensus -> dataset version -> export ->
-training job -> model version (held-out PLCC) -> promote -> pre-score.
+training job -> model version (held-out PLCC) -> promote (only when no person promoted a model) -> pre-score.
 
 Used by `manage.py demo_loop` (and `make demo-loop`) and by the loop integration test, so what the test checks
 is what the command runs. The annotators are oracles: the synthetic truth + a bias of their own + noise.
@@ -77,6 +77,40 @@ def simulated_annotators(clients, campaign_id: int, truth: dict[int, list[float]
                                 format="json"), 200, 201)
             submitted += 1
     return submitted
+
+
+def simulated_user(name: str, role):
+    """The loop's account `name` (created without a password if missing) with `role`, in the simulated group that
+    annotator pickers leave out."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from aesplatform.accounts.roles import SIMULATED_GROUP
+
+    account, created = get_user_model().objects.get_or_create(username=name)
+    if created:
+        account.set_unusable_password()
+        account.save()
+    account.groups.add(Group.objects.get_or_create(name=str(role))[0],
+                       Group.objects.get_or_create(name=SIMULATED_GROUP)[0])
+    return account
+
+
+def promote_unless_a_person_chose(api, *, model_id: int) -> tuple[bool, str]:
+    """Promote the loop's model only when no model is promoted, or when the promoted one was promoted by a simulated
+    account (an earlier loop run): a model a person promoted stays promoted. Returns (promoted?, what was done)."""
+    from aesplatform.accounts.roles import SIMULATED_GROUP
+    from aesplatform.modeling.selectors import model_version_promoted
+
+    current = model_version_promoted()
+    if current is not None and current.pk != model_id:
+        by = current.promoted_by
+        if by is None or not by.groups.filter(name=SIMULATED_GROUP).exists():
+            return False, (f"not promoted: {current.name} stays promoted (promoted by "
+                           f"{by.get_username() if by else 'an unknown user'})")
+    model = _ok(api.post(f"/api/model-versions/{model_id}/promote/"), 200)
+    return True, f"{model['name']} promoted" + (f" (replacing the loop's {current.name})" if current and
+                                                 current.pk != model_id else "")
 
 
 def run_loop(*, curator_api, annotators: list[tuple], incoming: Path, n_images: int = 200, epochs: float = 10,
@@ -163,9 +197,10 @@ def run_loop(*, curator_api, annotators: list[tuple], incoming: Path, n_images: 
     stage("training", f"job {trained['id']}: {trained['step']} steps, final loss {trained['loss']:.4f}; model "
           f"{model['name']} held-out PLCC MetaVoter {plcc:.3f}")
 
-    # 6. promote + pre-score
-    _ok(api.post(f"/api/model-versions/{model['id']}/promote/"), 200)
-    prescore = _ok(api.post("/api/prescore-runs/", {"batch_size": 32}, format="json"), 201)
+    # 6. promote (unless a person promoted a model) + pre-score with the loop's model
+    promoted, promotion = promote_unless_a_person_chose(api, model_id=model["id"])
+    prescore = _ok(api.post("/api/prescore-runs/", {"batch_size": 32, "model_version": model["id"]}, format="json"),
+                   201)
     prescore = wait_done(api, f"/api/prescore-runs/{prescore['id']}/", timeout=300 * timeout_scale,
                          what="the pre-scoring run")
     scored = dict(Prescore.objects.filter(model_version_id=model["id"]).values_list("image_id", "metavoter_score"))
@@ -173,9 +208,11 @@ def run_loop(*, curator_api, annotators: list[tuple], incoming: Path, n_images: 
     agreement = (
         float(np.corrcoef([scored[i] for i in ids], [truth[i][-1] for i in ids])[0, 1]) if len(ids) > 2 else None
     )
-    stage("promote + pre-score", f"{model['name']} promoted; run {prescore['id']} scored {prescore['processed']} "
-          f"images (PLCC with the synthetic truth {agreement:.3f}); campaign {campaign['id']} tasks re-ordered")
+    stage("promote + pre-score", f"{promotion}; run {prescore['id']} scored {prescore['processed']} "
+          f"images with {model['name']} (PLCC with the synthetic truth {agreement:.3f})"
+          + (f"; campaign {campaign['id']} tasks re-ordered" if promoted else ""))
     return {"stages": stages, "import_job": job["id"], "n_images": len(images), "campaign": campaign["id"],
             "ratings": submitted, "dataset_version": version["id"], "export": export, "training_job": trained,
-            "model": model, "heldout_plcc": plcc, "prescore_run": prescore, "prescored": len(scored),
+            "model": model, "promoted": promoted, "promotion": promotion,
+            "heldout_plcc": plcc, "prescore_run": prescore, "prescored": len(scored),
             "prescore_truth_plcc": agreement}

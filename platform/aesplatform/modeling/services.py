@@ -31,6 +31,7 @@ from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.locks import LockNamespace, advisory_xact_lock
 from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
+from aesplatform.common.text import counted
 from aesplatform.datasets.models import DatasetItem, DatasetState, DatasetVersion, Split
 from aesplatform.datasets.services import training_data_write
 
@@ -81,7 +82,7 @@ def training_job_create(*, dataset_version: DatasetVersion, preset: str, config:
         raise ConflictError(f"{dataset_version} is a draft: freeze it before training on it.", code="not_frozen")
     n_train = DatasetItem.objects.filter(version=dataset_version, split=Split.TRAIN).count()
     if n_train < 2:
-        raise ServiceError(f"{dataset_version} has {n_train} training item(s); training needs at least 2.",
+        raise ServiceError(f"{dataset_version} has {counted(n_train, 'training item')}; training needs at least 2.",
                            code="empty_dataset")
     resolved = presets.resolve_config(preset=preset, overrides=config)
     job = TrainingJob(dataset_version=dataset_version, preset=preset, config=resolved, created_by=created_by,
@@ -389,7 +390,7 @@ def prescore_run_create(*, created_by, image_ids: list[int] | None = None, model
         found = set(Image.objects.filter(pk__in=image_ids).values_list("pk", flat=True))
         missing = [i for i in image_ids if i not in found]
         if missing:
-            raise ServiceError(f"{len(missing)} unknown image id(s): {', '.join(map(str, missing[:10]))}.",
+            raise ServiceError(f"{counted(len(missing), 'unknown image id')}: {', '.join(map(str, missing[:10]))}.",
                                code="unknown_images")
         total = len(image_ids)
     else:

@@ -26,6 +26,34 @@
     } catch (e) { /* storage unavailable: nothing kept either */ }
   });
 
+  // Checkbox lists of forms (_field.html): a filter box hides the items whose name does not contain the typed text
+  // (checked ones stay visible), and a line counts the checked items.
+  function checklistCount(list) {
+    var out = list.querySelector("[data-checklist-count]");
+    if (out) out.textContent = list.querySelectorAll('input[type="checkbox"]:checked').length + " selected";
+  }
+  document.addEventListener("input", function (event) {
+    var target = event.target;
+    if (!(target instanceof HTMLInputElement) || !target.hasAttribute("data-checklist-filter")) return;
+    var list = target.closest("[data-checklist]");
+    var needle = target.value.trim().toLowerCase();
+    list.querySelectorAll(".checklist__item").forEach(function (item) {
+      var box = item.querySelector('input[type="checkbox"]');
+      item.hidden = needle !== "" && !(box && box.checked) && item.textContent.toLowerCase().indexOf(needle) === -1;
+    });
+  });
+  document.addEventListener("keydown", function (event) {
+    // Enter in a filter box filters; it does not submit the form
+    if (event.key === "Enter" && event.target instanceof HTMLInputElement &&
+        event.target.hasAttribute("data-checklist-filter")) event.preventDefault();
+  });
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (!(target instanceof HTMLInputElement) || target.type !== "checkbox") return;
+    var list = target.closest("[data-checklist]");
+    if (list) checklistCount(list);
+  });
+
   // On narrow screens the navigation scrolls sideways: bring the current item into view.
   var current = document.querySelector('.main-nav__link[aria-current="page"]');
   if (current && current.parentElement && current.closest(".main-nav").scrollWidth > current.closest(".main-nav").clientWidth) {

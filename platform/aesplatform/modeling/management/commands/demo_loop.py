@@ -1,7 +1,9 @@
 """`manage.py demo_loop`: the whole loop on synthetic images, stage by stage, through the API and the worker.
 
 A Celery worker must serve the `cpu` and `gpu` queues (`make run` starts one). Users `loop-curator` and
-`loop-annotator1..3` are created if missing (no passwords: they only act through this command).
+`loop-annotator1..3` are created if missing (no passwords: they only act through this command) and put in the
+"simulated" group: they keep their roles, but annotator pickers leave them out. The loop promotes its model only
+when no model is promoted or the promoted one was promoted by the loop itself: a model a person promoted stays.
 """
 
 from __future__ import annotations
@@ -28,12 +30,11 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the figures as one JSON line at the end")
 
     def handle(self, *args, **options):
-        from django.contrib.auth import get_user_model
         from rest_framework.test import APIClient
 
         from aesplatform.accounts.roles import Role
         from aesplatform.celery import app
-        from aesplatform.modeling.demo import LoopError, run_loop
+        from aesplatform.modeling.demo import LoopError, run_loop, simulated_user
 
         if options["images"] < 20:
             raise CommandError("--images must be at least 20 (a test split needs some images).")
@@ -45,18 +46,6 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot reach the Celery broker ({exc}). Start the platform: make run.") from None
         if not alive:
             raise CommandError("No Celery worker answers: start one on queues cpu,gpu (make run does).")
-        users = get_user_model()
-
-        def user(name: str, role: Role):
-            from django.contrib.auth.models import Group
-
-            account, created = users.objects.get_or_create(username=name)
-            if created:
-                account.set_unusable_password()
-                account.save()
-            account.groups.add(Group.objects.get_or_create(name=role.value)[0])
-            return account
-
         def client(account):
             api = APIClient(SERVER_NAME="localhost")
             api.force_authenticate(account)
@@ -66,8 +55,8 @@ class Command(BaseCommand):
             import secrets
 
             options["seed"] = secrets.randbelow(2**31)
-        curator = user("loop-curator", Role.CURATOR)
-        annotators = [user(f"loop-annotator{i + 1}", Role.ANNOTATOR) for i in range(options["annotators"])]
+        curator = simulated_user("loop-curator", Role.CURATOR)
+        annotators = [simulated_user(f"loop-annotator{i + 1}", Role.ANNOTATOR) for i in range(options["annotators"])]
         incoming = Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0])
         incoming.mkdir(parents=True, exist_ok=True)
         self.stdout.write(f"demo loop: {options['images']} synthetic images under {incoming}, "
@@ -82,7 +71,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         self.stdout.write(self.style.SUCCESS(
             f"loop done: held-out PLCC {figures['heldout_plcc']:.3f}, {figures['prescored']} images pre-scored by "
-            f"{figures['model']['name']} (promoted)"))
+            f"{figures['model']['name']} ({figures['promotion']})"))
         if options["json"]:
             self.stdout.write(json.dumps({"heldout_plcc": figures["heldout_plcc"], "stages": figures["stages"],
                                           "prescore_truth_plcc": figures["prescore_truth_plcc"]}))
