@@ -26,7 +26,7 @@ class NavItem:
 NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("annotate", "Annotate", "ui:annotate", Role.ANNOTATOR, ("annotate", "annotate_campaign")),
     NavItem("my-work", "My work", "ui:my_work", Role.ANNOTATOR, ("my_work", "my_work_edit")),
-    NavItem("images", "Images", "ui:images", Role.CURATOR, ("images",)),
+    NavItem("images", "Images", "ui:images", Role.CURATOR, ("images", "image_detail", "image_map")),
     NavItem("imports", "Imports", "ui:imports", Role.CURATOR, ("imports", "import_detail", "import_progress")),
     NavItem("filtering", "Filtering", "ui:filter_runs", Role.CURATOR,
             ("filter_runs", "filter-run-new", "filter-run", "review-batch")),

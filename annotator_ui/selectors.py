@@ -7,7 +7,7 @@ number of rows. The image gallery pages by keyset (id), never by OFFSET and neve
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
@@ -28,6 +28,10 @@ from aesplatform.catalog.models import Image, ImageStatus, ImportJob
 from aesplatform.curation.models import BatchState, FilterRun, ReviewBatch
 from aesplatform.datasets.models import DatasetItem, DatasetVersion, Export
 from aesplatform.modeling.models import ModelVersion, TrainingJob
+
+from .gallery import GALLERY_PAGE_SIZE, GalleryFilters, GalleryPage, gallery_page
+
+__all__ = ["GALLERY_PAGE_SIZE", "GalleryPage", "image_gallery_page"]  # the gallery's names, read from here too
 
 
 def _count(model, fk: str, **filters) -> Coalesce:
@@ -133,66 +137,19 @@ def import_source_names(*, limit: int = 200) -> list[str]:
     )
 
 
-GALLERY_PAGE_SIZE = 48
-
-
-@dataclass
-class GalleryPage:
-    images: list[Image] = field(default_factory=list)
-    older_cursor: int | None = None  # ?after=<this> shows the next (older) page
-    newer_cursor: int | None = None  # ?before=<this> shows the previous (newer) page
-    is_first: bool = True
-
-
 def image_gallery_page(
     *,
     status: str = "",
     source: str = "",
-    after: int | None = None,
+    after: int | str | None = None,
     before: int | None = None,
     page_size: int = GALLERY_PAGE_SIZE,
+    filters: GalleryFilters | None = None,
 ) -> GalleryPage:
-    """One page of images, newest first, by keyset on id: constant cost at any depth, no COUNT(*).
-
-    `after`: show images with id < after (older); `before`: images with id > before (newer).
-    Costs one query, plus one EXISTS probe for the opposite direction when a cursor is given.
-    """
-    images = Image.objects.only("id", "original_name", "width", "height", "format", "status", "source")
-    if status:
-        images = images.filter(status=status)
-    if source:
-        images = images.filter(source=source)
-
-    if before is not None:
-        rows = list(images.filter(id__gt=before).order_by("id")[: page_size + 1])
-        has_newer = len(rows) > page_size
-        rows = rows[:page_size][::-1]
-        if not rows:
-            return GalleryPage(is_first=True)
-        return GalleryPage(
-            images=rows,
-            newer_cursor=rows[0].id if has_newer else None,
-            older_cursor=rows[-1].id if images.filter(id__lt=rows[-1].id).exists() else None,
-            is_first=not has_newer,
-        )
-
-    if after is not None:
-        images_page = images.filter(id__lt=after)
-    else:
-        images_page = images
-    rows = list(images_page.order_by("-id")[: page_size + 1])
-    has_older = len(rows) > page_size
-    rows = rows[:page_size]
-    newer_cursor = None
-    if after is not None:
-        probe_from = rows[0].id if rows else after - 1
-        newer_cursor = probe_from if images.filter(id__gt=probe_from).exists() else None
-    return GalleryPage(
-        images=rows,
-        older_cursor=rows[-1].id if has_older else None,
-        newer_cursor=newer_cursor,
-        is_first=newer_cursor is None,
-    )
+    """One page of the gallery (annotator_ui/gallery.py): newest first by keyset on id unless `filters` sort by a
+    signal; costs one query, plus one EXISTS probe for the opposite direction when an id cursor is given."""
+    filters = filters or GalleryFilters(status=status, source=source)
+    return gallery_page(filters, after=after, before=before, page_size=page_size)
 
 
 def filter_run_list() -> QuerySet[FilterRun]:

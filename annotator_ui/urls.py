@@ -100,3 +100,14 @@ urlpatterns += [
     path("campaigns/<id:pk>/consensus-method/", views_raters.CampaignConsensusMethodView.as_view(),
          name="campaign_consensus_method"),
 ]
+
+# The image explorer (issue 17, point 5): a detail page per image, the embedding map and its lasso
+# (annotator_ui/views_explorer.py); the gallery is ui:images above.
+from . import views_explorer  # noqa: E402
+
+urlpatterns += [
+    path("images/map/", views_explorer.ImageMapView.as_view(), name="image_map"),
+    path("images/map/compute/", views_explorer.ImageMapComputeView.as_view(), name="image_map_compute"),
+    path("images/map/select/", views_explorer.ImageMapSelectView.as_view(), name="image_map_select"),
+    path("images/<id:pk>/", views_explorer.ImageDetailView.as_view(), name="image_detail"),
+]

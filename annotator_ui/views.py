@@ -6,7 +6,6 @@ anonymous users go to the login page, users without the role get 403).
 
 from __future__ import annotations
 
-from django import forms
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
@@ -14,6 +13,7 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.paginator import Paginator
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.generic import ListView, TemplateView
 
 from aesplatform.accounts.permissions import RoleRequiredMixin
@@ -21,6 +21,7 @@ from aesplatform.accounts.roles import Role, user_has_role
 from aesplatform.catalog.models import ImageStatus
 
 from . import selectors
+from .views_explorer import GALLERY_CHOICE_FILTERS, gallery_state
 
 LIST_PAGE_SIZE = 25
 
@@ -149,15 +150,9 @@ class MyWorkView(RoleRequiredMixin, ListView):
         return context
 
 
-class GalleryFilterForm(forms.Form):
-    status = forms.ChoiceField(choices=[("", "Any status"), *ImageStatus.choices], required=False)
-    source = forms.CharField(required=False, max_length=200)
-    after = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
-    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
-
-
 class ImageGalleryView(RoleRequiredMixin, TemplateView):
-    """Thumbnails newest first, filtered by status and source, paged by keyset (stays fast at millions of rows).
+    """Thumbnails newest first (or sorted by a signal), filtered by status, source and the image signals
+    (annotator_ui/gallery.py), paged by keyset (stays fast at millions of rows). A tile opens the image's page.
 
     With htmx, "Show older" appends the next page to the grid (the pager is swapped out of band); without
     JavaScript the same links load whole pages.
@@ -174,23 +169,22 @@ class ImageGalleryView(RoleRequiredMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        form = GalleryFilterForm(self.request.GET or None)
-        data = form.cleaned_data if form.is_valid() else {}
-        status, source = data.get("status") or "", (data.get("source") or "").strip()
-        page = selectors.image_gallery_page(
-            status=status, source=source, after=data.get("after"), before=data.get("before")
-        )
-        base_query = {k: v for k, v in (("status", status), ("source", source)) if v}
+        form, filters, query, cursors = gallery_state(self.request)
+        page = selectors.image_gallery_page(filters=filters, after=cursors["after"], before=cursors["before"])
         context.update(
             form=form,
             page=page,
-            filtered=bool(base_query),
-            status=status,
-            source=source,
-            base_query=base_query,
+            filtered=bool({k for k in query if k != "sort"}),
+            status=filters.status,
+            source=filters.source,
+            sort=filters.sort,
+            base_query=query,
+            query_string=urlencode(query),
             status_choices=ImageStatus.choices,
             source_names=selectors.import_source_names(),
             thumbnail_path="/api/images/{id}/thumbnail/",
+            choice_filters=GALLERY_CHOICE_FILTERS,
+            more_open=bool(set(query) - {"status", "source", "sort", "selection"}),
         )
         return context
 

@@ -182,6 +182,11 @@ PAGE_MATRIX: dict[tuple[str, str], str] = {
     ("post", "ui:review_stream"): CURATOR,
     ("get", "ui:my_work_edit"): ANNOTATOR,
     ("post", "ui:my_work_edit"): ANNOTATOR,
+    # the image explorer: curators only (the detail page shows every annotator's labels side by side)
+    ("get", "ui:image_detail"): CURATOR,
+    ("get", "ui:image_map"): CURATOR,
+    ("post", "ui:image_map_compute"): CURATOR,
+    ("post", "ui:image_map_select"): CURATOR,
 }
 
 ADMIN_PUBLIC = {"admin:login", "admin:logout"}  # the Django admin's own sign-in (and sign-out) pages
@@ -215,6 +220,7 @@ OBJECT_OF_PREFIX = [
     ("/models/jobs/", "training_job"),
     ("/models/", "model_version"),
     ("/jobs/", "import_job"),
+    ("/images/", "image"),
 ]
 OTHER_PARAMS = {"name": "loss.png", "kind": "import", "action": "cancel"}  # non-id route parameters
 METHODS = ("get", "post", "put", "patch", "delete")

@@ -142,3 +142,43 @@ class CuratorDecision(models.Model):
                 condition=models.Q(decision__in=["approve", "reject"]), name="curatordecision_valid"
             ),
         ]
+
+
+class EmbeddingMap(models.Model):
+    """A filter run's CLIP image embeddings projected to 2-D (curation/projection.py), computed once by a task.
+
+    `points` is [[image_id, x, y], ...] with x, y in [0, 1]: what the map page draws, read in one row."""
+
+    run = models.OneToOneField(FilterRun, on_delete=models.CASCADE, related_name="embedding_map")
+    method = models.CharField(max_length=16, help_text="pca+tsne or pca (curation/projection.py)")
+    point_count = models.PositiveIntegerField()
+    points = models.JSONField(default=list, help_text="[[image_id, x, y], ...], x and y in [0, 1].")
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-run_id"]
+
+
+class ImageSelection(models.Model):
+    """A saved set of images (a lasso on the embedding map), shown by the gallery as ?selection=<id>. Its images are
+    rows of ImageSelectionItem (the gallery filters with an indexed EXISTS, whatever the size). Bounded:
+    limits.SELECTION_MAX_IMAGES images at most."""
+
+    size = models.PositiveIntegerField()
+    note = models.CharField(max_length=200, blank=True, help_text="Where the selection came from.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="image_selections")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.CheckConstraint(condition=models.Q(size__gt=0), name="imageselection_not_empty")]
+
+
+class ImageSelectionItem(models.Model):
+    selection = models.ForeignKey(ImageSelection, on_delete=models.CASCADE, related_name="items")
+    image = models.ForeignKey("catalog.Image", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["selection", "image"], name="imageselectionitem_unique_image"),
+        ]

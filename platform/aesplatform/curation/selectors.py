@@ -114,3 +114,33 @@ def image_embeddings(*, image_ids: list[int]) -> dict[int, bytes]:
         if image_id not in found:
             found[image_id] = bytes(raw)
     return found
+
+
+# --- the embedding map and saved selections (the image explorer) ----------------------------------------------
+
+
+def embedding_map_runs() -> list[dict]:
+    """Filter runs that have image embeddings, newest first, with their map (or None): what the map page offers.
+    One query: the map's points are not read here."""
+    from django.db.models import Exists, OuterRef
+
+    from .models import EmbeddingMap
+
+    maps = EmbeddingMap.objects.filter(run=OuterRef("pk"))
+    runs = (FilterRun.objects.filter(Exists(FilterResult.objects.filter(run=OuterRef("pk"), embedding__isnull=False)))
+            .annotate(has_map=Exists(maps)).order_by("-id").values("id", "name", "clip_model_name", "random_weights",
+                                                                  "has_map", "state")[:50])
+    return list(runs)
+
+
+def embedding_map_get(*, run_id: int):
+    """The stored map of a run, or None."""
+    from .models import EmbeddingMap
+
+    return EmbeddingMap.objects.filter(run_id=run_id).first()
+
+
+def image_selection_exists(*, selection_id: int) -> bool:
+    from .models import ImageSelection
+
+    return ImageSelection.objects.filter(pk=selection_id).exists()

@@ -638,3 +638,77 @@ def review_batch_decide(*, batch: ReviewBatch, decided_by, decisions: Sequence[d
     logger.info("review batch %s decided by %s: %s approved, %s rejected, %s overrides", batch.pk,
                 decided_by, len(approve), len(reject), sum(r.overrode_proposal for r in rows))
     return batch
+
+
+# --- the embedding map and saved selections (the image explorer) ----------------------------------------------
+
+EMBEDDING_MAP_TASK = "aesplatform.curation.tasks.embedding_map_compute"
+
+
+def embedding_map_enqueue(*, run: FilterRun) -> None:
+    """Queue the projection of `run`'s embeddings (a 409 when it has none yet; 503 when the queue is down)."""
+    from aesplatform.common.jobqueue import job_enqueue_on_commit
+
+    if not FilterResult.objects.filter(run=run, embedding__isnull=False).exists():
+        raise ConflictError(f"Filter run {run.pk} has no image embeddings yet: let it score images first.",
+                            code="no_embeddings")
+    job_enqueue_on_commit(EMBEDDING_MAP_TASK, run.pk)
+
+
+def embedding_map_compute(*, run_id: int):
+    """Project the run's stored CLIP embeddings (the newest per image) to 2-D and store them, replacing an earlier
+    map of the run. Returns the EmbeddingMap, or None when the run is gone or has no embeddings."""
+    from . import projection
+    from .models import EmbeddingMap
+
+    run = FilterRun.objects.filter(pk=run_id).first()
+    if run is None:
+        return None
+    rows = list(FilterResult.objects.filter(run=run, embedding__isnull=False).order_by("image_id")
+                .values_list("image_id", "embedding"))
+    if not rows:
+        return None
+    vectors = np.stack([np.frombuffer(bytes(raw), dtype=np.float16) for _, raw in rows]).astype(np.float32)
+    coords, method = projection.project_2d(vectors)
+    points = [[image_id, round(float(x), 5), round(float(y), 5)] for (image_id, _), (x, y) in zip(rows, coords)]
+    with transaction.atomic():
+        found, _ = EmbeddingMap.objects.update_or_create(
+            run=run, defaults={"method": method, "point_count": len(points), "points": points})
+    logger.info("embedding map of filter run %s: %s points (%s)", run.pk, len(points), method)
+    return found
+
+
+def image_selection_create(*, image_ids: Sequence[int], created_by, note: str = ""):
+    """Save a set of image ids (deduplicated, order kept) for the gallery; unknown ids and an empty or too large
+    set are refused (nothing stored)."""
+    from .models import ImageSelection, ImageSelectionItem
+
+    ids: list[int] = []
+    seen: set[int] = set()
+    for raw in image_ids:
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+            raise ServiceError(f"Not an image id: {raw!r}.", code="invalid_id")
+        if raw not in seen:
+            seen.add(raw)
+            ids.append(raw)
+    if not ids:
+        raise ServiceError("The selection is empty: select at least one image.", code="empty_selection")
+    if len(ids) > limits.SELECTION_MAX_IMAGES:
+        raise ServiceError(f"At most {limits.SELECTION_MAX_IMAGES} images in one selection (got {len(ids)}).",
+                           code="selection_too_large")
+    known: set[int] = set()
+    for start in range(0, len(ids), SELECTION_CHUNK):  # chunks: SQLite caps the parameters of one statement
+        known.update(Image.objects.filter(pk__in=ids[start:start + SELECTION_CHUNK]).values_list("id", flat=True))
+    missing = [i for i in ids if i not in known]
+    if missing:
+        raise ServiceError(f"No image with id(s) {', '.join(map(str, missing[:10]))}.", code="unknown_images")
+    selection = ImageSelection(size=len(ids), note=note[:200], created_by=created_by)
+    _full_clean(selection, exclude=["created_by"])
+    with transaction.atomic():
+        selection.save()
+        ImageSelectionItem.objects.bulk_create(
+            [ImageSelectionItem(selection=selection, image_id=i) for i in ids], batch_size=SELECTION_CHUNK)
+    return selection
+
+
+SELECTION_CHUNK = 5000

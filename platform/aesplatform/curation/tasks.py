@@ -3,13 +3,18 @@ aesplatform.curation.services."""
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from aesplatform.common.jobqueue import task_former_names
+from aesplatform.common.models import JobState
 from aesplatform.common.processes import children_allowed
 
 from . import services
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="aesplatform.curation.tasks.filter_run_execute", queue="gpu")
@@ -22,7 +27,23 @@ def filter_run_execute(run_id: int) -> dict:
         # Everything committed so far stays; the next delivery continues from the first unscored image.
         filter_run_execute.apply_async(args=[run_id], countdown=1)
         return {"run": run_id, "state": "requeued"}
+    if run is not None and run.state == JobState.SUCCEEDED:
+        _embedding_map_queue(run_id)
     return {"run": run_id, "state": run.state if run else "missing"}
 
 
+def _embedding_map_queue(run_id: int) -> None:
+    """A finished run's embedding map is computed once, in the background (the map page can also ask again)."""
+    try:
+        embedding_map_compute.apply_async(args=[run_id])
+    except Exception:  # noqa: BLE001 - the run itself succeeded; the map page offers to compute the map
+        logger.exception("could not queue the embedding map of filter run %s", run_id)
+
+
 task_former_names(filter_run_execute, "workers.gpu.filter_run_execute")
+
+
+@shared_task(name="aesplatform.curation.tasks.embedding_map_compute", queue="cpu", ignore_result=True)
+def embedding_map_compute(run_id: int) -> None:
+    """Project a filter run's embeddings to 2-D for the embedding map (idempotent: a new delivery recomputes)."""
+    services.embedding_map_compute(run_id=run_id)
