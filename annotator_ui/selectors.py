@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from aesplatform.accounts.roles import Role
@@ -20,8 +20,6 @@ from aesplatform.annotation.models import (
     AssignmentState,
     Campaign,
     CampaignState,
-    Task,
-    TaskState,
 )
 from aesplatform.catalog.models import Image, ImageStatus, ImportJob
 from aesplatform.curation.models import BatchState, FilterRun, ReviewBatch
@@ -49,8 +47,7 @@ def annotator_active_campaigns(*, user) -> QuerySet[Campaign]:
     return (
         Campaign.objects.filter(state=CampaignState.ACTIVE, annotators=user)
         .annotate(
-            task_total=_count(Task, "campaign"),
-            task_done=_count(Task, "campaign", state=TaskState.DONE),
+            **_stored_counts(),
             my_submitted=_count(Annotation, "task__campaign", annotator=user, supersedes__isnull=True),
         )
         .order_by("-id")
@@ -197,15 +194,19 @@ def filter_run_list() -> QuerySet[FilterRun]:
     )
 
 
+def _stored_counts():
+    """The counts a campaign row shows, as stored by the worker (CampaignSnapshot, as of `counts_as_of`): counting a
+    million tasks per campaign per request is not affordable. NULL where a campaign has none yet (see
+    campaign_counts_filled)."""
+    return dict(task_total=F("snapshot__tasks"), task_done=F("snapshot__tasks_done"),
+                annotation_count=F("snapshot__annotations"), counts_as_of=F("snapshot__computed_at"))
+
+
 def campaign_list() -> QuerySet[Campaign]:
+    """Campaigns with their stored counts and their annotators (few: counted live)."""
     return (
         Campaign.objects.select_related("created_by")
-        .annotate(
-            task_total=_count(Task, "campaign"),
-            task_done=_count(Task, "campaign", state=TaskState.DONE),
-            annotation_count=_count(Annotation, "task__campaign", supersedes__isnull=True),
-            annotator_count=Count("annotators", distinct=True),
-        )
+        .annotate(**_stored_counts(), annotator_count=_count(Campaign.annotators.through, "campaign"))
         .order_by("-id")
     )
 

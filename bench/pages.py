@@ -279,6 +279,8 @@ def build(db_url: str, database: str, env: dict, *, images: int, rebuild: bool) 
 
     assert [d.key for d in DIMENSIONS] == DIMS, "bench/pages.py's DIMS no longer follow model_core/standard.py"
     if not rebuild and _marker(db_url) == DATA_VERSION:
+        # the code's migrations since the build (new tables, columns) applied to the kept data
+        subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=REPO, check=True)
         return {"reused": True}
     admin_sql(db_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     admin_sql(db_url, f'CREATE DATABASE "{database}"')
