@@ -43,6 +43,7 @@ DATA_VERSION = 1  # bump when the built data changes: a kept database of another
 PASSWORD = "bench-pages-password"
 ROLES = ("annotator", "curator", "admin")
 PAGE_TARGET_MS, LIST_TARGET_MS = 300.0, 100.0
+REQUEST_TIMEOUT_S = 130  # gunicorn's worker timeout (deploy/gunicorn.conf.py: 120 s) ends a longer request anyway
 RATED_IMAGES = 16_667  # x 3 annotators x 3 campaigns = 150,000 annotations
 SMALL_CAMPAIGNS = 27
 REVIEW_BATCHES, REVIEW_BATCH_SIZE = 100, 200
@@ -349,7 +350,8 @@ class Session:
     def __init__(self, port: int):
         self.port = port
         self.cookies: dict[str, str] = {}
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.timeout = REQUEST_TIMEOUT_S
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=self.timeout)
 
     def request(self, method: str, path: str, body: str = "", headers: dict | None = None):
         head = {"Host": "127.0.0.1", "Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()),
@@ -360,9 +362,13 @@ class Session:
                 response = self.conn.getresponse()
                 data = response.read()
                 break
+            except TimeoutError:
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                raise
             except (http.client.HTTPException, OSError):
                 self.conn.close()  # sync workers close the connection after each response
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
                 if attempt:
                     raise
         for value in response.headers.get_all("Set-Cookie") or []:
@@ -389,10 +395,17 @@ def measure(port: int, found: list[dict], *, reps: int, budget_s: float, only: s
             if only and only not in url:
                 continue
             api = url.startswith("/api/")
+            row = {"role": role, "name": entry["name"], "url": url}
             t = time.perf_counter()
-            response, data = session.request("GET", url)  # unmeasured: the worker's first use of the view
+            try:
+                response, data = session.request("GET", url)  # unmeasured: the worker's first use of the view
+            except (TimeoutError, http.client.HTTPException, OSError) as exc:
+                row.update(status="failed", error=f"{type(exc).__name__} after {time.perf_counter() - t:.0f} s")
+                rows.append(row)
+                print(f"{role:9} failed   {row['error']} {url}", file=sys.stderr)
+                continue
             first_s = time.perf_counter() - t
-            row = {"role": role, "name": entry["name"], "url": url, "status": response.status}
+            row["status"] = response.status
             if response.status in (401, 403, 404):
                 rows.append(row)
                 continue
@@ -454,7 +467,9 @@ def main() -> None:
         cpu_count=os.cpu_count(), loadavg=[round(x, 2) for x in os.getloadavg()],
         targets={"page_p99_ms": PAGE_TARGET_MS, "api_list_p99_ms": LIST_TARGET_MS},
         over_target=sorted({f"{r['role']} {r['url']}" for r in measured if r["over_target"]}),
-        refused=sorted({f"{r['role']} {r['url']} {r['status']}" for r in results if "p99_ms" not in r}),
+        refused=sorted({f"{r['role']} {r['url']} {r['status']}" for r in results
+                        if "p99_ms" not in r and r["status"] != "failed"}),
+        failed=sorted({f"{r['role']} {r['url']}: {r['error']}" for r in results if r["status"] == "failed"}),
         results=measured,
     )
     print(json.dumps(figures))

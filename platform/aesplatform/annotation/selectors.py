@@ -119,15 +119,23 @@ def annotator_session_counts(*, campaign: Campaign, user) -> dict:
         Assignment.objects.filter(task__campaign=campaign, annotator=user)
         .order_by().values_list("state").annotate(n=Count("*"))
     )
-    remaining = (
-        Task.objects.filter(campaign=campaign, state=TaskState.OPEN).exclude(assignments__annotator=user).count()
+    # open tasks this annotator has not had, counted up to REMAINING_COUNTED (walking the open-task index that far;
+    # counting a million of them per page view is not affordable): beyond it, None ("more than REMAINING_COUNTED")
+    open_not_mine = (
+        Task.objects.filter(campaign=campaign, state=TaskState.OPEN).exclude(assignments__annotator=user)
+        .order_by().values("id")[: REMAINING_COUNTED + 1]
     )
+    remaining = len(open_not_mine)
     return {
         "submitted": by_state.get(AssignmentState.SUBMITTED, 0),
         "skipped": by_state.get(AssignmentState.SKIPPED, 0),
         "flagged": by_state.get(AssignmentState.FLAGGED, 0),
-        "remaining": remaining,
+        "remaining": remaining if remaining <= REMAINING_COUNTED else None,
+        "remaining_counted": REMAINING_COUNTED,
     }
+
+
+REMAINING_COUNTED = 1000
 
 
 @dataclass

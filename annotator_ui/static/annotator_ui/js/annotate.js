@@ -41,7 +41,7 @@
     next: null, // a leased and preloaded assignment
     focus: 0,
     busy: false,
-    counts: { submitted: config.counts.submitted, remaining: config.counts.remaining },
+    counts: { submitted: config.counts.submitted, remaining: config.counts.remaining ?? Infinity },
     session: { rated: 0, skipped: 0, totalMs: 0 },
     zoom: { scale: 1, fit: 1, x: 0, y: 0, mode: "fit" },
   };
@@ -206,7 +206,7 @@
 
   function renderCounts() {
     els.countSubmitted.textContent = state.counts.submitted;
-    els.countRemaining.textContent = Math.max(0, state.counts.remaining);
+    if (Number.isFinite(state.counts.remaining)) els.countRemaining.textContent = Math.max(0, state.counts.remaining);
     els.sessionRated.textContent = state.session.rated;
     els.sessionSkipped.textContent = state.session.skipped;
     els.sessionPace.textContent = state.session.rated
