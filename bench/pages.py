@@ -406,6 +406,11 @@ def measure(port: int, found: list[dict], *, reps: int, budget_s: float, only: s
                 continue
             first_s = time.perf_counter() - t
             row["status"] = response.status
+            if response.status >= 500:  # e.g. gunicorn's worker timeout (120 s) ended it
+                row.update(status="failed", error=f"HTTP {response.status} after {first_s:.0f} s")
+                rows.append(row)
+                print(f"{role:9} failed   {row['error']} {url}", file=sys.stderr)
+                continue
             if response.status in (401, 403, 404):
                 rows.append(row)
                 continue
