@@ -67,6 +67,10 @@ class ModelVersion(TimeStampedModel):
     promoted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="promoted_models"
     )
+    # the pre-score histograms of the Pre-scores page, as of `prescore_histograms_at`: stored when a pre-scoring run
+    # of this model ends (reading a million pre-scores per page view does not scale); NULL until then
+    prescore_histograms = models.JSONField(null=True, blank=True)
+    prescore_histograms_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
