@@ -1,5 +1,6 @@
-"""Campaign counts and dashboard statistics are stored (CampaignSnapshot) and shown with their time: exact as of
-then, brought up to date by the worker's quality update after submits, filled in for campaigns that had none."""
+"""Figures too costly per request are stored and shown with their time (campaign counts and statistics, pre-score
+histograms): exact as of then, brought up to date by the worker (the quality update after submits, the end of a
+pre-scoring run), computed once where none were stored."""
 
 from __future__ import annotations
 
@@ -79,3 +80,24 @@ def test_the_annotate_page_counts_open_tasks_up_to_a_bound(monkeypatch):
     monkeypatch.setattr(selectors, "REMAINING_COUNTED", 3)
     page = client.get(f"/annotate/{campaign.pk}/").content.decode()
     assert 'data-testid="count-remaining">more than 3<' in page
+
+
+def test_the_prescores_page_shows_the_histograms_stored_when_a_run_ended():
+    from aesplatform.modeling import services as modeling_services
+    from aesplatform.modeling.models import ModelVersion, Prescore
+
+    model = ModelVersion.objects.create(name="m", checkpoint_path="/nonexistent", promoted=True)
+    images = [factories.ImageFactory() for _ in range(3)]
+    Prescore.objects.bulk_create([Prescore(image=i, model_version=model, metavoter_score=0.99) for i in images[:2]])
+    client = Client()
+    client.force_login(factories.curator())
+    client.get("/models/prescores/")  # none stored yet: computed once, stored
+    model.refresh_from_db()
+    assert sum(model.prescore_histograms["metavoter_score"]) == 2 and model.prescore_histograms_at is not None
+    Prescore.objects.create(image=images[2], model_version=model, metavoter_score=0.01)
+    assert 'data-testid="histograms-as-of"' in client.get("/models/prescores/").content.decode()
+    model.refresh_from_db()
+    assert sum(model.prescore_histograms["metavoter_score"]) == 2  # as of then, until a run ends
+    modeling_services.prescore_histograms_refresh(model_version=model)  # what the end of a run does
+    model.refresh_from_db()
+    assert sum(model.prescore_histograms["metavoter_score"]) == 3
