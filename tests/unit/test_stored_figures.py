@@ -101,3 +101,26 @@ def test_the_prescores_page_shows_the_histograms_stored_when_a_run_ended():
     modeling_services.prescore_histograms_refresh(model_version=model)  # what the end of a run does
     model.refresh_from_db()
     assert sum(model.prescore_histograms["metavoter_score"]) == 3
+
+
+def test_a_finished_filter_runs_counts_are_kept_exact_through_proposals_and_decisions():
+    from aesplatform.curation import selectors as curation_selectors
+    from aesplatform.curation import services as curation_services
+    from aesplatform.curation.models import ReviewBatch
+    from tests.support.curation import PIXEL_ONLY, run_in_process
+    from tests.support.scenes import stored_scenes, tiny_run_kwargs
+
+    curator = factories.curator()
+    images = stored_scenes(4)
+    run = run_in_process(curation_services.filter_run_create(
+        created_by=curator, image_ids=[i.pk for i in images], thresholds=PIXEL_ONLY, enqueue=False,
+        **tiny_run_kwargs()))
+    counted = curation_selectors.filter_run_counts_count(run=run)
+    assert run.result_counts == counted and counted["scored"] == 4 and counted["approved"] == 0
+    batch = ReviewBatch.objects.get(run=run)
+    curation_services.review_batch_decide(batch=batch, decided_by=curator,
+                                          decisions=[{"image": images[2].pk, "decision": "reject"}])
+    run.refresh_from_db()
+    assert run.result_counts == curation_selectors.filter_run_counts_count(run=run)
+    assert (run.result_counts["approved"], run.result_counts["rejected"], run.result_counts["overrides"]) == (3, 1, 1)
+    assert curation_selectors.filter_run_counts(run=run) == run.result_counts
