@@ -88,6 +88,8 @@ class FilterResult(models.Model):
             models.Index(
                 fields=["run", "id"], condition=models.Q(scored_at__isnull=True), name="filterresult_unscored"
             ),
+            # the run page's list of unreadable images (few), without reading every result of the run
+            models.Index(fields=["run", "id"], condition=~models.Q(error=""), name="filterresult_errors"),
             models.Index(fields=["batch", "uncertainty"], name="filterresult_batch_uncertainty"),
         ]
 

@@ -37,5 +37,10 @@ class Migration(migrations.Migration):
             name='result_counts',
             field=models.JSONField(blank=True, null=True),
         ),
+        migrations.AddIndex(
+            model_name='filterresult',
+            index=models.Index(condition=models.Q(('error', ''), _negated=True), fields=['run', 'id'],
+                               name='filterresult_errors'),
+        ),
         migrations.RunPython(keep_counts_of_finished_runs, migrations.RunPython.noop),
     ]
