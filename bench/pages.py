@@ -436,6 +436,34 @@ def measure(port: int, found: list[dict], *, reps: int, budget_s: float, only: s
     return rows
 
 
+def compare(before_path: str, after_path: str) -> str:
+    """A Markdown table of two runs' figures (curator and annotator; the admin's pages are the curator's)."""
+    def load_rows(path):
+        data = json.loads(Path(path).read_text())
+        return {(r["role"], r["url"]): r for r in data["results"]}, data
+
+    def cell(r):
+        if r is None:
+            return "–"
+        if r["status"] == "failed":
+            return f"failed: {r['error']}"
+        if r["status"] >= 500:
+            return f"HTTP {r['status']} after {r['p50_ms'] / 1000:.0f} s"
+        sql = "" if r["statements"] is None else f", {r['statements']} st., {r['sql_ms']:.0f} ms SQL"
+        return f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f} ms{sql}"
+
+    before, _ = load_rows(before_path)
+    after, _ = load_rows(after_path)
+    lines = ["| role | route | kind | before: p50 / p99, statements, SQL time | after |", "|---|---|---|---|---|"]
+    for key in sorted(set(before) | set(after), key=lambda k: (ROLES.index(k[0]), k[1])):
+        if key[0] == "admin":
+            continue
+        r = after.get(key) or before.get(key)
+        lines.append(f"| {key[0]} | `{key[1]}` | {r.get('kind', '')} | {cell(before.get(key))} "
+                     f"| {cell(after.get(key))} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1_000_000)
@@ -448,7 +476,12 @@ def main() -> None:
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--drop", action="store_true", help="drop the bench database at the end")
     parser.add_argument("--port", type=int, default=18441)
+    parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"),
+                        help="print a Markdown table of two runs' JSON output, and nothing else")
     args = parser.parse_args()
+    if args.compare:
+        print(compare(*args.compare))
+        return
 
     server_url = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
     db_url = f"{server_url}/{args.database}"
@@ -467,11 +500,12 @@ def main() -> None:
         gunicorn_stop(server)
         if args.drop:
             admin_sql(db_url, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-    measured = [r for r in results if "p99_ms" in r]
+    measured = [r for r in results if "p99_ms" in r or r["status"] == "failed"]
     figures.update(
         cpu_count=os.cpu_count(), loadavg=[round(x, 2) for x in os.getloadavg()],
         targets={"page_p99_ms": PAGE_TARGET_MS, "api_list_p99_ms": LIST_TARGET_MS},
-        over_target=sorted({f"{r['role']} {r['url']}" for r in measured if r["over_target"]}),
+        over_target=sorted({f"{r['role']} {r['url']}" for r in measured
+                            if r["status"] == "failed" or r["over_target"]}),
         refused=sorted({f"{r['role']} {r['url']} {r['status']}" for r in results
                         if "p99_ms" not in r and r["status"] != "failed"}),
         failed=sorted({f"{r['role']} {r['url']}: {r['error']}" for r in results if r["status"] == "failed"}),
