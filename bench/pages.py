@@ -415,7 +415,11 @@ def measure(port: int, found: list[dict], *, reps: int, budget_s: float, only: s
                 rows.append(row)
                 continue
             streamed = "X-Query-Count" not in response.headers
-            # a route slower than the budget on its first request is measured by that one request only
+            if first_s > budget_s:  # maybe one-time work (figures stored on first view): once more, to see
+                t = time.perf_counter()
+                response, data = session.request("GET", url)
+                first_s = time.perf_counter() - t
+            # a route slower than the budget is measured by that one request only
             times, spent = ([first_s * 1000], first_s) if first_s > budget_s else ([], 0.0)
             while len(times) < reps and (spent < budget_s or len(times) < 3) and first_s <= budget_s:
                 t = time.perf_counter()

@@ -139,3 +139,9 @@ class Prescore(DimensionScores):
             models.CheckConstraint(condition=models.Q(uncertainty__isnull=True) | models.Q(uncertainty__gte=0),
                                    name="prescore_uncertainty_not_negative"),
         ]
+        indexes = [
+            # the Pre-scores page's and API's default order (selectors.prescore_list): the first rows of a model's
+            # million pre-scores read from the index, not sorted per request
+            models.Index(models.F("model_version"), models.F("metavoter_score").desc(nulls_last=True), models.F("id"),
+                         name="prescore_by_metavoter"),
+        ]
