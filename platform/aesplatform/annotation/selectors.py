@@ -297,8 +297,13 @@ def progress_of_snapshot(*, campaign: Campaign, snapshot: CampaignSnapshot) -> P
 
 
 def campaign_stats_payload(stats: CampaignStats) -> dict:
-    """What CampaignSnapshot.stats stores of `stats` (JSON; the progress is in the snapshot's columns)."""
-    return {"dimensions": [asdict(d) for d in stats.dimensions], "annotators": [asdict(a) for a in stats.annotators],
+    """What CampaignSnapshot.stats stores of `stats` (JSON; the progress is in the snapshot's columns). A value
+    that is not a finite number (JSON has none) is stored as null, i.e. "not available"."""
+    def finite(row: dict) -> dict:
+        return {k: agreement_math.finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()}
+
+    return {"dimensions": [finite(asdict(d)) for d in stats.dimensions],
+            "annotators": [finite(asdict(a)) for a in stats.annotators],
             "throughput": [list(t) for t in stats.throughput]}
 
 
