@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from aesplatform.accounts.roles import Role
@@ -21,8 +21,6 @@ from aesplatform.annotation.models import (
     AssignmentState,
     Campaign,
     CampaignState,
-    Task,
-    TaskState,
 )
 from aesplatform.catalog.models import Image, ImageStatus, ImportJob
 from aesplatform.curation.models import BatchState, FilterRun, ReviewBatch
@@ -50,15 +48,23 @@ def _count(model, fk: str, **filters) -> Coalesce:
 
 
 def annotator_active_campaigns(*, user) -> QuerySet[Campaign]:
-    """Active campaigns that list `user` as an annotator, with task progress and the user's own count."""
+    """Active campaigns that list `user` as an annotator, with their stored task progress (the user's own counts:
+    annotator_submitted_by_campaign)."""
     return (
         Campaign.objects.filter(state=CampaignState.ACTIVE, annotators=user)
         .annotate(
-            task_total=_count(Task, "campaign"),
-            task_done=_count(Task, "campaign", state=TaskState.DONE),
-            my_submitted=_count(Annotation, "task__campaign", annotator=user, supersedes__isnull=True),
+            **_stored_counts(),
         )
         .order_by("-id")
+    )
+
+
+def annotator_submitted_by_campaign(*, user, campaign_ids) -> dict[int, int]:
+    """campaign id -> the user's original annotations in it, in one statement (from the user's annotations: a
+    per-campaign subquery would walk every task of each campaign)."""
+    return dict(
+        Annotation.objects.filter(annotator=user, supersedes__isnull=True, task__campaign_id__in=list(campaign_ids))
+        .order_by().values_list("task__campaign_id").annotate(n=Count("id"))
     )
 
 
@@ -163,15 +169,19 @@ def filter_run_list() -> QuerySet[FilterRun]:
     )
 
 
+def _stored_counts():
+    """The counts a campaign row shows, as stored by the worker (CampaignSnapshot, as of `counts_as_of`): counting a
+    million tasks per campaign per request is not affordable. NULL where a campaign has none yet (see
+    campaign_counts_filled)."""
+    return dict(task_total=F("snapshot__tasks"), task_done=F("snapshot__tasks_done"),
+                annotation_count=F("snapshot__annotations"), counts_as_of=F("snapshot__computed_at"))
+
+
 def campaign_list() -> QuerySet[Campaign]:
+    """Campaigns with their stored counts and their annotators (few: counted live)."""
     return (
         Campaign.objects.select_related("created_by")
-        .annotate(
-            task_total=_count(Task, "campaign"),
-            task_done=_count(Task, "campaign", state=TaskState.DONE),
-            annotation_count=_count(Annotation, "task__campaign", supersedes__isnull=True),
-            annotator_count=Count("annotators", distinct=True),
-        )
+        .annotate(**_stored_counts(), annotator_count=_count(Campaign.annotators.through, "campaign"))
         .order_by("-id")
     )
 

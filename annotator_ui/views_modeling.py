@@ -289,7 +289,9 @@ class PrescoresView(RoleRequiredMixin, TemplateView):
             ordering = "-metavoter_score"
         histograms, rows = [], []
         if model is not None:
-            hist = selectors.prescore_histograms(model_version=model)
+            if model.prescore_histograms is None:  # none stored yet (no run of it ended since): computed once
+                services.prescore_histograms_refresh(model_version=model)
+            hist = model.prescore_histograms
             labels = {"metavoter_score": "MetaVoter score", "lm_score": "LM head",
                       "regression_score": "Regression head", "uncertainty": "Uncertainty"}
             histograms = [{"label": labels[k], "chart": None if v is None else charts.score_histogram_chart(

@@ -83,6 +83,10 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lockout page
 ]
+# bench/pages.py only (never in production): each response tells its SQL statement count and time
+AESP_QUERY_STATS_HEADER = env.bool("AESP_QUERY_STATS_HEADER", default=False)
+if AESP_QUERY_STATS_HEADER:
+    MIDDLEWARE.insert(0, "aesplatform.common.querystats.QueryStatsMiddleware")
 
 ROOT_URLCONF = "aesplatform.urls"
 WSGI_APPLICATION = "aesplatform.wsgi.application"

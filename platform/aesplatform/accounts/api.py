@@ -17,7 +17,7 @@ from aesplatform.common.serializers import StrictInputSerializer
 
 from . import selectors, services
 from .permissions import IsCurator, IsPlatformAdmin
-from .roles import Role, user_roles
+from .roles import Role, roles_granted
 
 
 class UserSerializer(serializers.Serializer):
@@ -27,7 +27,11 @@ class UserSerializer(serializers.Serializer):
     roles = serializers.SerializerMethodField()
 
     def get_roles(self, user) -> list[str]:
-        return sorted(role.value for role in user_roles(user))
+        if not user.is_active:
+            return []
+        # the groups as prefetched by selectors.user_list (one statement for the whole list, not one per user)
+        granted = roles_granted(is_superuser=user.is_superuser, group_names=[g.name for g in user.groups.all()])
+        return sorted(role.value for role in granted)
 
 
 class MeView(APIView):

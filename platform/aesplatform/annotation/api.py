@@ -331,8 +331,15 @@ class CampaignStatsView(APIView):
                    responses=CampaignStatsSerializer)
     def get(self, request, pk: int):
         campaign = get_object_or_404(Campaign, pk=pk)
-        stats = selectors.campaign_stats(campaign=campaign)
+        # as the worker's quality update stored them after the last submits (computing them per request does not
+        # scale); computed now for a campaign that has none yet
+        stored = selectors.campaign_stats_stored(campaign=campaign)
+        if stored is None:
+            services.campaign_snapshot_refresh(campaign=campaign)
+            stored = selectors.campaign_stats_stored(campaign=campaign)
+        stats, computed_at = stored
         payload = {
+            "computed_at": computed_at,
             "progress": {**stats.progress.__dict__, "percent": stats.progress.percent},
             "dimensions": [d.__dict__ for d in stats.dimensions],
             "annotators": [a.__dict__ for a in stats.annotators],

@@ -357,3 +357,30 @@ class RaterStats(models.Model):
             models.CheckConstraint(condition=models.Q(inconsistency__isnull=True) | models.Q(inconsistency__gte=0),
                                    name="raterstats_inconsistency_non_negative"),
         ]
+
+
+class CampaignSnapshot(models.Model):
+    """A campaign's counts and dashboard statistics as of `computed_at`: too costly to compute per request at scale
+    (a million tasks, tens of thousands of annotations), so the worker's quality update (after submits) and
+    campaign_create write them; pages show them with their time ("as of"), never as live figures.
+
+    `stats` holds the dashboard statistics (selectors.CampaignStats without its progress); NULL where only the
+    counts were computed (a campaign list filling in campaigns that had none)."""
+
+    campaign = models.OneToOneField(Campaign, primary_key=True, on_delete=models.CASCADE, related_name="snapshot")
+    tasks = models.PositiveIntegerField(default=0)
+    tasks_done = models.PositiveIntegerField(default=0)
+    tasks_gold = models.PositiveIntegerField(default=0)
+    annotations = models.PositiveIntegerField(default=0, help_text="Original annotations (corrections not counted).")
+    submitted = models.PositiveIntegerField(default=0)
+    leased = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    flagged = models.PositiveIntegerField(default=0)
+    stats = models.JSONField(null=True, blank=True)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(tasks_done__lte=models.F("tasks")),
+                                   name="campaignsnapshot_done_le_tasks"),
+        ]

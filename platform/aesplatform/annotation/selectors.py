@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -25,6 +25,7 @@ from .models import (
     Assignment,
     AssignmentState,
     Campaign,
+    CampaignSnapshot,
     CampaignState,
     Consensus,
     ConsensusMethod,
@@ -129,15 +130,23 @@ def annotator_session_counts(*, campaign: Campaign, user) -> dict:
         Assignment.objects.filter(task__campaign=campaign, annotator=user)
         .order_by().values_list("state").annotate(n=Count("*"))
     )
-    remaining = (
-        Task.objects.filter(campaign=campaign, state=TaskState.OPEN).exclude(assignments__annotator=user).count()
+    # open tasks this annotator has not had, counted up to REMAINING_COUNTED (walking the open-task index that far;
+    # counting a million of them per page view is not affordable): beyond it, None ("more than REMAINING_COUNTED")
+    open_not_mine = (
+        Task.objects.filter(campaign=campaign, state=TaskState.OPEN).exclude(assignments__annotator=user)
+        .order_by().values("id")[: REMAINING_COUNTED + 1]
     )
+    remaining = len(open_not_mine)
     return {
         "submitted": by_state.get(AssignmentState.SUBMITTED, 0),
         "skipped": by_state.get(AssignmentState.SKIPPED, 0),
         "flagged": by_state.get(AssignmentState.FLAGGED, 0),
-        "remaining": remaining,
+        "remaining": remaining if remaining <= REMAINING_COUNTED else None,
+        "remaining_counted": REMAINING_COUNTED,
     }
+
+
+REMAINING_COUNTED = 1000
 
 
 @dataclass
@@ -265,6 +274,68 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     return CampaignStats(
         progress=campaign_progress(campaign=campaign), dimensions=dimensions, annotators=rows, throughput=throughput
     )
+
+
+def campaign_counts(*, campaign_ids) -> dict[int, dict]:
+    """The counts a CampaignSnapshot keeps, of every campaign in `campaign_ids`, in three statements whatever their
+    number (what the worker stores; a page reads the stored ones)."""
+    ids = list(campaign_ids)
+    counts = {i: dict(tasks=0, tasks_done=0, tasks_gold=0, annotations=0, submitted=0, leased=0, skipped=0,
+                      flagged=0) for i in ids}
+    for campaign_id, tasks, done, gold in (
+        Task.objects.filter(campaign_id__in=ids).order_by().values_list("campaign_id")
+        .annotate(n=Count("id"), done=Count("id", filter=Q(state=TaskState.DONE)),
+                  gold=Count("id", filter=Q(is_gold=True)))
+    ):
+        counts[campaign_id].update(tasks=tasks, tasks_done=done, tasks_gold=gold)
+    for campaign_id, n in (
+        Annotation.objects.filter(task__campaign_id__in=ids, supersedes__isnull=True).order_by()
+        .values_list("task__campaign_id").annotate(n=Count("id"))
+    ):
+        counts[campaign_id]["annotations"] = n
+    states = {AssignmentState.SUBMITTED: "submitted", AssignmentState.LEASED: "leased",
+              AssignmentState.SKIPPED: "skipped", AssignmentState.FLAGGED: "flagged"}
+    for campaign_id, state, n in (
+        Assignment.objects.filter(task__campaign_id__in=ids, state__in=list(states)).order_by()
+        .values_list("task__campaign_id", "state").annotate(n=Count("id"))
+    ):
+        counts[campaign_id][states[state]] = n
+    return counts
+
+
+def progress_of_snapshot(*, campaign: Campaign, snapshot: CampaignSnapshot) -> Progress:
+    return Progress(
+        tasks=snapshot.tasks, done=snapshot.tasks_done, gold=snapshot.tasks_gold, submitted=snapshot.submitted,
+        live_leases=snapshot.leased, skipped=snapshot.skipped, flagged=snapshot.flagged,
+        annotations_needed=snapshot.tasks * campaign.redundancy,
+    )
+
+
+def campaign_stats_payload(stats: CampaignStats) -> dict:
+    """What CampaignSnapshot.stats stores of `stats` (JSON; the progress is in the snapshot's columns). A value
+    that is not a finite number (JSON has none) is stored as null, i.e. "not available"."""
+    def finite(row: dict) -> dict:
+        return {k: agreement_math.finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()}
+
+    return {"dimensions": [finite(asdict(d)) for d in stats.dimensions],
+            "annotators": [finite(asdict(a)) for a in stats.annotators],
+            "throughput": [list(t) for t in stats.throughput]}
+
+
+def campaign_stats_stored(*, campaign: Campaign) -> tuple[CampaignStats, object] | None:
+    """The dashboard statistics as the worker last computed them, and when: (stats, computed_at); None where the
+    campaign has no stored statistics yet (services.campaign_snapshot_refresh computes them)."""
+    snapshot = CampaignSnapshot.objects.filter(campaign=campaign).first()
+    if snapshot is None or snapshot.stats is None:
+        return None
+    data = snapshot.stats
+    stats = CampaignStats(
+        progress=progress_of_snapshot(campaign=campaign, snapshot=snapshot),
+        dimensions=[DimensionStats(**d) for d in data["dimensions"]],
+        annotators=[AnnotatorRow(**a) for a in data["annotators"]],
+        throughput=[tuple(t) for t in data["throughput"]],
+    )
+    return stats, snapshot.computed_at
 
 
 def current_annotation_rows(*, campaign: Campaign) -> QuerySet[Annotation]:

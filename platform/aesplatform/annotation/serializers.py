@@ -311,6 +311,8 @@ class ThroughputSerializer(serializers.Serializer):
 
 
 class CampaignStatsSerializer(serializers.Serializer):
+    computed_at = serializers.DateTimeField(help_text="When these figures were computed (by the quality update that "
+                                                      "follows submits): they are exact as of then.")
     progress = ProgressSerializer()
     dimensions = DimensionStatsSerializer(many=True)
     annotators = AnnotatorRowSerializer(many=True)

@@ -49,6 +49,7 @@ from .models import (
     AssignmentState,
     Campaign,
     CampaignMode,
+    CampaignSnapshot,
     CampaignState,
     Consensus,
     ConsensusMethod,
@@ -174,6 +175,7 @@ def campaign_create(
         batch_size=5000,
     )
     Image.objects.filter(id__in=image_ids, status=ImageStatus.APPROVED).update(status=ImageStatus.IN_CAMPAIGN)
+    campaign_snapshot_refresh(campaign=campaign)
     return campaign
 
 
@@ -684,7 +686,8 @@ def consensus_catch_up() -> list[int]:
                                   last_review=Max("tasks__annotations__review__reviewed_at"),
                                   last_computed=Max("agreement__computed_at"), other_method=Exists(other_method))
         .filter(Q(last_computed__isnull=True) | Q(last_annotation__gt=F("last_computed"))
-                | Q(last_review__gt=F("last_computed")) | Q(other_method=True), last_annotation__isnull=False)
+                | Q(last_review__gt=F("last_computed")) | Q(other_method=True)
+                | Q(snapshot__stats__isnull=True), last_annotation__isnull=False)
         .values_list("pk", flat=True)
     )
     for campaign_id in stale:
@@ -1116,7 +1119,34 @@ def consensus_update_for_campaign(*, campaign: Campaign) -> dict:
     RaterStats.objects.bulk_create(stats_rows, batch_size=2000)
     # computed_at is when the reading began: a submit committed after it asks for another recomputation
     Agreement.objects.filter(campaign=campaign).update(computed_at=started)
+    campaign_snapshot_refresh(campaign=campaign, at=started)
     return {"images": len(image_ids), "consensus_rows": written, "rater_rows": len(stats_rows), "method": method}
+
+
+def campaign_snapshot_refresh(*, campaign: Campaign, at=None) -> CampaignSnapshot:
+    """Compute and store the campaign's counts and dashboard statistics (CampaignSnapshot), as of `at` (default:
+    now, taken before reading). Run by the worker's quality update after submits, and by campaign_create."""
+    from . import selectors
+
+    at = at or timezone.now()
+    counts = selectors.campaign_counts(campaign_ids=[campaign.pk])[campaign.pk]
+    stats = selectors.campaign_stats(campaign=campaign)
+    snapshot, _ = CampaignSnapshot.objects.update_or_create(
+        campaign=campaign, defaults=dict(counts, stats=selectors.campaign_stats_payload(stats), computed_at=at)
+    )
+    return snapshot
+
+
+def campaign_snapshots_fill(*, campaign_ids) -> dict[int, CampaignSnapshot]:
+    """The counts of campaigns that have no snapshot yet (made before snapshots existed), computed and stored in
+    a fixed number of statements whatever their number (their dashboard statistics stay to the worker)."""
+    from . import selectors
+
+    at = timezone.now()
+    rows = [CampaignSnapshot(campaign_id=i, computed_at=at, stats=None, **counts)
+            for i, counts in selectors.campaign_counts(campaign_ids=campaign_ids).items()]
+    CampaignSnapshot.objects.bulk_create(rows, ignore_conflicts=True)
+    return {row.campaign_id: row for row in rows}
 
 
 def consensus_update_if_stale(*, campaign_id: int, requested_at) -> bool:

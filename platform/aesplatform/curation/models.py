@@ -24,6 +24,10 @@ class FilterRun(CountedJob):
     batch_size = models.PositiveIntegerField(default=64)
     review_batch_size = models.PositiveIntegerField(default=48)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="filter_runs")
+    # selectors.filter_run_counts of a finished run, kept exact by the writes that change them (proposals: _propose,
+    # in the same transaction; decisions: review_batch_decide adds its batch's) instead of counting up to a million
+    # results per page view; NULL while scoring (counted live then) and for runs finished before it was kept
+    result_counts = models.JSONField(null=True, blank=True)
 
     job_task = "aesplatform.curation.tasks.filter_run_execute"
 
@@ -90,6 +94,8 @@ class FilterResult(models.Model):
             models.Index(
                 fields=["run", "id"], condition=models.Q(scored_at__isnull=True), name="filterresult_unscored"
             ),
+            # the run page's list of unreadable images (few), without reading every result of the run
+            models.Index(fields=["run", "id"], condition=~models.Q(error=""), name="filterresult_errors"),
             models.Index(fields=["batch", "uncertainty"], name="filterresult_batch_uncertainty"),
         ]
 

@@ -20,7 +20,15 @@ def filter_run_get(*, run_id: int) -> FilterRun:
 
 
 def filter_run_counts(*, run: FilterRun) -> dict[str, int]:
-    """Proposals, errors and decisions of a run (what the run page and the API summarise)."""
+    """Proposals, errors and decisions of a run (what the run page and the API summarise): as kept on the run
+    (FilterRun.result_counts, exact: maintained by the writes that change them) where it has them, else counted."""
+    if run.result_counts is not None:
+        return dict(run.result_counts)
+    return filter_run_counts_count(run=run)
+
+
+def filter_run_counts_count(*, run: FilterRun) -> dict[str, int]:
+    """filter_run_counts, counted over every result and decision of the run."""
     counts = FilterResult.objects.filter(run=run).aggregate(
         scored=Count("id", filter=Q(scored_at__isnull=False)),
         errors=Count("id", filter=~Q(error="")),

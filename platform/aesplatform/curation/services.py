@@ -44,7 +44,7 @@ from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
 
-from . import limits
+from . import limits, selectors
 from .engine import prompts as engine_prompts
 from .engine import proposals as engine_proposals
 from .models import BatchState, CuratorDecision, FilterResult, FilterRun, ProposedDecision, ReviewBatch
@@ -492,6 +492,9 @@ def _propose(run: FilterRun, *, regroup: bool) -> None:
         batch_size=2000,
     )
     _batches_rebuild(run, undecided=[r for r in rows if r["id"] not in decided and not r["error"]], group_rep=group_rep)
+    # the run's counts kept from now on (review_batch_decide adds each batch's decisions)
+    run.result_counts = selectors.filter_run_counts_count(run=run)
+    FilterRun.objects.filter(pk=run.pk).update(result_counts=run.result_counts)
 
 
 def _duplicate_groups(run: FilterRun, scored: list[dict], threshold: float) -> dict[int, int]:
@@ -580,6 +583,19 @@ def _batches_rebuild(run: FilterRun, *, undecided: list[dict], group_rep: dict[i
 
 
 @transaction.atomic
+def _run_counts_add_decisions(*, run_id: int, rows: Sequence[CuratorDecision]) -> None:
+    """Add a decided batch's decisions to the run's kept counts (a batch is decided once), under the run's row
+    lock, in the decision's transaction."""
+    run = FilterRun.objects.select_for_update().only("id", "result_counts").get(pk=run_id)
+    if run.result_counts is None:
+        return  # not kept for this run: counted when read
+    counts = dict(run.result_counts)
+    counts["approved"] += sum(r.decision == CuratorDecision.Decision.APPROVE for r in rows)
+    counts["rejected"] += sum(r.decision == CuratorDecision.Decision.REJECT for r in rows)
+    counts["overrides"] += sum(r.overrode_proposal for r in rows)
+    FilterRun.objects.filter(pk=run_id).update(result_counts=counts)
+
+
 def review_batch_decide(*, batch: ReviewBatch, decided_by, decisions: Sequence[dict] = ()) -> ReviewBatch:
     """Decide a whole batch: every image gets the curator's decision where given, else its proposal.
 
@@ -635,6 +651,7 @@ def review_batch_decide(*, batch: ReviewBatch, decided_by, decisions: Sequence[d
     batch.state, batch.decided_by, batch.decided_at = BatchState.DECIDED, decided_by, now
     _full_clean(batch, exclude=["run"])
     batch.save(update_fields=["state", "decided_by", "decided_at", "updated_at"])
+    _run_counts_add_decisions(run_id=batch.run_id, rows=rows)
     logger.info("review batch %s decided by %s: %s approved, %s rejected, %s overrides", batch.pk,
                 decided_by, len(approve), len(reject), sum(r.overrode_proposal for r in rows))
     return batch

@@ -67,6 +67,10 @@ class ModelVersion(TimeStampedModel):
     promoted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="promoted_models"
     )
+    # the pre-score histograms of the Pre-scores page, as of `prescore_histograms_at`: stored when a pre-scoring run
+    # of this model ends (reading a million pre-scores per page view does not scale); NULL until then
+    prescore_histograms = models.JSONField(null=True, blank=True)
+    prescore_histograms_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -134,4 +138,10 @@ class Prescore(DimensionScores):
             ],
             models.CheckConstraint(condition=models.Q(uncertainty__isnull=True) | models.Q(uncertainty__gte=0),
                                    name="prescore_uncertainty_not_negative"),
+        ]
+        indexes = [
+            # the Pre-scores page's and API's default order (selectors.prescore_list): the first rows of a model's
+            # million pre-scores read from the index, not sorted per request
+            models.Index(models.F("model_version"), models.F("metavoter_score").desc(nulls_last=True), models.F("id"),
+                         name="prescore_by_metavoter"),
         ]

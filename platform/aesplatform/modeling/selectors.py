@@ -9,7 +9,7 @@ from .models import ModelVersion, Prescore, PrescoreRun, TrainingJob
 
 
 def training_job_list() -> QuerySet[TrainingJob]:
-    return TrainingJob.objects.select_related("dataset_version", "created_by").order_by("-id")
+    return TrainingJob.objects.select_related("dataset_version", "created_by", "model_version").order_by("-id")
 
 
 def model_version_list() -> QuerySet[ModelVersion]:

@@ -35,7 +35,7 @@ from aesplatform.common.text import counted
 from aesplatform.datasets.models import DatasetItem, DatasetState, DatasetVersion, Split
 from aesplatform.datasets.services import training_data_write
 
-from . import limits, presets
+from . import limits, presets, selectors
 from .active import ActiveLearningUnavailable, active_learning_check, active_priorities
 from .models import ModelBackend, ModelVersion, Prescore, PrescoreRun, TrainingJob
 
@@ -486,6 +486,7 @@ def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | 
             while True:
                 if jobs.job_should_stop(job=run):
                     jobs.job_cancelled(job=run)
+                    prescore_histograms_refresh(model_version=version)  # what it scored before it stopped
                     return jobs.job_refresh(run)
                 # Fetch a chunk of several batches at once; score them in one call (the batches stay run.batch_size).
                 chunk = [(i, image_path(key)) for i, key in todo[: run.batch_size * 8]]
@@ -499,6 +500,7 @@ def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | 
         done = _run_images(run).filter(prescores__model_version=version).count()
         if not jobs.job_succeed(job=run, processed=min(done, run.total)):
             return jobs.job_refresh(run)
+        prescore_histograms_refresh(model_version=version)
         if version.promoted:
             try:
                 refreshed = campaigns_refresh_for_images(image_ids=run.image_ids or None, model_version=version)
@@ -509,6 +511,15 @@ def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | 
                 logger.info("prescore run %s: %d open task(s) of active-learning campaigns re-prioritised", run_id,
                             refreshed)
         return jobs.job_refresh(run)
+
+
+def prescore_histograms_refresh(*, model_version: ModelVersion) -> ModelVersion:
+    """Compute and store the model's pre-score histograms (the Pre-scores page shows them with their time)."""
+    at = timezone.now()
+    histograms = selectors.prescore_histograms(model_version=model_version)
+    ModelVersion.objects.filter(pk=model_version.pk).update(prescore_histograms=histograms, prescore_histograms_at=at)
+    model_version.prescore_histograms, model_version.prescore_histograms_at = histograms, at
+    return model_version
 
 
 def prescore_num_workers() -> int:

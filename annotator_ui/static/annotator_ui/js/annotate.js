@@ -55,7 +55,7 @@
     shown: 0, // how many times a task was put on screen: an advance that finds it changed did not get there first
     focus: 0,
     busy: false,
-    counts: { submitted: config.counts.submitted, remaining: config.counts.remaining },
+    counts: { submitted: config.counts.submitted, remaining: config.counts.remaining ?? Infinity },
     session: { rated: 0, skipped: 0, totalMs: 0 },
     zoom: { scale: 1, fit: 1, x: 0, y: 0, mode: "fit" },
   };
@@ -243,7 +243,7 @@
 
   function renderCounts() {
     els.countSubmitted.textContent = state.counts.submitted;
-    els.countRemaining.textContent = Math.max(0, state.counts.remaining);
+    if (Number.isFinite(state.counts.remaining)) els.countRemaining.textContent = Math.max(0, state.counts.remaining);
     els.sessionRated.textContent = state.session.rated;
     els.sessionSkipped.textContent = state.session.skipped;
     els.sessionPace.textContent = state.session.rated
