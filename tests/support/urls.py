@@ -1,7 +1,8 @@
 """The URL conf enumerated: every route with its name, view and methods, and its parameters filled with sample ids.
 
-Used by the statement-count test (tests/unit/test_page_statement_counts.py) and by bench/pages.py, so that a page
-added to the URL conf is measured and checked without being listed anywhere.
+Used by the permission matrix (tests/unit/test_permission_matrix.py), the statement-count test
+(tests/unit/test_page_statement_counts.py) and bench/pages.py, so that a page added to the URL conf is checked and
+measured without being listed anywhere.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ OBJECT_OF_PREFIX = [
     ("/api/prescore-runs/", "prescore_run"),
     ("/imports/", "import_job"),
     ("/annotate/", "campaign"),
+    ("/my-work/", "annotation"),
     ("/campaigns/", "campaign"),
     ("/filtering/batches/", "review_batch"),
     ("/filtering/", "filter_run"),

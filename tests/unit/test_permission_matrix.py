@@ -26,7 +26,6 @@ import pytest
 from django.apps import apps
 from django.db import connection
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -37,6 +36,7 @@ from aesplatform.catalog.models import ImageStatus
 from model_core.standard import DIMENSIONS
 from tests import factories
 from tests.support.scenes import jpeg_bytes, scene, stored_image
+from tests.support.urls import METHODS, OTHER_PARAMS, fill, view_methods, walk
 
 pytestmark = pytest.mark.django_db
 
@@ -190,62 +190,12 @@ PAGE_MATRIX: dict[tuple[str, str], str] = {
 }
 
 ADMIN_PUBLIC = {"admin:login", "admin:logout"}  # the Django admin's own sign-in (and sign-out) pages
-# A function view states its methods here (class-based views are read from the class).
-FUNCTION_VIEW_METHODS = {"health": ["get"]}
 # Allowed principals that may get a 404 on these (nothing behind the URL in the fixture: no archive, no plot file).
 EXPECTED_404 = {("get", "/api/exports/{id}/download/"), ("get", "ui:export_download"), ("get", "ui:model_plot")}
 
-# Which object fills the id of a route, by its leading path (longest prefix first).
-OBJECT_OF_PREFIX = [
-    ("/api/campaigns/", "campaign"),
-    ("/api/assignments/", "assignment"),
-    ("/api/annotations/", "annotation"),
-    ("/api/images/", "image"),
-    ("/api/imports/", "import_job"),
-    ("/api/filter-runs/", "filter_run"),
-    ("/api/review-batches/", "review_batch"),
-    ("/api/dataset-versions/", "dataset_version"),
-    ("/api/exports/", "export"),
-    ("/api/training-jobs/", "training_job"),
-    ("/api/model-versions/", "model_version"),
-    ("/api/prescore-runs/", "prescore_run"),
-    ("/imports/", "import_job"),
-    ("/annotate/", "campaign"),
-    ("/my-work/", "annotation"),
-    ("/campaigns/", "campaign"),
-    ("/filtering/batches/", "review_batch"),
-    ("/filtering/", "filter_run"),
-    ("/datasets/", "dataset_version"),
-    ("/exports/", "export"),
-    ("/models/jobs/", "training_job"),
-    ("/models/", "model_version"),
-    ("/jobs/", "import_job"),
-    ("/images/", "image"),
-]
-OTHER_PARAMS = {"name": "loss.png", "kind": "import", "action": "cancel"}  # non-id route parameters
-METHODS = ("get", "post", "put", "patch", "delete")
 
 
 # --- enumeration ---------------------------------------------------------------------------------------------------
-
-
-def _walk(patterns, prefix="", namespace=""):
-    for entry in patterns:
-        if isinstance(entry, URLResolver):
-            ns = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
-            yield from _walk(entry.url_patterns, prefix + str(entry.pattern), ns)
-        elif isinstance(entry, URLPattern):
-            yield "/" + prefix + str(entry.pattern), (namespace + entry.name) if entry.name else None, entry.callback
-
-
-def _view_methods(name, callback) -> list[str]:
-    actions = getattr(callback, "actions", None)  # a DRF viewset route: its method -> action map
-    if actions:
-        return sorted(m for m in actions if m in METHODS)  # DRF adds "head" to this map on the first request
-    view_class = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
-    if view_class is None:
-        return FUNCTION_VIEW_METHODS.get(name, ["?"])
-    return [m for m in METHODS if m in view_class.http_method_names and hasattr(view_class, m)]
 
 
 def _openapi_path(route: str) -> str:
@@ -260,11 +210,11 @@ def _schema_operations() -> set[tuple[str, str]]:
 def _url_operations():
     """(kind, method, key, route): kind is "api" (key: the OpenAPI path) or "page" (key: the URL name)."""
     ops = []
-    for route, name, callback in _walk(get_resolver().url_patterns):
+    for route, name, callback in walk():
         if route.startswith("/admin/"):
             continue  # the Django admin: staff only, its own login (test_the_django_admin_is_for_staff_only)
         api = route.startswith("/api/") and name not in ("api-schema", "api-docs")
-        for method in _view_methods(name, callback):
+        for method in view_methods(name, callback):
             ops.append(("api" if api else "page", method, _openapi_path(route) if api else name, route))
     return ops
 
@@ -317,12 +267,12 @@ def test_the_matrix_is_never_looser_than_what_a_view_declares():
     """The declared classes and the matrix agree: a page's entry is its required role; an API entry may be stricter
     than its view's permission classes (checks inside the method), never looser."""
     checked = 0
-    for route, name, callback in _walk(get_resolver().url_patterns):
+    for route, name, callback in walk():
         declared = _declared_minimum(callback)
         if declared is None or route.startswith("/admin/"):
             continue
         api = route.startswith("/api/") and name not in ("api-schema", "api-docs")
-        for method in _view_methods(name, callback):
+        for method in view_methods(name, callback):
             entry = API_MATRIX[(method, _openapi_path(route))] if api else PAGE_MATRIX[(method, name)]
             if api:
                 assert PRINCIPALS.index(entry) >= PRINCIPALS.index(declared), (method, route, entry, declared)
@@ -400,19 +350,6 @@ def world(db):
 # --- requests ------------------------------------------------------------------------------------------------------
 
 
-def _fill(route: str, ids: dict) -> str:
-    kind = next((k for prefix, k in OBJECT_OF_PREFIX if route.startswith(prefix)), None)
-
-    def value(match):
-        name = match.group(1)
-        if name in OTHER_PARAMS:
-            return OTHER_PARAMS[name]
-        assert kind is not None, f"no object for the parameters of {route}: add its prefix to OBJECT_OF_PREFIX"
-        return str(ids[kind])
-
-    return re.sub(r"[<{](?:\w+:)?(\w+)[>}]", value, route)
-
-
 def _client(world, principal, kind):
     """A client signed in as `principal`: API calls with the principal's token (the real authentication classes,
     the hot path's included), pages with a session."""
@@ -466,7 +403,7 @@ def test_the_permission_matrix(world):
         for kind, method, key, route in operations:
             matrix = API_MATRIX if kind == "api" else PAGE_MATRIX
             minimum = matrix[(method, key)]
-            url = _fill(route, world["ids"][principal])
+            url = fill(route, world["ids"][principal])
             client = _client(world, principal, kind)  # signing in writes (last_login, sessions): before the snapshot
             label = f"{principal:9} {method.upper():5} {url}"
             if principal_index < PRINCIPALS.index(minimum):
@@ -507,13 +444,13 @@ def test_the_django_admin_is_for_staff_only(world):
 
 def test_every_route_refuses_anonymous_users_even_with_unknown_ids(client):
     """Ids that exist nowhere: the refusal comes before the lookup (nothing about existence leaks to anyone)."""
-    for route, name, callback in _walk(get_resolver().url_patterns):
+    for route, name, callback in walk():
         key = ("get", name)
         if route.startswith("/admin/") and ("(?" in route.replace("(?P", "") or name in ADMIN_PUBLIC):
             continue  # the admin's catch-all regexes, its own login page
         url = re.sub(r"[<{](?:\w+:)?(\w+)[>}]", lambda m: OTHER_PARAMS.get(m.group(1), "987654"), route)
         url = re.sub(r"\(\?P<\w+>[^)]*\)", "987654", url).replace("^", "").replace("$", "").replace("\\Z", "")
-        for method in _view_methods(name, callback) if not route.startswith("/admin/") else ["get"]:
+        for method in view_methods(name, callback) if not route.startswith("/admin/") else ["get"]:
             if PAGE_MATRIX.get((method, name)) == PUBLIC or API_MATRIX.get((method, _openapi_path(route))) == PUBLIC:
                 continue
             response = client.generic(method.upper(), url)
