@@ -129,3 +129,9 @@ def test_the_schema_documents_a_nullable_count_and_count_capped():
     assert page["properties"]["count"]["nullable"] is True
     assert page["properties"]["count_capped"]["type"] == "boolean"
     assert {"count", "count_capped", "results"} <= set(page["required"])
+
+
+def test_the_browsable_api_renders_a_capped_list(curator_client, five_images, cap):
+    cap(3)
+    response = curator_client.get("/api/images/", HTTP_ACCEPT="text/html")
+    assert response.status_code == 200 and b"count_capped" in response.content
