@@ -135,3 +135,10 @@ def test_the_browsable_api_renders_a_capped_list(curator_client, five_images, ca
     cap(3)
     response = curator_client.get("/api/images/", HTTP_ACCEPT="text/html")
     assert response.status_code == 200 and b"count_capped" in response.content
+
+
+def test_a_list_of_rows_is_counted_up_to_the_cap_too(five_images):
+    from aesplatform.common.pagination import capped_count
+
+    assert capped_count(list(range(5)), cap=10) == 5
+    assert capped_count(list(range(5)), cap=3) == 4  # more than the cap

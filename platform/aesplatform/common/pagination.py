@@ -35,6 +35,8 @@ class StrictPageSizeMixin:
 def capped_count(queryset, *, cap: int) -> int:
     """How many rows the queryset has, counting at most `cap + 1` of them (one statement: COUNT over a LIMITed
     subquery, so a million-row table costs as much as `cap` rows). More than `cap` when the result is `cap + 1`."""
+    if not hasattr(queryset, "query"):  # a list
+        return min(len(queryset), cap + 1)
     rows = queryset.order_by()
     if not rows.query.distinct:
         rows = rows.values("pk")
