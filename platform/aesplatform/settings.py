@@ -265,6 +265,7 @@ SPECTACULAR_SETTINGS = {
         "DatasetKindEnum": "aesplatform.datasets.models.DatasetKind",
         "DatasetSplitEnum": "aesplatform.datasets.models.Split",
         "ExportFormatEnum": "aesplatform.datasets.models.ExportFormat",
+        "ConsensusMethodEnum": "aesplatform.annotation.models.ConsensusMethod",
     },
 }
 
