@@ -1,17 +1,21 @@
 """The main pages work under the Content-Security-Policy header: each is served with it, its scripts run (htmx,
-the page's own JS), and Chromium reports no violation (the `page` fixture fails a test on any)."""
+the page's own JS), and Chromium reports no violation (the `page` fixture fails a test on any). htmx's swaps write
+no style attribute, even over elements that carry one (as the CSSOM or a browser extension leaves it)."""
 
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from aesplatform.annotation import services as annotation_services
-from aesplatform.catalog.models import ImageStatus
+from aesplatform.catalog.models import ImageStatus, ImportItem, ImportJob
 from aesplatform.curation import services as curation_services
 from aesplatform.curation.models import ReviewBatch
+from aesplatform.modeling.models import TrainingJob
 from tests import factories
 from tests.support.curation import PIXEL_ONLY
+from tests.support.modeling import frozen_version, synthetic_images
 from tests.support.scenes import stored_scenes, tiny_run_kwargs
 
 pytestmark = pytest.mark.browser
@@ -77,6 +81,76 @@ def test_curator_pages_gallery_review_datasets_models_and_dashboards_run_under_t
             "change"
         )
     assert swapped.value.status == 200
+
+
+# Counts htmx's settled swaps, so that a test waits until htmx has copied the settled attributes back.
+COUNT_SETTLES = "window.__settled = 0; document.addEventListener('htmx:afterSettle', () => { window.__settled += 1; });"
+
+
+def _leave_empty_style_attributes(page, selector: str) -> int:
+    """Give the element and every element with an id inside it an empty `style=""`, as setting then clearing a
+    style through the CSSOM does (allowed by the policy): htmx's settle step would copy it back with setAttribute,
+    which the policy blocks. Returns how many elements now carry the attribute."""
+    return page.evaluate(
+        """(selector) => {
+          const root = document.querySelector(selector);
+          const elements = [root, ...root.querySelectorAll('[id]')];
+          elements.forEach((el) => { el.style.color = 'red'; el.style.color = ''; });
+          return elements.filter((el) => el.getAttribute('style') === '').length;
+        }""",
+        selector,
+    )
+
+
+def _settled(page, count: int) -> None:
+    page.wait_for_function(f"() => window.__settled >= {count}")
+    page.wait_for_timeout(100)  # a violation is reported as a console message: let it arrive
+
+
+def test_htmx_swaps_write_no_style_attribute_over_elements_that_carry_one(page, login, page_log):
+    curator = factories.curator()
+    images = stored_scenes(3)
+    run = curation_services.filter_run_create(created_by=curator, image_ids=[i.pk for i in images],
+                                              thresholds=PIXEL_ONLY, enqueue=False, **tiny_run_kwargs())
+    curation_services.filter_run_execute(run_id=run.pk, device="cpu", num_workers=0)
+    page.add_init_script(COUNT_SETTLES)
+    login(page, curator)
+
+    # a filter run's thresholds: a changed value swaps #run-review, whose inputs have ids
+    _goto(page, f"/filtering/{run.pk}/")
+    assert "style" not in page.evaluate("htmx.config.attributesToSettle")  # base.html's htmx-config
+    assert _leave_empty_style_attributes(page, "#run-review") > 5
+    field = page.get_by_test_id("threshold-min_short_side")
+    field.fill("300")
+    with page.expect_response(lambda r: r.url.endswith(f"/filtering/{run.pk}/thresholds/")) as swapped:
+        field.dispatch_event("change")
+    assert swapped.value.status == 200
+    _settled(page, 1)
+    expect(page.get_by_test_id("threshold-min_short_side")).to_have_value("300")
+    assert page_log.csp_violations == []
+
+    # an import's report and progress, polled while the job runs
+    now = timezone.now()
+    job = ImportJob.objects.create(kind="folder", source_name="shoot", created_by=curator, state="running",
+                                   started_at=now, heartbeat_at=now, attempts=1, total=1)
+    ImportItem.objects.create(job=job, name="a.jpg")
+    _goto(page, f"/imports/{job.pk}/")
+    _leave_empty_style_attributes(page, "#import-report")
+    _leave_empty_style_attributes(page, "#import-progress")
+    _settled(page, 2)
+    expect(page.get_by_test_id("import-report")).to_have_attribute("data-state", "running")
+    assert page_log.csp_violations == []
+
+    # a training job's live section, polled while it runs
+    version = frozen_version(synthetic_images(4), user=curator)
+    training = TrainingJob.objects.create(dataset_version=version, preset="tiny-cpu", created_by=curator,
+                                          state="running", step=3, total_steps=10, loss=0.42,
+                                          loss_curve=[[1, 0.9], [2, 0.6], [3, 0.42]])
+    _goto(page, f"/models/jobs/{training.pk}/")
+    _leave_empty_style_attributes(page, "#job-live")
+    TrainingJob.objects.filter(pk=training.pk).update(step=4, loss_curve=[[1, 0.9], [2, 0.6], [3, 0.42], [4, 0.4]])
+    _settled(page, 1)
+    assert page_log.csp_violations == []
 
 
 def test_the_admin_and_the_api_docs_run_under_the_policy(page, login):

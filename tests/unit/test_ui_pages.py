@@ -291,8 +291,9 @@ def _rate_everything(user):
 
 @pytest.mark.parametrize("url_name", ["ui:home", *EMPTY_TEXT])
 def test_pages_render_with_data_in_a_fixed_number_of_queries(client, url_name):
-    """More rows do not mean more queries (no N+1), and no page needs more than 13 (the home page: the user's
-    ratings per campaign are one grouped statement of their own, see views.campaign_counts_filled)."""
+    """More rows do not mean more queries (no N+1), and no page needs more than 14 (the home page: the user's
+    ratings per campaign are one grouped statement of their own, see views.campaign_counts_filled, and the
+    curator's "Getting started" steps one more)."""
     admin = factories.admin()
     client.force_login(admin)
     counts = []
@@ -304,7 +305,7 @@ def test_pages_render_with_data_in_a_fixed_number_of_queries(client, url_name):
         assert response.status_code == 200
         assert EMPTY_TEXT.get(url_name, b"\x00") not in response.content
         counts.append(len(ctx.captured_queries))
-    assert counts[0] == counts[1] <= 13, counts
+    assert counts[0] == counts[1] <= 14, counts
 
 
 def test_annotate_shows_progress_of_the_users_campaigns_only(client):

@@ -141,7 +141,8 @@ class Prescore(DimensionScores):
         ]
         indexes = [
             # the Pre-scores page's and API's default order (selectors.prescore_list): the first rows of a model's
-            # million pre-scores read from the index, not sorted per request
-            models.Index(models.F("model_version"), models.F("metavoter_score").desc(nulls_last=True), models.F("id"),
+            # million pre-scores read from the index, not sorted per request (metavoter_score is never NULL, so no
+            # NULLS LAST: SQLite, the embedded default, has none in an index)
+            models.Index(models.F("model_version"), models.F("metavoter_score").desc(), models.F("id"),
                          name="prescore_by_metavoter"),
         ]

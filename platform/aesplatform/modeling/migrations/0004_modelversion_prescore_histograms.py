@@ -23,6 +23,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='prescore',
-            index=models.Index(models.F('model_version'), models.OrderBy(models.F('metavoter_score'), descending=True, nulls_last=True), models.F('id'), name='prescore_by_metavoter'),
+            index=models.Index(models.F('model_version'), models.OrderBy(models.F('metavoter_score'), descending=True), models.F('id'), name='prescore_by_metavoter'),
         ),
     ]

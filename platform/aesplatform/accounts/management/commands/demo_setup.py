@@ -2,6 +2,12 @@
 
 The demo images are approved at once (without a review), so that "New campaign" has them available; the newest
 few stay imported, for trying a filter run. What a curator decided since is never undone by a later run.
+
+The synthetic demo people are drawings: no face a detector finds, soft edges, so a filter run proposes every one of
+them for rejection. A few real photos that ship inside scikit-image's wheel (a runtime dependency) are imported
+too, as their own import job, and left imported: a filter run over them shows both outcomes, the astronaut (one
+face, sharp) kept and the others (a cat, a cup of coffee, a rocket, ... no person's face) proposed for rejection,
+each with its reasons.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ import secrets
 import shutil
 from pathlib import Path
 
+import skimage.data
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
@@ -22,6 +29,10 @@ from aesplatform.catalog.services import images_approve_unreviewed, import_job_c
 from model_core.synthetic import write_humanbeauty
 
 DEMO_SOURCE = "demo"
+SAMPLES_SOURCE = "scikit-image samples"
+# files of skimage.data's own folder (shipped in the wheel, nothing downloaded): real photos, one with a person
+SAMPLE_PHOTOS = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
+                 "hubble_deep_field.jpg")
 
 DEMO_USERS: tuple[tuple[str, list[Role]], ...] = (
     ("admin", [Role.ADMIN]),
@@ -52,6 +63,7 @@ class Command(BaseCommand):
             self.stdout.write("Demo users exist already (reset a password with: manage.py changepassword NAME).")
         self._images(overall=overall, expert=expert, seed=seed)
         self._approve(unfiltered=unfiltered)
+        self._samples()
 
     def _users(self) -> list[tuple[str, str, list[Role]]]:
         existing = set(
@@ -96,5 +108,27 @@ class Command(BaseCommand):
         job = import_job_run(job_id=job.pk)
         self.stdout.write(
             f"Demo images: {job.imported_count} imported with {job.labels_count} labels "
+            f"({job.duplicate_count} duplicates, {job.error_count} errors)."
+        )
+
+    def _samples(self) -> None:
+        """scikit-image's sample photos, imported as a folder of their own and left imported for a filter run."""
+        if ImportJob.objects.filter(source_name=SAMPLES_SOURCE).exists():
+            count = Image.objects.filter(import_job__source_name=SAMPLES_SOURCE).count()
+            self.stdout.write(f"Sample photos exist already ({count} images).")
+            return
+        root = Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0]) / "demo-samples"
+        if root.exists():
+            shutil.rmtree(root)  # a half-written folder from an interrupted run
+        root.mkdir(parents=True)
+        for name in SAMPLE_PHOTOS:
+            shutil.copyfile(Path(skimage.data.data_dir) / name, root / name)
+        curator = get_user_model().objects.get(username="curator")
+        job = import_job_create(
+            created_by=curator, kind=ImportKind.FOLDER, path=str(root), source_name=SAMPLES_SOURCE, enqueue=False
+        )
+        job = import_job_run(job_id=job.pk)
+        self.stdout.write(
+            f"Sample photos (scikit-image): {job.imported_count} imported, left for a filter run "
             f"({job.duplicate_count} duplicates, {job.error_count} errors)."
         )
