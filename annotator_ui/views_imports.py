@@ -77,7 +77,11 @@ class ImportDetailView(RoleRequiredMixin, TemplateView):
             items = items.filter(outcome=outcome)
         else:
             outcome = ""
-        page = Paginator(items, ITEMS_PAGE_SIZE).get_page(self.request.GET.get("page"))
+        paginator = Paginator(items, ITEMS_PAGE_SIZE)
+        stored = selectors.import_job_item_count(job=job, outcome=outcome)
+        if stored is not None:
+            paginator.count = stored  # the finished job's own counters: exact, without counting its items
+        page = paginator.get_page(self.request.GET.get("page"))
         context.update(job=job, items=page, page_obj=page, outcome=outcome, outcomes=ImportOutcome.values,
                        active=job.state in ACTIVE_JOB_STATES)
         return context

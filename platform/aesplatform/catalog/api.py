@@ -190,6 +190,9 @@ class ImportJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         if not filterset.is_valid():
             raise ValidationError(filterset.errors)
         queryset = filterset.qs
+        # the job's counters give the count once it has finished (the paginator counts otherwise)
+        outcome = filterset.form.cleaned_data.get("outcome") or ""
+        self.stored_count = selectors.import_job_item_count(job=job, outcome=outcome)
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(ImportItemSerializer(page, many=True).data)
 

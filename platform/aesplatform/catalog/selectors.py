@@ -7,8 +7,9 @@ from pathlib import Path
 from django.db.models import QuerySet
 
 from aesplatform.accounts.roles import Role, user_has_role
+from aesplatform.common.models import FINISHED_JOB_STATES
 
-from .models import Image, ImportItem, ImportJob
+from .models import Image, ImportItem, ImportJob, ImportOutcome
 from .sources import allowed_roots
 
 
@@ -35,6 +36,22 @@ def import_job_list() -> QuerySet[ImportJob]:
 
 def import_job_items(*, job: ImportJob) -> QuerySet[ImportItem]:
     return ImportItem.objects.filter(job=job).select_related("image").order_by("id")
+
+
+def import_job_item_count(*, job: ImportJob, outcome: str = "") -> int | None:
+    """How many items the job has (of one outcome, or all of them), from the job's own counters: exact once the
+    job has finished (its last write derives them from the items; a resumed job is active again). None while it is
+    active: the items are then counted."""
+    if job.state not in FINISHED_JOB_STATES:
+        return None
+    by_outcome = {
+        "": job.total,
+        ImportOutcome.PENDING: job.total - job.processed,
+        ImportOutcome.IMPORTED: job.imported_count,
+        ImportOutcome.DUPLICATE: job.duplicate_count,
+        ImportOutcome.ERROR: job.error_count,
+    }
+    return by_outcome.get(outcome)
 
 
 def import_allowed_roots() -> list[Path]:
