@@ -127,6 +127,16 @@ def test_decide_records_every_image_and_flags_overrides(curator_user):
     assert statuses == {i.pk: ("rejected" if i == images[2] else "approved") for i in images}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_decide_runs_in_its_own_transaction_when_called_outside_one(curator_user):
+    """As the API calls it in autocommit mode (the tests' wrapping transaction hid a lost @transaction.atomic)."""
+    run, images, batch = _decided_run(curator_user)
+    services.review_batch_decide(batch=batch, decided_by=curator_user)
+    batch.refresh_from_db()
+    assert batch.state == BatchState.DECIDED
+    assert CuratorDecision.objects.filter(batch=batch).count() == len(images)
+
+
 def test_decide_twice_or_with_a_foreign_image_is_refused_and_leaves_nothing(curator_user):
     run, images, batch = _decided_run(curator_user)
     other_run, other_images, other_batch = _decided_run(curator_user, count=2, start=50)

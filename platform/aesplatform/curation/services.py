@@ -596,6 +596,7 @@ def _run_counts_add_decisions(*, run_id: int, rows: Sequence[CuratorDecision]) -
     FilterRun.objects.filter(pk=run_id).update(result_counts=counts)
 
 
+@transaction.atomic
 def review_batch_decide(*, batch: ReviewBatch, decided_by, decisions: Sequence[dict] = ()) -> ReviewBatch:
     """Decide a whole batch: every image gets the curator's decision where given, else its proposal.
 
