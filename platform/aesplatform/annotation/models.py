@@ -12,6 +12,7 @@ import uuid
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import F
 
 from aesplatform.common.models import (
     DIMENSION_FIELDS,
@@ -182,9 +183,16 @@ class Annotation(DimensionScores):
     time_spent_ms = models.PositiveIntegerField(default=0)
     ui_version = models.CharField(max_length=limits.UI_VERSION_MAX_LENGTH, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The largest |score - the campaign's consensus| over the rated dimensions, as the last consensus recomputation
+    # stored it (services.review_deviations_store): the review stream's "far from the consensus first" order reads
+    # it from an index. NULL: not computed yet (a rating newer than the last recomputation, or no consensus).
+    review_deviation = models.FloatField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            models.Index(F("review_deviation").desc(nulls_last=True), F("id"), name="annotation_review_deviation"),
+        ]
         constraints = [
             *score_range_constraints(DIMENSION_FIELDS, prefix="annotation", nullable=True),
             models.UniqueConstraint(
