@@ -25,7 +25,7 @@ from django.views.generic import TemplateView
 from aesplatform.accounts.permissions import RoleRequiredMixin
 from aesplatform.accounts.roles import Role
 from aesplatform.annotation import limits, selectors, services
-from aesplatform.annotation.models import Annotation, Campaign, CampaignState, ReviewState
+from aesplatform.annotation.models import Annotation, AnnotationReview, Campaign, CampaignState, ReviewState
 from aesplatform.common.exceptions import ServiceError
 from model_core.standard import DIMENSIONS, score_to_level
 
@@ -133,7 +133,7 @@ class ReviewStreamView(RoleRequiredMixin, TemplateView):
             correct_fields=[{"key": d.key, "name": d.name, "value": entry.scores.get(d.key)}
                             for d in services.expected_dimensions(campaign.mode)],
             history=selectors.rating_history(annotation=annotation),
-            review=getattr(Annotation.objects.get(pk=entry.original_id), "review", None),
+            review=AnnotationReview.objects.filter(annotation_id=entry.original_id).select_related("reviewed_by").first(),
             prev_url=f"{url}?{_query(filters, at=page.prev_id)}" if page.prev_id else "",
             next_url=f"{url}?{_query(filters, at=page.next_id)}" if page.next_id else "",
             next_id=page.next_id or "",

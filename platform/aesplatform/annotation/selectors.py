@@ -8,7 +8,20 @@ from typing import NamedTuple
 
 import numpy as np
 from django.contrib.auth import get_user_model
-from django.db.models import Case, Count, Exists, F, IntegerField, Max, OuterRef, Q, QuerySet, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -567,56 +580,45 @@ def _review_after(order: str, annotation_id: int, deviation: float | None) -> Q:
 
 
 def review_entries(*, campaign: Campaign, annotation_ids: list[int]) -> list[ReviewEntry]:
-    """The ReviewEntry of each of these annotations of the campaign, in the given order, in at most six statements
-    whatever their number (the rows, their originals, reviews, flags, consensus and gold references)."""
+    """The ReviewEntry of each of these annotations of the campaign, in the given order, in two statements whatever
+    their number (the rows with their original, review, flag and gold reference; the consensus of their images)."""
     if not annotation_ids:
         return []
     keys = [d.key for d in DIMENSIONS]
-    found = {
-        v[0]: v for v in Annotation.objects.filter(pk__in=annotation_ids, task__campaign=campaign).values_list(
-            "id", "supersedes_id", "task_id", "task__image_id", "annotator_id", "task__is_gold", *keys
-        )
-    }
-    values = [found[i] for i in annotation_ids if i in found]
-    corrected = [(v[2], v[4]) for v in values if v[1] is not None]
-    by_pair = {}  # (task, annotator) -> the rating's original, where its review lives
-    if corrected:
-        pairs = Q()
-        for task_id, annotator_id in corrected:
-            pairs |= Q(task_id=task_id, annotator_id=annotator_id)
-        by_pair = {(t, a): i for i, t, a in Annotation.objects.filter(pairs, supersedes__isnull=True)
-                   .values_list("id", "task_id", "annotator_id")}
-    originals = {v[0]: v[0] if v[1] is None else by_pair[(v[2], v[4])] for v in values}
-    reviews = {r.annotation_id: r for r in AnnotationReview.objects.filter(annotation_id__in=originals.values())
-               .only("annotation_id", "version_id", "state")}
-    task_ids = {v[2] for v in values}
-    flagged_tasks = set(
-        Assignment.objects.filter(task_id__in=task_ids, state=AssignmentState.FLAGGED).values_list("task_id", flat=True)
+    # the original of the rating (the chain's first row: where its review lives)
+    original = Annotation.objects.filter(task_id=OuterRef("task_id"), annotator_id=OuterRef("annotator_id"),
+                                         supersedes__isnull=True).values("pk")[:1]
+    review = AnnotationReview.objects.filter(annotation_id=OuterRef("original"))
+    reference = Consensus.objects.filter(image_id=OuterRef("task__image_id"), origin=ConsensusOrigin.IMPORTED,
+                                         dimension=OVERALL.index).values("score")[:1]
+    rows = (
+        Annotation.objects.filter(pk__in=annotation_ids, task__campaign=campaign)
+        .annotate(original=Subquery(original))
+        .annotate(review_state=Subquery(review.values("state")[:1]),
+                  review_version=Subquery(review.values("version_id")[:1]),
+                  image_flagged=Exists(Assignment.objects.filter(task_id=OuterRef("task_id"),
+                                                                 state=AssignmentState.FLAGGED)),
+                  reference=Subquery(reference))
+        .values_list("id", "original", "task_id", "task__image_id", "annotator_id", "task__is_gold", "review_state",
+                     "review_version", "image_flagged", "reference", *keys)
     )
-    image_ids = {v[3] for v in values}
+    found = {v[0]: v for v in rows}
+    values = [found[i] for i in annotation_ids if i in found]
     consensus: dict[int, dict[str, ConsensusValue]] = defaultdict(dict)
     for image_id, dimension, score, count in Consensus.objects.filter(
-        campaign=campaign, origin=ConsensusOrigin.CAMPAIGN, image_id__in=image_ids
+        campaign=campaign, origin=ConsensusOrigin.CAMPAIGN, image_id__in={v[3] for v in values}
     ).values_list("image_id", "dimension", "score", "count"):
         consensus[image_id][DIMENSIONS[dimension].key] = ConsensusValue(score, count)
-    gold_images = {v[3] for v in values if v[5]}
-    references = dict(
-        Consensus.objects.filter(image_id__in=gold_images, origin=ConsensusOrigin.IMPORTED,
-                                 dimension=OVERALL.index).values_list("image_id", "score")
-    ) if gold_images else {}
-
-    entries = []
-    for annotation_id, _, task_id, image_id, user_id, is_gold, *scores in values:
-        original_id = originals[annotation_id]
-        review = reviews.get(original_id)
-        entries.append(ReviewEntry(
+    return [
+        ReviewEntry(
             annotation_id=annotation_id, original_id=original_id, task_id=task_id, image_id=image_id,
-            annotator_id=user_id, is_gold=is_gold, scores=dict(zip(keys, scores)),
-            review_state=review.state if review else None, reviewed_version_id=review.version_id if review else None,
-            flagged=task_id in flagged_tasks, gold_reference=references.get(image_id) if is_gold else None,
+            annotator_id=user_id, is_gold=is_gold, scores=dict(zip(keys, scores)), review_state=state,
+            reviewed_version_id=version_id, flagged=flagged, gold_reference=reference if is_gold else None,
             consensus=consensus.get(image_id, {}),
-        ))
-    return entries
+        )
+        for (annotation_id, original_id, task_id, image_id, user_id, is_gold, state, version_id, flagged, reference,
+             *scores) in values
+    ]
 
 
 def review_queue(
@@ -675,8 +677,7 @@ def review_stream_page(
                .order_by(*_review_ordering(order, reverse=True)).values_list("pk", flat=True).first())
     next_id = (rows.filter(_review_after(order, annotation_id, deviation))
                .order_by(*_review_ordering(order)).values_list("pk", flat=True).first())
-    before = 0 if prev_id is None else capped_count(rows.filter(_review_before(order, annotation_id, deviation)),
-                                                    cap=REVIEW_COUNT_CAP)
+    before = capped_count(rows.filter(_review_before(order, annotation_id, deviation)), cap=REVIEW_COUNT_CAP)
     size = capped_count(rows, cap=REVIEW_COUNT_CAP)
     return ReviewPage(
         entry=review_entries(campaign=campaign, annotation_ids=[annotation_id])[0],
