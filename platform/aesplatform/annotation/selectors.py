@@ -527,7 +527,10 @@ def review_rows(
     - `flagged`: the image was flagged as broken by someone; `gold_failed`: a gold image whose overall score is at
       another level than its imported reference."""
     _check_review_query(status, "submitted")
-    rows = Annotation.objects.filter(task__campaign=campaign, superseded_by__isnull=True)
+    # current: no correction supersedes it (NOT EXISTS over the unique supersedes index; the planner estimates it
+    # well, unlike the LEFT JOIN ... IS NULL of superseded_by__isnull)
+    rows = Annotation.objects.filter(task__campaign=campaign).filter(
+        ~Exists(Annotation.objects.filter(supersedes_id=OuterRef("pk"))))
     if annotator_id is not None:
         rows = rows.filter(annotator_id=annotator_id)
     # a review is of this version when its `version` is this row (one review per chain: the original's)
@@ -587,10 +590,10 @@ def review_entries(*, campaign: Campaign, annotation_ids: list[int]) -> list[Rev
     keys = [d.key for d in DIMENSIONS]
     # the original of the rating (the chain's first row: where its review lives)
     original = Annotation.objects.filter(task_id=OuterRef("task_id"), annotator_id=OuterRef("annotator_id"),
-                                         supersedes__isnull=True).values("pk")[:1]
-    review = AnnotationReview.objects.filter(annotation_id=OuterRef("original"))
+                                         supersedes__isnull=True).order_by().values("pk")[:1]
+    review = AnnotationReview.objects.filter(annotation_id=OuterRef("original")).order_by()
     reference = Consensus.objects.filter(image_id=OuterRef("task__image_id"), origin=ConsensusOrigin.IMPORTED,
-                                         dimension=OVERALL.index).values("score")[:1]
+                                         dimension=OVERALL.index).order_by().values("score")[:1]
     rows = (
         Annotation.objects.filter(pk__in=annotation_ids, task__campaign=campaign)
         .annotate(original=Subquery(original))
