@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
@@ -120,6 +121,9 @@ FILTERS = [
 def test_the_queue_its_count_and_the_api_equal_a_python_computation_for_every_filter_and_order():
     w = world(images=5)
     campaign, users = w["campaign"], w["users"]
+    # every rating (submitted, corrected by its annotator or a curator) carries its task's campaign
+    assert Annotation.objects.filter(task__campaign=campaign).count() == 19
+    assert not Annotation.objects.exclude(campaign_id=F("task__campaign_id")).exists()
     api = APIClient()
     api.force_authenticate(w["curator"])
     nonempty = set()

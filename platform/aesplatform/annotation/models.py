@@ -166,6 +166,10 @@ class Annotation(DimensionScores):
     """Immutable once submitted. A correction is a new row whose `supersedes` points at the one it replaces."""
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="annotations")
+    # the task's campaign, kept on the row (set from the task on save) so that a campaign's ratings are read from
+    # an index of their own, in submission or deviation order (the review stream), without a join to the tasks
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="+", editable=False, blank=True,
+                                 db_index=False)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations")
     assignment = models.ForeignKey(Assignment, on_delete=models.PROTECT, related_name="annotations")
     is_expert = models.BooleanField(help_text="All 12 dimensions given (expert mode) or only the overall score.")
@@ -191,7 +195,9 @@ class Annotation(DimensionScores):
     class Meta:
         ordering = ["id"]
         indexes = [
-            models.Index(F("review_deviation").desc(nulls_last=True), F("id"), name="annotation_review_deviation"),
+            models.Index(fields=["campaign", "id"], name="annotation_campaign_id"),
+            models.Index(F("campaign"), F("review_deviation").desc(nulls_last=True), F("id"),
+                         name="annotation_campaign_deviation"),
         ]
         constraints = [
             *score_range_constraints(DIMENSION_FIELDS, prefix="annotation", nullable=True),
@@ -213,6 +219,11 @@ class Annotation(DimensionScores):
                 name="annotation_correction_has_author",
             ),
         ]
+
+    def save(self, *args, **kwargs):
+        if self.campaign_id is None and self.task_id is not None:
+            self.campaign_id = self.task.campaign_id
+        super().save(*args, **kwargs)
 
 
 class ReviewState(models.TextChoices):

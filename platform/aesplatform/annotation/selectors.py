@@ -529,7 +529,7 @@ def review_rows(
     _check_review_query(status, "submitted")
     # current: no correction supersedes it (NOT EXISTS over the unique supersedes index; the planner estimates it
     # well, unlike the LEFT JOIN ... IS NULL of superseded_by__isnull)
-    rows = Annotation.objects.filter(task__campaign=campaign).filter(
+    rows = Annotation.objects.filter(campaign=campaign).filter(
         ~Exists(Annotation.objects.filter(supersedes_id=OuterRef("pk"))))
     if annotator_id is not None:
         rows = rows.filter(annotator_id=annotator_id)
@@ -595,7 +595,7 @@ def review_entries(*, campaign: Campaign, annotation_ids: list[int]) -> list[Rev
     reference = Consensus.objects.filter(image_id=OuterRef("task__image_id"), origin=ConsensusOrigin.IMPORTED,
                                          dimension=OVERALL.index).order_by().values("score")[:1]
     rows = (
-        Annotation.objects.filter(pk__in=annotation_ids, task__campaign=campaign)
+        Annotation.objects.filter(pk__in=annotation_ids, campaign=campaign)
         .annotate(original=Subquery(original))
         .annotate(review_state=Subquery(review.values("state")[:1]),
                   review_version=Subquery(review.values("version_id")[:1]),
@@ -705,7 +705,7 @@ def rating_history(*, annotation: Annotation) -> list[Annotation]:
 
 def campaign_annotators(*, campaign: Campaign) -> QuerySet:
     """The users who rated in the campaign (for the review stream's annotator filter)."""
-    rated = Annotation.objects.filter(annotator_id=OuterRef("pk"), task__campaign=campaign)
+    rated = Annotation.objects.filter(annotator_id=OuterRef("pk"), campaign=campaign)
     return get_user_model().objects.filter(Exists(rated)).order_by("username")
 
 

@@ -1141,7 +1141,7 @@ def review_deviations_store(*, campaign: Campaign) -> int:
             JOIN {task} AS t ON t.id = a2.task_id
             LEFT JOIN {consensus} AS c
                 ON c.campaign_id = t.campaign_id AND c.image_id = t.image_id AND c.origin = %s
-            WHERE t.campaign_id = %s
+            WHERE a2.campaign_id = %s
               AND NOT EXISTS (SELECT 1 FROM {annotation} AS s WHERE s.supersedes_id = a2.id)
             GROUP BY a2.id
         ) AS d
