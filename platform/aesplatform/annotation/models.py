@@ -126,6 +126,8 @@ class Task(models.Model):
             models.Index(
                 fields=["campaign", "-priority", "id"], condition=models.Q(state="open"), name="task_open_by_priority"
             ),
+            # the review stream's gold failures start from the campaign's gold tasks
+            models.Index(fields=["campaign"], condition=models.Q(is_gold=True), name="task_gold"),
         ]
 
 
@@ -159,6 +161,8 @@ class Assignment(models.Model):
         indexes = [
             models.Index(fields=["annotator", "state"], name="assignment_annotator_state"),
             models.Index(fields=["leased_until"], condition=models.Q(state="leased"), name="assignment_live_leases"),
+            # the review stream's flagged images start from the flags
+            models.Index(fields=["task"], condition=models.Q(state="flagged"), name="assignment_flagged"),
         ]
 
 

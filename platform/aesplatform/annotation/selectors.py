@@ -540,9 +540,13 @@ def review_rows(
     elif status != "all":
         rows = rows.filter(Exists(of_this_version.filter(state=status)))
     if flagged:
-        rows = rows.filter(Exists(Assignment.objects.filter(task_id=OuterRef("task_id"),
-                                                            state=AssignmentState.FLAGGED)))
-    if gold_failed:
+        # the flagged tasks first (one statement over a partial index of the flags, few rows), then their ratings
+        # by the task index: as a subquery, the planner walks every rating in id order hoping to meet one soon
+        flagged_tasks = list(Assignment.objects.filter(state=AssignmentState.FLAGGED, task__campaign=campaign)
+                             .order_by().values_list("task_id", flat=True).distinct())
+        rows = rows.filter(task_id__in=flagged_tasks)
+    if gold_failed:  # from the campaign's gold tasks (a partial index of them)
+        rows = rows.filter(task_id__in=Task.objects.filter(campaign=campaign, is_gold=True).values("id"))
         references = (
             Consensus.objects.filter(image_id=OuterRef("task__image_id"), origin=ConsensusOrigin.IMPORTED,
                                      dimension=OVERALL.index)

@@ -1,6 +1,6 @@
 """The review stream in SQL (issue 20): each rating's campaign on its row (filled from its task) and its deviation
 from the campaign's consensus (NULL until the next consensus recomputation stores it), with the indexes the review
-stream's two orders read."""
+stream's orders and filters read."""
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -47,5 +47,13 @@ class Migration(migrations.Migration):
             index=models.Index(models.F('campaign'), models.OrderBy(models.F('review_deviation'), descending=True,
                                                                     nulls_last=True),
                                models.F('id'), name='annotation_campaign_deviation'),
+        ),
+        migrations.AddIndex(
+            model_name='task',
+            index=models.Index(condition=models.Q(('is_gold', True)), fields=['campaign'], name='task_gold'),
+        ),
+        migrations.AddIndex(
+            model_name='assignment',
+            index=models.Index(condition=models.Q(('state', 'flagged')), fields=['task'], name='assignment_flagged'),
         ),
     ]
