@@ -12,7 +12,6 @@ import uuid
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import F
 
 from aesplatform.common.models import (
     DIMENSION_FIELDS,
@@ -200,8 +199,8 @@ class Annotation(DimensionScores):
         ordering = ["id"]
         indexes = [
             models.Index(fields=["campaign", "id"], name="annotation_campaign_id"),
-            models.Index(F("campaign"), F("review_deviation").desc(nulls_last=True), F("id"),
-                         name="annotation_campaign_deviation"),
+            # and, on PostgreSQL, annotation_campaign_deviation (campaign, review_deviation DESC NULLS LAST, id):
+            # created by migration 0005 (SQLite has no NULLS LAST in an index)
         ]
         constraints = [
             *score_range_constraints(DIMENSION_FIELDS, prefix="annotation", nullable=True),

@@ -791,7 +791,7 @@ def _new_annotation(*, assignment: Assignment, annotator, scores, key, time_spen
         mode=campaign.mode, annotator=annotator, assignment_id=assignment.pk, scores=scores, key=key,
         time_spent_ms=time_spent_ms, ui_version=ui_version,
     )
-    annotation.task, annotation.assignment = assignment.task, assignment
+    annotation.task, annotation.assignment, annotation.campaign = assignment.task, assignment, campaign
     return annotation
 
 
@@ -1133,6 +1133,7 @@ def review_deviations_store(*, campaign: Campaign) -> int:
     annotation, task, consensus = (qn(m._meta.db_table) for m in (Annotation, Task, Consensus))
     column = {d.index: qn(Annotation._meta.get_field(d.key).column) for d in DIMENSIONS}
     rated = " ".join(f"WHEN {index} THEN a2.{name}" for index, name in column.items())
+    distinct = "IS NOT" if connection.vendor == "sqlite" else "IS DISTINCT FROM"  # NULL-safe "differs"
     sql = f"""
         UPDATE {annotation} AS a SET review_deviation = d.deviation
         FROM (
@@ -1145,7 +1146,7 @@ def review_deviations_store(*, campaign: Campaign) -> int:
               AND NOT EXISTS (SELECT 1 FROM {annotation} AS s WHERE s.supersedes_id = a2.id)
             GROUP BY a2.id
         ) AS d
-        WHERE a.id = d.id AND a.review_deviation IS DISTINCT FROM d.deviation
+        WHERE a.id = d.id AND a.review_deviation {distinct} d.deviation
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, [ConsensusOrigin.CAMPAIGN, campaign.pk])
