@@ -224,3 +224,25 @@ def test_the_review_page_and_api_run_as_many_statements_for_30_ratings_as_for_3(
     big = world(images=10)
     assert Annotation.objects.filter(task__campaign=big["campaign"], supersedes__isnull=True).count() == 30
     assert counts(big) == small_counts
+
+
+def test_the_stream_counts_only_up_to_the_cap_and_says_so(monkeypatch):
+    w = world(images=2)
+    campaign = w["campaign"]
+    client = Client()
+    client.force_login(w["curator"])
+    expected = expected_queue(campaign, status="all", order="deviation")
+    url = f"/campaigns/{campaign.pk}/review/?status=all&order=deviation"
+    page = client.get(f"{url}&at={expected[1]}")
+    assert (page.context["position"], page.context["queue_size"]) == (2, len(expected))
+    assert "as of the last consensus computation" in page.content.decode()
+
+    monkeypatch.setattr(selectors, "REVIEW_COUNT_CAP", 2)
+    capped = client.get(f"{url}&at={expected[3]}")
+    assert capped.context["position"] is None and capped.context["queue_size"] is None
+    assert "beyond the first 2</strong> of more than 2" in capped.content.decode()
+    assert client.get(f"{url}&at={expected[1]}").context["position"] == 2
+    api = APIClient()
+    api.force_authenticate(w["curator"])
+    answer = api.get(f"/api/campaigns/{campaign.pk}/review/", {"status": "all"}).json()
+    assert answer["count"] is None and answer["count_capped"] is True and len(answer["results"]) == len(expected)
