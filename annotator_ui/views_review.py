@@ -25,7 +25,7 @@ from django.views.generic import TemplateView
 from aesplatform.accounts.permissions import RoleRequiredMixin
 from aesplatform.accounts.roles import Role
 from aesplatform.annotation import limits, selectors, services
-from aesplatform.annotation.models import Annotation, Campaign, CampaignState, ReviewState
+from aesplatform.annotation.models import Annotation, AnnotationReview, Campaign, CampaignState, ReviewState
 from aesplatform.common.exceptions import ServiceError
 from model_core.standard import DIMENSIONS, score_to_level
 
@@ -116,17 +116,16 @@ class ReviewStreamView(RoleRequiredMixin, TemplateView):
         form = ReviewFilterForm(self.request.GET or None, campaign=campaign,
                                 initial={"status": "unreviewed", "order": "submitted"})
         filters = form.filters()
-        queue = selectors.review_queue(campaign=campaign, **filters)
         at = self.request.GET.get("at", "")
-        position = next((i for i, e in enumerate(queue) if str(e.annotation_id) == at), 0)
-        entry = queue[position] if queue else None
-        context.update(campaign=campaign, form=form, queue_size=len(queue), position=position + 1, entry=entry,
-                       far=selectors.REVIEW_FAR, filter_query=_query(filters))
+        page = selectors.review_stream_page(campaign=campaign, at=int(at) if at.isdigit() else None, **filters)
+        entry = page.entry
+        context.update(campaign=campaign, form=form, queue_size=page.size, position=page.position, entry=entry,
+                       count_cap=page.cap, far=selectors.REVIEW_FAR, filter_query=_query(filters))
+        if filters["order"] == "deviation":
+            context["order_computed_at"] = selectors.review_order_computed_at(campaign=campaign)
         if entry is None:
             return context
         annotation = Annotation.objects.select_related("annotator", "task__image").get(pk=entry.annotation_id)
-        prev_entry = queue[position - 1] if position > 0 else None
-        next_entry = queue[position + 1] if position + 1 < len(queue) else None
         url = reverse("ui:review_stream", args=[campaign.pk])
         context.update(
             annotation=annotation,
@@ -134,10 +133,10 @@ class ReviewStreamView(RoleRequiredMixin, TemplateView):
             correct_fields=[{"key": d.key, "name": d.name, "value": entry.scores.get(d.key)}
                             for d in services.expected_dimensions(campaign.mode)],
             history=selectors.rating_history(annotation=annotation),
-            review=getattr(Annotation.objects.get(pk=entry.original_id), "review", None),
-            prev_url=f"{url}?{_query(filters, at=prev_entry.annotation_id)}" if prev_entry else "",
-            next_url=f"{url}?{_query(filters, at=next_entry.annotation_id)}" if next_entry else "",
-            next_id=next_entry.annotation_id if next_entry else "",
+            review=AnnotationReview.objects.filter(annotation_id=entry.original_id).select_related("reviewed_by").first(),
+            prev_url=f"{url}?{_query(filters, at=page.prev_id)}" if page.prev_id else "",
+            next_url=f"{url}?{_query(filters, at=page.next_id)}" if page.next_id else "",
+            next_id=page.next_id or "",
             idempotency_key=uuid.uuid4(),
             reason_max=limits.REVIEW_REASON_MAX_LENGTH,
         )

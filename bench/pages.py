@@ -98,9 +98,11 @@ def _extras(db_url: str, campaign_ids: list[int], images: int) -> None:
                     RETURNING id, task_id, annotator_id, finished_at
                 )
                 INSERT INTO annotation_annotation ({scores}, is_expert, idempotency_key, time_spent_ms, ui_version,
-                                                   created_at, annotator_id, supersedes_id, assignment_id, task_id)
+                                                   created_at, annotator_id, supersedes_id, assignment_id, task_id,
+                                                   campaign_id)
                 SELECT {expert_values if expert else overall_values}, %(expert)s, gen_random_uuid(),
-                       (2000 + random() * 20000)::int, 'bench', finished_at, annotator_id, NULL, id, task_id
+                       (2000 + random() * 20000)::int, 'bench', finished_at, annotator_id, NULL, id, task_id,
+                       %(c)s
                 FROM leased
                 """,
                 {"ann": annotators, "c": campaign, "n": rated, "expert": expert},

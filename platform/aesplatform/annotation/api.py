@@ -404,6 +404,9 @@ class CampaignReviewQueueView(APIView):
     permission_classes = [IsCurator]
 
     @extend_schema(tags=TAG, summary="A campaign's ratings to review, filtered and ordered (curators)",
+                   description="The first `limit` ratings the filters keep. `order=deviation`: the largest deviation "
+                   "from the consensus first, as the last consensus recomputation stored it (ratings newer than it "
+                   "last). `count` is exact up to 10,000 (null and `count_capped` true beyond).",
                    parameters=[ReviewQueueQuerySerializer], responses=ReviewQueueSerializer)
     def get(self, request, pk: int):
         campaign = get_object_or_404(Campaign, pk=pk)
@@ -411,5 +414,9 @@ class CampaignReviewQueueView(APIView):
         query.is_valid(raise_exception=True)
         values = dict(query.validated_data)
         limit = values.pop("limit")
-        entries = selectors.review_queue(campaign=campaign, annotator_id=values.pop("annotator", None), **values)
-        return Response(ReviewQueueSerializer({"count": len(entries), "results": entries[:limit]}).data)
+        annotator_id = values.pop("annotator", None)
+        entries = selectors.review_queue(campaign=campaign, annotator_id=annotator_id, limit=limit, **values)
+        values.pop("order")
+        count = selectors.review_queue_count(campaign=campaign, annotator_id=annotator_id, **values)
+        return Response(ReviewQueueSerializer({"count": count, "count_capped": count is None,
+                                               "results": entries}).data)

@@ -453,9 +453,10 @@ def task_lease_in_one_statement(*, assignment: Assignment, campaign_id: int, red
 def _submit_sql(vendor: str) -> str:
     a, t, c = _table(Assignment), _table(Task), _table(Campaign)
     submitted, leases, state = _col(Task, "submitted_count"), _col(Task, "active_lease_count"), _col(Task, "state")
-    task_field = Annotation._meta.get_field("task")
+    from_finished = {Annotation._meta.get_field("task"): "finished.task_id",
+                     Annotation._meta.get_field("campaign"): "finished.campaign_id"}
     fields = _insert_fields(Annotation)
-    values = ", ".join("finished.task_id" if f is task_field else "%s" for f in fields)
+    values = ", ".join(from_finished.get(f, "%s") for f in fields)
     return (
         # the lease ends as submitted if it is live, this annotator's, in an active campaign of the expected mode:
         # checked on the assignment row as it is once locked (a concurrent change is re-read before the check)
@@ -487,7 +488,7 @@ def annotation_submit_in_one_statement(*, annotation: Annotation, mode: str, now
     locked, the lease is live, `annotation.annotator`'s, and in an active campaign of `mode`. False (nothing
     written) otherwise: the caller decides on a locked read. Sets the annotation's task (id, campaign, image)."""
     conn = _db()
-    fields = [f for f in _insert_fields(Annotation) if f.name != "task"]
+    fields = [f for f in _insert_fields(Annotation) if f.name not in ("task", "campaign")]
     values = _insert_values(annotation, fields, conn)
     at = _dt(now)
     rows = _fetch_one_statement(

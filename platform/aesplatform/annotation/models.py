@@ -125,6 +125,8 @@ class Task(models.Model):
             models.Index(
                 fields=["campaign", "-priority", "id"], condition=models.Q(state="open"), name="task_open_by_priority"
             ),
+            # the review stream's gold failures start from the campaign's gold tasks
+            models.Index(fields=["campaign"], condition=models.Q(is_gold=True), name="task_gold"),
         ]
 
 
@@ -158,6 +160,8 @@ class Assignment(models.Model):
         indexes = [
             models.Index(fields=["annotator", "state"], name="assignment_annotator_state"),
             models.Index(fields=["leased_until"], condition=models.Q(state="leased"), name="assignment_live_leases"),
+            # the review stream's flagged images start from the flags
+            models.Index(fields=["task"], condition=models.Q(state="flagged"), name="assignment_flagged"),
         ]
 
 
@@ -165,6 +169,10 @@ class Annotation(DimensionScores):
     """Immutable once submitted. A correction is a new row whose `supersedes` points at the one it replaces."""
 
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="annotations")
+    # the task's campaign, kept on the row (set from the task on save) so that a campaign's ratings are read from
+    # an index of their own, in submission or deviation order (the review stream), without a join to the tasks
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="+", editable=False, blank=True,
+                                 db_index=False)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations")
     assignment = models.ForeignKey(Assignment, on_delete=models.PROTECT, related_name="annotations")
     is_expert = models.BooleanField(help_text="All 12 dimensions given (expert mode) or only the overall score.")
@@ -182,9 +190,18 @@ class Annotation(DimensionScores):
     time_spent_ms = models.PositiveIntegerField(default=0)
     ui_version = models.CharField(max_length=limits.UI_VERSION_MAX_LENGTH, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The largest |score - the campaign's consensus| over the rated dimensions, as the last consensus recomputation
+    # stored it (services.review_deviations_store): the review stream's "far from the consensus first" order reads
+    # it from an index. NULL: not computed yet (a rating newer than the last recomputation, or no consensus).
+    review_deviation = models.FloatField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            models.Index(fields=["campaign", "id"], name="annotation_campaign_id"),
+            # and, on PostgreSQL, annotation_campaign_deviation (campaign, review_deviation DESC NULLS LAST, id):
+            # created by migration 0005 (SQLite has no NULLS LAST in an index)
+        ]
         constraints = [
             *score_range_constraints(DIMENSION_FIELDS, prefix="annotation", nullable=True),
             models.UniqueConstraint(
@@ -205,6 +222,11 @@ class Annotation(DimensionScores):
                 name="annotation_correction_has_author",
             ),
         ]
+
+    def save(self, *args, **kwargs):
+        if self.campaign_id is None and self.task_id is not None:
+            self.campaign_id = self.task.campaign_id
+        super().save(*args, **kwargs)
 
 
 class ReviewState(models.TextChoices):

@@ -8,12 +8,26 @@ from typing import NamedTuple
 
 import numpy as np
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q, QuerySet
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from aesplatform.accounts.roles import SIMULATED_GROUP, Role, user_has_role
-from model_core.standard import DIMENSIONS, OVERALL, score_to_level_index
+from aesplatform.common.pagination import COUNT_CAP, capped_count
+from model_core.standard import DIMENSIONS, LEVEL_UPPER_BOUNDS, NUM_LEVELS, OVERALL, score_to_level_index
 
 from . import agreement as agreement_math
 from . import consensus as consensus_math
@@ -429,6 +443,7 @@ def active_learning_campaigns(*, image_ids: list[int] | None = None) -> QuerySet
 REVIEW_FAR = 0.2  # a deviation from the consensus of one level's width or more is highlighted
 REVIEW_STATUSES = ("unreviewed", "all", "accepted", "corrected", "rejected")
 REVIEW_ORDERS = ("submitted", "deviation")
+REVIEW_COUNT_CAP = COUNT_CAP  # the queue is counted this far ("more than 10,000" beyond), like the API's lists
 
 
 class ConsensusValue(NamedTuple):
@@ -487,70 +502,201 @@ class ReviewEntry:
         return score_to_level_index(rated) != score_to_level_index(self.gold_reference)
 
 
-def review_queue(
-    *, campaign: Campaign, annotator_id: int | None = None, status: str = "unreviewed", flagged: bool = False,
-    gold_failed: bool = False, order: str = "submitted",
-) -> list[ReviewEntry]:
-    """The current version of every rating of the campaign (rejected ones included), filtered and ordered:
-    `status` (unreviewed, all, accepted, corrected, rejected), one annotator, images flagged as broken by someone,
-    gold images rated at the wrong level; in submission order or the farthest from the consensus first."""
+def _level_index(field: str) -> Case:
+    """model_core.standard.score_to_level_index of a score column, in SQL (the same bounds, the same comparisons)."""
+    return Case(*[When(**{f"{field}__lt": upper}, then=Value(i)) for i, upper in enumerate(LEVEL_UPPER_BOUNDS)],
+                default=Value(NUM_LEVELS - 1), output_field=IntegerField())
+
+
+def _check_review_query(status: str, order: str) -> None:
     if status not in REVIEW_STATUSES:
         raise ValueError(f"unknown review status {status!r}")
-    rows = Annotation.objects.filter(task__campaign=campaign, superseded_by__isnull=True)
+    if order not in REVIEW_ORDERS:
+        raise ValueError(f"unknown review order {order!r}")
+
+
+def review_rows(
+    *, campaign: Campaign, annotator_id: int | None = None, status: str = "unreviewed", flagged: bool = False,
+    gold_failed: bool = False,
+) -> QuerySet[Annotation]:
+    """The current versions of the campaign's ratings (rejected ones included) that the review filters keep, as a
+    query (unordered): every filter is a condition on indexed columns, so a page of it reads a page of rows.
+
+    - `status`: "unreviewed" (no review of this version: a correction after a review makes it unreviewed again),
+      "all", or the state of the review of this version (accepted, corrected, rejected);
+    - `flagged`: the image was flagged as broken by someone; `gold_failed`: a gold image whose overall score is at
+      another level than its imported reference."""
+    _check_review_query(status, "submitted")
+    # current: no correction supersedes it (NOT EXISTS over the unique supersedes index; the planner estimates it
+    # well, unlike the LEFT JOIN ... IS NULL of superseded_by__isnull)
+    rows = Annotation.objects.filter(campaign=campaign).filter(
+        ~Exists(Annotation.objects.filter(supersedes_id=OuterRef("pk"))))
     if annotator_id is not None:
         rows = rows.filter(annotator_id=annotator_id)
+    # a review is of this version when its `version` is this row (one review per chain: the original's)
+    of_this_version = AnnotationReview.objects.filter(version_id=OuterRef("pk"))
+    if status == "unreviewed":
+        rows = rows.filter(~Exists(of_this_version))
+    elif status != "all":
+        rows = rows.filter(Exists(of_this_version.filter(state=status)))
+    if flagged:
+        # the flagged tasks first (one statement over a partial index of the flags, few rows), then their ratings
+        # by the task index: as a subquery, the planner walks every rating in id order hoping to meet one soon
+        flagged_tasks = list(Assignment.objects.filter(state=AssignmentState.FLAGGED, task__campaign=campaign)
+                             .order_by().values_list("task_id", flat=True).distinct())
+        rows = rows.filter(task_id__in=flagged_tasks)
+    if gold_failed:  # from the campaign's gold tasks (a partial index of them)
+        rows = rows.filter(task_id__in=Task.objects.filter(campaign=campaign, is_gold=True).values("id"))
+        references = (
+            Consensus.objects.filter(image_id=OuterRef("task__image_id"), origin=ConsensusOrigin.IMPORTED,
+                                     dimension=OVERALL.index)
+            .annotate(reference_level=_level_index("score"))
+            .exclude(reference_level=OuterRef("rated_level"))
+        )
+        rows = (rows.filter(task__is_gold=True, **{f"{OVERALL.key}__isnull": False})
+                .annotate(rated_level=_level_index(OVERALL.key)).filter(Exists(references)))
+    return rows
+
+
+def _review_ordering(order: str, *, reverse: bool = False) -> list:
+    """Submission order (id), or the largest stored deviation first (NULL, not computed, last), then id."""
+    if order == "deviation":
+        if reverse:
+            return [F("review_deviation").asc(nulls_first=True), F("id").desc()]
+        return [F("review_deviation").desc(nulls_last=True), F("id").asc()]
+    return ["-id"] if reverse else ["id"]
+
+
+def _review_before(order: str, annotation_id: int, deviation: float | None) -> Q:
+    """The rows before (annotation_id, deviation) in the queue's order."""
+    if order != "deviation":
+        return Q(pk__lt=annotation_id)
+    if deviation is None:
+        return Q(review_deviation__isnull=False) | Q(review_deviation__isnull=True, pk__lt=annotation_id)
+    return Q(review_deviation__gt=deviation) | Q(review_deviation=deviation, pk__lt=annotation_id)
+
+
+def _review_after(order: str, annotation_id: int, deviation: float | None) -> Q:
+    """The rows after (annotation_id, deviation) in the queue's order."""
+    if order != "deviation":
+        return Q(pk__gt=annotation_id)
+    if deviation is None:
+        return Q(review_deviation__isnull=True, pk__gt=annotation_id)
+    return (Q(review_deviation__lt=deviation) | Q(review_deviation=deviation, pk__gt=annotation_id)
+            | Q(review_deviation__isnull=True))
+
+
+def review_entries(*, campaign: Campaign, annotation_ids: list[int]) -> list[ReviewEntry]:
+    """The ReviewEntry of each of these annotations of the campaign, in the given order, in two statements whatever
+    their number (the rows with their original, review, flag and gold reference; the consensus of their images)."""
+    if not annotation_ids:
+        return []
     keys = [d.key for d in DIMENSIONS]
-    values = list(rows.order_by("id").values_list(
-        "id", "supersedes_id", "task_id", "task__image_id", "annotator_id", "task__is_gold", *keys
-    ))
-    by_pair = {}  # (task, annotator) -> the rating's original, where its review lives
-    if any(v[1] is not None for v in values):
-        by_pair = {
-            (t, a): i for i, t, a in Annotation.objects.filter(task__campaign=campaign, supersedes__isnull=True)
-            .values_list("id", "task_id", "annotator_id")
-        }
-    reviews = {
-        r.annotation_id: r for r in AnnotationReview.objects.filter(annotation__task__campaign=campaign)
-        .only("annotation_id", "version_id", "state")
-    }
-    flagged_tasks = set(
-        Assignment.objects.filter(task__campaign=campaign, state=AssignmentState.FLAGGED)
-        .values_list("task_id", flat=True)
+    # the original of the rating (the chain's first row: where its review lives)
+    original = Annotation.objects.filter(task_id=OuterRef("task_id"), annotator_id=OuterRef("annotator_id"),
+                                         supersedes__isnull=True).order_by().values("pk")[:1]
+    review = AnnotationReview.objects.filter(annotation_id=OuterRef("original")).order_by()
+    reference = Consensus.objects.filter(image_id=OuterRef("task__image_id"), origin=ConsensusOrigin.IMPORTED,
+                                         dimension=OVERALL.index).order_by().values("score")[:1]
+    rows = (
+        Annotation.objects.filter(pk__in=annotation_ids, campaign=campaign)
+        .annotate(original=Subquery(original))
+        .annotate(review_state=Subquery(review.values("state")[:1]),
+                  review_version=Subquery(review.values("version_id")[:1]),
+                  image_flagged=Exists(Assignment.objects.filter(task_id=OuterRef("task_id"),
+                                                                 state=AssignmentState.FLAGGED)),
+                  reference=Subquery(reference))
+        .values_list("id", "original", "task_id", "task__image_id", "annotator_id", "task__is_gold", "review_state",
+                     "review_version", "image_flagged", "reference", *keys)
     )
+    found = {v[0]: v for v in rows}
+    values = [found[i] for i in annotation_ids if i in found]
     consensus: dict[int, dict[str, ConsensusValue]] = defaultdict(dict)
     for image_id, dimension, score, count in Consensus.objects.filter(
-        campaign=campaign, origin=ConsensusOrigin.CAMPAIGN
+        campaign=campaign, origin=ConsensusOrigin.CAMPAIGN, image_id__in={v[3] for v in values}
     ).values_list("image_id", "dimension", "score", "count"):
         consensus[image_id][DIMENSIONS[dimension].key] = ConsensusValue(score, count)
-    gold_images = {v[3] for v in values if v[5]}
-    references = dict(
-        Consensus.objects.filter(image_id__in=gold_images, origin=ConsensusOrigin.IMPORTED,
-                                 dimension=OVERALL.index).values_list("image_id", "score")
-    ) if gold_images else {}
-
-    entries = []
-    for annotation_id, supersedes_id, task_id, image_id, user_id, is_gold, *scores in values:
-        original_id = annotation_id if supersedes_id is None else by_pair[(task_id, user_id)]
-        review = reviews.get(original_id)
-        entry = ReviewEntry(
+    return [
+        ReviewEntry(
             annotation_id=annotation_id, original_id=original_id, task_id=task_id, image_id=image_id,
-            annotator_id=user_id, is_gold=is_gold, scores=dict(zip(keys, scores)),
-            review_state=review.state if review else None, reviewed_version_id=review.version_id if review else None,
-            flagged=task_id in flagged_tasks, gold_reference=references.get(image_id) if is_gold else None,
+            annotator_id=user_id, is_gold=is_gold, scores=dict(zip(keys, scores)), review_state=state,
+            reviewed_version_id=version_id, flagged=flagged, gold_reference=reference if is_gold else None,
             consensus=consensus.get(image_id, {}),
         )
-        if status == "unreviewed" and entry.reviewed:
-            continue
-        if status not in ("unreviewed", "all") and entry.status != status:
-            continue
-        if flagged and not entry.flagged:
-            continue
-        if gold_failed and not entry.gold_failed:
-            continue
-        entries.append(entry)
-    if order == "deviation":
-        entries.sort(key=lambda e: (e.deviation is None, -(e.deviation or 0.0), e.annotation_id))
-    return entries
+        for (annotation_id, original_id, task_id, image_id, user_id, is_gold, state, version_id, flagged, reference,
+             *scores) in values
+    ]
+
+
+def review_queue(
+    *, campaign: Campaign, annotator_id: int | None = None, status: str = "unreviewed", flagged: bool = False,
+    gold_failed: bool = False, order: str = "submitted", limit: int | None = None,
+) -> list[ReviewEntry]:
+    """The current version of the campaign's ratings (rejected ones included), filtered (see review_rows) and
+    ordered: in submission order, or the farthest from the consensus first (the deviation the last consensus
+    recomputation stored; ratings without one last); the first `limit` of them (None: all)."""
+    _check_review_query(status, order)
+    rows = review_rows(campaign=campaign, annotator_id=annotator_id, status=status, flagged=flagged,
+                       gold_failed=gold_failed).order_by(*_review_ordering(order)).values_list("pk", flat=True)
+    ids = list(rows if limit is None else rows[:limit])
+    return review_entries(campaign=campaign, annotation_ids=ids)
+
+
+def review_queue_count(*, campaign: Campaign, annotator_id: int | None = None, status: str = "unreviewed",
+                       flagged: bool = False, gold_failed: bool = False) -> int | None:
+    """How many ratings the filters keep, counted up to REVIEW_COUNT_CAP (None: more than that)."""
+    counted = capped_count(review_rows(campaign=campaign, annotator_id=annotator_id, status=status, flagged=flagged,
+                                       gold_failed=gold_failed), cap=REVIEW_COUNT_CAP)
+    return None if counted > REVIEW_COUNT_CAP else counted
+
+
+@dataclass
+class ReviewPage:
+    """One rating of the review stream and where it stands: its position and the queue's size (None: more than
+    REVIEW_COUNT_CAP, counted no further), the ratings before and after it (None: none)."""
+
+    entry: ReviewEntry | None
+    position: int | None
+    size: int | None
+    prev_id: int | None
+    next_id: int | None
+    cap: int = 0
+
+
+def review_stream_page(
+    *, campaign: Campaign, at: int | None = None, annotator_id: int | None = None, status: str = "unreviewed",
+    flagged: bool = False, gold_failed: bool = False, order: str = "submitted",
+) -> ReviewPage:
+    """The rating `at` of the filtered, ordered queue (the first one where `at` is not in it), with its neighbours
+    and position, by keyset (a constant number of statements, each reading about one page of an index)."""
+    _check_review_query(status, order)
+    rows = review_rows(campaign=campaign, annotator_id=annotator_id, status=status, flagged=flagged,
+                       gold_failed=gold_failed)
+    current = None
+    if at is not None:
+        current = rows.filter(pk=at).values_list("pk", "review_deviation").first()
+    if current is None:
+        current = rows.order_by(*_review_ordering(order)).values_list("pk", "review_deviation").first()
+    if current is None:
+        return ReviewPage(entry=None, position=None, size=0, prev_id=None, next_id=None, cap=REVIEW_COUNT_CAP)
+    annotation_id, deviation = current
+    prev_id = (rows.filter(_review_before(order, annotation_id, deviation))
+               .order_by(*_review_ordering(order, reverse=True)).values_list("pk", flat=True).first())
+    next_id = (rows.filter(_review_after(order, annotation_id, deviation))
+               .order_by(*_review_ordering(order)).values_list("pk", flat=True).first())
+    before = capped_count(rows.filter(_review_before(order, annotation_id, deviation)), cap=REVIEW_COUNT_CAP)
+    size = capped_count(rows, cap=REVIEW_COUNT_CAP)
+    return ReviewPage(
+        entry=review_entries(campaign=campaign, annotation_ids=[annotation_id])[0],
+        position=before + 1 if before < REVIEW_COUNT_CAP else None,
+        size=size if size <= REVIEW_COUNT_CAP else None, prev_id=prev_id, next_id=next_id, cap=REVIEW_COUNT_CAP,
+    )
+
+
+def review_order_computed_at(*, campaign: Campaign):
+    """When the deviations the "far from the consensus first" order reads were stored: the last consensus
+    recomputation of the campaign (None: never)."""
+    return Agreement.objects.filter(campaign=campaign).aggregate(at=Max("computed_at"))["at"]
 
 
 def rating_history(*, annotation: Annotation) -> list[Annotation]:
@@ -563,7 +709,8 @@ def rating_history(*, annotation: Annotation) -> list[Annotation]:
 
 def campaign_annotators(*, campaign: Campaign) -> QuerySet:
     """The users who rated in the campaign (for the review stream's annotator filter)."""
-    return get_user_model().objects.filter(annotations__task__campaign=campaign).distinct().order_by("username")
+    rated = Annotation.objects.filter(annotator_id=OuterRef("pk"), campaign=campaign)
+    return get_user_model().objects.filter(Exists(rated)).order_by("username")
 
 
 # --- raters as the consensus method sees them (the campaign dashboard's "Raters" section) ---------------------

@@ -26,7 +26,7 @@ from .models import (
     ReviewState,
     TaskOrder,
 )
-from .selectors import REVIEW_ORDERS, REVIEW_STATUSES
+from .selectors import REVIEW_COUNT_CAP, REVIEW_ORDERS, REVIEW_STATUSES
 from .services import expected_dimensions
 
 _MISSING = object()
@@ -394,5 +394,8 @@ class ReviewEntrySerializer(serializers.Serializer):
 
 
 class ReviewQueueSerializer(serializers.Serializer):
-    count = serializers.IntegerField()
+    count = serializers.IntegerField(
+        allow_null=True, help_text=f"How many ratings the filters keep; null when more than {REVIEW_COUNT_CAP} "
+        "(see count_capped): the queue is counted only that far.")
+    count_capped = serializers.BooleanField(help_text=f"True when more than {REVIEW_COUNT_CAP} ratings match.")
     results = ReviewEntrySerializer(many=True)

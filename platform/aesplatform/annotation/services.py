@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -791,7 +791,7 @@ def _new_annotation(*, assignment: Assignment, annotator, scores, key, time_spen
         mode=campaign.mode, annotator=annotator, assignment_id=assignment.pk, scores=scores, key=key,
         time_spent_ms=time_spent_ms, ui_version=ui_version,
     )
-    annotation.task, annotation.assignment = assignment.task, assignment
+    annotation.task, annotation.assignment, annotation.campaign = assignment.task, assignment, campaign
     return annotation
 
 
@@ -1119,8 +1119,38 @@ def consensus_update_for_campaign(*, campaign: Campaign) -> dict:
     RaterStats.objects.bulk_create(stats_rows, batch_size=2000)
     # computed_at is when the reading began: a submit committed after it asks for another recomputation
     Agreement.objects.filter(campaign=campaign).update(computed_at=started)
+    review_deviations_store(campaign=campaign)
     campaign_snapshot_refresh(campaign=campaign, at=started)
     return {"images": len(image_ids), "consensus_rows": written, "rater_rows": len(stats_rows), "method": method}
+
+
+def review_deviations_store(*, campaign: Campaign) -> int:
+    """Store on every current rating of the campaign (rejected ones included) its largest |score - consensus| over
+    the dimensions it rated that have a consensus (NULL: none), from the campaign's stored consensus rows, in one
+    UPDATE (the database does the arithmetic: the same doubles as selectors.ReviewEntry.deviation). Rows whose
+    value is unchanged are not written. Returns how many were written."""
+    qn = connection.ops.quote_name
+    annotation, task, consensus = (qn(m._meta.db_table) for m in (Annotation, Task, Consensus))
+    column = {d.index: qn(Annotation._meta.get_field(d.key).column) for d in DIMENSIONS}
+    rated = " ".join(f"WHEN {index} THEN a2.{name}" for index, name in column.items())
+    distinct = "IS NOT" if connection.vendor == "sqlite" else "IS DISTINCT FROM"  # NULL-safe "differs"
+    sql = f"""
+        UPDATE {annotation} AS a SET review_deviation = d.deviation
+        FROM (
+            SELECT a2.id, MAX(ABS((CASE c.dimension {rated} END) - c.score)) AS deviation
+            FROM {annotation} AS a2
+            JOIN {task} AS t ON t.id = a2.task_id
+            LEFT JOIN {consensus} AS c
+                ON c.campaign_id = t.campaign_id AND c.image_id = t.image_id AND c.origin = %s
+            WHERE a2.campaign_id = %s
+              AND NOT EXISTS (SELECT 1 FROM {annotation} AS s WHERE s.supersedes_id = a2.id)
+            GROUP BY a2.id
+        ) AS d
+        WHERE a.id = d.id AND a.review_deviation {distinct} d.deviation
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [ConsensusOrigin.CAMPAIGN, campaign.pk])
+        return cursor.rowcount
 
 
 def campaign_snapshot_refresh(*, campaign: Campaign, at=None) -> CampaignSnapshot:
