@@ -91,44 +91,45 @@ class Command(BaseCommand):
             + (f"; {left} left imported, to try a filter run on." if left else ".")
         )
 
-    def _images(self, *, overall: int, expert: int, seed: int) -> None:
-        """Synthetic people with known scores (model_core.synthetic), imported as a HumanBeauty folder."""
-        if ImportJob.objects.filter(source_name=DEMO_SOURCE).exists():
-            count = Image.objects.filter(import_job__source_name=DEMO_SOURCE).count()
-            self.stdout.write(f"Demo images exist already ({count} images).")
-            return
-        root = Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0]) / "demo-humanbeauty"
+    def _import_once(self, *, source: str, folder: str, kind: str, what: str, fill) -> ImportJob | None:
+        """Import `folder` (written by `fill(root)` below the first import root) as `source`, once: None, and
+        nothing done, when that source was imported before."""
+        if ImportJob.objects.filter(source_name=source).exists():
+            count = Image.objects.filter(import_job__source_name=source).count()
+            self.stdout.write(f"{what} exist already ({count} images).")
+            return None
+        root = Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0]) / folder
         if root.exists():
             shutil.rmtree(root)  # a half-written folder from an interrupted run
-        write_humanbeauty(root, n_overall=overall, n_expert=expert, seed=seed, size=(448, 448), image_format="jpg")
+        fill(root)
         curator = get_user_model().objects.get(username="curator")
-        job = import_job_create(
-            created_by=curator, kind=ImportKind.HUMANBEAUTY, path=str(root), source_name=DEMO_SOURCE, enqueue=False
+        job = import_job_create(created_by=curator, kind=kind, path=str(root), source_name=source, enqueue=False)
+        return import_job_run(job_id=job.pk)
+
+    def _images(self, *, overall: int, expert: int, seed: int) -> None:
+        """Synthetic people with known scores (model_core.synthetic), imported as a HumanBeauty folder."""
+        job = self._import_once(
+            source=DEMO_SOURCE, folder="demo-humanbeauty", kind=ImportKind.HUMANBEAUTY, what="Demo images",
+            fill=lambda root: write_humanbeauty(root, n_overall=overall, n_expert=expert, seed=seed,
+                                                size=(448, 448), image_format="jpg"),
         )
-        job = import_job_run(job_id=job.pk)
-        self.stdout.write(
-            f"Demo images: {job.imported_count} imported with {job.labels_count} labels "
-            f"({job.duplicate_count} duplicates, {job.error_count} errors)."
-        )
+        if job is not None:
+            self.stdout.write(
+                f"Demo images: {job.imported_count} imported with {job.labels_count} labels "
+                f"({job.duplicate_count} duplicates, {job.error_count} errors)."
+            )
 
     def _samples(self) -> None:
         """scikit-image's sample photos, imported as a folder of their own and left imported for a filter run."""
-        if ImportJob.objects.filter(source_name=SAMPLES_SOURCE).exists():
-            count = Image.objects.filter(import_job__source_name=SAMPLES_SOURCE).count()
-            self.stdout.write(f"Sample photos exist already ({count} images).")
-            return
-        root = Path(settings.AESP_IMPORT["ALLOWED_ROOTS"][0]) / "demo-samples"
-        if root.exists():
-            shutil.rmtree(root)  # a half-written folder from an interrupted run
-        root.mkdir(parents=True)
-        for name in SAMPLE_PHOTOS:
-            shutil.copyfile(Path(skimage.data.data_dir) / name, root / name)
-        curator = get_user_model().objects.get(username="curator")
-        job = import_job_create(
-            created_by=curator, kind=ImportKind.FOLDER, path=str(root), source_name=SAMPLES_SOURCE, enqueue=False
-        )
-        job = import_job_run(job_id=job.pk)
-        self.stdout.write(
-            f"Sample photos (scikit-image): {job.imported_count} imported, left for a filter run "
-            f"({job.duplicate_count} duplicates, {job.error_count} errors)."
-        )
+        def copy_samples(root: Path) -> None:
+            root.mkdir(parents=True)
+            for name in SAMPLE_PHOTOS:
+                shutil.copyfile(Path(skimage.data.data_dir) / name, root / name)
+
+        job = self._import_once(source=SAMPLES_SOURCE, folder="demo-samples", kind=ImportKind.FOLDER,
+                                what="Sample photos", fill=copy_samples)
+        if job is not None:
+            self.stdout.write(
+                f"Sample photos (scikit-image): {job.imported_count} imported, left for a filter run "
+                f"({job.duplicate_count} duplicates, {job.error_count} errors)."
+            )
