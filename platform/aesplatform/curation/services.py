@@ -5,12 +5,15 @@ The life of a filter run:
    the thresholds; records the run with one pending FilterResult per image, all in one transaction, and queues
    `aesplatform.curation.tasks.filter_run_execute` (queue `gpu`) once it commits. Any bad input: a 4xx and no row
    at all.
-2. `filter_run_execute` (GPU worker, CPU without one): scores the results that are still unscored, in chunks,
-   through the engine's batched pipeline; each model batch is written with one bulk UPDATE guarded by
-   `scored_at IS NULL`, so a new delivery (the worker was killed: the job sweep queues the run again) picks up
-   where the last committed batch ended and no image is scored twice. The common job claim
-   (aesplatform.common.jobs) keeps two deliveries of the same run from working at once. An image whose file
-   vanished is marked (result error, image `broken`).
+2. `filter_run_execute` (GPU worker, CPU without one): scores the results that are still unscored, in chunks
+   (aesplatform.common.chunks: ranges of result ids, whole model batches) through the engine's batched pipeline;
+   with AESP_RUN_HELPERS > 0 other workers claim chunks too (`filter_run_assist`), each image in the same batch
+   whoever scores it. Each model batch is written with one bulk UPDATE guarded by `scored_at IS NULL` and counted
+   on its chunk in the same transaction, so a new delivery (the worker was killed: the job sweep queues the run
+   again; a helper died: its chunk's lease runs out and another worker takes it) picks up where the last
+   committed batch ended and no image is scored twice. The common job claim (aesplatform.common.jobs) keeps two
+   deliveries of the same run from both holding it. An image whose file vanished is marked (result error, image
+   `broken`).
 3. `filter_run_finalize`: near-duplicate groups (ANN over the stored embeddings), proposals from thresholds,
    ReviewBatches of at most `review_batch_size` images (a duplicate group stays in one batch when it fits in
    one), images `imported` -> `filtered`. A run without a checkpoint (`random_weights`) proposes from the pixel
@@ -24,6 +27,7 @@ The life of a filter run:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -35,11 +39,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from aesplatform.catalog.models import Image, ImageStatus
-from aesplatform.common import jobs
+from aesplatform.common import chunks, jobs
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
@@ -47,7 +52,15 @@ from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
 from . import limits, selectors
 from .engine import prompts as engine_prompts
 from .engine import proposals as engine_proposals
-from .models import BatchState, CuratorDecision, FilterResult, FilterRun, ProposedDecision, ReviewBatch
+from .models import (
+    BatchState,
+    CuratorDecision,
+    FilterResult,
+    FilterRun,
+    FilterRunChunk,
+    ProposedDecision,
+    ReviewBatch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -299,8 +312,13 @@ def _storage_access():
     return read_file, default_storage.path
 
 
-def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: int | None = None) -> FilterRun | None:
-    """Score what is left of a run, then finalize it. Idempotent and resumable (see the module docstring)."""
+def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: int | None = None,
+                       worker: str = "") -> FilterRun | None:
+    """Score what is left of a run, then finalize it. Idempotent and resumable (see the module docstring).
+
+    The worker that takes the run holds it: it cuts what is left into chunks, asks AESP_RUN_HELPERS other workers
+    to help (`filter_run_assist`), scores chunks itself, waits for the others' and finalizes the run once.
+    `worker`: this worker's name in the chunk rows (the Celery node; default the host)."""
     with jobs.job_running(model=FilterRun, job_id=run_id) as run:
         if run is None:
             return FilterRun.objects.filter(pk=run_id).first()
@@ -313,7 +331,8 @@ def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: i
             jobs.job_fail(job=run, error=str(exc))
             return jobs.job_refresh(run)
         try:
-            return _filter_run_score(run, scorer=scorer, config=config, num_workers=num_workers)
+            return _filter_run_score(run, scorer=scorer, config=config, num_workers=num_workers,
+                                     worker=chunks.worker_name(worker))
         except SoftTimeLimitExceeded:
             jobs.job_release(job=run)  # the task queues itself again and continues from the first unscored image
             raise
@@ -322,46 +341,106 @@ def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: i
             raise
 
 
+def filter_run_assist(*, run_id: int, device: str | None = None, num_workers: int | None = None,
+                      worker: str = "") -> dict[str, Any]:
+    """Help the worker holding a run: score chunks of it until none is free, then end (at once when none is).
+    Never ends the run (its holder does); a failure here gives the chunk back to the others and ends the helper."""
+    run = FilterRun.objects.filter(pk=run_id, state=JobState.RUNNING, cancel_requested=False).first()
+    if run is None or not chunks.chunks_claimable(model=FilterRunChunk, job=run):
+        return {"run": run_id, "chunks": 0}
+    config = filter_config()
+    name = chunks.worker_name(worker)
+    try:
+        scorer = _scorer_for(run, _device(config, device))
+        work = _ChunkScoring(run, scorer=scorer, config=config, num_workers=num_workers, holder=False)
+        done = chunks.chunks_work(model=FilterRunChunk, job=run, worker=name, work=work, stop=work.stop)
+    except SoftTimeLimitExceeded:  # its chunk was given back; the others go on
+        return {"run": run_id, "stopped": True}
+    except Exception:  # noqa: BLE001 - the run's holder (or another helper) scores the chunk; the run goes on
+        logger.exception("filter run %s: helper %s failed; its chunk was given back", run_id, name)
+        return {"run": run_id, "chunks": 0, "failed": True}
+    logger.info("filter run %s: helper %s scored %s chunk(s)", run_id, name, work.chunks)
+    return {"run": run_id, "chunks": work.chunks, "stopped": not done}
+
+
 # On a CPU a large model batch is hardly faster per image, but it holds the progress counter still for minutes
 # (ViT-L-14: seconds per image): CPU runs score in batches of at most this many images.
 CPU_BATCH_MAX = 8
 
 
-def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_workers: int | None) -> FilterRun:
-    from .engine.pipeline import ImageItem, pipeline_run
+def _chunk_unit(run: FilterRun) -> int:
+    """Chunks hold whole batches on a GPU (run.batch_size) and on a CPU (at most CPU_BATCH_MAX): each image is
+    scored in the same batch whichever worker, of either kind, scores its chunk."""
+    return math.lcm(run.batch_size, min(run.batch_size, CPU_BATCH_MAX))
 
-    run_id = run.pk
-    reader, locate = _storage_access()
-    workers = config["NUM_WORKERS"] if num_workers is None else num_workers
-    batch_size = run.batch_size if scorer.device.type == "cuda" else min(run.batch_size, CPU_BATCH_MAX)
-    unscored_before = FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).count()
-    started = time.monotonic()
-    while True:
-        if jobs.job_should_stop(job=run):
-            jobs.job_cancelled(job=run)
-            logger.info("filter run %s stopped", run_id)
-            return jobs.job_refresh(run)
-        chunk = list(
-            FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True)
-            .order_by("id").values_list("id", "image__file")[: config["CHUNK_SIZE"]]
-        )
-        if not chunk:
-            break
-        items = [ImageItem(result_id, locate(name)) for result_id, name in chunk]
-        for scored in pipeline_run(items, scorer, batch_size=batch_size, num_workers=workers, reader=reader):
-            _results_write(run=run, scored=scored)
-            if jobs.job_should_stop(job=run):
-                break
-    elapsed = time.monotonic() - started
-    scored_now = unscored_before - FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).count()
-    per_image = round(elapsed / scored_now, 6) if scored_now > 0 else None
+
+def _filter_run_split(run: FilterRun) -> list[tuple[int, int, int]]:
+    keys = (FilterResult.objects.filter(run_id=run.pk, scored_at__isnull=True).order_by("id")
+            .values_list("id", flat=True).iterator(chunk_size=20000))
+    return chunks.chunk_bounds(keys, size=chunks.chunk_size_aligned(_chunk_unit(run)))
+
+
+class _ChunkScoring:
+    """Scores what is left of one chunk of a run, batch by batch (the holder's and the helpers' work)."""
+
+    def __init__(self, run: FilterRun, *, scorer, config: dict[str, Any], num_workers: int | None, holder: bool):
+        self.run, self.scorer, self.holder = run, scorer, holder
+        self.reader, self.locate = _storage_access()
+        self.workers = config["NUM_WORKERS"] if num_workers is None else num_workers
+        self.batch_size = run.batch_size if scorer.device.type == "cuda" else min(run.batch_size, CPU_BATCH_MAX)
+        self.chunks = 0
+
+    def stop(self) -> bool:
+        """The holder: a cancel, or the run is no longer its own. A helper: the run stopped running, was cancelled,
+        or was taken up again by a new holder."""
+        if self.holder:
+            return jobs.job_should_stop(job=self.run)
+        return not FilterRun.objects.filter(pk=self.run.pk, state=JobState.RUNNING, attempts=self.run.attempts,
+                                            cancel_requested=False).exists()
+
+    def __call__(self, chunk: FilterRunChunk) -> bool:
+        from .engine.pipeline import ImageItem, pipeline_run
+
+        left = list(FilterResult.objects.filter(run_id=self.run.pk, scored_at__isnull=True,
+                                                pk__gte=chunk.first_key, pk__lte=chunk.last_key)
+                    .order_by("id").values_list("id", "image__file"))
+        items = [ImageItem(result_id, self.locate(name)) for result_id, name in left]
+        started = time.monotonic()
+        for scored in pipeline_run(items, self.scorer, batch_size=self.batch_size, num_workers=self.workers,
+                                   reader=self.reader):
+            now = time.monotonic()
+            _results_write(run=self.run, scored=scored, chunk=chunk, seconds=now - started, alive=self.holder)
+            started = now
+            if self.stop():
+                return False
+        self.chunks += 1
+        return True
+
+
+def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_workers: int | None,
+                      worker: str) -> FilterRun:
+    work = _ChunkScoring(run, scorer=scorer, config=config, num_workers=num_workers, holder=True)
+    finished = chunks.chunks_work(model=FilterRunChunk, job=run, worker=worker, work=work, stop=work.stop,
+                                  split=lambda: _filter_run_split(run),
+                                  on_split=lambda n: chunks.helpers_ask(job=run, added=n))
+    if not finished:
+        jobs.job_cancelled(job=run)  # guarded: a no-op when the run is no longer this worker's
+        logger.info("filter run %s stopped", run.pk)
+        return jobs.job_refresh(run)
+    per_image = chunks.seconds_per_item(model=FilterRunChunk, job=run)
     return filter_run_finalize(run=run, seconds_per_image=per_image)
 
 
 @transaction.atomic
-def _results_write(*, run: FilterRun, scored: Sequence) -> int:
-    """One bulk UPDATE for a batch; rows another delivery already scored are left alone."""
+def _results_write(*, run: FilterRun, scored: Sequence, chunk: FilterRunChunk | None = None, seconds: float = 0.0,
+                   alive: bool = True) -> int:
+    """One bulk UPDATE for a batch; rows another delivery already scored are left alone.
+
+    Under a chunk, the batch is counted on it in the same transaction (LeaseLost when the chunk was taken over: the
+    batch is not written). `alive`: the run's holder (a helper records progress, not a sign of life)."""
     run_id = run.pk
+    if chunk is not None:
+        chunks.chunk_scored_add(chunk=chunk, items=len(scored), seconds=seconds)
     keys = [s.key for s in scored]
     rows = {
         r.pk: r for r in FilterResult.objects.select_for_update()
@@ -394,7 +473,8 @@ def _results_write(*, run: FilterRun, scored: Sequence) -> int:
             status=ImageStatus.BROKEN, updated_at=now
         )
     left = FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).count()
-    jobs.job_progress(job=run, processed=max(0, run.total - left))
+    # from the database, whoever scored: several workers write at once, so the count only goes up
+    jobs.job_progress(job=run, alive=alive, processed=Greatest(F("processed"), Value(max(0, run.total - left))))
     return len(rows)
 
 
