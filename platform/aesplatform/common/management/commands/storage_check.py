@@ -1,6 +1,6 @@
 """`manage.py storage_check`: can this host use the configured storage? Run it on every new web or worker host.
 
-It writes a small probe object, reads it back whole and by range, lists it, deletes it, and checks the local
+It writes a small probe object, reads it back (whole, by range on S3, and into the local cache), lists it, deletes it, and checks the local
 cache folder; with `--create-bucket` it first creates the S3 bucket when it does not exist (a fresh object store).
 Exit status 0 when everything worked, 1 with the failing step and its cause otherwise.
 """
@@ -88,6 +88,12 @@ class Command(BaseCommand):
                 with default_storage.open(saved, "rb") as handle:
                     if handle.read() != data:
                         raise CommandError(f"the probe object {saved} read back different bytes")
+                bucket = getattr(default_storage, "bucket", None)
+                if bucket is not None:  # downloads of export archives resume with ranged reads
+                    key = default_storage._normalize_name(saved)
+                    part = bucket.Object(key).get(Range="bytes=100-199")["Body"].read()
+                    if part != data[100:200]:
+                        raise CommandError(f"a ranged read of the probe object {saved} returned other bytes")
                 copy = local_copy(saved)
                 if copy.read_bytes() != data:
                     raise CommandError(f"the local copy {copy} of {saved} differs from what was written")
