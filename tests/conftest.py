@@ -221,6 +221,36 @@ def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.2, message
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-protocol server on loopback (tests/support/objectstore.py) and the cuttable relay in front of it."""
+    from tests.support.objectstore import CuttableProxy, S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3-server"))
+    server.start()
+    proxy = CuttableProxy(server.port)
+    proxy.start()
+    yield server, proxy
+    proxy.stop()
+    server.stop()
+
+
+@pytest.fixture
+def s3_storage(s3_server, settings, tmp_path):
+    """This test stores everything in its own bucket of the S3 server (Django's default storage switched to
+    django-storages' S3 backend, through the relay: `s3_storage.proxy.outage()` cuts it); `s3_storage.env()` gives
+    worker processes the same store. This process's storage cache is a fresh folder."""
+    from tests.support.objectstore import ObjectStore
+
+    server, proxy = s3_server
+    proxy.restore()  # an earlier test's outage never leaks into this one
+    store = ObjectStore(server, proxy)
+    store.create_bucket()
+    settings.STORAGES = {**settings.STORAGES, "default": store.storages_setting()}
+    settings.AESP_STORAGE_CACHE_DIR = tmp_path / "storage-cache"
+    return store
+
+
 @pytest.fixture
 def import_root(settings, tmp_path):
     """A fresh folder that folder/zip/HumanBeauty imports may read (the only allowed root), small thumbnails."""

@@ -161,8 +161,18 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
+# Where media (images, thumbnails), export archives and trained checkpoints live: the local filesystem
+# (MEDIA_ROOT, the default: one machine) or an S3-compatible object store (AESP_STORAGE_BACKEND=s3), which workers
+# on other hosts reach without any shared folder; they keep what they read in a bounded local cache
+# (aesplatform.common.objectstore). Credentials come from the standard AWS variables (AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY) or the machine's role; never from this file.
+_STORAGE_BACKENDS = {
+    "filesystem": "django.core.files.storage.FileSystemStorage",
+    "s3": "storages.backends.s3.S3Storage",
+}
+_storage_backend = env.str("AESP_STORAGE_BACKEND", default="filesystem")
 STORAGES = {
-    "default": {"BACKEND": env.str("AESP_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage")},
+    "default": {"BACKEND": _STORAGE_BACKENDS.get(_storage_backend, _storage_backend)},
     "staticfiles": {
         "BACKEND": (
             "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -174,12 +184,35 @@ STORAGES = {
 # Outside production whitenoise also finds the files in the apps' static folders (no collectstatic needed, DEBUG on
 # or off); in production it serves only what collectstatic put in STATIC_ROOT.
 WHITENOISE_USE_FINDERS = not PRODUCTION
-if STORAGES["default"]["BACKEND"] == "storages.backends.s3.S3Storage":
+if STORAGES["default"]["BACKEND"] == _STORAGE_BACKENDS["s3"]:
+    from boto3.s3.transfer import TransferConfig
+    from botocore.config import Config as BotoConfig
+
+    _multipart_bytes = env.int("AESP_S3_MULTIPART_BYTES", default=64 * 1024 * 1024)
+    _s3_endpoint = env.str("AESP_S3_ENDPOINT_URL", default=None)
     STORAGES["default"]["OPTIONS"] = {
         "bucket_name": env.str("AESP_S3_BUCKET"),
-        "endpoint_url": env.str("AESP_S3_ENDPOINT_URL", default=None),
+        "endpoint_url": _s3_endpoint,
+        "region_name": env.str("AESP_S3_REGION", default=None),
         "querystring_auth": True,
+        "file_overwrite": True,  # keys are content-addressed or unique per job: the same key is the same bytes
+        "client_config": BotoConfig(
+            # botocore's "standard" retry mode: exponential backoff with jitter on throttling, 5xx and dropped
+            # connections; a store unreachable for longer than the attempts last fails the job with a clear error
+            # and the job is retried (see aesplatform.common.objectstore)
+            retries={"max_attempts": env.int("AESP_S3_MAX_ATTEMPTS", default=5), "mode": "standard"},
+            connect_timeout=env.float("AESP_S3_CONNECT_TIMEOUT_S", default=5.0),
+            read_timeout=env.float("AESP_S3_READ_TIMEOUT_S", default=60.0),
+            # path-style URLs for self-hosted stores (MinIO, Ceph, SeaweedFS...): their buckets have no DNS names
+            s3={"addressing_style": "path" if _s3_endpoint else "auto"},
+            signature_version="s3v4",
+        ),
+        # objects above this size are uploaded in parts of this size (S3's minimum part is 5 MiB)
+        "transfer_config": TransferConfig(multipart_threshold=_multipart_bytes, multipart_chunksize=_multipart_bytes),
     }
+# Workers on hosts without the media folder keep the stored files they read here (least recently used evicted).
+AESP_STORAGE_CACHE_DIR = Path(env.str("AESP_STORAGE_CACHE_DIR", default=str(VAR_DIR / "cache" / "storage")))
+AESP_STORAGE_CACHE_BYTES = env.int("AESP_STORAGE_CACHE_BYTES", default=20 * 1024**3)
 # Uploads larger than this go to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = env.int("AESP_MAX_UPLOAD_FILES", default=1000)

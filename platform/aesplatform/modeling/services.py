@@ -32,6 +32,7 @@ from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.locks import LockNamespace, advisory_xact_lock
 from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
+from aesplatform.common.objectstore import local_copy
 from aesplatform.common.text import counted
 from aesplatform.datasets.models import DatasetItem, DatasetState, DatasetVersion, Split
 from aesplatform.datasets.services import training_data_write
@@ -54,11 +55,11 @@ def training_root() -> Path:
 
 
 def image_path(key: str) -> str:
-    """Filesystem path of a stored image (the local storage; other storages need a local cache first)."""
+    """Filesystem path of a stored image: the file itself on local storage, else this host's cached copy."""
     storage = default_storage
     if isinstance(storage, FileSystemStorage):
         return os.path.join(os.path.abspath(storage.location), key)
-    return storage.path(key)
+    return str(local_copy(key))
 
 
 def json_safe(value: Any) -> Any:
