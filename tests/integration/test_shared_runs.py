@@ -1,6 +1,10 @@
-"""Two real Celery workers that share only PostgreSQL, Redis and the stored images (each its own working folder) split
-a filter run and a pre-scoring run between them: both score chunks, every image is scored once, and the results
-are those of the same run scored by one worker."""
+"""Two real Celery workers that share only PostgreSQL, Redis and the object store (an S3-protocol server; each worker
+has its own working folder and its own empty media folder, nothing else in common) split a filter run and a
+pre-scoring run between them: both score chunks, every image is scored once, and the results are those of the same
+runs scored by one worker.
+
+Not shared through the store yet: the pre-scoring model's checkpoint folder, which both workers read from this
+machine's disk (model checkpoints on the object store are a separate piece of work)."""
 
 from __future__ import annotations
 
@@ -46,12 +50,13 @@ def tiny_model_version(tmp_path):
     return ModelVersion.objects.create(name="tiny", checkpoint_path=str(path), backend=ModelBackend.MODEL_CORE)
 
 
-def _two_workers(celery_worker_factory, tmp_path):
+def _two_workers(celery_worker_factory, s3_storage, tmp_path):
     workers = []
     for host in ("host-a", "host-b"):
-        folder = tmp_path / host  # its own working folder (var dir: logs, caches, static files)
-        folder.mkdir()
-        workers.append(celery_worker_factory("gpu", app=SLOW_APP, AESP_VAR_DIR=str(folder), **SHARED))
+        folder = tmp_path / host  # its own working folder (var dir: logs, the storage cache, static files)
+        (folder / "media").mkdir(parents=True)
+        workers.append(celery_worker_factory("gpu", app=SLOW_APP, AESP_VAR_DIR=str(folder),
+                                             DJANGO_MEDIA_ROOT=str(folder / "media"), **s3_storage.env(), **SHARED))
     for worker in workers:
         wait_for(lambda w=worker: "preloaded" in w.logs(), timeout=180, message=f"{worker.name} to import torch")
     return workers
@@ -78,10 +83,11 @@ def _each_item_once(chunk_rows, keys: list[int]) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_split_a_filter_run_and_a_prescoring_run_each_image_once_same_results(
-        celery_worker_factory, curator_user, tiny_model_version, settings, tmp_path):
-    workers = _two_workers(celery_worker_factory, tmp_path)
-    images = stored_scenes(IMAGES)
+        celery_worker_factory, s3_storage, curator_user, tiny_model_version, settings, tmp_path):
+    workers = _two_workers(celery_worker_factory, s3_storage, tmp_path)
+    images = stored_scenes(IMAGES)  # into the object store
     image_ids = [i.pk for i in images]
+    assert len(s3_storage.keys("images/")) == IMAGES
 
     # --- the filter run, queued as any other: one worker takes it and asks the other to help
     run = curation.filter_run_create(created_by=curator_user, image_ids=image_ids, batch_size=2,
@@ -115,6 +121,9 @@ def test_two_workers_split_a_filter_run_and_a_prescoring_run_each_image_once_sam
     shared_scores = {r["image_id"]: r for r in rows.values(*PRESCORE_FIELDS)}
     for worker in workers:
         worker.stop()
+        # each read the images from the store into its own cache; nothing was written to its media folder
+        media = tmp_path / worker.env["AESP_VAR_DIR"] / "media"
+        assert not any(media.iterdir()) and any((tmp_path / worker.env["AESP_VAR_DIR"] / "cache").rglob("*.jpg"))
 
     # --- the same runs scored by one worker (this process, the same settings), after the shared ones are removed
     settings.AESP_RUN_CHUNK_SIZE, settings.AESP_RUN_HELPERS = 4, 0
