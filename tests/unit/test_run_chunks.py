@@ -1,5 +1,5 @@
 """Chunks of a run shared by several workers (aesplatform.common.chunks): claims in order, one holder per chunk even
-when workers claim at once (PostgreSQL, real connections in threads), leases that run out are taken over and the
+when workers claim at once (real connections in threads, PostgreSQL and SQLite), leases that run out are taken over and the
 old holder can no longer write, the holder waits for the others and splits what is left; a filter run scored
 in chunks in-process."""
 
@@ -89,9 +89,11 @@ def test_a_lease_that_ran_out_is_taken_over_and_its_old_holder_can_no_longer_wri
     assert (row.state, row.done_by, row.scored) == (ChunkState.DONE, "alive", 2)
 
 
+@pytest.mark.both_databases
 @pytest.mark.django_db(transaction=True)
 def test_workers_claiming_at_once_never_get_the_same_chunk():
-    """Four threads, each with its own PostgreSQL connection, claim 40 chunks as fast as they can."""
+    """Four threads, each with its own database connection, claim 40 chunks as fast as they can (PostgreSQL: SKIP
+    LOCKED; SQLite: serialized writers and the guarded update)."""
     run, _ = _chunked(40, per=1)
     claimed: dict[str, list[int]] = {}
     start = threading.Barrier(4)
