@@ -1,7 +1,7 @@
-"""Chunks of a run shared by several workers (aesplatform.common.chunks): claims in order, one holder per chunk even
-when workers claim at once (real connections in threads, PostgreSQL and SQLite), leases that run out are taken over and the
-old holder can no longer write, the holder waits for the others and splits what is left; a filter run scored
-in chunks in-process."""
+"""Chunks of a run shared by several workers (aesplatform.common.chunks): claims in order, one holder per chunk
+even when workers claim at once (real connections in threads, PostgreSQL and SQLite), leases that run out are
+taken over and the old holder can no longer write, the holder waits for the others and splits what is left, a
+helper stops on a cancel; a filter run scored in chunks in-process."""
 
 from __future__ import annotations
 
@@ -187,3 +187,34 @@ def test_a_filter_run_is_scored_in_batch_aligned_chunks_each_image_once(settings
                                                          (results[12], results[13])]
     # a helper asked late finds nothing to do and ends at once
     assert services.filter_run_assist(run_id=run.pk, num_workers=0) == {"run": run.pk, "chunks": 0}
+
+
+@pytest.mark.django_db
+def test_a_helper_records_progress_but_no_sign_of_life_and_a_cancel_stops_it_after_its_batch(
+        settings, curator_user, monkeypatch):
+    from aesplatform.common import jobs
+
+    settings.AESP_RUN_CHUNK_SIZE = 4
+    images = stored_scenes(8)
+    run = services.filter_run_create(created_by=curator_user, image_ids=[i.pk for i in images], batch_size=2,
+                                     review_batch_size=10, thresholds=PIXEL_ONLY, enqueue=False,
+                                     **tiny_run_kwargs())
+    held = jobs.job_claim(model=FilterRun, job_id=run.pk)  # the holder (this test) has split the run
+    chunks.chunks_create(model=FilterRunChunk, job=held, bounds=services._filter_run_split(held))
+    beat_before = FilterRun.objects.get(pk=run.pk).heartbeat_at
+    write = services._results_write
+
+    def write_then_cancel(**kwargs):  # the curator cancels while the helper's first batch is being written
+        written = write(**kwargs)
+        jobs.job_cancel(job=FilterRun.objects.get(pk=run.pk))
+        return written
+
+    monkeypatch.setattr(services, "_results_write", write_then_cancel)
+    assert services.filter_run_assist(run_id=run.pk, num_workers=0, worker="helper") == {
+        "run": run.pk, "chunks": 0, "stopped": True}
+    rows = list(FilterRunChunk.objects.filter(run=run).order_by("index"))
+    assert [(r.state, r.scored, r.attempts) for r in rows] == [(ChunkState.PENDING, 2, 1), (ChunkState.PENDING, 0, 0)]
+    assert FilterResult.objects.filter(run=run, scored_at__isnull=False).count() == 2  # one batch, then it stopped
+    run.refresh_from_db()
+    assert run.processed == 2 and run.heartbeat_at == beat_before  # progress, but only the holder beats
+    assert run.state == JobState.RUNNING and run.cancel_requested  # the holder ends it (at its next batch)
