@@ -74,8 +74,9 @@ _DECISION_FROM_PROPOSAL = {ProposedDecision.KEEP: CuratorDecision.Decision.APPRO
 
 
 def filter_config() -> dict[str, Any]:
-    """settings.AESP_FILTER (from the environment: AESP_CLIP_*, AESP_FILTER_*), with the chunk size."""
-    return {"CHUNK_SIZE": 4096, **settings.AESP_FILTER}  # CHUNK_SIZE: results fetched (and decode workers started)
+    """settings.AESP_FILTER (from the environment: AESP_CLIP_*, AESP_FILTER_*). The results fetched at once (and
+    decode workers started) are a chunk of the run: AESP_RUN_CHUNK_SIZE, aesplatform.common.chunks."""
+    return {**settings.AESP_FILTER}
 
 
 # The models a new run page offers (names only: the engine, and torch with it, is not imported by the web pages).
