@@ -218,3 +218,36 @@ def test_a_helper_records_progress_but_no_sign_of_life_and_a_cancel_stops_it_aft
     run.refresh_from_db()
     assert run.processed == 2 and run.heartbeat_at == beat_before  # progress, but only the holder beats
     assert run.state == JobState.RUNNING and run.cancel_requested  # the holder ends it (at its next batch)
+
+
+@pytest.mark.django_db
+def test_a_prescoring_run_whose_holder_died_is_finished_by_the_next_one_from_its_chunks(settings, curator_user,
+                                                                                         tmp_path):
+    from aesplatform.common import jobs
+    from aesplatform.modeling import services as modeling
+    from aesplatform.modeling.models import ModelBackend, ModelVersion, Prescore, PrescoreRun, PrescoreRunChunk
+    from model_core.model import ModelConfig, build_model, save_model
+    from tests.support.modeling import synthetic_images
+
+    settings.AESP_RUN_CHUNK_SIZE = 1  # -> 8: one scoring call of 8 batches of 1
+    path = save_model(build_model(ModelConfig(), device="cpu"), tmp_path / "tiny-model")
+    version = ModelVersion.objects.create(name="tiny", checkpoint_path=str(path), backend=ModelBackend.MODEL_CORE)
+    image_ids = [image.pk for image, _ in synthetic_images(10)]
+    run = modeling.prescore_run_create(created_by=curator_user, image_ids=image_ids, model_version=version,
+                                       batch_size=1, enqueue=False)
+    # the first holder split the run, took the first chunk and died: its heartbeat and its lease are old
+    dead = jobs.job_claim(model=PrescoreRun, job_id=run.pk)
+    assert chunks.chunks_create(model=PrescoreRunChunk, job=dead, bounds=modeling._prescore_split(dead)) == 2
+    first = chunks.chunk_claim(model=PrescoreRunChunk, job=dead, worker="dead")
+    long_ago = timezone.now() - timedelta(hours=1)
+    PrescoreRun.objects.filter(pk=run.pk).update(heartbeat_at=long_ago)
+    PrescoreRunChunk.objects.filter(pk=first.pk).update(lease_until=long_ago)
+
+    run = modeling.prescore_run_execute(run_id=run.pk, worker="next")
+    assert run.state == JobState.SUCCEEDED and run.attempts == 2, run.error
+    assert run.processed == run.total == 10
+    rows = list(PrescoreRunChunk.objects.filter(run=run).order_by("index"))
+    assert [(r.size, r.scored, r.attempts, r.state) for r in rows] == [(8, 8, 2, ChunkState.DONE),
+                                                                        (2, 2, 1, ChunkState.DONE)]
+    assert {r.done_by for r in rows} == {f"next:{os.getpid()}"}  # no second split: the chunks were found
+    assert sorted(Prescore.objects.filter(model_version=version).values_list("image_id", flat=True)) == image_ids
