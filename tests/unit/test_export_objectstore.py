@@ -218,3 +218,33 @@ def test_object_store_exports_refuse_folder_only_options(s3_storage, export_root
                                    enqueue=False)
         assert words in refused.value.message
     assert not Export.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_during_upload_leaves_nothing_in_the_bucket(big_version, s3_storage, export_root, monkeypatch):
+    from django.db import connections
+
+    version, curator = big_version
+    real_stream = services.writers_stream
+    asked: list[int] = []
+
+    def stream_with_cancel(root, layout, check):
+        def cancel_midway(done: int) -> None:
+            if done >= 6 * 1024 * 1024 and not asked:
+                # the user cancels (another request, committed) while the upload runs
+                asked.append(Export.objects.filter(version=version).update(cancel_requested=True))
+                connections.close_all()  # this thread's connection only
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:  # until the job's thread has seen it
+                    check(done)
+                    time.sleep(0.05)
+            check(done)
+
+        return real_stream(root, layout, cancel_midway)
+
+    monkeypatch.setattr(services, "writers_stream", stream_with_cancel)
+    export = run_export(version, curator)
+    assert asked == [1]
+    assert export.state == "cancelled" and export.archive_key == ""
+    assert s3_storage.keys("exports/") == [] and s3_storage.multipart_uploads() == []
+    assert [p for p in export_root.rglob("*")] == []
