@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.test import Client
+from django.urls import reverse
 from PIL import Image as PILImage
 
 from aesplatform.catalog.models import Image
@@ -129,6 +131,16 @@ def test_large_export_is_one_multipart_object_downloaded_whole_and_by_range_like
         refused = curator_client.get(f"/api/exports/{export.pk}/download/")
     assert refused.status_code == 503 and refused.json()["code"] == "storage_unavailable"
     assert s3_storage.endpoint_url in refused.json()["detail"]
+
+    # the page's link: the same object, the same rules (its error is a plain-text 503)
+    page = Client()
+    page.force_login(factories.curator())
+    url = reverse("ui:export_download", args=[export.pk])
+    linked = page.get(url, headers={"Range": "bytes=100-199", "If-Range": etag})
+    assert linked.status_code == 206 and b"".join(linked.streaming_content) == data[100:200]
+    with s3_storage.proxy.outage():
+        refused = page.get(url)
+    assert refused.status_code == 503 and b"unavailable" in refused.content
 
     # ... and during one: the body stops short; a Range request with If-Range gives exactly the rest
     response = curator_client.get(f"/api/exports/{export.pk}/download/")
