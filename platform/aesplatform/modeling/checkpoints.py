@@ -68,3 +68,15 @@ def checkpoint_available(version: ModelVersion) -> bool:
     if version.checkpoint_key and not storage_is_local():
         return checkpoint_stored(version.checkpoint_key)
     return Path(version.checkpoint_path).is_dir()
+
+
+def config_localized(config: dict) -> dict:
+    """A job config whose starting checkpoint (init_model_version) is stored: its init_checkpoint pointed at this
+    host's cached copy (the path resolved when the job was created is the creating host's)."""
+    version_id = config.get("init_model_version")
+    if not version_id or storage_is_local():
+        return config
+    version = ModelVersion.objects.filter(pk=version_id).first()
+    if version is None or not version.checkpoint_key:
+        return config  # registered by path: the same folder on every host
+    return {**config, "train": {**config["train"], "init_checkpoint": checkpoint_dir(version)}}

@@ -183,7 +183,8 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
             output = Path(job.output_dir)
             data = training_data_write(version=job.dataset_version, directory=output / "data")
             reporter.log(f"training data: {data['train']}")
-            config = presets.train_config(job.config, data=data["train"], output_dir=str(output / "run"))
+            config = presets.train_config(checkpoints.config_localized(job.config), data=data["train"],
+                                          output_dir=str(output / "run"))
             result = train(config, progress_callback=reporter.progress, should_stop=reporter.should_stop)
             reporter.log(f"training done in {result.elapsed_s:.0f} s ({result.steps} steps"
                          + (f", resumed from step {result.resumed_from}" if result.resumed_from else "") + ")")
