@@ -98,7 +98,8 @@ def test_large_export_is_one_multipart_object_downloaded_whole_and_by_range_like
     version, curator = big_version
     export = run_export(version, curator)
     assert export.state == "succeeded", export.error
-    assert export.path == "" and export.archive_key == f"exports/{export.pk}/{export.archive_key.split('/')[-1]}"
+    name = export.archive_key.split("/")[-1]
+    assert export.path == "" and export.archive_key == f"exports/{export.pk}/attempt-1/{name}"
     assert export.archive_key.endswith(".tar")
     # the worker's scratch folder is gone: the object is the export
     assert not export_root.exists() or list(export_root.iterdir()) == []
@@ -212,7 +213,7 @@ def test_outage_during_upload_fails_clearly_leaves_nothing_in_the_bucket_and_res
     services.export_resume(export=export)
     export = services.export_run(export_id=export.pk)
     assert export.state == "succeeded", export.error
-    assert s3_storage.keys("exports/") == [export.archive_key]
+    assert s3_storage.keys("exports/") == [export.archive_key] and "/attempt-2/" in export.archive_key
     assert s3_storage.multipart_uploads() == []
     data = b"".join(object_read_range(export.archive_key, 0, export.archive_size - 1))
     assert len(data) == export.archive_size and data[257:262] == b"ustar"

@@ -6,7 +6,7 @@ An export is a worker job: it writes into a temporary directory next to its targ
 complete (no half-written export is ever visible). The download archive (one tar) is not written: it is a
 function of the export's files, streamed at download time (writers.iter_archive); the job records its size.
 On an object store (AESP_STORAGE_BACKEND=s3) the folder is only the worker's scratch: the job uploads that same
-tar as one object (exports/<id>/<name>.tar, in parts above AESP_S3_MULTIPART_BYTES), succeeds only once the
+tar as one object (exports/<id>/attempt-<n>/<name>.tar, in parts above AESP_S3_MULTIPART_BYTES), succeeds only once the
 object is complete, and removes the folder; a failed or cancelled upload leaves no object and no open multipart
 upload behind (docs/storage-exports.md).
 """
@@ -322,13 +322,19 @@ def _check_stored_options(options: dict) -> None:
 
 
 def export_archive_key(export: Export, target: Path) -> str:
-    """The object of an export's archive on the object store: one folder per export (removed as a whole when an
-    attempt fails), the tar named as the download."""
-    return f"{export_archive_prefix(export)}{target.name}.tar"
+    """The object of an export's archive on the object store: one folder per attempt (a worker that was given up on
+    and still uploads never writes or removes the object of the attempt that took over), the tar named as the
+    download."""
+    return f"{export_attempt_prefix(export)}{target.name}.tar"
 
 
 def export_archive_prefix(export: Export) -> str:
+    """Every attempt's objects of an export (removed before an attempt starts)."""
     return f"exports/{export.pk}/"
+
+
+def export_attempt_prefix(export: Export) -> str:
+    return f"{export_archive_prefix(export)}attempt-{export.attempts}/"
 
 
 def _check_target_free(target: Path) -> None:
@@ -516,12 +522,12 @@ def export_run(*, export_id: int) -> Export | None:
         except _ExportCancelled:
             _remove(temp)
             if stored:
-                object_purge_patiently(export_archive_prefix(export), wait_s=STORE_CLEANUP_WAIT_S)
+                object_purge_patiently(export_attempt_prefix(export), wait_s=STORE_CLEANUP_WAIT_S)
             jobs.job_cancelled(job=export)
             return jobs.job_refresh(export)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job, none leaves files behind
             _remove(temp)
-            if stored and not object_purge_patiently(export_archive_prefix(export), wait_s=STORE_CLEANUP_WAIT_S):
+            if stored and not object_purge_patiently(export_attempt_prefix(export), wait_s=STORE_CLEANUP_WAIT_S):
                 exc = _with_leftover_note(exc, export)
             if isinstance(exc, ServiceError):
                 message = exc.message
@@ -538,8 +544,7 @@ def export_run(*, export_id: int) -> Export | None:
                                          processed=export.total)
             if not succeeded:  # cancelled or taken over meanwhile: that worker's outcome stands, not this object
                 logger.info("export %s: no longer this worker's; its uploaded archive is removed", export_id)
-                if jobs.job_refresh(export).archive_key != archive_key:
-                    object_purge_patiently(export_archive_prefix(export), wait_s=STORE_CLEANUP_WAIT_S)
+                object_purge_patiently(export_attempt_prefix(export), wait_s=STORE_CLEANUP_WAIT_S)
             return jobs.job_refresh(export)
         jobs.job_succeed(job=export, path=str(target), archive_path="",  # streamed from `path` at download time
                          archive_size=summary.pop("archive_bytes", None), manifest=summary, processed=export.total)
@@ -547,7 +552,7 @@ def export_run(*, export_id: int) -> Export | None:
 
 
 def _with_leftover_note(exc: Exception, export: Export) -> Exception:
-    note = (f" Part of the upload may remain under {export_archive_prefix(export)} on the store; it is removed when "
+    note = (f" Part of the upload may remain under {export_attempt_prefix(export)} on the store; it is removed when "
             "the export is resumed.")
     if isinstance(exc, ServiceError):
         return ServiceError(exc.message + note, code=exc.code)
