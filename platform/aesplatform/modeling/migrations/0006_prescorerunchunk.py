@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('modeling', '0004_modelversion_prescore_histograms'),
+        ('modeling', '0005_modelversion_checkpoint_key'),
     ]
 
     operations = [
