@@ -3,12 +3,12 @@ has its own working folder and its own empty media folder, nothing else in commo
 pre-scoring run between them: both score chunks, every image is scored once, and the results are those of the same
 runs scored by one worker.
 
-Not shared through the store yet: the pre-scoring model's checkpoint folder, which both workers read from this
-machine's disk (model checkpoints on the object store are a separate piece of work)."""
+The pre-scoring model is a trained checkpoint on the store too: each worker fetches it into its own cache."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 
 import numpy as np
@@ -18,7 +18,7 @@ from aesplatform.common.models import DIMENSION_FIELDS, ChunkState, JobState
 from aesplatform.curation import services as curation
 from aesplatform.curation.models import FilterResult, FilterRun, FilterRunChunk
 from aesplatform.modeling import services as modeling
-from aesplatform.modeling.models import ModelBackend, ModelVersion, Prescore, PrescoreRun, PrescoreRunChunk
+from aesplatform.modeling.models import ModelBackend, Prescore, PrescoreRun, PrescoreRunChunk
 from tests.conftest import wait_for
 from tests.support.faults import SLOW_APP
 from tests.support.scenes import stored_scenes, tiny_run_kwargs
@@ -42,12 +42,23 @@ PRESCORE_FIELDS = ("image_id", "metavoter_score", "lm_score", "regression_score"
 
 
 @pytest.fixture
-def tiny_model_version(tmp_path):
-    """A model_core checkpoint of the tiny model (fixed-seed init), registered as a model version."""
+def tiny_model_version(s3_storage, curator_user, tmp_path):
+    """A trained model_core checkpoint of the tiny model (fixed-seed init) on the object store, registered as a
+    model version; the training folder it came from is gone, so the workers fetch it from the store."""
+    from aesplatform.modeling import checkpoints
+    from aesplatform.modeling.models import TrainingJob
     from model_core.model import ModelConfig, build_model, save_model
+    from tests.support.modeling import frozen_version
 
-    path = save_model(build_model(ModelConfig(), device="cpu"), tmp_path / "tiny-model")
-    return ModelVersion.objects.create(name="tiny", checkpoint_path=str(path), backend=ModelBackend.MODEL_CORE)
+    job = TrainingJob.objects.create(dataset_version=frozen_version([], user=curator_user), preset="tiny-cpu",
+                                     created_by=curator_user, state=JobState.SUCCEEDED, config={"train": {}},
+                                     output_dir=str(tmp_path / "training" / "job"))
+    save_model(build_model(ModelConfig(), device="cpu"), checkpoints.job_final_checkpoint(job))
+    checkpoints.checkpoint_upload(job=job)
+    version = modeling.model_version_register(training_job=job, name="tiny")
+    shutil.rmtree(tmp_path / "training")
+    assert version.checkpoint_key and version.backend == ModelBackend.MODEL_CORE
+    return version
 
 
 def _two_workers(celery_worker_factory, s3_storage, tmp_path):
@@ -121,9 +132,10 @@ def test_two_workers_split_a_filter_run_and_a_prescoring_run_each_image_once_sam
     shared_scores = {r["image_id"]: r for r in rows.values(*PRESCORE_FIELDS)}
     for worker in workers:
         worker.stop()
-        # each read the images from the store into its own cache; nothing was written to its media folder
-        media = tmp_path / worker.env["AESP_VAR_DIR"] / "media"
-        assert not any(media.iterdir()) and any((tmp_path / worker.env["AESP_VAR_DIR"] / "cache").rglob("*.jpg"))
+        # each read the images and the model from the store into its own cache; its media folder stayed empty
+        own = tmp_path / worker.env["AESP_VAR_DIR"]
+        assert not any((own / "media").iterdir())
+        assert any((own / "cache").rglob("*.jpg")) and any((own / "cache").rglob("model.safetensors"))
 
     # --- the same runs scored by one worker (this process, the same settings), after the shared ones are removed
     settings.AESP_RUN_CHUNK_SIZE, settings.AESP_RUN_HELPERS = 4, 0
