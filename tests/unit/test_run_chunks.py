@@ -157,6 +157,21 @@ def test_the_holder_scores_free_chunks_waits_for_a_held_one_and_takes_it_over_wh
 
 
 @pytest.mark.django_db
+def test_a_holder_taking_up_a_run_already_split_asks_for_help_with_its_free_chunks():
+    run, keys = _chunked(3)  # split by a holder that died before scoring anything
+    left, asked = set(keys), []
+
+    def work(chunk):
+        left.difference_update(range(chunk.first_key, chunk.last_key + 1))
+        return True
+
+    assert chunks.chunks_work(model=FilterRunChunk, job=run, worker="next", work=work, stop=lambda: False,
+                              split=lambda: chunks.chunk_bounds(sorted(left), size=2), on_split=asked.append)
+    assert asked == [3] and not left  # helpers asked for the 3 free chunks; no new split
+    assert FilterRunChunk.objects.filter(run=run).count() == 3
+
+
+@pytest.mark.django_db
 def test_a_helper_ends_at_once_when_nothing_is_free_and_a_stop_gives_the_chunk_back():
     run, _ = _chunked(2)
     for _ in range(2):

@@ -226,9 +226,15 @@ def chunks_work(*, model: type[WorkChunk], job: Job, worker: str, work: Callable
     `work(chunk)` scores what is left of the chunk and says whether it got to its end (False: it stopped for
     `stop()`). The run's holder passes `split` (what is left, as chunk bounds) and `on_split(n)` (n chunks were
     added and committed: ask for helpers): when nothing is claimable it waits for the chunks other workers hold,
-    then splits what is left, and returns True only when nothing is. A helper (no `split`) returns as soon as
-    nothing is claimable. False: stopped for `stop()`."""
+    then splits what is left, and returns True only when nothing is; a holder that takes up a run already split
+    calls `on_split` for the chunks still free. A helper (no `split`) returns as soon as nothing is claimable.
+    False: stopped for `stop()`."""
     last_split: list[tuple[int, int, int]] | None = None
+    if split is not None and on_split is not None:
+        # a run taken up again (its holder died, or released it at a time limit) has free chunks: ask for help again
+        free = _of(model, job).filter(_claimable()).count()
+        if free > 1:
+            on_split(free)
     while True:
         if stop():
             return False
