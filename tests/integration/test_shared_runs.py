@@ -32,8 +32,8 @@ PIXEL_ONLY = {"clip": {"person_subject": None, "single_person": None, "photograp
 # slowed a little so that the worker holding the run cannot finish it alone before the other one has started.
 # Both workers import torch and the models' code before they take a task (the first import takes many seconds here).
 SHARED = {"AESP_RUN_HELPERS": "1", "AESP_RUN_CHUNK_SIZE": "4", "AESP_FILTER_NUM_WORKERS": "0",
-          "AESP_FAULT_SLOW": "aesplatform.curation.services:_results_write=0.4;"
-                             "aesplatform.modeling.services:_score_chunk=1.5",
+          "AESP_FAULT_SLOW": "aesplatform.curation.services:_results_write=0.5;"
+                             "aesplatform.modeling.services:_score_chunk=2.5",
           "AESP_FAULT_PRELOAD": "torch,open_clip,aesplatform.curation.engine.pipeline,model_core.model,"
                                 "model_core.scoring"}
 FILTER_FIELDS = ("image_id", "error", "clip_probabilities", "embedding", "face_count", "largest_face_fraction",
