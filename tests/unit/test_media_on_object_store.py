@@ -290,3 +290,31 @@ def test_training_data_on_s3_copies_the_images_next_to_the_records_not_into_the_
         training_data_write(version=version, directory=directory)
     training_data_write(version=version, directory=directory)
     assert os.path.isfile(first)
+
+
+# --- leftovers ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["s3", "filesystem"])
+def test_storage_orphans_lists_and_deletes_only_files_nothing_refers_to(backend, request, curator_user):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    if backend == "s3":
+        request.getfixturevalue("s3_storage")
+    image = factories.ImageFactory()
+    for name in (image.file.name, image.thumbnail.name, "images/ff/orphan.jpg", "thumbs/ff/orphan.jpg",
+                 "imports/staging/999999/000000.upload"):
+        default_storage.save(name, ContentFile(b"x"))
+    waiting = _upload_job(curator_user, count=1)  # a pending job: its staged upload is still needed
+    listed = StringIO()
+    call_command("storage_orphans", "--older-than-hours", "0", stdout=listed)
+    orphans = {"images/ff/orphan.jpg", "thumbs/ff/orphan.jpg", "imports/staging/999999/000000.upload"}
+    assert set(listed.getvalue().splitlines()[:-1]) == orphans
+    call_command("storage_orphans", "--older-than-hours", "24", "--delete", stdout=StringIO())
+    assert default_storage.exists("images/ff/orphan.jpg")  # too recent to be anyone's leftover
+    call_command("storage_orphans", "--older-than-hours", "0", "--delete", stdout=StringIO())
+    assert not any(default_storage.exists(name) for name in orphans)
+    assert default_storage.exists(image.file.name) and default_storage.exists(image.thumbnail.name)
+    assert default_storage.exists(waiting.items.get().staged_file)

@@ -681,3 +681,19 @@ def images_approve_unreviewed(*, image_ids: Sequence[int]) -> int:
     return Image.objects.filter(pk__in=list(image_ids), status__in=[ImageStatus.IMPORTED, ImageStatus.FILTERED]).update(
         status=ImageStatus.APPROVED, updated_at=timezone.now()
     )
+
+
+# --- leftovers in storage --------------------------------------------------------------------------------------
+
+
+def storage_orphans_delete(*, names: Sequence[str]) -> int:
+    """Delete stored files that selectors.storage_orphans found (nothing refers to them); returns how many. An
+    unreachable store: StorageUnavailable (what was deleted stays deleted; run it again)."""
+    deleted = 0
+    for name in names:
+        with storage_guard(f"deleting {name}"):
+            default_storage.delete(name)
+        deleted += 1
+    if deleted:
+        logger.info("deleted %d stored file(s) that nothing referred to", deleted)
+    return deleted

@@ -382,3 +382,28 @@ def stored_file_response(name: str, *, content_type: str, missing: str = "The st
     response = FileResponse(handle, content_type=content_type)
     response["Content-Length"] = str(size)
     return response
+
+
+def storage_walk(prefix: str) -> Iterator[tuple[str, int, float]]:
+    """(name, size, modified as a Unix time) of every stored file under `prefix` ("images/"), from the store's
+    listing (one request per 1,000 objects; no request per file)."""
+    prefix = prefix.strip("/") + "/"
+    if storage_is_local():
+        root = Path(default_storage.location)
+        for folder, _dirs, names in os.walk(root / prefix):
+            for file_name in names:
+                path = Path(folder) / file_name
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue
+                yield path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime
+        return
+    with storage_guard(f"listing {prefix}"):
+        from storages.utils import clean_name
+
+        key_prefix = default_storage._normalize_name(clean_name(prefix))
+        location = (getattr(default_storage, "location", "") or "").strip("/")
+        for obj in default_storage.bucket.objects.filter(Prefix=key_prefix):
+            name = obj.key[len(location) + 1:] if location else obj.key
+            yield name, int(obj.size), obj.last_modified.timestamp()
