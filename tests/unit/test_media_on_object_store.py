@@ -117,6 +117,18 @@ def test_import_job_stopped_by_an_outage_is_released_with_the_message_and_its_re
         [i.file.name for i in images] + [i.thumbnail.name for i in images])
 
 
+def test_import_pool_processes_on_s3_store_and_report_an_outage_as_such(s3_storage, curator_user, monkeypatch):
+    monkeypatch.setattr(catalog, "POOL_MIN_ITEMS", 2)
+    job = _upload_job(curator_user, count=4)
+    with s3_storage.proxy.outage(), pytest.raises(StorageUnavailable):
+        catalog.import_job_run(job_id=job.pk, processes=2, storage_retry=True)
+    job.refresh_from_db()
+    assert job.state == JobState.PENDING and "unavailable" in job.error and not Image.objects.exists()
+    job = catalog.import_job_run(job_id=job.pk, processes=2)
+    assert job.state == JobState.SUCCEEDED and job.imported_count == 4
+    assert len(s3_storage.keys("images/")) == 4 and len(s3_storage.keys("thumbs/")) == 4
+
+
 def test_import_job_without_retries_left_fails_with_the_message_and_resumes(s3_storage, curator_user):
     job = _upload_job(curator_user, count=2)
     with s3_storage.proxy.outage():
@@ -318,3 +330,20 @@ def test_storage_orphans_lists_and_deletes_only_files_nothing_refers_to(backend,
     assert not any(default_storage.exists(name) for name in orphans)
     assert default_storage.exists(image.file.name) and default_storage.exists(image.thumbnail.name)
     assert default_storage.exists(waiting.items.get().staged_file)
+
+
+def test_filter_run_on_s3_fetches_the_next_chunk_while_scoring_this_one(s3_storage, curator_user, monkeypatch):
+    from aesplatform.curation import services as curation
+
+    config = curation.filter_config
+    monkeypatch.setattr(curation, "filter_config", lambda: {**config(), "CHUNK_SIZE": 2})
+    warmed: list[list[str]] = []
+    original = objectstore.CacheWarmer.warm
+    monkeypatch.setattr(objectstore.CacheWarmer, "warm", lambda self, names: (warmed.append(names),
+                                                                             original(self, names))[1])
+    images = stored_scenes(5)
+    run = curation.filter_run_create(created_by=curator_user, image_ids=[i.pk for i in images], batch_size=2,
+                                     review_batch_size=10, thresholds=PIXEL_ONLY, **tiny_run_kwargs())
+    assert curation.filter_run_execute(run_id=run.pk, num_workers=0).state == JobState.SUCCEEDED
+    files = [i.file.name for i in images]
+    assert warmed[:2] == [files[2:4], files[4:5]]  # while chunk 1 was scored, chunk 2 was fetched, and so on

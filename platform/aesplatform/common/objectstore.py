@@ -407,3 +407,42 @@ def storage_walk(prefix: str) -> Iterator[tuple[str, int, float]]:
         for obj in default_storage.bucket.objects.filter(Prefix=key_prefix):
             name = obj.key[len(location) + 1:] if location else obj.key
             yield name, int(obj.size), obj.last_modified.timestamp()
+
+
+class CacheWarmer:
+    """Fetches the next chunk's files into this host's cache in the background while the current chunk is
+    worked on, so that fetching and scoring overlap (the next chunk's local_copies then finds them local). Best
+    effort: a failure here is left for that real fetch to report. Nothing to do on local storage."""
+
+    def __init__(self, *, max_workers: int = 8) -> None:
+        self.max_workers = max_workers
+        self._pool = None
+        if not storage_is_local():
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storage-warm")
+
+    @property
+    def active(self) -> bool:
+        """Whether warming up does anything (an object store); callers skip computing the names otherwise."""
+        return self._pool is not None
+
+    def warm(self, names: list[str]) -> None:
+        if self._pool is not None and names:
+            self._pool.submit(self._fetch, list(names))
+
+    def _fetch(self, names: list[str]) -> None:
+        try:
+            local_copies(names, max_workers=self.max_workers)
+        except Exception as exc:  # noqa: BLE001 - the chunk's own fetch reports it
+            logger.info("storage cache warm-up stopped: %s", exc)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> CacheWarmer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

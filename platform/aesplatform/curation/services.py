@@ -42,7 +42,13 @@ from aesplatform.common import jobs
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
-from aesplatform.common.objectstore import StorageUnavailable, local_copies, storage_is_local, storage_job_stopped
+from aesplatform.common.objectstore import (
+    CacheWarmer,
+    StorageUnavailable,
+    local_copies,
+    storage_is_local,
+    storage_job_stopped,
+)
 
 from . import limits, selectors
 from .engine import prompts as engine_prompts
@@ -363,24 +369,26 @@ def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_wor
     batch_size = run.batch_size if scorer.device.type == "cuda" else min(run.batch_size, CPU_BATCH_MAX)
     unscored_before = FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).count()
     started = time.monotonic()
-    while True:
-        if jobs.job_should_stop(job=run):
-            jobs.job_cancelled(job=run)
-            logger.info("filter run %s stopped", run_id)
-            return jobs.job_refresh(run)
-        chunk = list(
-            FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True)
-            .order_by("id").values_list("id", "image__file")[: config["CHUNK_SIZE"]]
-        )
-        if not chunk:
-            break
-        items, missing = _chunk_items(chunk)
-        if missing:
-            _results_write(run=run, scored=missing)
-        for scored in pipeline_run(items, scorer, batch_size=batch_size, num_workers=workers) if items else ():
-            _results_write(run=run, scored=_evicted_unscored(scored, items))
+    unscored = FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).order_by("id")
+    with CacheWarmer(max_workers=STORAGE_FETCH_THREADS) as warmer:
+        while True:
             if jobs.job_should_stop(job=run):
+                jobs.job_cancelled(job=run)
+                logger.info("filter run %s stopped", run_id)
+                return jobs.job_refresh(run)
+            chunk = list(unscored.values_list("id", "image__file")[: config["CHUNK_SIZE"]])
+            if not chunk:
                 break
+            items, missing = _chunk_items(chunk)
+            if warmer.active:  # an object store: the next chunk is fetched while this one is scored
+                following = unscored.filter(id__gt=chunk[-1][0]).values_list("image__file", flat=True)
+                warmer.warm(list(following[: config["CHUNK_SIZE"]]))
+            if missing:
+                _results_write(run=run, scored=missing)
+            for scored in pipeline_run(items, scorer, batch_size=batch_size, num_workers=workers) if items else ():
+                _results_write(run=run, scored=_evicted_unscored(scored, items))
+                if jobs.job_should_stop(job=run):
+                    break
     elapsed = time.monotonic() - started
     scored_now = unscored_before - FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).count()
     per_image = round(elapsed / scored_now, 6) if scored_now > 0 else None

@@ -32,6 +32,7 @@ from aesplatform.common.locks import LockNamespace, advisory_xact_lock
 from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
 from aesplatform.common.objectstore import (
+    CacheWarmer,
     StorageUnavailable,
     local_copies,
     local_copy,
@@ -494,17 +495,20 @@ def prescore_run_execute(*, run_id: int, device: str = "auto", storage_retry: bo
             todo = (_run_images(run).exclude(prescores__model_version=version).exclude(status=ImageStatus.BROKEN)
                     .order_by("id")
                     .values_list("id", "file"))
-            while True:
-                if jobs.job_should_stop(job=run):
-                    jobs.job_cancelled(job=run)
-                    prescore_histograms_refresh(model_version=version)  # what it scored before it stopped
-                    return jobs.job_refresh(run)
-                # Fetch a chunk of several batches at once; score them in one call (the batches stay run.batch_size).
-                rows = list(todo[: run.batch_size * 8])
-                if not rows:
-                    break
-                chunk, missing = _chunk_files(rows)
-                _score_chunk(run, version, scorer, chunk, missing=missing)
+            with CacheWarmer(max_workers=STORAGE_FETCH_THREADS) as warmer:
+                while True:
+                    if jobs.job_should_stop(job=run):
+                        jobs.job_cancelled(job=run)
+                        prescore_histograms_refresh(model_version=version)  # what it scored before it stopped
+                        return jobs.job_refresh(run)
+                    # A chunk of several batches at once, scored in one call (the batches stay run.batch_size).
+                    rows = list(todo[: run.batch_size * 8])
+                    if not rows:
+                        break
+                    chunk, missing = _chunk_files(rows)
+                    if warmer.active:  # an object store: the next chunk is fetched while this one is scored
+                        warmer.warm([key for _, key in todo.filter(id__gt=rows[-1][0])[: run.batch_size * 8]])
+                    _score_chunk(run, version, scorer, chunk, missing=missing)
         except StorageUnavailable as exc:
             if storage_job_stopped(job=run, error=exc, retry=storage_retry):
                 raise
