@@ -5,6 +5,7 @@ put back to pending (or failed) with the store's message, no row without its fil
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from django.core.files.base import ContentFile
@@ -292,8 +293,6 @@ def test_training_data_on_s3_copies_the_images_next_to_the_records_not_into_the_
         with open(path, "rb") as handle:
             assert handle.read(4) == b"\x89PNG"
     # an interrupted run resumes: complete copies are kept, a missing one is fetched again
-    import os
-
     first = records[0]["images"][0]
     os.unlink(first)
     for p in files.values():
@@ -347,3 +346,43 @@ def test_filter_run_on_s3_fetches_the_next_chunk_while_scoring_this_one(s3_stora
     assert curation.filter_run_execute(run_id=run.pk, num_workers=0).state == JobState.SUCCEEDED
     files = [i.file.name for i in images]
     assert warmed[:2] == [files[2:4], files[4:5]]  # while chunk 1 was scored, chunk 2 was fetched, and so on
+
+
+def _evict_once(module, name: str, monkeypatch, path_of) -> list[str]:
+    """Wrap module.<name> (a chunk's fetch) so that the first fetched copy is evicted right after the first call,
+    as a cache under pressure would do before the image is read."""
+    original, evicted = getattr(module, name), []
+
+    def fetch_then_evict(*args, **kwargs):
+        result = original(*args, **kwargs)
+        if not evicted:
+            path = path_of(result)
+            os.unlink(path)
+            evicted.append(path)
+        return result
+
+    monkeypatch.setattr(module, name, fetch_then_evict)
+    return evicted
+
+
+def test_an_evicted_cache_copy_never_marks_an_image_broken(s3_storage, curator_user, monkeypatch):
+    from aesplatform.curation import services as curation
+    from aesplatform.curation.models import FilterResult
+    from aesplatform.modeling import services as modeling
+    from aesplatform.modeling.models import ModelVersion, Prescore
+
+    images = stored_scenes(3)
+    evicted = _evict_once(curation, "_chunk_items", monkeypatch, lambda result: result[0][0].path)
+    run = curation.filter_run_create(created_by=curator_user, image_ids=[i.pk for i in images], batch_size=2,
+                                     review_batch_size=10, thresholds=PIXEL_ONLY, **tiny_run_kwargs())
+    assert curation.filter_run_execute(run_id=run.pk, num_workers=0).state == JobState.SUCCEEDED
+    assert evicted and not FilterResult.objects.filter(run=run).exclude(error="").exists()
+
+    Image.objects.update(status=ImageStatus.APPROVED)
+    evicted = _evict_once(modeling, "_chunk_files", monkeypatch, lambda result: result[0][0][1])
+    version = ModelVersion.objects.create(name="tiny", checkpoint_path=tiny_model_dir())
+    prescore = modeling.prescore_run_create(created_by=curator_user, model_version=version,
+                                            image_ids=[i.pk for i in images], enqueue=False)
+    assert modeling.prescore_run_execute(run_id=prescore.pk, device="cpu").state == JobState.SUCCEEDED
+    assert evicted and Prescore.objects.filter(model_version=version).count() == 3
+    assert not Image.objects.filter(status=ImageStatus.BROKEN).exists()

@@ -570,7 +570,9 @@ def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tu
     is not stored (`missing`) or does not decode. A cached copy that was evicted while the chunk waited is not
     the image's fault: that image stays unscored and the next chunk fetches it again."""
     paths = [p for _, p in chunk]
-    if version.backend == ModelBackend.HUMANAESEXPERT:
+    if not paths:  # every image of the chunk is missing from the store
+        scores = []
+    elif version.backend == ModelBackend.HUMANAESEXPERT:
         scores = scorer.score_images(paths, max_tiles=run.max_tiles, on_bad_image="skip")
     else:
         from model_core.scoring import score_images
