@@ -12,6 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from aesplatform.catalog import services as catalog
 from aesplatform.catalog.models import Image, ImageStatus, ImportJob
+from aesplatform.common import jobs
 from aesplatform.common.models import JobState
 from aesplatform.curation import services as curation
 from aesplatform.curation.models import FilterResult, FilterRun
@@ -44,12 +45,21 @@ def test_worker_without_shared_media_imports_filters_and_prescores_through_the_s
     )
     logs = lambda: worker.logs()[-3000:]  # noqa: E731
 
-    # 1. an upload import: staged in the bucket by the web side, imported by the worker
+    # 1. an upload import: staged in the bucket by the web side, imported by the worker; the store is down when
+    # the worker starts it: released with the message, retried by the task once the store answers
     files = [SimpleUploadedFile(f"s{i}.jpg", jpeg_bytes(scene(i, 96, 72)), content_type="image/jpeg")
              for i in range(4)]
-    job = catalog.import_job_create(created_by=curator_user, kind="upload", files=files)
+    job = catalog.import_job_create(created_by=curator_user, kind="upload", files=files, enqueue=False)
+    s3_storage.proxy.cut()
+    try:
+        jobs.job_enqueue(job=job)
+        wait_for(lambda: _released_by_the_outage(ImportJob, job.pk), timeout=120,
+                 message=f"the import to be released; worker log:\n{logs()}")
+        assert not Image.objects.exists()
+    finally:
+        s3_storage.proxy.restore()
     wait_for(lambda: ImportJob.objects.get(pk=job.pk).state == JobState.SUCCEEDED, timeout=120,
-             message=f"the import; worker log:\n{logs()}")
+             message=f"the import's retry; worker log:\n{logs()}")
     images = list(Image.objects.order_by("pk"))
     assert len(images) == 4
     keys = s3_storage.keys()
