@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from aesplatform.catalog import services as catalog
 from aesplatform.catalog.models import Image, ImageStatus, ImportItem, ImportJob
-from aesplatform.common import objectstore
+from aesplatform.common import jobs, objectstore
 from aesplatform.common.models import JobState
 from aesplatform.common.objectstore import StorageUnavailable, local_copies
 from tests import factories
@@ -99,16 +101,19 @@ def test_upload_while_the_store_is_down_is_a_clear_503_and_leaves_no_job(s3_stor
     assert s3_storage.keys() == []
 
 
-def test_import_job_stopped_by_an_outage_is_released_with_the_message_and_its_retry_completes(s3_storage,
+def test_import_job_stopped_by_an_outage_is_released_with_the_message_and_its_retry_completes(s3_storage, settings,
                                                                                              curator_user):
     job = _upload_job(curator_user)
     with s3_storage.proxy.outage(), pytest.raises(StorageUnavailable):
-        catalog.import_job_run(job_id=job.pk, processes=0, storage_retry=True)
+        catalog.import_job_run(job_id=job.pk, processes=0, storage_retry_s=30)
     job.refresh_from_db()
     assert job.state == JobState.PENDING and "unavailable" in job.error and s3_storage.endpoint_url in job.error
     assert not Image.objects.exists()  # no row without its file
     assert set(job.items.values_list("outcome", flat=True)) == {"pending"}
-    job = catalog.import_job_run(job_id=job.pk, processes=0, storage_retry=True)  # the task's retry
+    # the job sweep leaves it to its task's delayed retry (no second message chasing it)
+    settings.AESP_JOB_STALE_S = 1
+    assert job.heartbeat_at > timezone.now() + timedelta(seconds=20) and jobs.job_sweep() == {}
+    job = catalog.import_job_run(job_id=job.pk, processes=0, storage_retry_s=30)  # the task's retry
     assert job.state == JobState.SUCCEEDED and job.imported_count == 3 and job.error == ""
     images = list(Image.objects.all())
     keys = s3_storage.keys()
@@ -122,7 +127,7 @@ def test_import_pool_processes_on_s3_store_and_report_an_outage_as_such(s3_stora
     monkeypatch.setattr(catalog, "POOL_MIN_ITEMS", 2)
     job = _upload_job(curator_user, count=4)
     with s3_storage.proxy.outage(), pytest.raises(StorageUnavailable):
-        catalog.import_job_run(job_id=job.pk, processes=2, storage_retry=True)
+        catalog.import_job_run(job_id=job.pk, processes=2, storage_retry_s=30)
     job.refresh_from_db()
     assert job.state == JobState.PENDING and "unavailable" in job.error and not Image.objects.exists()
     job = catalog.import_job_run(job_id=job.pk, processes=2)
@@ -189,12 +194,12 @@ def test_filter_run_on_s3_outage_releases_the_run_marks_nothing_broken_and_the_r
     run = curation.filter_run_create(created_by=curator_user, image_ids=[i.pk for i in images], batch_size=2,
                                      review_batch_size=10, thresholds=PIXEL_ONLY, **tiny_run_kwargs())
     with s3_storage.proxy.outage(), pytest.raises(StorageUnavailable):
-        curation.filter_run_execute(run_id=run.pk, num_workers=0, storage_retry=True)
+        curation.filter_run_execute(run_id=run.pk, num_workers=0, storage_retry_s=30)
     run.refresh_from_db()
     assert run.state == JobState.PENDING and "unavailable" in run.error
     assert not FilterResult.objects.filter(run=run, scored_at__isnull=False).exists()
     assert not Image.objects.filter(status=ImageStatus.BROKEN).exists()
-    run = curation.filter_run_execute(run_id=run.pk, num_workers=0, storage_retry=True)
+    run = curation.filter_run_execute(run_id=run.pk, num_workers=0, storage_retry_s=30)
     assert run.state == JobState.SUCCEEDED
     assert not FilterResult.objects.filter(run=run).exclude(error="").exists()
     assert set(Image.objects.values_list("status", flat=True)) == {ImageStatus.FILTERED}
@@ -248,11 +253,11 @@ def test_prescoring_on_s3_outage_releases_the_run_marks_nothing_broken_and_the_r
     run = modeling.prescore_run_create(created_by=curator_user, model_version=version, batch_size=2,
                                        image_ids=[i.pk for i in [*images, gone]], enqueue=False)
     with s3_storage.proxy.outage(), pytest.raises(StorageUnavailable):
-        modeling.prescore_run_execute(run_id=run.pk, device="cpu", storage_retry=True)
+        modeling.prescore_run_execute(run_id=run.pk, device="cpu", storage_retry_s=30)
     run.refresh_from_db()
     assert run.state == JobState.PENDING and "unavailable" in run.error
     assert not Prescore.objects.exists() and not Image.objects.filter(status=ImageStatus.BROKEN).exists()
-    run = modeling.prescore_run_execute(run_id=run.pk, device="cpu", storage_retry=True)
+    run = modeling.prescore_run_execute(run_id=run.pk, device="cpu", storage_retry_s=30)
     assert run.state == JobState.SUCCEEDED, run.error
     assert set(Prescore.objects.values_list("image_id", flat=True)) == {i.pk for i in images}
     # an object really missing from the store is the image's problem: broken, so that runs stop trying it

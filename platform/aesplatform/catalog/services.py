@@ -219,13 +219,14 @@ def import_job_cancel(*, job: ImportJob) -> ImportJob:
 # --- running a job -------------------------------------------------------------------------------------------
 
 
-def import_job_run(*, job_id: int, processes: int | None = None, storage_retry: bool = False) -> ImportJob:
+def import_job_run(*, job_id: int, processes: int | None = None, storage_retry_s: float | None = None) -> ImportJob:
     """Run (or finish) an import job. Idempotent: a finished job is left alone, a half-done one resumes.
 
     `processes`: size of the decode/hash/thumbnail pool (default: the CPUs this process may use; 0 or 1 works
     in this process). A store that does not answer stops the job at the chunk it was writing (that chunk's items
-    stay pending, no row is written for them): `storage_retry` puts the job back to pending and raises
-    StorageUnavailable (the task queues it again after a delay), else the job fails with the store's message.
+    stay pending, no row is written for them). With `storage_retry_s` (the task queues the job again after that
+    many seconds) the job goes back to pending and StorageUnavailable is raised; without, it fails with the
+    store's message.
     """
     with jobs.job_running(model=ImportJob, job_id=job_id) as job:
         if job is None:
@@ -238,7 +239,7 @@ def import_job_run(*, job_id: int, processes: int | None = None, storage_retry: 
             stopped = _process_pending(job=job, limits=limits, processes=processes)
         except StorageUnavailable as exc:
             _refresh_counts(job)
-            if storage_job_stopped(job=job, error=exc, retry=storage_retry):
+            if storage_job_stopped(job=job, error=exc, retry_in_s=storage_retry_s):
                 raise
             return jobs.job_refresh(job)
         except ServiceError as exc:

@@ -16,7 +16,7 @@ def import_job_run(job_id: int) -> dict:
     object store stopped is queued again after a delay, until the retries are spent (then it fails, resumable)."""
     delay = storage_retry_delay(import_job_run.request.retries)
     try:
-        job = services.import_job_run(job_id=job_id, storage_retry=delay is not None)
+        job = services.import_job_run(job_id=job_id, storage_retry_s=delay)
     except StorageUnavailable as exc:
         raise import_job_run.retry(exc=exc, countdown=delay, max_retries=import_job_run.request.retries + 1) from None
     return {"job_id": job.pk, "state": job.state, "imported": job.imported_count, "errors": job.error_count}

@@ -350,15 +350,17 @@ def storage_retry_delay(retries: int) -> float | None:
     return min(float(settings.AESP_STORAGE_RETRY_S) * 2**retries, 600.0)
 
 
-def storage_job_stopped(*, job, error: StorageUnavailable, retry: bool) -> bool:
-    """A job that an unreachable store stopped (what it committed stays; nothing was marked broken): back to
-    pending with the store's message when `retry` (its task queues it again after storage_retry_delay; returns
-    True), else failed with that message (resumable; returns False)."""
+def storage_job_stopped(*, job, error: StorageUnavailable, retry_in_s: float | None) -> bool:
+    """A job that an unreachable store stopped (what it committed stays; nothing was marked broken). With
+    `retry_in_s` (its task queues it again after that long, see storage_retry_delay): back to pending with the
+    store's message, returns True. None (no retries left, or run outside a task): failed with that message
+    (resumable), returns False."""
     from . import jobs
 
-    if retry:
-        jobs.job_release(job=job, error=f"{error.message} Retrying automatically.")
-        logger.warning("%s %s released, the store is unavailable: %s", type(job).__name__, job.pk, error.message)
+    if retry_in_s is not None:
+        jobs.job_release(job=job, error=f"{error.message} Retrying in {retry_in_s:.0f} s.", retry_in_s=retry_in_s)
+        logger.warning("%s %s released, the store is unavailable (retry in %.0f s): %s", type(job).__name__, job.pk,
+                       retry_in_s, error.message)
         return True
     jobs.job_fail(job=job, error=f"{error.message} Resume the job when the store answers again.")
     return False

@@ -324,13 +324,13 @@ def _evicted_unscored(scored: list, items: list) -> list:
 
 
 def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: int | None = None,
-                       storage_retry: bool = False) -> FilterRun | None:
+                       storage_retry_s: float | None = None) -> FilterRun | None:
     """Score what is left of a run, then finalize it. Idempotent and resumable (see the module docstring).
 
     An object store that does not answer stops the run before the chunk it was fetching (no image is marked
-    broken for it): `storage_retry` puts the run back to pending and raises StorageUnavailable (the task queues
-    it again after a delay; it continues from the first unscored image), else the run fails with the store's
-    message."""
+    broken for it). With `storage_retry_s` (the task queues the run again after that many seconds; it continues
+    from the first unscored image) the run goes back to pending and StorageUnavailable is raised; without, it
+    fails with the store's message."""
     with jobs.job_running(model=FilterRun, job_id=run_id) as run:
         if run is None:
             return FilterRun.objects.filter(pk=run_id).first()
@@ -348,7 +348,7 @@ def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: i
             jobs.job_release(job=run)  # the task queues itself again and continues from the first unscored image
             raise
         except StorageUnavailable as exc:
-            if storage_job_stopped(job=run, error=exc, retry=storage_retry):
+            if storage_job_stopped(job=run, error=exc, retry_in_s=storage_retry_s):
                 raise
             return jobs.job_refresh(run)
         except Exception as exc:

@@ -26,7 +26,7 @@ def filter_run_execute(run_id: int) -> dict:
     delay = storage_retry_delay(filter_run_execute.request.retries)
     try:
         with children_allowed():  # the DataLoader's decode workers
-            run = services.filter_run_execute(run_id=run_id, storage_retry=delay is not None)
+            run = services.filter_run_execute(run_id=run_id, storage_retry_s=delay)
     except StorageUnavailable as exc:
         raise filter_run_execute.retry(exc=exc, countdown=delay,
                                        max_retries=filter_run_execute.request.retries + 1) from None

@@ -480,12 +480,13 @@ def prescore_run_cancel(*, run: PrescoreRun) -> PrescoreRun:
     return jobs.job_cancel(job=run)
 
 
-def prescore_run_execute(*, run_id: int, device: str = "auto", storage_retry: bool = False) -> PrescoreRun | None:
+def prescore_run_execute(*, run_id: int, device: str = "auto",
+                         storage_retry_s: float | None = None) -> PrescoreRun | None:
     """Score, batch by batch, the run's images that this model has not scored yet. Resumable and idempotent.
 
     An object store that does not answer stops the run before the chunk it was fetching (no image is marked
-    broken for it): `storage_retry` puts the run back to pending and raises StorageUnavailable (the task queues
-    it again after a delay), else the run fails with the store's message."""
+    broken for it). With `storage_retry_s` (the task queues the run again after that many seconds) the run goes
+    back to pending and StorageUnavailable is raised; without, it fails with the store's message."""
     with jobs.job_running(model=PrescoreRun, job_id=run_id) as run:
         if run is None:
             return PrescoreRun.objects.filter(pk=run_id).first()
@@ -510,7 +511,7 @@ def prescore_run_execute(*, run_id: int, device: str = "auto", storage_retry: bo
                         warmer.warm([key for _, key in todo.filter(id__gt=rows[-1][0])[: run.batch_size * 8]])
                     _score_chunk(run, version, scorer, chunk, missing=missing)
         except StorageUnavailable as exc:
-            if storage_job_stopped(job=run, error=exc, retry=storage_retry):
+            if storage_job_stopped(job=run, error=exc, retry_in_s=storage_retry_s):
                 raise
             return jobs.job_refresh(run)
         except Exception as exc:  # noqa: BLE001

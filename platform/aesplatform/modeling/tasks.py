@@ -31,7 +31,7 @@ def _prescore(task, run_id: int) -> dict:
     object (not bound: a former name registers the same function, see task_former_names)."""
     delay = storage_retry_delay(task.request.retries)
     try:
-        run = services.prescore_run_execute(run_id=run_id, storage_retry=delay is not None)
+        run = services.prescore_run_execute(run_id=run_id, storage_retry_s=delay)
     except StorageUnavailable as exc:
         raise task.retry(exc=exc, countdown=delay, max_retries=task.request.retries + 1) from None
     return {"run": run_id, "state": run.state if run else "busy"}
