@@ -143,8 +143,10 @@ class CuttableProxy:
             open_now = list(self._connections)
         for s in open_now:
             with contextlib.suppress(OSError):
+                # linger 0: the close sends a reset; shutdown first wakes the relay threads blocked in recv()
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                s.close()
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
 
     def restore(self) -> None:
         if self._listener is None:

@@ -99,13 +99,48 @@ def test_an_unknown_profile_is_a_clear_error():
     assert "DJANGO_ENV must be development, test or production" in result.stderr
 
 
+def _compose_config() -> subprocess.CompletedProcess:
+    env = {**os.environ, "DJANGO_SECRET_KEY": "x" * 60, "POSTGRES_PASSWORD": "pw", "FLOWER_BASIC_AUTH": "a:b",
+           "S3_ACCESS_KEY": "key", "S3_SECRET_KEY": "secret"}
+    return subprocess.run(
+        ["docker-compose", "-f", "docker-compose.yml", "config"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+
+
+def test_compose_services_share_only_database_broker_and_object_store():
+    """Any worker can run on another host: no volume is mounted by two app services, and all of them keep media,
+    exports and checkpoints in the object store."""
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed here (.ci/run installs Debian's docker-compose)")
+    import yaml
+
+    result = _compose_config()
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert "objectstore" in services
+    app_services = [name for name, svc in services.items() if svc.get("image") == "humanaes:latest"]
+    assert {"web", "worker-cpu", "worker-gpu", "worker-humanaesexpert", "beat"} <= set(app_services)
+    mounted_by: dict[str, list[str]] = {}
+    for name in app_services:
+        service = services[name]
+        assert service["environment"]["AESP_STORAGE_BACKEND"] == "s3", name
+        assert service["environment"]["AESP_S3_ENDPOINT_URL"] == "http://objectstore:8333", name
+        for volume in service.get("volumes", []):
+            if isinstance(volume, str):  # docker-compose 1.x prints the short syntax: source:target[:mode]
+                source, _target, *mode = volume.split(":")
+                volume = {"type": "bind" if "/" in source else "volume", "source": source, "read_only": mode == ["ro"]}
+            if volume.get("type") == "volume":
+                mounted_by.setdefault(volume["source"], []).append(name)
+            elif volume.get("type") == "bind":
+                assert volume.get("read_only"), f"{name} writes to a host folder: {volume}"
+    shared = {source: names for source, names in mounted_by.items() if len(names) > 1}
+    assert shared == {}, f"volumes shared between services: {shared}"
+
+
 def test_docker_compose_file_is_valid():
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed here (.ci/run installs Debian's docker-compose)")
-    env = {**os.environ, "DJANGO_SECRET_KEY": "x" * 60, "POSTGRES_PASSWORD": "pw", "FLOWER_BASIC_AUTH": "a:b"}
-    result = subprocess.run(
-        ["docker-compose", "-f", "docker-compose.yml", "config"], cwd=REPO, env=env, capture_output=True, text=True
-    )
+    result = _compose_config()
     assert result.returncode == 0, result.stderr
     for service in ("proxy:", "web:", "worker-cpu:", "worker-gpu:", "beat:", "postgres:", "redis:", "flower:"):
         assert service in result.stdout

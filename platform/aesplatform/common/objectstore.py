@@ -19,6 +19,7 @@ and resume where they stopped.
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import shutil
@@ -36,6 +37,9 @@ from .exceptions import ServiceError
 
 logger = logging.getLogger(__name__)
 
+# A stored folder (a trained checkpoint: several files loaded together) is uploaded with this file last, listing
+# every file's size and sha256; a cached copy of the folder is whole when this file is in it (see LocalCache.tree).
+TREE_MANIFEST = "tree-manifest.json"
 # A copy used this recently is never evicted: a reader that was just handed its path can still open it.
 EVICTION_GRACE_S = 300.0
 # Eviction brings the cache down to this fraction of its bound, so that it does not run on every download.
@@ -153,6 +157,49 @@ class LocalCache:
         self._account(fetched)
         return target
 
+    def tree(self, prefix: str) -> Path:
+        """The local copy of the stored folder `prefix` (its files and TREE_MANIFEST, which is uploaded last), fetched
+        as one unit: into a temporary folder, every file checked against the manifest's size and sha256, then
+        renamed into place; evicted as one unit. FileNotFoundError when the folder is not (completely) stored."""
+        import json
+
+        prefix = _checked_name(prefix.rstrip("/"))
+        target = self.path_of(prefix)
+        marker = target / TREE_MANIFEST
+        if marker.is_file():
+            os.utime(marker)  # recently used: the eviction keeps the folder
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}{_PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            partial.mkdir()
+            with storage_guard(f"reading {prefix}/"):
+                self._download(f"{prefix}/{TREE_MANIFEST}", partial / TREE_MANIFEST)
+                try:
+                    files = json.loads((partial / TREE_MANIFEST).read_text())["files"]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ValueError(f"{prefix}/{TREE_MANIFEST} is not a stored folder's manifest: {exc}") from None
+                total = 0
+                for relative, entry in sorted(files.items()):
+                    path = partial / _checked_name(relative)
+                    size = self._download(f"{prefix}/{relative}", path)
+                    with open(path, "rb") as handle:
+                        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+                    if size != entry["bytes"] or digest != entry["sha256"]:
+                        raise ValueError(f"{prefix}/{relative}: {size} bytes with sha256 {digest[:12]}..., the "
+                                         f"manifest says {entry['bytes']} bytes with {entry['sha256'][:12]}...")
+                    total += size
+            try:
+                os.rename(partial, target)
+            except OSError:
+                if not marker.is_file():  # not another process's complete copy that won the race
+                    raise
+        finally:
+            if partial.exists():
+                shutil.rmtree(partial, ignore_errors=True)
+        self._account(total)
+        return target
+
     def _download(self, name: str, target: Path) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f"{target.name}{_PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -192,9 +239,21 @@ class LocalCache:
         return sum(size for _path, size, _mtime in self._files())
 
     def _files(self) -> Iterator[tuple[Path, int, float]]:
-        for folder, _dirs, names in os.walk(self.root):
+        """What the eviction weighs and removes: (path, bytes, last use). A stored folder's copy (it holds
+        TREE_MANIFEST, whose time is its last use) and a folder being fetched are one unit each."""
+        for folder, dirs, names in os.walk(self.root):
+            here = Path(folder)
+            if here != self.root and (TREE_MANIFEST in names or _PARTIAL in here.name or _EVICTING in here.name):
+                dirs[:] = []  # one unit: not walked into
+                marker = here / TREE_MANIFEST
+                try:
+                    mtime = (marker if marker.is_file() else here).stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                yield here, _tree_bytes(here), mtime
+                continue
             for file_name in names:
-                path = Path(folder) / file_name
+                path = here / file_name
                 try:
                     stat = path.stat()
                 except FileNotFoundError:  # evicted or renamed by another process meanwhile
@@ -223,13 +282,43 @@ class LocalCache:
                     break  # sorted by age: everything after this one is at least as recent
                 if _PARTIAL in path.name and not stale_partial:
                     continue  # a download in progress
-                path.unlink(missing_ok=True)
+                _remove_unit(path)
                 removed += size
         with self._lock:
             self._approx_bytes = total - removed
         if removed:
             logger.info("storage cache %s: evicted %d bytes (bound %d)", self.root, removed, self.max_bytes)
         return removed
+
+
+_EVICTING = ".evicting-"
+
+
+def _tree_bytes(folder: Path) -> int:
+    total = 0
+    for parent, _dirs, names in os.walk(folder):
+        for file_name in names:
+            try:
+                total += (Path(parent) / file_name).stat().st_size
+            except FileNotFoundError:
+                continue
+    return total
+
+
+def _remove_unit(path: Path) -> None:
+    """Remove a cached file, or a cached folder as a whole: renamed away first, so that no reader finds half of it
+    under its name."""
+    if path.is_dir() and not path.is_symlink():
+        doomed = path
+        if _EVICTING not in path.name:
+            doomed = path.with_name(f"{path.name}{_EVICTING}{uuid.uuid4().hex[:8]}")
+            try:
+                os.rename(path, doomed)
+            except FileNotFoundError:
+                return
+        shutil.rmtree(doomed, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 _CACHES: dict[tuple[str, int, str], LocalCache] = {}

@@ -19,6 +19,7 @@ from aesplatform.common import pagination as common_pagination
 from aesplatform.common.exceptions import ConflictError
 from aesplatform.common.job_api import JOB_LIFE_CYCLE_FIELDS, job_action_view, stalled_field
 from aesplatform.common.models import DIMENSION_FIELDS
+from aesplatform.common.object_transfer import object_read_range
 from aesplatform.common.serializers import StrictInputSerializer
 
 from . import limits, selectors, services, writers
@@ -97,9 +98,9 @@ class ExportSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Export
-        fields = ["id", "version", "format", "options", "state", "total", "processed", "path", "archive_size",
-                  "manifest", "error", "created_by", "created_at", "started_at", "finished_at", "download_url",
-                  *JOB_LIFE_CYCLE_FIELDS]
+        fields = ["id", "version", "format", "options", "state", "total", "processed", "path", "archive_key",
+                  "archive_size", "manifest", "error", "created_by", "created_at", "started_at", "finished_at",
+                  "download_url", *JOB_LIFE_CYCLE_FIELDS]
         read_only_fields = fields
 
     def get_download_url(self, export: Export) -> str | None:
@@ -261,7 +262,11 @@ def archive_response(request, export: Export):
 
     The tar is built from the export's files as it is sent (services.export_archive: layout from the manifest),
     byte-identical for the same version and options; an archive file written by an earlier version of the job
-    (archive_path) is served as it is."""
+    (archive_path) is served as it is. On an object store the job uploaded that same tar as one object
+    (archive_key): it is proxied here, each request one ranged GET, so the permission check above stays the only
+    way in (a presigned URL would let anyone holding it download until it expires). A store that does not answer
+    is a 503 before any byte; one that fails mid-stream cuts the body short, and the client resumes with Range
+    and If-Range."""
     from pathlib import Path
 
     if export.state != "succeeded":
@@ -270,6 +275,16 @@ def archive_response(request, export: Export):
     # The archive is a function of the files, which the manifest's hash covers: a strong validator.
     digest = (export.manifest or {}).get("manifest_sha256", "")
     etag = f'"export-{export.pk}-{export.archive_size}-{digest[:32]}"'
+    if export.archive_key:  # on the object store: the archive is one object, read by ranged GETs
+        try:
+            size = services.export_stored_archive_size(export)
+        except services.ArchiveUnavailable as exc:
+            raise NotFound(str(exc)) from None
+        name = export.archive_key.rpartition("/")[2]
+        return ranged_response(
+            request, size=size, filename=name, etag=etag, content_type="application/x-tar",
+            body=lambda start, end: object_read_range(export.archive_key, start, end),
+        )
     if export.archive_path:  # written by the job before archives were streamed
         path = Path(export.archive_path)
         if not path.is_file():

@@ -123,6 +123,9 @@ class Export(CountedJob):
     path = models.CharField(max_length=1024, blank=True, help_text="Directory of the finished export.")
     archive_path = models.CharField(max_length=1024, blank=True)
     archive_size = models.PositiveBigIntegerField(null=True, blank=True)
+    archive_key = models.CharField(
+        max_length=1024, blank=True,
+        help_text="The archive's object on the object store (exports made there have no folder: `path` is empty).")
     manifest = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="exports")
 

@@ -5,6 +5,10 @@ inserts the items in one transaction; from then on the database itself refuses a
 An export is a worker job: it writes into a temporary directory next to its target, renames it into place when
 complete (no half-written export is ever visible). The download archive (one tar) is not written: it is a
 function of the export's files, streamed at download time (writers.iter_archive); the job records its size.
+On an object store (AESP_STORAGE_BACKEND=s3) the folder is only the worker's scratch: the job uploads that same
+tar as one object (exports/<id>/attempt-<n>/<name>.tar, in parts above AESP_S3_MULTIPART_BYTES), succeeds only once the
+object is complete, and removes the folder; a failed or cancelled upload leaves no object and no open multipart
+upload behind (docs/storage-exports.md).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
@@ -35,6 +40,13 @@ from aesplatform.annotation.selectors import (
 from aesplatform.common import jobs
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
+from aesplatform.common.object_transfer import (
+    chunk_reader,
+    object_purge,
+    object_purge_patiently,
+    object_size,
+    object_upload,
+)
 from aesplatform.common.objectstore import LocalCache, storage_is_local
 from aesplatform.common.sql import rows_insert
 from aesplatform.common.text import counted
@@ -299,6 +311,33 @@ def export_target(export: Export) -> Path:
     return export_root() / f"{_slug(version.name)}-v{version.version}-{export.format}-{export.options_digest[:12]}"
 
 
+def _check_stored_options(options: dict) -> None:
+    """On an object store the export is its archive (one object): the web host and the next worker cannot see a
+    folder on the worker that wrote it."""
+    if not options.get("archive"):
+        raise ServiceError("Exports are kept on the object store as their archive: archive=false is not available "
+                           "with this storage.", code="invalid_option")
+    if options.get("target_dir"):
+        raise ServiceError("Exports are kept on the object store: target_dir (a folder on the worker) is not "
+                           "available with this storage.", code="invalid_option")
+
+
+def export_archive_key(export: Export, target: Path) -> str:
+    """The object of an export's archive on the object store: one folder per attempt (a worker that was given up on
+    and still uploads never writes or removes the object of the attempt that took over), the tar named as the
+    download."""
+    return f"{export_attempt_prefix(export)}{target.name}.tar"
+
+
+def export_archive_prefix(export: Export) -> str:
+    """Every attempt's objects of an export (removed before an attempt starts)."""
+    return f"exports/{export.pk}/"
+
+
+def export_attempt_prefix(export: Export) -> str:
+    return f"{export_archive_prefix(export)}attempt-{export.attempts}/"
+
+
 def _check_target_free(target: Path) -> None:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ServiceError(f"The target directory {target} exists and is not empty.", code="target_not_empty")
@@ -327,7 +366,10 @@ def export_create(
         return existing, False
     export = Export(version=version, format=format, options=normalized, options_digest=digest,
                     created_by=created_by, total=int(version.counts.get("total", 0)))
-    _check_target_free(export_target(export))
+    if storage_is_local():
+        _check_target_free(export_target(export))
+    else:
+        _check_stored_options(normalized)
     export.full_clean(validate_constraints=False)
     try:
         with transaction.atomic():
@@ -511,14 +553,23 @@ def export_run(*, export_id: int) -> Export | None:
         temp = target.parent / f".{target.name}.partial-{export.pk}-{export.attempts}"
         for leftover in target.parent.glob(f".{target.name}.partial-{export.pk}-*"):
             _remove(leftover)
+        stored = not storage_is_local()
         try:
-            summary = _write_export(export, target=target, temp=temp)
+            if stored:
+                _check_stored_options(export.options)
+                # what an earlier attempt left on the store (parts of an upload that could not be aborted)
+                object_purge(export_archive_prefix(export))
+            summary = _write_export(export, target=target, temp=temp, stored=stored)
         except _ExportCancelled:
             _remove(temp)
+            if stored:
+                object_purge_patiently(export_attempt_prefix(export), wait_s=STORE_CLEANUP_WAIT_S)
             jobs.job_cancelled(job=export)
             return jobs.job_refresh(export)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job, none leaves files behind
             _remove(temp)
+            if stored and not object_purge_patiently(export_attempt_prefix(export), wait_s=STORE_CLEANUP_WAIT_S):
+                exc = _with_leftover_note(exc, export)
             if isinstance(exc, ServiceError):
                 message = exc.message
                 logger.info("export %s refused: %s", export_id, message)
@@ -527,9 +578,27 @@ def export_run(*, export_id: int) -> Export | None:
                 logger.exception("export %s failed", export_id)
             jobs.job_fail(job=export, error=message)
             return jobs.job_refresh(export)
+        archive_key = summary.pop("archive_key", "")
+        if archive_key:  # the archive is the object; the scratch folder is gone
+            succeeded = jobs.job_succeed(job=export, path="", archive_path="", archive_key=archive_key,
+                                         archive_size=summary.pop("archive_bytes"), manifest=summary,
+                                         processed=export.total)
+            if not succeeded:  # cancelled or taken over meanwhile: that worker's outcome stands, not this object
+                logger.info("export %s: no longer this worker's; its uploaded archive is removed", export_id)
+                object_purge_patiently(export_attempt_prefix(export), wait_s=STORE_CLEANUP_WAIT_S)
+            return jobs.job_refresh(export)
         jobs.job_succeed(job=export, path=str(target), archive_path="",  # streamed from `path` at download time
-                    archive_size=summary.pop("archive_bytes", None), manifest=summary, processed=export.total)
+                         archive_size=summary.pop("archive_bytes", None), manifest=summary, processed=export.total)
         return jobs.job_refresh(export)
+
+
+def _with_leftover_note(exc: Exception, export: Export) -> Exception:
+    note = (f" Part of the upload may remain under {export_attempt_prefix(export)} on the store; it is removed when "
+            "the export is resumed.")
+    if isinstance(exc, ServiceError):
+        return ServiceError(exc.message + note, code=exc.code)
+    return ServiceError(f"{exc if isinstance(exc, (writers.ExportWriteError, OSError)) else repr(exc)}.{note}",
+                        code="export_failed")
 
 
 def _remove(path: Path) -> None:
@@ -539,8 +608,11 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _write_export(export: Export, *, target: Path, temp: Path) -> dict:
-    _check_target_free(target)
+def _write_export(export: Export, *, target: Path, temp: Path, stored: bool = False) -> dict:
+    """The export's files into `temp`, then renamed to `target`; `stored` (an object store): the archive of the
+    files in `temp` uploaded as one object instead, and `temp` removed (the worker's folder is only scratch)."""
+    if not stored:
+        _check_target_free(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp.mkdir()
     options = export.options
@@ -572,11 +644,69 @@ def _write_export(export: Export, *, target: Path, temp: Path) -> dict:
         summary["archive_bytes"] = writers.archive_size(files, prefix=target.name)
     if jobs.job_should_stop(job=export):
         raise _ExportCancelled()
+    if stored:
+        layout = writers.archive_layout(files, prefix=target.name)
+        key = export_archive_key(export, target)
+        size = _upload_archive(export, temp, layout, key)
+        if size != layout.size:
+            raise ServiceError(f"The store holds {size} bytes of {key}, not the {layout.size} sent.",
+                               code="storage_mismatch")
+        _remove(temp)
+        summary["archive_key"] = key
+        return summary
     if target.exists():  # an empty directory that was there already (checked again: the check above was earlier)
         _check_target_free(target)
         target.rmdir()
     os.rename(temp, target)
     return summary
+
+
+# Seconds a failed or cancelled upload waits for the store to answer, to remove its parts before the job ends.
+STORE_CLEANUP_WAIT_S = 60.0
+UPLOAD_CHECK_S = 1.0
+
+
+def _upload_archive(export: Export, root: Path, layout: writers.ArchiveLayout, key: str) -> int:
+    """Upload the archive of the files under `root` (the very bytes a download of a local export streams) as the
+    object `key`; a cancel stops it. The upload runs in a thread that touches no database (s3transfer reads the
+    stream in its own threads); this thread follows the job: heartbeat, cancel."""
+    stop = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def check(_done: int) -> None:
+        if stop.is_set():
+            raise _ExportCancelled()
+
+    def upload() -> None:
+        try:
+            reader = writers_stream(root, layout, check)
+            outcome["size"] = object_upload(key, reader)
+        except BaseException as exc:  # noqa: BLE001 - handed to the job's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=upload, name=f"export-upload-{export.pk}", daemon=True)
+    worker.start()
+    while True:
+        worker.join(timeout=UPLOAD_CHECK_S)
+        if not worker.is_alive():
+            break
+        if not stop.is_set() and jobs.job_should_stop(job=export):
+            logger.info("export %s: cancelled during the upload of %s", export.pk, key)
+            stop.set()
+    error = outcome.get("error")
+    if stop.is_set():
+        raise _ExportCancelled()
+    if error is not None:
+        cause = error
+        while cause is not None and not isinstance(cause, (_ExportCancelled, ServiceError)):
+            cause = cause.__cause__ or cause.__context__
+        raise cause if cause is not None else error
+    return int(outcome["size"])
+
+
+def writers_stream(root: Path, layout: writers.ArchiveLayout, check):
+    """The archive of the files under `root` as a readable file (what the upload reads)."""
+    return chunk_reader(writers.iter_archive(root, layout), check=check)
 
 
 # --- the download archive -------------------------------------------------------------------------------------
@@ -605,3 +735,15 @@ def export_archive(export: Export) -> tuple[Path, writers.ArchiveLayout]:
     if layout.size != export.archive_size:
         raise ArchiveUnavailable("The export's files changed since it was written.")
     return root, layout
+
+
+def export_stored_archive_size(export: Export) -> int:
+    """The size of a finished export's archive object, checked against the size recorded when it was uploaded;
+    ArchiveUnavailable when it is gone or differs, StorageUnavailable when the store does not answer."""
+    try:
+        size = object_size(export.archive_key)
+    except FileNotFoundError:
+        raise ArchiveUnavailable("The export's archive is missing from the object store.") from None
+    if size != export.archive_size:
+        raise ArchiveUnavailable("The export's archive on the object store changed since it was written.")
+    return size

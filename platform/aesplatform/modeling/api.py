@@ -58,8 +58,8 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModelVersion
-        fields = ["id", "name", "backend", "training_job", "dataset_version", "checkpoint_path", "config", "metrics",
-                  "report_dir", "promoted", "promoted_at", "promoted_by", "created_at"]
+        fields = ["id", "name", "backend", "training_job", "dataset_version", "checkpoint_path", "checkpoint_key",
+                  "config", "metrics", "report_dir", "promoted", "promoted_at", "promoted_by", "created_at"]
         read_only_fields = fields
 
 

@@ -59,6 +59,10 @@ class ModelVersion(TimeStampedModel):
         "datasets.DatasetVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="model_versions"
     )
     checkpoint_path = models.CharField(max_length=1024)
+    checkpoint_key = models.CharField(
+        max_length=1024, blank=True,
+        help_text="Where a trained checkpoint is on the object store (a prefix: its files and "
+                  "tree-manifest.json); workers load it from their cache. Empty: only checkpoint_path.")
     config = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True, help_text="Evaluation report, per head and dimension.")
     report_dir = models.CharField(max_length=1024, blank=True, help_text="Where the evaluation plots are.")

@@ -133,8 +133,11 @@ def _resolve_from_model_version(preset: str, spec: dict, version_id: int, overri
         raise ServiceError(f"Model version {version.name} is a {version.backend} checkpoint, which model_core cannot "
                            "train; convert it first (python -m model_core convert SOURCE OUT) and register OUT.",
                            code="invalid_config")
+    from .checkpoints import checkpoint_dir
+
+    checkpoint = checkpoint_dir(version)  # on an object store: this host's cached copy
     try:
-        model = ModelConfig.from_dict(read_checkpoint_config(version.checkpoint_path)["model"])
+        model = ModelConfig.from_dict(read_checkpoint_config(checkpoint)["model"])
     except (ModelLoadError, KeyError, TypeError, ValueError) as exc:
         raise ServiceError(f"Model version {version.name}: its checkpoint cannot be read ({exc}).",
                            code="checkpoint_missing") from None
@@ -151,7 +154,8 @@ def _resolve_from_model_version(preset: str, spec: dict, version_id: int, overri
     if recipe is not None and recipe != model.chat.recipe:
         raise ServiceError(f"Model version {version.name} was trained with the {model.chat.recipe!r} recipe; a model "
                            "keeps the layout it was trained with (leave config.recipe out).", code="invalid_config")
-    train = {**spec["train"], **overrides, "init_checkpoint": version.checkpoint_path}
+    # (a stored checkpoint: the training worker swaps in its own cached copy, checkpoints.config_localized)
+    train = {**spec["train"], **overrides, "init_checkpoint": checkpoint}
     try:
         TrainConfig.from_dict({**train, "data": "-", "output_dir": "-", "model": model.to_dict()}).validate()
     except (TypeError, ValueError) as exc:

@@ -43,7 +43,7 @@ from aesplatform.common.text import counted
 from aesplatform.datasets.models import DatasetItem, DatasetState, DatasetVersion, Split
 from aesplatform.datasets.services import training_data_write
 
-from . import limits, presets, selectors
+from . import checkpoints, limits, presets, selectors
 from .active import ActiveLearningUnavailable, active_learning_check, active_priorities
 from .models import ModelBackend, ModelVersion, Prescore, PrescoreRun, TrainingJob
 
@@ -190,11 +190,17 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
             output = Path(job.output_dir)
             data = training_data_write(version=job.dataset_version, directory=output / "data")
             reporter.log(f"training data: {data['train']}")
-            config = presets.train_config(job.config, data=data["train"], output_dir=str(output / "run"))
+            config = presets.train_config(checkpoints.config_localized(job.config), data=data["train"],
+                                          output_dir=str(output / "run"))
             result = train(config, progress_callback=reporter.progress, should_stop=reporter.should_stop)
             reporter.log(f"training done in {result.elapsed_s:.0f} s ({result.steps} steps"
                          + (f", resumed from step {result.resumed_from}" if result.resumed_from else "") + ")")
             metrics = _evaluate(job, result, data, reporter)
+            if not storage_is_local():
+                # the model version is loaded by workers on other hosts: its checkpoint goes to the store before
+                # the job succeeds (a failed upload fails the job; a resume uploads it again)
+                prefix = checkpoints.checkpoint_upload(job=job)
+                reporter.log(f"checkpoint stored under {prefix}")
         except TrainingStopped as exc:
             reporter.log(f"cancelled: {exc}")
             jobs.job_cancelled(job=job, eta_seconds=None)
@@ -304,11 +310,19 @@ def model_version_register(*, training_job: TrainingJob | None = None, checkpoin
         existing = ModelVersion.objects.filter(training_job=job).first()
         if existing is not None:
             return existing
-        final = Path(job.output_dir) / "run" / "final"
+        final = checkpoints.job_final_checkpoint(job)
+        checkpoint_key = ""
+        if not storage_is_local():
+            checkpoint_key = checkpoints.checkpoint_prefix(job)
+            if not checkpoints.checkpoint_stored(checkpoint_key):
+                raise ConflictError(f"Training job {job.pk}: its checkpoint is not on the object store "
+                                    f"({checkpoint_key}); workers on other hosts could not load it.",
+                                    code="checkpoint_missing")
         metrics = job.metrics[-1] if job.metrics else {}
         version = ModelVersion(
             name=_unique_name(name or f"{job.preset}-job{job.pk}"), backend=ModelBackend.MODEL_CORE,
             training_job=job, dataset_version=job.dataset_version, checkpoint_path=str(final),
+            checkpoint_key=checkpoint_key,
             config=job.config, metrics=json_safe(metrics.get("report", {}) | {"holdout": metrics.get("holdout", {})}),
             report_dir=metrics.get("report_dir", ""),
         )
@@ -345,8 +359,9 @@ def model_version_promote(*, model_version: ModelVersion, user) -> ModelVersion:
     if job is not None and job.state != JobState.SUCCEEDED:
         raise ConflictError(f"{version.name}: its training job {job.pk} is {job.state}; only a model of a succeeded "
                             "job can be promoted.", code="job_not_succeeded")
-    if not Path(version.checkpoint_path).is_dir():
-        raise ConflictError(f"{version.name}: its checkpoint {version.checkpoint_path} is gone.",
+    if not checkpoints.checkpoint_available(version):
+        raise ConflictError(f"{version.name}: its checkpoint {version.checkpoint_key or version.checkpoint_path} "
+                            "is gone.",
                             code="checkpoint_missing")
     if version.promoted:
         return version
@@ -431,13 +446,15 @@ def load_scorer(model_version: ModelVersion, *, device: str = "auto"):
     """The model of a version, cached per process (a worker scores many runs with the same promoted model)."""
 
     def load():
+        # a trained checkpoint on the object store: this host's cached copy of the whole folder
+        path = checkpoints.checkpoint_dir(model_version)
         if model_version.backend == ModelBackend.HUMANAESEXPERT:
             from model_core.scoring import RemoteCodeScorer
 
-            return RemoteCodeScorer(model_version.checkpoint_path, device=device)
+            return RemoteCodeScorer(path, device=device)
         from model_core.model import load_model
 
-        return load_model(model_version.checkpoint_path, device=device, precision="auto")
+        return load_model(path, device=device, precision="auto")
 
     return SCORERS.get(model_version.pk, load)
 
