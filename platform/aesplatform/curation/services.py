@@ -33,7 +33,6 @@ import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
@@ -43,6 +42,13 @@ from aesplatform.common import jobs
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
+from aesplatform.common.objectstore import (
+    CacheWarmer,
+    StorageUnavailable,
+    local_copies,
+    storage_is_local,
+    storage_job_stopped,
+)
 
 from . import limits, selectors
 from .engine import prompts as engine_prompts
@@ -287,20 +293,44 @@ def _scorer_for(run: FilterRun, device: str):
     return scorer
 
 
-def _storage_access():
-    """(reader, how a stored name becomes what the reader takes): plain files when storage is local."""
-    from .engine.pipeline import read_file
-    from .storage import storage_read
-
-    try:
-        default_storage.path("probe")
-    except NotImplementedError:
-        return storage_read, lambda name: name
-    return read_file, default_storage.path
+# Threads fetching a chunk's images from an object store at once (each fetch is mostly waiting on the network).
+STORAGE_FETCH_THREADS = 8
 
 
-def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: int | None = None) -> FilterRun | None:
-    """Score what is left of a run, then finalize it. Idempotent and resumable (see the module docstring)."""
+def _chunk_items(chunk: list[tuple[int, str]]) -> tuple[list, list]:
+    """The pipeline's items for a chunk of (result id, stored name): local paths, which the decode workers read
+    as plain files. On an object store this process fetches the chunk into the host's cache first, in parallel
+    (the decode workers never talk to the store: no client or Django in them, and an outage surfaces here, as
+    StorageUnavailable, before anything of the chunk is written). Also returns the results of the images whose
+    file is not stored at all ("file missing": those are really broken)."""
+    from .engine.pipeline import ImageItem, ScoredImage
+
+    paths = local_copies([name for _, name in chunk], max_workers=STORAGE_FETCH_THREADS)
+    items = [ImageItem(result_id, str(paths[name])) for result_id, name in chunk if paths[name] is not None]
+    missing = [ScoredImage(key=result_id, error=f"file missing: {name}") for result_id, name in chunk
+               if paths[name] is None]
+    return items, missing
+
+
+def _evicted_unscored(scored: list, items: list) -> list:
+    """A batch without the images whose cached copy was evicted before a decode worker read it (a cache under
+    pressure, a long chunk): that is not the image's fault, so they stay unscored and a later chunk fetches them
+    again. On local storage a missing file is the image's own problem and is kept."""
+    if storage_is_local():
+        return scored
+    path_of = {item.key: item.path for item in items}
+    return [s for s in scored if not (s.error.startswith(("file missing", "cannot read the file"))
+                                      and not Path(path_of.get(s.key, "")).is_file())]
+
+
+def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: int | None = None,
+                       storage_retry_s: float | None = None) -> FilterRun | None:
+    """Score what is left of a run, then finalize it. Idempotent and resumable (see the module docstring).
+
+    An object store that does not answer stops the run before the chunk it was fetching (no image is marked
+    broken for it). With `storage_retry_s` (the task queues the run again after that many seconds; it continues
+    from the first unscored image) the run goes back to pending and StorageUnavailable is raised; without, it
+    fails with the store's message."""
     with jobs.job_running(model=FilterRun, job_id=run_id) as run:
         if run is None:
             return FilterRun.objects.filter(pk=run_id).first()
@@ -317,6 +347,10 @@ def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: i
         except SoftTimeLimitExceeded:
             jobs.job_release(job=run)  # the task queues itself again and continues from the first unscored image
             raise
+        except StorageUnavailable as exc:
+            if storage_job_stopped(job=run, error=exc, retry_in_s=storage_retry_s):
+                raise
+            return jobs.job_refresh(run)
         except Exception as exc:
             jobs.job_fail(job=run, error=f"{type(exc).__name__}: {exc}")
             raise
@@ -328,30 +362,33 @@ CPU_BATCH_MAX = 8
 
 
 def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_workers: int | None) -> FilterRun:
-    from .engine.pipeline import ImageItem, pipeline_run
+    from .engine.pipeline import pipeline_run
 
     run_id = run.pk
-    reader, locate = _storage_access()
     workers = config["NUM_WORKERS"] if num_workers is None else num_workers
     batch_size = run.batch_size if scorer.device.type == "cuda" else min(run.batch_size, CPU_BATCH_MAX)
     unscored_before = FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).count()
     started = time.monotonic()
-    while True:
-        if jobs.job_should_stop(job=run):
-            jobs.job_cancelled(job=run)
-            logger.info("filter run %s stopped", run_id)
-            return jobs.job_refresh(run)
-        chunk = list(
-            FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True)
-            .order_by("id").values_list("id", "image__file")[: config["CHUNK_SIZE"]]
-        )
-        if not chunk:
-            break
-        items = [ImageItem(result_id, locate(name)) for result_id, name in chunk]
-        for scored in pipeline_run(items, scorer, batch_size=batch_size, num_workers=workers, reader=reader):
-            _results_write(run=run, scored=scored)
+    unscored = FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).order_by("id")
+    with CacheWarmer(max_workers=STORAGE_FETCH_THREADS) as warmer:
+        while True:
             if jobs.job_should_stop(job=run):
+                jobs.job_cancelled(job=run)
+                logger.info("filter run %s stopped", run_id)
+                return jobs.job_refresh(run)
+            chunk = list(unscored.values_list("id", "image__file")[: config["CHUNK_SIZE"]])
+            if not chunk:
                 break
+            items, missing = _chunk_items(chunk)
+            if warmer.active:  # an object store: the next chunk is fetched while this one is scored
+                following = unscored.filter(id__gt=chunk[-1][0]).values_list("image__file", flat=True)
+                warmer.warm(list(following[: config["CHUNK_SIZE"]]))
+            if missing:
+                _results_write(run=run, scored=missing)
+            for scored in pipeline_run(items, scorer, batch_size=batch_size, num_workers=workers) if items else ():
+                _results_write(run=run, scored=_evicted_unscored(scored, items))
+                if jobs.job_should_stop(job=run):
+                    break
     elapsed = time.monotonic() - started
     scored_now = unscored_before - FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).count()
     per_image = round(elapsed / scored_now, 6) if scored_now > 0 else None

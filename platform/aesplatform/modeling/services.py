@@ -31,7 +31,14 @@ from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.locks import LockNamespace, advisory_xact_lock
 from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
-from aesplatform.common.objectstore import local_copy, storage_is_local
+from aesplatform.common.objectstore import (
+    CacheWarmer,
+    StorageUnavailable,
+    local_copies,
+    local_copy,
+    storage_is_local,
+    storage_job_stopped,
+)
 from aesplatform.common.text import counted
 from aesplatform.datasets.models import DatasetItem, DatasetState, DatasetVersion, Split
 from aesplatform.datasets.services import training_data_write
@@ -490,8 +497,13 @@ def prescore_run_cancel(*, run: PrescoreRun) -> PrescoreRun:
     return jobs.job_cancel(job=run)
 
 
-def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | None:
-    """Score, batch by batch, the run's images that this model has not scored yet. Resumable and idempotent."""
+def prescore_run_execute(*, run_id: int, device: str = "auto",
+                         storage_retry_s: float | None = None) -> PrescoreRun | None:
+    """Score, batch by batch, the run's images that this model has not scored yet. Resumable and idempotent.
+
+    An object store that does not answer stops the run before the chunk it was fetching (no image is marked
+    broken for it). With `storage_retry_s` (the task queues the run again after that many seconds) the run goes
+    back to pending and StorageUnavailable is raised; without, it fails with the store's message."""
     with jobs.job_running(model=PrescoreRun, job_id=run_id) as run:
         if run is None:
             return PrescoreRun.objects.filter(pk=run_id).first()
@@ -501,16 +513,24 @@ def prescore_run_execute(*, run_id: int, device: str = "auto") -> PrescoreRun | 
             todo = (_run_images(run).exclude(prescores__model_version=version).exclude(status=ImageStatus.BROKEN)
                     .order_by("id")
                     .values_list("id", "file"))
-            while True:
-                if jobs.job_should_stop(job=run):
-                    jobs.job_cancelled(job=run)
-                    prescore_histograms_refresh(model_version=version)  # what it scored before it stopped
-                    return jobs.job_refresh(run)
-                # Fetch a chunk of several batches at once; score them in one call (the batches stay run.batch_size).
-                chunk = [(i, image_path(key)) for i, key in todo[: run.batch_size * 8]]
-                if not chunk:
-                    break
-                _score_chunk(run, version, scorer, chunk)
+            with CacheWarmer(max_workers=STORAGE_FETCH_THREADS) as warmer:
+                while True:
+                    if jobs.job_should_stop(job=run):
+                        jobs.job_cancelled(job=run)
+                        prescore_histograms_refresh(model_version=version)  # what it scored before it stopped
+                        return jobs.job_refresh(run)
+                    # A chunk of several batches at once, scored in one call (the batches stay run.batch_size).
+                    rows = list(todo[: run.batch_size * 8])
+                    if not rows:
+                        break
+                    chunk, missing = _chunk_files(rows)
+                    if warmer.active:  # an object store: the next chunk is fetched while this one is scored
+                        warmer.warm([key for _, key in todo.filter(id__gt=rows[-1][0])[: run.batch_size * 8]])
+                    _score_chunk(run, version, scorer, chunk, missing=missing)
+        except StorageUnavailable as exc:
+            if storage_job_stopped(job=run, error=exc, retry_in_s=storage_retry_s):
+                raise
+            return jobs.job_refresh(run)
         except Exception as exc:  # noqa: BLE001
             logger.exception("prescore run %s failed", run_id)
             jobs.job_fail(job=run, error=f"{type(exc).__name__}: {exc}")
@@ -549,9 +569,28 @@ def prescore_num_workers() -> int:
     return max(0, int(settings.AESP_PRESCORE_NUM_WORKERS))
 
 
-def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tuple[int, str]]) -> None:
+# Threads fetching a chunk's images from an object store at once (each fetch is mostly waiting on the network).
+STORAGE_FETCH_THREADS = 8
+
+
+def _chunk_files(rows: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], list[int]]:
+    """(image id, local path) of a chunk's images, fetched in parallel into this host's cache on an object store,
+    and the ids of the images whose file is not stored at all. StorageUnavailable when the store does not answer:
+    then nothing of the chunk is scored or marked."""
+    paths = local_copies([key for _, key in rows], max_workers=STORAGE_FETCH_THREADS)
+    found = [(image_id, str(paths[key])) for image_id, key in rows if paths[key] is not None]
+    return found, [image_id for image_id, key in rows if paths[key] is None]
+
+
+def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tuple[int, str]], *,
+                 missing: list[int] = ()) -> None:
+    """Score a chunk and store its scores; images that could not be scored are marked broken: those whose file
+    is not stored (`missing`) or does not decode. A cached copy that was evicted while the chunk waited is not
+    the image's fault: that image stays unscored and the next chunk fetches it again."""
     paths = [p for _, p in chunk]
-    if version.backend == ModelBackend.HUMANAESEXPERT:
+    if not paths:  # every image of the chunk is missing from the store
+        scores = []
+    elif version.backend == ModelBackend.HUMANAESEXPERT:
         scores = scorer.score_images(paths, max_tiles=run.max_tiles, on_bad_image="skip")
     else:
         from model_core.scoring import score_images
@@ -559,7 +598,9 @@ def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tu
         scores = score_images(scorer, paths, max_tiles=run.max_tiles, batch_size=run.batch_size,
                               num_workers=prescore_num_workers(), on_bad_image="skip")
     rows = prescore_rows(version.pk, chunk, scores)
-    failed = [image_id for (image_id, _), s in zip(chunk, scores) if s.error or s.metavoter_score is None]
+    failed = [image_id for (image_id, path), s in zip(chunk, scores)
+              if (s.error or s.metavoter_score is None) and (storage_is_local() or os.path.exists(path))]
+    failed += list(missing)
     with transaction.atomic():
         Prescore.objects.bulk_create(rows, ignore_conflicts=True)
         if failed:
