@@ -213,6 +213,11 @@ if STORAGES["default"]["BACKEND"] == _STORAGE_BACKENDS["s3"]:
 # Workers on hosts without the media folder keep the stored files they read here (least recently used evicted).
 AESP_STORAGE_CACHE_DIR = Path(env.str("AESP_STORAGE_CACHE_DIR", default=str(VAR_DIR / "cache" / "storage")))
 AESP_STORAGE_CACHE_BYTES = env.int("AESP_STORAGE_CACHE_BYTES", default=20 * 1024**3)
+# A job that finds the object store unreachable (after the client's own attempts) goes back to the queue and is
+# tried again after AESP_STORAGE_RETRY_S, doubling each time, at most AESP_STORAGE_JOB_RETRIES times; then it fails
+# with the store's message (and can be resumed). No image is ever marked broken because the store did not answer.
+AESP_STORAGE_RETRY_S = env.float("AESP_STORAGE_RETRY_S", default=30.0)
+AESP_STORAGE_JOB_RETRIES = env.int("AESP_STORAGE_JOB_RETRIES", default=5)
 # Uploads larger than this go to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = env.int("AESP_MAX_UPLOAD_FILES", default=1000)

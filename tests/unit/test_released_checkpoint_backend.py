@@ -162,7 +162,8 @@ def test_make_test_sets_the_runtime_up_and_compose_runs_its_worker():
     assert "-Q humanaesexpert" in (repo / "scripts" / "run_platform.sh").read_text()
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed here (.ci/run installs Debian's docker-compose)")
-    env = {**os.environ, "DJANGO_SECRET_KEY": "x" * 60, "POSTGRES_PASSWORD": "pw", "FLOWER_BASIC_AUTH": "a:b"}
+    env = {**os.environ, "DJANGO_SECRET_KEY": "x" * 60, "POSTGRES_PASSWORD": "pw", "FLOWER_BASIC_AUTH": "a:b",
+           "S3_ACCESS_KEY": "key", "S3_SECRET_KEY": "secret"}
     result = subprocess.run(["docker-compose", "-f", "docker-compose.yml", "config"], cwd=repo, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

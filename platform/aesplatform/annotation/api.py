@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import django_filters
-from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -17,6 +16,7 @@ from aesplatform.accounts.permissions import IsAnnotator, IsCurator
 from aesplatform.accounts.roles import Role, user_has_role
 from aesplatform.common.exceptions import ServiceError
 from aesplatform.common.filters import IntegerFilter
+from aesplatform.common.objectstore import stored_file_response
 from aesplatform.modeling import selectors as modeling_selectors
 
 from . import hotpath, selectors, services
@@ -246,13 +246,8 @@ class AssignmentImageView(APIView):
             selectors.assignments_visible_to(user=request.user).select_related("task__image"), pk=pk
         )
         image = assignment.task.image
-        try:
-            handle = image.file.open("rb")
-        except (FileNotFoundError, OSError):
-            from rest_framework.exceptions import NotFound
-
-            raise NotFound("The image file is missing.") from None
-        response = FileResponse(handle, content_type=f"image/{image.format.lower() or 'jpeg'}")
+        response = stored_file_response(image.file.name, content_type=f"image/{image.format.lower() or 'jpeg'}",
+                                        missing="The image file is missing.")
         response["Cache-Control"] = "private, max-age=3600"
         return response
 

@@ -7,19 +7,19 @@ import re
 from pathlib import PurePosixPath
 
 import django_filters
-from django.core.exceptions import SuspiciousFileOperation
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from aesplatform.accounts.permissions import IsAnnotator, IsCurator
 from aesplatform.common.filters import IntegerFilter
+from aesplatform.common.objectstore import stored_file_response
 from aesplatform.common.parsers import BoundedJSONParser
 
 from . import selectors, services
@@ -75,11 +75,7 @@ def _safe_filename(name: str, *, extension: str, suffix: str = "") -> str:
 
 
 def _stream(field_file, *, content_type: str, filename: str, etag: str) -> FileResponse:
-    try:
-        handle = field_file.open("rb")
-    except (FileNotFoundError, OSError, SuspiciousFileOperation, ValueError):
-        raise NotFound("The stored file is missing.") from None
-    response = FileResponse(handle, content_type=content_type)
+    response = stored_file_response(field_file.name, content_type=content_type)
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Disposition"] = f'inline; filename="{filename}"'
     # Content-addressed: the bytes behind this URL never change; private because it needs a login.

@@ -64,3 +64,30 @@ def images_approved_count(*, image_ids) -> int:
     from .models import ImageStatus
 
     return Image.objects.filter(pk__in=list(image_ids), status=ImageStatus.APPROVED).count()
+
+
+def storage_orphans(*, older_than_s: float) -> list[str]:
+    """Stored files nothing refers to, last written more than `older_than_s` ago (a running import's fresh files
+    are never among them): originals and thumbnails no Image row names (an import chunk that an outage or a kill
+    interrupted, in a job then cancelled), and staged uploads of import jobs that no longer exist or have
+    succeeded or been cancelled (a failed job may still be resumed: its uploads stay)."""
+    import time
+    from itertools import islice
+
+    from aesplatform.common.models import JobState
+    from aesplatform.common.objectstore import storage_walk
+
+    cutoff = time.time() - older_than_s
+    orphans: list[str] = []
+    for prefix, field in (("images/", "file"), ("thumbs/", "thumbnail")):
+        old = (name for name, _size, modified in storage_walk(prefix) if modified < cutoff)
+        while batch := list(islice(old, 1000)):
+            known = set(Image.objects.filter(**{f"{field}__in": batch}).values_list(field, flat=True))
+            orphans.extend(name for name in batch if name not in known)
+    staged = [(name, name.split("/")[2]) for name, _size, modified in storage_walk("imports/staging/")
+              if modified < cutoff and name.count("/") >= 3]
+    job_ids = {int(part) for _name, part in staged if part.isdigit()}
+    live = set(ImportJob.objects.filter(pk__in=job_ids).exclude(
+        state__in=[JobState.SUCCEEDED, JobState.CANCELLED]).values_list("pk", flat=True))
+    orphans.extend(name for name, part in staged if not (part.isdigit() and int(part) in live))
+    return orphans

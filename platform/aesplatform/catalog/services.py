@@ -33,6 +33,7 @@ from django.utils.functional import empty
 from aesplatform.annotation.services import ImportedLabel, consensus_imported_add
 from aesplatform.common import jobs
 from aesplatform.common.exceptions import ServiceError
+from aesplatform.common.objectstore import StorageUnavailable, storage_guard, storage_job_stopped
 from aesplatform.common.processes import children_allowed
 from aesplatform.common.sql import rows_update_by_pk
 
@@ -218,11 +219,14 @@ def import_job_cancel(*, job: ImportJob) -> ImportJob:
 # --- running a job -------------------------------------------------------------------------------------------
 
 
-def import_job_run(*, job_id: int, processes: int | None = None) -> ImportJob:
+def import_job_run(*, job_id: int, processes: int | None = None, storage_retry_s: float | None = None) -> ImportJob:
     """Run (or finish) an import job. Idempotent: a finished job is left alone, a half-done one resumes.
 
     `processes`: size of the decode/hash/thumbnail pool (default: the CPUs this process may use; 0 or 1 works
-    in this process).
+    in this process). A store that does not answer stops the job at the chunk it was writing (that chunk's items
+    stay pending, no row is written for them). With `storage_retry_s` (the task queues the job again after that
+    many seconds) the job goes back to pending and StorageUnavailable is raised; without, it fails with the
+    store's message.
     """
     with jobs.job_running(model=ImportJob, job_id=job_id) as job:
         if job is None:
@@ -233,6 +237,11 @@ def import_job_run(*, job_id: int, processes: int | None = None) -> ImportJob:
             if not job.items.exists():
                 _import_job_plan(job=job, limits=limits)
             stopped = _process_pending(job=job, limits=limits, processes=processes)
+        except StorageUnavailable as exc:
+            _refresh_counts(job)
+            if storage_job_stopped(job=job, error=exc, retry_in_s=storage_retry_s):
+                raise
+            return jobs.job_refresh(job)
         except ServiceError as exc:
             logger.warning("import job %s failed: %s", job.pk, exc.message)
             return _import_job_finish(job=job, error=exc.message)
@@ -555,8 +564,12 @@ def thumbnail_key(sha256: str) -> str:
 
 
 def _store_image_files(inspected: InspectedImage) -> None:
-    _storage_put(image_file_key(inspected.sha256, inspected.format), inspected.data)
-    _storage_put(thumbnail_key(inspected.sha256), inspected.thumbnail)
+    """Write an image's original and thumbnail before any row names them (so no row is ever without its files).
+    An outage between the two leaves the original alone in the store; the item stays pending and its retry
+    writes the same content-addressed keys (a complete object already there is kept)."""
+    with storage_guard(f"storing image {inspected.sha256[:12]}"):
+        _storage_put(image_file_key(inspected.sha256, inspected.format), inspected.data)
+        _storage_put(thumbnail_key(inspected.sha256), inspected.thumbnail)
 
 
 def _storage_put(key: str, data: bytes) -> None:
@@ -573,9 +586,10 @@ def _storage_put(key: str, data: bytes) -> None:
 
 
 def _storage_save_exact(key: str, content) -> str:
-    if default_storage.exists(key):
-        default_storage.delete(key)  # a stale staging file of a rolled-back attempt: the key is ours
-    saved = default_storage.save(key, content)
+    with storage_guard(f"storing the upload {key}"):
+        if default_storage.exists(key):
+            default_storage.delete(key)  # a stale staging file of a rolled-back attempt: the key is ours
+        saved = default_storage.save(key, content)
     if saved != key:
         default_storage.delete(saved)
         raise ServiceError("Could not stage the upload; please retry.", code="staging_conflict", status_code=409)
@@ -596,8 +610,13 @@ def _delete_staging_leftovers(job: ImportJob) -> None:
         return  # a resume still needs them
     directory = f"{STAGING_PREFIX}/{job.pk}"
     try:
-        _dirs, names = default_storage.listdir(directory)
+        with storage_guard(f"listing {directory}"):
+            _dirs, names = default_storage.listdir(directory)
     except (FileNotFoundError, NotImplementedError, OSError):
+        return
+    except StorageUnavailable as exc:
+        # every item is done: the leftovers are only garbage, not worth failing the job for
+        logger.warning("import job %s: staged uploads not deleted: %s", job.pk, exc.message)
         return
     for name in names:
         _storage_delete_quietly(f"{directory}/{name}")
@@ -663,3 +682,19 @@ def images_approve_unreviewed(*, image_ids: Sequence[int]) -> int:
     return Image.objects.filter(pk__in=list(image_ids), status__in=[ImageStatus.IMPORTED, ImageStatus.FILTERED]).update(
         status=ImageStatus.APPROVED, updated_at=timezone.now()
     )
+
+
+# --- leftovers in storage --------------------------------------------------------------------------------------
+
+
+def storage_orphans_delete(*, names: Sequence[str]) -> int:
+    """Delete stored files that selectors.storage_orphans found (nothing refers to them); returns how many. An
+    unreachable store: StorageUnavailable (what was deleted stays deleted; run it again)."""
+    deleted = 0
+    for name in names:
+        with storage_guard(f"deleting {name}"):
+            default_storage.delete(name)
+        deleted += 1
+    if deleted:
+        logger.info("deleted %d stored file(s) that nothing referred to", deleted)
+    return deleted

@@ -271,9 +271,11 @@ def open_zip(source: FileSource) -> zipfile.ZipFile:
     """Open the archive of a zip source (an uploaded one from Django's storage, or a server file)."""
     try:
         if source.in_storage:
-            from django.core.files.storage import default_storage
+            from aesplatform.common.objectstore import local_copy
 
-            return zipfile.ZipFile(default_storage.open(source.location, "rb"))
+            # a local file (the stored file itself, or this host's cached copy): zipfile seeks all over it, and an
+            # object store's file object would hold the whole archive in memory
+            return zipfile.ZipFile(open(local_copy(source.location), "rb"))
         return zipfile.ZipFile(open_server_file(source.location))
     except zipfile.BadZipFile as exc:
         raise ServiceError(f"Not a valid zip file: {exc}", code="zip_invalid") from None
@@ -437,9 +439,13 @@ class OpenArchive:
 
 
 def read_source(source: FileSource, limits: ImportLimits, *, archives: OpenArchive) -> bytes:
+    from aesplatform.common.objectstore import StorageUnavailable, storage_guard
+
     if source.kind == "zip":
         try:
             archive = archives.archive_for(source)
+        except StorageUnavailable:
+            raise  # not the file's fault: the job stops and is retried
         except ServiceError as exc:
             raise ImageRejected(exc.message) from None
         return read_zip_member(archive, source.member, limits)
@@ -447,11 +453,12 @@ def read_source(source: FileSource, limits: ImportLimits, *, archives: OpenArchi
         if source.kind == "storage":
             from django.core.files.storage import default_storage
 
-            handle = default_storage.open(source.location, "rb")
+            with storage_guard(f"reading the upload {source.location}"):
+                with default_storage.open(source.location, "rb") as handle:
+                    data = handle.read(limits.max_file_bytes + 1)
         else:
-            handle = open_server_file(source.location)
-        with handle:
-            data = handle.read(limits.max_file_bytes + 1)
+            with open_server_file(source.location) as handle:
+                data = handle.read(limits.max_file_bytes + 1)
     except FileNotFoundError:
         raise ImageRejected("file not found (it was moved or deleted after the import started)") from None
     except LinkRefused as exc:
@@ -478,5 +485,8 @@ def zip_archive_size(source: FileSource) -> int:
     if source.in_storage:
         from django.core.files.storage import default_storage
 
-        return default_storage.size(source.location)
+        from aesplatform.common.objectstore import storage_guard
+
+        with storage_guard(f"reading the size of {source.location}"):
+            return default_storage.size(source.location)
     return os.path.getsize(source.location)

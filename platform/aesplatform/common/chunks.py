@@ -29,7 +29,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 
 from django.conf import settings
@@ -220,7 +220,8 @@ def chunk_leased(chunk: WorkChunk) -> Iterator[WorkChunk]:
 
 def chunks_work(*, model: type[WorkChunk], job: Job, worker: str, work: Callable[[WorkChunk], bool],
                 stop: Callable[[], bool], split: Callable[[], list[tuple[int, int, int]]] | None = None,
-                on_split: Callable[[int], None] | None = None) -> bool:
+                on_split: Callable[[int], None] | None = None,
+                prefetch: Callable[[WorkChunk], None] | None = None) -> bool:
     """Claim and score the run's chunks until none is left; True when the run's items are all done.
 
     `work(chunk)` scores what is left of the chunk and says whether it got to its end (False: it stopped for
@@ -228,44 +229,57 @@ def chunks_work(*, model: type[WorkChunk], job: Job, worker: str, work: Callable
     added and committed: ask for helpers): when nothing is claimable it waits for the chunks other workers hold,
     then splits what is left, and returns True only when nothing is; a holder that takes up a run already split
     calls `on_split` for the chunks still free. A helper (no `split`) returns as soon as nothing is claimable.
-    False: stopped for `stop()`."""
+    False: stopped for `stop()`.
+
+    `prefetch(chunk)` (an object store): the worker holds its next chunk too while it scores one, and
+    `prefetch` starts fetching that one's files, so that fetching and scoring overlap. Holding it (not just
+    guessing which chunk comes next) keeps the other workers from fetching the same files."""
     last_split: list[tuple[int, int, int]] | None = None
     if split is not None and on_split is not None:
         # a run taken up again (its holder died, or released it at a time limit) has free chunks: ask for help again
         free = _of(model, job).filter(_claimable()).count()
         if free > 1:
             on_split(free)
-    while True:
-        if stop():
-            return False
-        chunk = chunk_claim(model=model, job=job, worker=worker)
-        if chunk is not None:
-            try:
-                with chunk_leased(chunk):
-                    finished = work(chunk)
-            except LeaseLost as exc:
-                logger.warning("%s; %s leaves it", exc, worker)
-                continue
-            except BaseException:
-                chunk_release(chunk=chunk)
-                raise
-            if not finished:
-                chunk_release(chunk=chunk)
+    ahead: WorkChunk | None = None
+    try:
+        while True:
+            if stop():
                 return False
-            chunk_finish(chunk=chunk)
-            continue
-        if split is None:
-            return True  # a helper: nothing (more) to take
-        if _of(model, job).filter(state=ChunkState.LEASED).exists():
-            time.sleep(POLL_S)  # other workers' chunks: wait until they finish, or their lease runs out
-            continue
-        bounds = split()
-        if not bounds:
-            return True
-        if bounds == last_split:
-            raise RuntimeError(f"run {job.pk}: the chunks {bounds[:3]}... were finished but their items are left")
-        last_split = bounds
-        added = chunks_create(model=model, job=job, bounds=bounds)
-        logger.info("run %s split into %s chunk(s) of at most %s items", job.pk, added, max(b[2] for b in bounds))
-        if on_split is not None:
-            on_split(added)
+            chunk, ahead = ahead or chunk_claim(model=model, job=job, worker=worker), None
+            if chunk is not None:
+                if prefetch is not None:
+                    ahead = chunk_claim(model=model, job=job, worker=worker)
+                    if ahead is not None:
+                        prefetch(ahead)
+                try:
+                    with chunk_leased(chunk), (chunk_leased(ahead) if ahead is not None else nullcontext()):
+                        finished = work(chunk)
+                except LeaseLost as exc:
+                    logger.warning("%s; %s leaves it", exc, worker)
+                    continue
+                except BaseException:
+                    chunk_release(chunk=chunk)
+                    raise
+                if not finished:
+                    chunk_release(chunk=chunk)
+                    return False
+                chunk_finish(chunk=chunk)
+                continue
+            if split is None:
+                return True  # a helper: nothing (more) to take
+            if _of(model, job).filter(state=ChunkState.LEASED).exists():
+                time.sleep(POLL_S)  # other workers' chunks: wait until they finish, or their lease runs out
+                continue
+            bounds = split()
+            if not bounds:
+                return True
+            if bounds == last_split:
+                raise RuntimeError(f"run {job.pk}: the chunks {bounds[:3]}... were finished but their items are left")
+            last_split = bounds
+            added = chunks_create(model=model, job=job, bounds=bounds)
+            logger.info("run %s split into %s chunk(s) of at most %s items", job.pk, added, max(b[2] for b in bounds))
+            if on_split is not None:
+                on_split(added)
+    finally:
+        if ahead is not None:
+            chunk_release(chunk=ahead)  # held for later, never started: the others (or a resume) take it

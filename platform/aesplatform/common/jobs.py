@@ -203,10 +203,14 @@ def job_cancelled(*, job: Job, **fields) -> bool:
     return bool(_owned(job).update(**fields, state=JobState.CANCELLED, finished_at=now, updated_at=now))
 
 
-def job_release(*, job: Job) -> bool:
-    """Give the job back to the queue's next delivery (pending), keeping what it did: e.g. at a time limit."""
+def job_release(*, job: Job, error: object = "", retry_in_s: float = 0.0) -> bool:
+    """Give the job back to the queue's next delivery (pending), keeping what it did: e.g. at a time limit.
+    `error`: why, shown while it waits (e.g. the object store is unavailable); the next claim clears it.
+    `retry_in_s`: the task queues itself again after this long; the sweep leaves the job alone until then (its
+    sign of life is dated to that moment), so that no second message chases the delayed one."""
     now = timezone.now()
-    return bool(_owned(job).update(state=JobState.PENDING, heartbeat_at=now, updated_at=now))
+    return bool(_owned(job).update(state=JobState.PENDING, error=job_error_text(error),
+                                   heartbeat_at=now + timedelta(seconds=max(0.0, retry_in_s)), updated_at=now))
 
 
 def job_refresh(job: Job) -> Job:

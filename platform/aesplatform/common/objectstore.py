@@ -348,3 +348,192 @@ def local_copy(name: str, *, size: int | None = None) -> Path:
     if storage_is_local():
         return Path(default_storage.path(name))
     return storage_cache().get(name, size=size)
+
+
+# --- many files at once, streams, and jobs that an outage stopped ------------------------------------------------
+
+
+def local_copies(names: list[str], *, max_workers: int = 8) -> dict[str, Path | None]:
+    """Local paths of many stored files, fetched in parallel into the cache (one round trip per object is the
+    cost on an object store, so a chunk of images is fetched by `max_workers` threads at once).
+
+    Returns {name: path}, with None for a name that is not stored (a missing file: the caller decides what that
+    means). StorageUnavailable as soon as one fetch finds the store unreachable (the others are not waited for
+    longer than their own attempts). On local storage: the stored files themselves, None where absent."""
+    unique = list(dict.fromkeys(names))
+    if storage_is_local():
+        paths = {name: Path(default_storage.path(name)) for name in unique}
+        return {name: path if path.is_file() else None for name, path in paths.items()}
+    cache = storage_cache()
+
+    def fetch(name: str) -> Path | None:
+        try:
+            return cache.get(name)
+        except FileNotFoundError:
+            return None
+
+    if len(unique) <= 1 or max_workers <= 1:
+        return {name: fetch(name) for name in unique}
+    from concurrent.futures import ThreadPoolExecutor
+
+    out: dict[str, Path | None] = {}
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(unique)), thread_name_prefix="storage-fetch") as pool:
+        futures = {pool.submit(fetch, name): name for name in unique}
+        try:
+            for future, name in futures.items():
+                out[name] = future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()  # the queued fetches do not start; the running ones end with their attempts
+            raise
+    return out
+
+
+def storage_open_stream(name: str):
+    """A readable binary file-like object over the stored file `name`, read as it is consumed (an object store's
+    response body: a large file is never held in memory whole), and its size in bytes.
+
+    FileNotFoundError when it is not stored; StorageUnavailable when the store does not answer."""
+    if storage_is_local():
+        handle = default_storage.open(name, "rb")
+        return handle, handle.size
+    with storage_guard(f"reading {name}"):
+        from storages.utils import clean_name
+
+        key = default_storage._normalize_name(clean_name(name))
+        try:
+            response = default_storage.bucket.Object(key).get()
+        except Exception as exc:
+            if storage_missing_error(exc):
+                raise FileNotFoundError(errno.ENOENT, f"stored file missing: {name}") from exc
+            raise
+    return _GuardedBody(response["Body"], name), int(response["ContentLength"])
+
+
+class _GuardedBody:
+    """An object store's response body whose read errors name the store (a connection dropped mid-file)."""
+
+    def __init__(self, body, name: str) -> None:
+        self._body, self._name = body, name
+
+    def read(self, amount: int | None = -1) -> bytes:
+        with storage_guard(f"reading {self._name}"):
+            return self._body.read(None if amount is None or amount < 0 else amount)
+
+    def close(self) -> None:
+        self._body.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def storage_retry_delay(retries: int) -> float | None:
+    """Seconds before the next try of a job that an unreachable store stopped, after `retries` such retries
+    (doubling from AESP_STORAGE_RETRY_S, at most 10 minutes); None once AESP_STORAGE_JOB_RETRIES are spent: the
+    job then fails with the store's message (and can be resumed)."""
+    if retries >= int(settings.AESP_STORAGE_JOB_RETRIES):
+        return None
+    return min(float(settings.AESP_STORAGE_RETRY_S) * 2**retries, 600.0)
+
+
+def storage_job_stopped(*, job, error: StorageUnavailable, retry_in_s: float | None) -> bool:
+    """A job that an unreachable store stopped (what it committed stays; nothing was marked broken). With
+    `retry_in_s` (its task queues it again after that long, see storage_retry_delay): back to pending with the
+    store's message, returns True. None (no retries left, or run outside a task): failed with that message
+    (resumable), returns False."""
+    from . import jobs
+
+    if retry_in_s is not None:
+        jobs.job_release(job=job, error=f"{error.message} Retrying in {retry_in_s:.0f} s.", retry_in_s=retry_in_s)
+        logger.warning("%s %s released, the store is unavailable (retry in %.0f s): %s", type(job).__name__, job.pk,
+                       retry_in_s, error.message)
+        return True
+    jobs.job_fail(job=job, error=f"{error.message} Resume the job when the store answers again.")
+    return False
+
+
+def stored_file_response(name: str, *, content_type: str, missing: str = "The stored file is missing."):
+    """A FileResponse streaming a stored file as it is read (from the media folder, or the object store's
+    response body: never loaded whole), with its Content-Length. Not stored: a 404 with `missing`; an object store
+    that does not answer: StorageUnavailable (a 503 naming the store), never a 404 calling a reachable file
+    missing."""
+    from django.core.exceptions import SuspiciousFileOperation
+    from django.http import FileResponse
+    from rest_framework.exceptions import NotFound
+
+    try:
+        if not name:
+            raise FileNotFoundError(name)
+        handle, size = storage_open_stream(name)
+    except (OSError, SuspiciousFileOperation, ValueError):  # missing, or a local file that cannot be opened
+        raise NotFound(missing) from None
+    response = FileResponse(handle, content_type=content_type)
+    response["Content-Length"] = str(size)
+    return response
+
+
+def storage_walk(prefix: str) -> Iterator[tuple[str, int, float]]:
+    """(name, size, modified as a Unix time) of every stored file under `prefix` ("images/"), from the store's
+    listing (one request per 1,000 objects; no request per file)."""
+    prefix = prefix.strip("/") + "/"
+    if storage_is_local():
+        root = Path(default_storage.location)
+        for folder, _dirs, names in os.walk(root / prefix):
+            for file_name in names:
+                path = Path(folder) / file_name
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue
+                yield path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime
+        return
+    with storage_guard(f"listing {prefix}"):
+        from storages.utils import clean_name
+
+        key_prefix = default_storage._normalize_name(clean_name(prefix))
+        location = (getattr(default_storage, "location", "") or "").strip("/")
+        for obj in default_storage.bucket.objects.filter(Prefix=key_prefix):
+            name = obj.key[len(location) + 1:] if location else obj.key
+            yield name, int(obj.size), obj.last_modified.timestamp()
+
+
+class CacheWarmer:
+    """Fetches the next chunk's files into this host's cache in the background while the current chunk is
+    worked on, so that fetching and scoring overlap (the next chunk's local_copies then finds them local). Best
+    effort: a failure here is left for that real fetch to report. Nothing to do on local storage."""
+
+    def __init__(self, *, max_workers: int = 8) -> None:
+        self.max_workers = max_workers
+        self._pool = None
+        if not storage_is_local():
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="storage-warm")
+
+    @property
+    def active(self) -> bool:
+        """Whether warming up does anything (an object store); callers skip computing the names otherwise."""
+        return self._pool is not None
+
+    def warm(self, names: list[str]) -> None:
+        if self._pool is not None and names:
+            self._pool.submit(self._fetch, list(names))
+
+    def _fetch(self, names: list[str]) -> None:
+        try:
+            local_copies(names, max_workers=self.max_workers)
+        except Exception as exc:  # noqa: BLE001 - the chunk's own fetch reports it
+            logger.info("storage cache warm-up stopped: %s", exc)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> CacheWarmer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -37,7 +37,6 @@ import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F, Max, Q, Value
 from django.db.models.functions import Greatest
@@ -48,6 +47,13 @@ from aesplatform.common import chunks, jobs
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
+from aesplatform.common.objectstore import (
+    CacheWarmer,
+    StorageUnavailable,
+    local_copies,
+    storage_is_local,
+    storage_job_stopped,
+)
 
 from . import limits, selectors
 from .engine import prompts as engine_prompts
@@ -301,25 +307,48 @@ def _scorer_for(run: FilterRun, device: str):
     return scorer
 
 
-def _storage_access():
-    """(reader, how a stored name becomes what the reader takes): plain files when storage is local."""
-    from .engine.pipeline import read_file
-    from .storage import storage_read
+# Threads fetching a chunk's images from an object store at once (each fetch is mostly waiting on the network).
+STORAGE_FETCH_THREADS = 8
 
-    try:
-        default_storage.path("probe")
-    except NotImplementedError:
-        return storage_read, lambda name: name
-    return read_file, default_storage.path
+
+def _chunk_items(chunk: list[tuple[int, str]]) -> tuple[list, list]:
+    """The pipeline's items for a chunk of (result id, stored name): local paths, which the decode workers read
+    as plain files. On an object store this process fetches the chunk into the host's cache first, in parallel
+    (the decode workers never talk to the store: no client or Django in them, and an outage surfaces here, as
+    StorageUnavailable, before anything of the chunk is written). Also returns the results of the images whose
+    file is not stored at all ("file missing": those are really broken)."""
+    from .engine.pipeline import ImageItem, ScoredImage
+
+    paths = local_copies([name for _, name in chunk], max_workers=STORAGE_FETCH_THREADS)
+    items = [ImageItem(result_id, str(paths[name])) for result_id, name in chunk if paths[name] is not None]
+    missing = [ScoredImage(key=result_id, error=f"file missing: {name}") for result_id, name in chunk
+               if paths[name] is None]
+    return items, missing
+
+
+def _evicted_unscored(scored: list, items: list) -> list:
+    """A batch without the images whose cached copy was evicted before a decode worker read it (a cache under
+    pressure, a long chunk): that is not the image's fault, so they stay unscored and a later chunk fetches them
+    again. On local storage a missing file is the image's own problem and is kept."""
+    if storage_is_local():
+        return scored
+    path_of = {item.key: item.path for item in items}
+    return [s for s in scored if not (s.error.startswith(("file missing", "cannot read the file"))
+                                      and not Path(path_of.get(s.key, "")).is_file())]
 
 
 def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: int | None = None,
-                       worker: str = "") -> FilterRun | None:
+                       storage_retry_s: float | None = None, worker: str = "") -> FilterRun | None:
     """Score what is left of a run, then finalize it. Idempotent and resumable (see the module docstring).
 
     The worker that takes the run holds it: it cuts what is left into chunks, asks AESP_RUN_HELPERS other workers
     to help (`filter_run_assist`), scores chunks itself, waits for the others' and finalizes the run once.
-    `worker`: this worker's name in the chunk rows (the Celery node; default the host)."""
+    `worker`: this worker's name in the chunk rows (the Celery node; default the host).
+
+    An object store that does not answer stops the run before the chunk it was fetching (no image is marked
+    broken for it). With `storage_retry_s` (the task queues the run again after that many seconds; it continues
+    from the first unscored image) the run goes back to pending and StorageUnavailable is raised; without, it
+    fails with the store's message."""
     with jobs.job_running(model=FilterRun, job_id=run_id) as run:
         if run is None:
             return FilterRun.objects.filter(pk=run_id).first()
@@ -337,6 +366,10 @@ def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: i
         except SoftTimeLimitExceeded:
             jobs.job_release(job=run)  # the task queues itself again and continues from the first unscored image
             raise
+        except StorageUnavailable as exc:
+            if storage_job_stopped(job=run, error=exc, retry_in_s=storage_retry_s):
+                raise
+            return jobs.job_refresh(run)
         except Exception as exc:
             jobs.job_fail(job=run, error=f"{type(exc).__name__}: {exc}")
             raise
@@ -354,7 +387,7 @@ def filter_run_assist(*, run_id: int, device: str | None = None, num_workers: in
     try:
         scorer = _scorer_for(run, _device(config, device))
         work = _ChunkScoring(run, scorer=scorer, config=config, num_workers=num_workers, holder=False)
-        done = chunks.chunks_work(model=FilterRunChunk, job=run, worker=name, work=work, stop=work.stop)
+        done = _chunks_work(run, work, worker=name, holder=False)
     except SoftTimeLimitExceeded:  # its chunk was given back; the others go on
         return {"run": run_id, "stopped": True}
     except Exception:  # noqa: BLE001 - the run's holder (or another helper) scores the chunk; the run goes on
@@ -386,7 +419,8 @@ class _ChunkScoring:
 
     def __init__(self, run: FilterRun, *, scorer, config: dict[str, Any], num_workers: int | None, holder: bool):
         self.run, self.scorer, self.holder = run, scorer, holder
-        self.reader, self.locate = _storage_access()
+        # an object store: the next chunk this worker holds is fetched while this one is scored
+        self.warmer = CacheWarmer(max_workers=STORAGE_FETCH_THREADS)
         self.workers = config["NUM_WORKERS"] if num_workers is None else num_workers
         self.batch_size = run.batch_size if scorer.device.type == "cuda" else min(run.batch_size, CPU_BATCH_MAX)
         self.chunks = 0
@@ -399,31 +433,52 @@ class _ChunkScoring:
         return not FilterRun.objects.filter(pk=self.run.pk, state=JobState.RUNNING, attempts=self.run.attempts,
                                             cancel_requested=False).exists()
 
-    def __call__(self, chunk: FilterRunChunk) -> bool:
-        from .engine.pipeline import ImageItem, pipeline_run
+    def _left(self, chunk: FilterRunChunk):
+        return (FilterResult.objects.filter(run_id=self.run.pk, scored_at__isnull=True, pk__gte=chunk.first_key,
+                                            pk__lte=chunk.last_key).order_by("id"))
 
-        left = list(FilterResult.objects.filter(run_id=self.run.pk, scored_at__isnull=True,
-                                                pk__gte=chunk.first_key, pk__lte=chunk.last_key)
-                    .order_by("id").values_list("id", "image__file"))
-        items = [ImageItem(result_id, self.locate(name)) for result_id, name in left]
+    def prefetch(self, chunk: FilterRunChunk) -> None:
+        self.warmer.warm(list(self._left(chunk).values_list("image__file", flat=True)))
+
+    def __call__(self, chunk: FilterRunChunk) -> bool:
+        from .engine.pipeline import pipeline_run
+
         started = time.monotonic()
-        for scored in pipeline_run(items, self.scorer, batch_size=self.batch_size, num_workers=self.workers,
-                                   reader=self.reader):
+        items, missing = _chunk_items(list(self._left(chunk).values_list("id", "image__file")))
+        if missing:
+            _results_write(run=self.run, scored=missing, chunk=chunk, seconds=0.0, alive=self.holder)
+        for scored in pipeline_run(items, self.scorer, batch_size=self.batch_size,
+                                   num_workers=self.workers) if items else ():
             now = time.monotonic()
-            _results_write(run=self.run, scored=scored, chunk=chunk, seconds=now - started, alive=self.holder)
+            _results_write(run=self.run, scored=_evicted_unscored(scored, items), chunk=chunk,
+                           seconds=now - started, alive=self.holder)
             started = now
             if self.stop():
                 return False
         self.chunks += 1
         return True
 
+    def close(self) -> None:
+        self.warmer.close()
+
+
+def _chunks_work(run: FilterRun, work: _ChunkScoring, *, worker: str, holder: bool) -> bool:
+    """The chunks this worker scores (aesplatform.common.chunks.chunks_work): the holder also splits the run and
+    asks for helpers; on an object store each worker holds its next chunk ahead and fetches it meanwhile."""
+    try:
+        return chunks.chunks_work(
+            model=FilterRunChunk, job=run, worker=worker, work=work, stop=work.stop,
+            split=(lambda: _filter_run_split(run)) if holder else None,
+            on_split=(lambda n: chunks.helpers_ask(job=run, added=n)) if holder else None,
+            prefetch=work.prefetch if work.warmer.active else None)
+    finally:
+        work.close()
+
 
 def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_workers: int | None,
                       worker: str) -> FilterRun:
     work = _ChunkScoring(run, scorer=scorer, config=config, num_workers=num_workers, holder=True)
-    finished = chunks.chunks_work(model=FilterRunChunk, job=run, worker=worker, work=work, stop=work.stop,
-                                  split=lambda: _filter_run_split(run),
-                                  on_split=lambda n: chunks.helpers_ask(job=run, added=n))
+    finished = _chunks_work(run, work, worker=worker, holder=True)
     if not finished:
         jobs.job_cancelled(job=run)  # guarded: a no-op when the run is no longer this worker's
         logger.info("filter run %s stopped", run.pk)

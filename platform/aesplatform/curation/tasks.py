@@ -10,6 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from aesplatform.common.jobqueue import task_former_names
 from aesplatform.common.models import JobState
+from aesplatform.common.objectstore import StorageUnavailable, storage_retry_delay
 from aesplatform.common.processes import children_allowed
 
 from . import services
@@ -19,10 +20,16 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="aesplatform.curation.tasks.filter_run_execute", queue="gpu")
 def filter_run_execute(run_id: int) -> dict:
-    """Score what is left of a filter run, then propose and batch. Safe to deliver twice or after a kill."""
+    """Score what is left of a filter run, then propose and batch. Safe to deliver twice or after a kill. A run
+    that the object store stopped is queued again after a delay (the service put it back to pending), until the
+    retries are spent (then the service fails it with the store's message)."""
+    delay = storage_retry_delay(filter_run_execute.request.retries)
     try:
         with children_allowed():  # the DataLoader's decode workers
-            run = services.filter_run_execute(run_id=run_id, worker=_node())
+            run = services.filter_run_execute(run_id=run_id, storage_retry_s=delay, worker=_node())
+    except StorageUnavailable as exc:
+        raise filter_run_execute.retry(exc=exc, countdown=delay,
+                                       max_retries=filter_run_execute.request.retries + 1) from None
     except SoftTimeLimitExceeded:
         # Everything committed so far stays; the next delivery continues from the first unscored image.
         filter_run_execute.apply_async(args=[run_id], countdown=1)

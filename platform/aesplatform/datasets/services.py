@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ import re
 import shutil
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, default_storage
@@ -46,7 +47,7 @@ from aesplatform.common.object_transfer import (
     object_size,
     object_upload,
 )
-from aesplatform.common.objectstore import storage_is_local
+from aesplatform.common.objectstore import LocalCache, storage_is_local
 from aesplatform.common.sql import rows_insert
 from aesplatform.common.text import counted
 
@@ -420,22 +421,62 @@ def training_data_write(*, version: DatasetVersion, directory: Path) -> dict[str
     files = {split: directory / name for split, name in writers.TRAINING_FILES.items()}
     if all(p.is_file() for p in files.values()):
         return {k: str(v) for k, v in files.items()}
-    local_path = _local_path_function()
+    rows: Iterable[writers.ExportRow] = export_rows(version)
+    if storage_is_local():
+        local_path = _local_path_function()
 
-    def image_path(row: writers.ExportRow) -> str:
-        path = local_path(row.image_file)
-        if path is None:
-            raise ServiceError("Training reads the images from a local filesystem; this storage has none.",
-                               code="storage_not_local")
-        return path
+        def image_path(row: writers.ExportRow) -> str:
+            return local_path(row.image_file)
+    else:
+        # An object store: the images are copied next to the records (never pointed at in the evictable cache,
+        # which could drop one in the middle of an epoch), resumably: a later run keeps the complete copies.
+        images_root = directory.with_name(directory.name + ".images")
+        rows = _training_images_fetched(rows, images_root)
+
+        def image_path(row: writers.ExportRow) -> str:
+            return str(images_root / row.image_file)
 
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    writers.write_training_records(tmp, export_rows(version), image_path=image_path)
+    writers.write_training_records(tmp, rows, image_path=image_path)
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(tmp, directory)
     return {k: str(v) for k, v in files.items()}
+
+
+# Images copied from an object store at once for training data (each copy is mostly waiting on the network).
+TRAINING_FETCH_THREADS = 8
+TRAINING_FETCH_BATCH = 256
+
+
+def _training_images_fetched(rows: Iterable[writers.ExportRow], root: Path) -> Iterator[writers.ExportRow]:
+    """The rows, each after its image is copied from the object store to `root/<key>` (in parallel batches; each
+    copy written under a temporary name and renamed, and one of the right size already there kept: an interrupted
+    run resumes). An image missing from the store: ServiceError naming it; a store that does not answer:
+    StorageUnavailable (the copies made so far stay for the next run)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    copies = LocalCache(root, max_bytes=2**62)  # the cache's atomic, size-checked download; never evicted
+
+    def fetch(row: writers.ExportRow) -> None:
+        try:
+            copies.get(row.image_file, size=row.image_size or None)
+        except FileNotFoundError:
+            raise ServiceError(f"The image file {row.image_file} (sha256 {row.image_sha256}) is missing from the "
+                               f"store; training cannot read it.", code="image_missing") from None
+
+    batch: list[writers.ExportRow] = []
+    with ThreadPoolExecutor(max_workers=TRAINING_FETCH_THREADS, thread_name_prefix="training-fetch") as pool:
+        for row in itertools.chain(rows, [None]):
+            if row is not None:
+                batch.append(row)
+                if len(batch) < TRAINING_FETCH_BATCH:
+                    continue
+            for _ in pool.map(fetch, batch):
+                pass
+            yield from batch
+            batch = []
 
 
 def _local_path_function():

@@ -32,7 +32,14 @@ from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.locks import LockNamespace, advisory_xact_lock
 from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import DIMENSION_FIELDS, JobState
-from aesplatform.common.objectstore import local_copy, storage_is_local
+from aesplatform.common.objectstore import (
+    CacheWarmer,
+    StorageUnavailable,
+    local_copies,
+    local_copy,
+    storage_is_local,
+    storage_job_stopped,
+)
 from aesplatform.common.text import counted
 from aesplatform.datasets.models import DatasetItem, DatasetState, DatasetVersion, Split
 from aesplatform.datasets.services import training_data_write
@@ -491,26 +498,33 @@ def prescore_run_cancel(*, run: PrescoreRun) -> PrescoreRun:
     return jobs.job_cancel(job=run)
 
 
-def prescore_run_execute(*, run_id: int, device: str = "auto", worker: str = "") -> PrescoreRun | None:
+def prescore_run_execute(*, run_id: int, device: str = "auto", storage_retry_s: float | None = None,
+                         worker: str = "") -> PrescoreRun | None:
     """Score, batch by batch, the run's images that this model has not scored yet. Resumable and idempotent.
 
     The worker that takes the run holds it: it cuts what is left into chunks (aesplatform.common.chunks), asks
     AESP_RUN_HELPERS other workers to help (`prescore_run_assist`), scores chunks itself, waits for the others' and
-    ends the run once (histograms, campaigns). `worker`: this worker's name in the chunk rows."""
+    ends the run once (histograms, campaigns). `worker`: this worker's name in the chunk rows.
+
+    An object store that does not answer stops the run before the chunk it was fetching (no image is marked
+    broken for it). With `storage_retry_s` (the task queues the run again after that many seconds) the run goes
+    back to pending and StorageUnavailable is raised; without, it fails with the store's message."""
     with jobs.job_running(model=PrescoreRun, job_id=run_id) as run:
         if run is None:
             return PrescoreRun.objects.filter(pk=run_id).first()
         version = run.model_version
         try:
             scorer = load_scorer(version, device=device)
-            work = _PrescoreChunkScoring(run, scorer, holder=True)
-            finished = chunks.chunks_work(model=PrescoreRunChunk, job=run, worker=chunks.worker_name(worker),
-                                          work=work, stop=work.stop, split=lambda: _prescore_split(run),
-                                          on_split=lambda n: chunks.helpers_ask(job=run, added=n))
+            finished = _chunks_work(run, _PrescoreChunkScoring(run, scorer, holder=True),
+                                    worker=chunks.worker_name(worker), holder=True)
             if not finished:
                 jobs.job_cancelled(job=run)  # guarded: a no-op when the run is no longer this worker's
                 prescore_histograms_refresh(model_version=version)  # what it scored before it stopped
                 return jobs.job_refresh(run)
+        except StorageUnavailable as exc:
+            if storage_job_stopped(job=run, error=exc, retry_in_s=storage_retry_s):
+                raise
+            return jobs.job_refresh(run)
         except Exception as exc:  # noqa: BLE001
             logger.exception("prescore run %s failed", run_id)
             jobs.job_fail(job=run, error=f"{type(exc).__name__}: {exc}")
@@ -541,7 +555,7 @@ def prescore_run_assist(*, run_id: int, device: str = "auto", worker: str = "") 
     name = chunks.worker_name(worker)
     try:
         work = _PrescoreChunkScoring(run, load_scorer(run.model_version, device=device), holder=False)
-        done = chunks.chunks_work(model=PrescoreRunChunk, job=run, worker=name, work=work, stop=work.stop)
+        done = _chunks_work(run, work, worker=name, holder=False)
     except Exception:  # noqa: BLE001 - the run's holder (or another helper) scores the chunk; the run goes on
         logger.exception("prescore run %s: helper %s failed; its chunk was given back", run_id, name)
         return {"run": run_id, "chunks": 0, "failed": True}
@@ -572,6 +586,8 @@ class _PrescoreChunkScoring:
 
     def __init__(self, run: PrescoreRun, scorer, *, holder: bool):
         self.run, self.scorer, self.holder = run, scorer, holder
+        # an object store: the next chunk this worker holds is fetched while this one is scored
+        self.warmer = CacheWarmer(max_workers=STORAGE_FETCH_THREADS)
         self.chunks = 0
 
     def stop(self) -> bool:
@@ -582,16 +598,36 @@ class _PrescoreChunkScoring:
         return not PrescoreRun.objects.filter(pk=self.run.pk, state=JobState.RUNNING, attempts=self.run.attempts,
                                               cancel_requested=False).exists()
 
+    def _left(self, lease):
+        return _todo(self.run).filter(pk__gte=lease.first_key, pk__lte=lease.last_key)
+
+    def prefetch(self, lease) -> None:
+        self.warmer.warm(list(self._left(lease).values_list("file", flat=True)))
+
     def __call__(self, lease) -> bool:
-        left = list(_todo(self.run).filter(pk__gte=lease.first_key, pk__lte=lease.last_key).values_list("id", "file"))
+        left = list(self._left(lease).values_list("id", "file"))
         call = _scoring_call(self.run)
         for start in range(0, len(left), call):
-            part = [(image_id, image_path(key)) for image_id, key in left[start:start + call]]
-            _score_chunk(self.run, self.run.model_version, self.scorer, part, lease=lease, alive=self.holder)
+            part, missing = _chunk_files(left[start:start + call])
+            _score_chunk(self.run, self.run.model_version, self.scorer, part, missing=missing, lease=lease,
+                         alive=self.holder)
             if self.stop():
                 return False
         self.chunks += 1
         return True
+
+
+def _chunks_work(run: PrescoreRun, work: _PrescoreChunkScoring, *, worker: str, holder: bool) -> bool:
+    """The chunks this worker scores (aesplatform.common.chunks.chunks_work): the holder also splits the run and
+    asks for helpers; on an object store each worker holds its next chunk ahead and fetches it meanwhile."""
+    try:
+        return chunks.chunks_work(
+            model=PrescoreRunChunk, job=run, worker=worker, work=work, stop=work.stop,
+            split=(lambda: _prescore_split(run)) if holder else None,
+            on_split=(lambda n: chunks.helpers_ask(job=run, added=n)) if holder else None,
+            prefetch=work.prefetch if work.warmer.active else None)
+    finally:
+        work.warmer.close()
 
 
 def prescore_histograms_refresh(*, model_version: ModelVersion) -> ModelVersion:
@@ -612,14 +648,31 @@ def prescore_num_workers() -> int:
     return max(0, int(settings.AESP_PRESCORE_NUM_WORKERS))
 
 
-def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tuple[int, str]], *, lease=None,
-                 alive: bool = True) -> None:
-    """Score `chunk` ((image id, path) pairs) in one call and write its scores in one transaction; under a `lease`
-    (a PrescoreRunChunk) the images are counted on it there (LeaseLost when it was taken over: nothing written).
-    `alive`: the run's holder (a helper records progress, not a sign of life)."""
+# Threads fetching a chunk's images from an object store at once (each fetch is mostly waiting on the network).
+STORAGE_FETCH_THREADS = 8
+
+
+def _chunk_files(rows: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], list[int]]:
+    """(image id, local path) of a chunk's images, fetched in parallel into this host's cache on an object store,
+    and the ids of the images whose file is not stored at all. StorageUnavailable when the store does not answer:
+    then nothing of the chunk is scored or marked."""
+    paths = local_copies([key for _, key in rows], max_workers=STORAGE_FETCH_THREADS)
+    found = [(image_id, str(paths[key])) for image_id, key in rows if paths[key] is not None]
+    return found, [image_id for image_id, key in rows if paths[key] is None]
+
+
+def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tuple[int, str]], *,
+                 missing: list[int] = (), lease=None, alive: bool = True) -> None:
+    """Score a chunk and store its scores; images that could not be scored are marked broken: those whose file
+    is not stored (`missing`) or does not decode. A cached copy that was evicted while the chunk waited is not
+    the image's fault: that image stays unscored and the next chunk fetches it again. Under a `lease` (a
+    PrescoreRunChunk) the images handled are counted on it in the same transaction (LeaseLost when it was taken
+    over: nothing written). `alive`: the run's holder (a helper records progress, not a sign of life)."""
     started = time.monotonic()
     paths = [p for _, p in chunk]
-    if version.backend == ModelBackend.HUMANAESEXPERT:
+    if not paths:  # every image of the chunk is missing from the store
+        scores = []
+    elif version.backend == ModelBackend.HUMANAESEXPERT:
         scores = scorer.score_images(paths, max_tiles=run.max_tiles, on_bad_image="skip")
     else:
         from model_core.scoring import score_images
@@ -627,10 +680,14 @@ def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tu
         scores = score_images(scorer, paths, max_tiles=run.max_tiles, batch_size=run.batch_size,
                               num_workers=prescore_num_workers(), on_bad_image="skip")
     rows = prescore_rows(version.pk, chunk, scores)
-    failed = [image_id for (image_id, _), s in zip(chunk, scores) if s.error or s.metavoter_score is None]
+    unscored = [(image_id, path) for (image_id, path), s in zip(chunk, scores) if s.error or s.metavoter_score is None]
+    failed = [image_id for image_id, path in unscored if storage_is_local() or os.path.exists(path)]
+    evicted = len(unscored) - len(failed)  # left for a later chunk: not counted here
+    failed += list(missing)
     with transaction.atomic():
         if lease is not None:
-            chunks.chunk_scored_add(chunk=lease, items=len(chunk), seconds=time.monotonic() - started)
+            chunks.chunk_scored_add(chunk=lease, items=len(chunk) + len(missing) - evicted,
+                                    seconds=time.monotonic() - started)
         Prescore.objects.bulk_create(rows, ignore_conflicts=True)
         if failed:
             # Unreadable files: marked broken, so the run does not try them forever.

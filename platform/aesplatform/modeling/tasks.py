@@ -12,6 +12,7 @@ from __future__ import annotations
 from celery import current_task, shared_task
 
 from aesplatform.common.jobqueue import task_former_names
+from aesplatform.common.objectstore import StorageUnavailable, storage_retry_delay
 from aesplatform.common.processes import children_allowed
 
 from . import services
@@ -24,11 +25,22 @@ def training_job_run(job_id: int) -> dict:
     return {"job": job_id, "state": job.state if job else "busy"}
 
 
+def _prescore(task, run_id: int) -> dict:
+    """Run the pre-scoring service; a run that the object store stopped is queued again after a delay (the
+    service put it back to pending), until the retries are spent (then the service fails it). `task`: the task
+    object (not bound: a former name registers the same function, see task_former_names)."""
+    delay = storage_retry_delay(task.request.retries)
+    try:
+        run = services.prescore_run_execute(run_id=run_id, storage_retry_s=delay, worker=_node())
+    except StorageUnavailable as exc:
+        raise task.retry(exc=exc, countdown=delay, max_retries=task.request.retries + 1) from None
+    return {"run": run_id, "state": run.state if run else "busy"}
+
+
 @shared_task(name="aesplatform.modeling.tasks.prescore_run_execute", queue="gpu")
 def prescore_run_execute(run_id: int) -> dict:
     with children_allowed():  # the DataLoader's decode workers
-        run = services.prescore_run_execute(run_id=run_id, worker=_node())
-    return {"run": run_id, "state": run.state if run else "busy"}
+        return _prescore(prescore_run_execute, run_id)
 
 
 @shared_task(name="aesplatform.modeling.tasks.prescore_run_assist", queue="gpu", ignore_result=True)
@@ -41,8 +53,7 @@ def prescore_run_assist(run_id: int) -> dict:
 @shared_task(name="aesplatform.modeling.tasks.humanaesexpert_prescore_run_execute", queue="humanaesexpert")
 def humanaesexpert_prescore_run_execute(run_id: int) -> dict:
     """The same pre-scoring run, for a released HumanAesExpert checkpoint (remote code, transformers 4.44.2)."""
-    run = services.prescore_run_execute(run_id=run_id, worker=_node())
-    return {"run": run_id, "state": run.state if run else "busy"}
+    return _prescore(humanaesexpert_prescore_run_execute, run_id)
 
 
 @shared_task(name="aesplatform.modeling.tasks.humanaesexpert_prescore_run_assist", queue="humanaesexpert",

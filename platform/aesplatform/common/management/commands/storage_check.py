@@ -1,7 +1,8 @@
 """`manage.py storage_check`: can this host use the configured storage? Run it on every new web or worker host.
 
-It writes a small probe object, reads it back (whole, by range on S3, and into the local cache), lists it, deletes it, and checks the local
-cache folder; with `--create-bucket` it first creates the S3 bucket when it does not exist (a fresh object store).
+It writes a small probe object, reads it back (whole, by range on S3, and into the local cache), lists it, deletes
+it, and checks the local cache folder; with `--create-bucket` it first creates the S3 bucket when it does not exist
+(a fresh object store).
 Exit status 0 when everything worked, 1 with the failing step and its cause otherwise.
 """
 
