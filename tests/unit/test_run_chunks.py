@@ -49,7 +49,9 @@ def test_chunk_bounds_are_consecutive_groups_and_the_size_is_whole_batches(setti
 @pytest.mark.both_databases
 @pytest.mark.django_db
 def test_claims_go_in_order_and_a_held_or_finished_chunk_is_not_claimed_again():
-    run, _ = _chunked(3)
+    run, _ = _chunked(1)
+    run_more = chunks.chunks_create(model=FilterRunChunk, job=run, bounds=[(3, 4, 2), (5, 6, 2)])  # a second round
+    assert run_more == 2 and list(FilterRunChunk.objects.filter(run=run).values_list("index", flat=True)) == [0, 1, 2]
     first = chunks.chunk_claim(model=FilterRunChunk, job=run, worker="a")
     second = chunks.chunk_claim(model=FilterRunChunk, job=run, worker="b")
     assert (first.index, first.leased_by, first.attempts) == (0, "a", 1)

@@ -123,7 +123,8 @@ def _claimable() -> Q:
 @transaction.atomic
 def chunks_create(*, model: type[WorkChunk], job: Job, bounds: Sequence[tuple[int, int, int]]) -> int:
     """Add chunks (after the run's existing ones) for `bounds`; how many were added."""
-    start = (_of(model, job).order_by("-index").values_list("index", flat=True).first() or -1) + 1
+    last = _of(model, job).order_by("-index").values_list("index", flat=True).first()
+    start = 0 if last is None else last + 1
     rows = [model(run_id=job.pk, index=start + i, first_key=first, last_key=last, size=size)
             for i, (first, last, size) in enumerate(bounds)]
     for row in rows:
