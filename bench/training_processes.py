@@ -1,0 +1,100 @@
+"""Multi-process training speed-up: the same training at 1 and at N processes; prints ONE JSON line of figures.
+
+    python bench/training_processes.py                       # 1 vs 2 processes, tiny model, CPU (gloo)
+    python bench/training_processes.py --processes 1 2 4 --n-images 1200 --epochs 3
+
+Both go through ``model_core.launch.train_processes`` (torchrun, one CPU thread per process at N = the core count,
+all cores at 1 process), so both pay the same start-up; the figures separate it out. Same synthetic data (64 px,
+tiny random-init model, the platform's tiny-cpu settings: lr 5e-4, head lr 2e-3), same GLOBAL batch and the same
+optimizer steps: N processes read batch / N records each of every step, so the results are comparable. Figures:
+
+- wall_s: the whole run (start-up, training, MetaVoter stage, writing final/); overhead_s: wall_s - train_s;
+- train_s and examples_per_s: the training stage from its first progress report to its last (rank 0's clock);
+- speedup_wall / speedup_train: 1-process time / N-process time;
+- held-out: PLCC of every head on the synthetic test split (``evaluate``), and the MetaVoter's cross-fitted
+  figure on the training run's own held-out records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--n-images", type=int, default=600, help="synthetic images (80%% train, 20%% test)")
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--batch-size", type=int, default=16, help="the global batch (every N must divide it)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    sys.path[:0] = [str(ROOT)]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+
+    from model_core.evaluation import evaluate
+    from model_core.launch import train_processes
+    from model_core.model import ModelConfig, load_model
+    from model_core.synthetic import write_humanbeauty
+    from model_core.training import TrainConfig
+
+    work = Path(tempfile.mkdtemp(prefix="aesp-bench-processes-"))
+    half = args.n_images // 2
+    summary = write_humanbeauty(work / "data", n_overall=half, n_expert=args.n_images - half, seed=args.seed,
+                                size=(64, 64), test_fraction=0.2)
+    runs = {}
+    for n in args.processes:
+        config = TrainConfig(data=str(work / "data"), output_dir=str(work / f"run-{n}"),
+                             model=ModelConfig(train_vision=True, head_dropout=0.0), max_tiles=1, epochs=args.epochs,
+                             batch_size=args.batch_size, lr=5e-4, head_lr=2e-3, warmup_steps=10, num_workers=0,
+                             checkpoint_every=0, log_every=5, device="cpu", precision="fp32",
+                             metavoter_fraction=0.1, seed=args.seed)
+        progress = []
+        started = time.monotonic()
+        result = train_processes(config, processes=n, progress_callback=progress.append)
+        wall = time.monotonic() - started
+        steps = [p for p in progress if p.stage == "train"]
+        first, last = steps[0], steps[-1]
+        train_s = last.elapsed_s - first.elapsed_s
+        examples = (last.step - first.step) * args.batch_size
+        torch.set_num_threads(os.cpu_count() or 1)
+        report = evaluate(load_model(result.final_checkpoint), work / "data", split="test", max_tiles=1, plots=False)
+        runs[str(n)] = {
+            "processes": n, "threads_per_process": max(1, (os.cpu_count() or 1) // n), "steps": result.steps,
+            "wall_s": round(wall, 1), "train_s": round(train_s, 1),
+            "examples_per_s": round(examples / train_s, 1) if train_s > 0 else None,
+            "overhead_s": round(wall - train_s, 1),  # start-up, first log window, MetaVoter stage, final/
+            "final_loss": round(result.history[-1]["loss"], 4),
+            "test_plcc": {head: round(m["plcc"], 4) for head, m in report.overall.items()},
+            "test_expert_mean_plcc": round(report.expert_mean_plcc, 4),
+            "holdout_metavoter_plcc": result.holdout["overall_plcc"].get("metavoter"),
+        }
+    base = runs[str(args.processes[0])]
+    for run in runs.values():
+        run["speedup_wall"] = round(base["wall_s"] / run["wall_s"], 2)
+        run["speedup_train"] = (round(run["examples_per_s"] / base["examples_per_s"], 2)
+                                if run["examples_per_s"] and base["examples_per_s"] else None)
+    print(json.dumps({
+        "bench": "training_processes", "backend": "gloo", "device": "cpu",
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPU cores, CPU only",
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "data": {"train": summary.n_train, "test": summary.n_test, "size_px": 64}, "epochs": args.epochs,
+        "global_batch": args.batch_size, "runs": runs,
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
