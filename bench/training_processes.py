@@ -1,10 +1,13 @@
 """Multi-process training speed-up: the same training at 1 and at N processes; prints ONE JSON line of figures.
 
-    python bench/training_processes.py                       # 1 vs 2 processes, tiny model, CPU (gloo)
-    python bench/training_processes.py --processes 1 2 4 --n-images 1200 --epochs 3
+    python bench/training_processes.py                       # 1 process x all cores, 1 x 1 thread, N x 1 thread
+    python bench/training_processes.py --configs 1x4 2x2 4x1 --n-images 1200 --epochs 3
 
-Both go through ``model_core.launch.train_processes`` (torchrun, one CPU thread per process at N = the core count,
-all cores at 1 process), so both pay the same start-up; the figures separate it out. Same synthetic data (64 px,
+A config PxT is P processes of T CPU threads each (OMP_NUM_THREADS). Every run goes through
+``model_core.launch.train_processes`` (torchrun, gloo), so all pay the same start-up; the figures separate it out.
+The default compares one process using every core (what a CPU worker does in-process), one process of one thread,
+and one single-threaded process per core (what torchrun does by default): torch's intra-op threads scale poorly on
+a small, busy CPU, so the second run says how much of a speed-up is processes vs threads. Same synthetic data (64 px,
 tiny random-init model, the platform's tiny-cpu settings: lr 5e-4, head lr 2e-3), same GLOBAL batch and the same
 optimizer steps: N processes read batch / N records each of every step, so the results are comparable. Figures:
 
@@ -31,7 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    cores = len(os.sched_getaffinity(0))
+    parser.add_argument("--configs", nargs="+", default=[f"1x{cores}", "1x1", f"{cores}x1"],
+                        help="PxT: P processes of T threads; speed-ups are against the first")
     parser.add_argument("--n-images", type=int, default=600, help="synthetic images (80%% train, 20%% test)")
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--batch-size", type=int, default=16, help="the global batch (every N must divide it)")
@@ -55,15 +60,18 @@ def main() -> int:
     summary = write_humanbeauty(work / "data", n_overall=half, n_expert=args.n_images - half, seed=args.seed,
                                 size=(64, 64), test_fraction=0.2)
     runs = {}
-    for n in args.processes:
-        config = TrainConfig(data=str(work / "data"), output_dir=str(work / f"run-{n}"),
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    for name in args.configs:
+        n, threads = (int(x) for x in name.split("x"))
+        config = TrainConfig(data=str(work / "data"), output_dir=str(work / f"run-{name}"),
                              model=ModelConfig(train_vision=True, head_dropout=0.0), max_tiles=1, epochs=args.epochs,
                              batch_size=args.batch_size, lr=5e-4, head_lr=2e-3, warmup_steps=10, num_workers=0,
                              checkpoint_every=0, log_every=5, device="cpu", precision="fp32",
                              metavoter_fraction=0.1, seed=args.seed)
         progress = []
         started = time.monotonic()
-        result = train_processes(config, processes=n, progress_callback=progress.append)
+        result = train_processes(config, processes=n, progress_callback=progress.append,
+                                 env={"OMP_NUM_THREADS": str(threads)})
         wall = time.monotonic() - started
         steps = [p for p in progress if p.stage == "train"]
         first, last = steps[0], steps[-1]
@@ -71,8 +79,8 @@ def main() -> int:
         examples = (last.step - first.step) * args.batch_size
         torch.set_num_threads(os.cpu_count() or 1)
         report = evaluate(load_model(result.final_checkpoint), work / "data", split="test", max_tiles=1, plots=False)
-        runs[str(n)] = {
-            "processes": n, "threads_per_process": max(1, (os.cpu_count() or 1) // n), "steps": result.steps,
+        runs[name] = {
+            "processes": n, "threads_per_process": threads, "steps": result.steps,
             "wall_s": round(wall, 1), "train_s": round(train_s, 1),
             "examples_per_s": round(examples / train_s, 1) if train_s > 0 else None,
             "overhead_s": round(wall - train_s, 1),  # start-up, first log window, MetaVoter stage, final/
@@ -81,7 +89,7 @@ def main() -> int:
             "test_expert_mean_plcc": round(report.expert_mean_plcc, 4),
             "holdout_metavoter_plcc": result.holdout["overall_plcc"].get("metavoter"),
         }
-    base = runs[str(args.processes[0])]
+    base = runs[args.configs[0]]
     for run in runs.values():
         run["speedup_wall"] = round(base["wall_s"] / run["wall_s"], 2)
         run["speedup_train"] = (round(run["examples_per_s"] / base["examples_per_s"], 2)
@@ -89,7 +97,7 @@ def main() -> int:
     print(json.dumps({
         "bench": "training_processes", "backend": "gloo", "device": "cpu",
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPU cores, CPU only",
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "load_average_at_start": load_at_start, "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "data": {"train": summary.n_train, "test": summary.n_test, "size_px": 64}, "epochs": args.epochs,
         "global_batch": args.batch_size, "runs": runs,
     }))
