@@ -111,3 +111,21 @@ def test_a_stopped_two_process_run_resumes_to_the_weights_of_an_uninterrupted_on
 def test_a_failing_rank_ends_the_run_with_its_error(tmp_path):
     with pytest.raises(TrainingProcessesFailed, match=r"rank \d: .*no-such-data"):
         train_processes(_config(tmp_path / "no-such-data", tmp_path / "run"), processes=2, env=ONE_THREAD)
+
+
+def test_a_micro_batch_whose_images_all_fail_on_one_rank_is_skipped_by_every_rank(tmp_path):
+    """on_bad_image="skip" with one record per rank and micro-batch: a rank left with no image would leave the other
+    waiting in DDP's backward forever; all ranks skip that micro-batch instead (and average what they had
+    accumulated when it was the last of an accumulation) and the run completes."""
+    from model_core.data import read_records
+
+    root = tmp_path / "data"
+    write_humanbeauty(root, n_overall=12, n_expert=12, seed=9, size=(64, 64), test_fraction=0.2)
+    records = read_records(root, split="train").records
+    for record in records[::3]:  # undecodable from here on: found missing only when a process loads it
+        record.image.write_bytes(b"not an image")
+    result = train_processes(_config(root, tmp_path / "run", batch_size=2, grad_accum=2, max_steps=6,
+                                     checkpoint_every=0, on_bad_image="skip", metavoter_fraction=0.25),
+                             processes=2, env=ONE_THREAD)
+    assert result.steps == 6 and result.skipped_images > 0
+    assert len(result.history) == 6 and all(h["loss"] > 0 for h in result.history if "loss" in h)
