@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django import forms
+from django.conf import settings
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.views import View
@@ -82,6 +83,8 @@ class TrainingJobForm(forms.Form):
     preset = forms.ChoiceField(choices=[(p, f"{p}: {presets.PRESETS[p]['description']}") for p in presets.PRESETS])
     epochs = forms.FloatField(required=False, min_value=0.01, help_text="Default: the preset's.")
     max_steps = forms.IntegerField(required=False, min_value=1, help_text="Overrides epochs.")
+    processes = forms.IntegerField(required=False, min_value=1, label="Processes",
+                                   help_text="Data-parallel training processes on the worker (default 1).")
     backbone_path = forms.CharField(required=False, max_length=1024, label="Backbone path",
                                     help_text="LoRA presets: a local InternVL directory.")
     init_model_version = forms.ModelChoiceField(
@@ -90,9 +93,17 @@ class TrainingJobForm(forms.Form):
         help_text="Instead of a backbone: a registered model_core model (e.g. InternVL2 / HumanAesExpert weights "
                   "converted with python -m model_core convert).")
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        limit = settings.AESP_TRAINING_MAX_PROCESSES  # read when the form is built, not when the module loads
+        self.fields["processes"].widget.attrs["max"] = limit
+        self.fields["processes"].help_text = (
+            f"Data-parallel training processes on the worker: 1 to {limit} here (AESP_TRAINING_MAX_PROCESSES). "
+            "The preset's batch size is shared out among them and must divide.")
+
     def overrides(self) -> dict:
         data = self.cleaned_data
-        out = {k: data[k] for k in ("epochs", "max_steps") if data.get(k) is not None}
+        out = {k: data[k] for k in ("epochs", "max_steps", "processes") if data.get(k) is not None}
         if data.get("backbone_path"):
             out["backbone_path"] = data["backbone_path"].strip()
         if data.get("init_model_version") is not None:

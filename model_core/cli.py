@@ -1,6 +1,7 @@
 """``python -m model_core {train,evaluate,score,synth,bench,convert}``: the same functions the platform calls, JSON out.
 
-Every command prints exactly one JSON document on stdout (logs go to stderr), so the output can be piped.
+Every command prints exactly one JSON document on stdout (logs go to stderr), so the output can be piped; under
+torchrun only rank 0 of `train` prints.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -40,8 +42,13 @@ def _model_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from model_core.training import TrainConfig, train
+    """Also one rank of a multi-process run (torchrun): only rank 0 prints the result and reports progress."""
+    from model_core.launch import EXIT_STOPPED, die_with_parent, progress_to_event, write_event
+    from model_core.training import TrainConfig, TrainingStopped, train
 
+    if args.die_with_parent:
+        die_with_parent()
+    rank = int(os.environ.get("RANK", "0"))
     if args.config:
         config = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
     else:
@@ -55,9 +62,34 @@ def cmd_train(args: argparse.Namespace) -> int:
             on_bad_image=args.on_bad_image, resume=not args.no_resume, init_checkpoint=args.init_checkpoint,
             metavoter_fraction=args.metavoter_fraction, metavoter_folds=args.metavoter_folds,
         )
-    result = train(config, show_progress=not args.quiet)
-    _print(result.to_dict())
+    events = args.progress_jsonl
+    callback = (lambda p: write_event(events, "progress", **progress_to_event(p))) if events else None
+    stop_file = Path(args.stop_file) if args.stop_file else None
+    should_stop = stop_file.exists if stop_file is not None else None
+    try:
+        result = train(config, show_progress=not args.quiet, progress_callback=callback, should_stop=should_stop)
+    except TrainingStopped as exc:
+        logger.warning("%s", exc)
+        if rank == 0:
+            if events:
+                write_event(events, "stopped", message=str(exc))
+            _print({"stopped": str(exc)})
+        _barrier()  # no rank ends (which makes torchrun end the others) before rank 0 has reported
+        return EXIT_STOPPED
+    except Exception as exc:
+        if events:
+            write_event(events, "error", rank=rank, error=type(exc).__name__, message=str(exc))
+        raise
+    if rank == 0:
+        _print(result.to_dict())
     return 0
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -184,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="data order, prompt choice, hold-out split")
     p.add_argument("--no-resume", action="store_true", help="start over even if output holds checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--progress-jsonl", help="append every progress report (and a stop or an error) to this file as "
+                                            "JSON lines")
+    p.add_argument("--stop-file", help="stop (after writing a checkpoint; exit status 3) once this file exists")
+    p.add_argument("--die-with-parent", action="store_true",
+                   help="end when the parent process ends (Linux), e.g. when the launcher of a multi-process run dies")
     runtime(p)
     p.set_defaults(func=cmd_train, max_tiles=6, batch_size=8)
 

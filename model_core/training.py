@@ -16,8 +16,18 @@ is the same function with a tqdm bar. Stages:
 Reliability: a checkpoint (``model.safetensors`` + ``config.json`` + optimizer state) is written atomically every
 ``checkpoint_every`` optimizer steps; starting again with the same ``output_dir`` resumes from the newest one at
 the exact data position (the order of each epoch is a pure function of seed and epoch). A finished run
-(``final/``) is returned as is, so a retried job is idempotent. Multi-GPU: run under ``torchrun`` or
-``accelerate launch``; ``accelerate`` wraps the model in DDP and every rank reads its shard of each epoch.
+(``final/``) is returned as is, so a retried job is idempotent.
+
+Several processes (GPUs, or CPU processes with gloo): run under ``torchrun`` / ``accelerate launch``, or call
+:func:`model_core.launch.train_processes`. ``accelerate`` wraps the model in DDP. ``batch_size`` is the GLOBAL
+micro-batch: each of the N processes reads ``batch_size / N`` records of every micro-batch (an error when it does
+not divide), so a run takes the same optimizer steps over the same records per step as one process and its
+learning-rate schedule and results compare with a one-process run. Only rank 0 writes checkpoints, ``final/``,
+``result.json`` and reports progress; ``should_stop`` is agreed by all ranks at every step (any rank asking stops
+all); every rank's RNG state goes into the checkpoint; the held-out records of the MetaVoter stage are scored in
+shards and the MetaVoter is fitted once, on rank 0, and every rank returns rank 0's result. A checkpoint may be
+resumed with another number of processes when the epoch has the same number of micro-batches at both (else a
+clear error).
 """
 
 from __future__ import annotations
@@ -68,6 +78,7 @@ TRAINER_STATE = "trainer_state.json"
 RESULT_FILE = "result.json"
 # Fields that must not change when a run resumes (they decide the data order and the meaning of a "step").
 LOSS_NAMES = ("loss", "lm", "regression", "expert")  # compute_losses' keys, logged per step
+RANK_SEED_STRIDE = 1_000_003  # rank r > 0 of a multi-process run draws from seed + r x this
 RESUME_KEYS = ("data", "seed", "batch_size", "grad_accum", "max_tiles", "metavoter_fraction", "epochs", "max_steps")
 
 
@@ -80,7 +91,7 @@ class TrainConfig:
     max_tiles: int = 6
     epochs: float = 1.0
     max_steps: int | None = None  # optimizer steps; when set it overrides epochs
-    batch_size: int = 8  # per process and micro-batch
+    batch_size: int = 8  # the micro-batch of the whole run: batch_size / N records on each of N processes
     grad_accum: int = 1
     lr: float = 1e-4  # LoRA and the trained backbone parts
     head_lr: float = 1e-3
@@ -248,11 +259,15 @@ def _holdout_figures(preds, records, *, out_of_fit: np.ndarray | None, how: dict
 
 
 def _epoch_batches(n: int, *, epoch: int, seed: int, batch_size: int, rank: int, world: int) -> list[list[int]]:
-    """This rank's micro-batches of one epoch: a seeded permutation, sharded, same count on every rank."""
-    order = np.random.default_rng([seed, epoch]).permutation(n)
-    per_rank = n // world
-    mine = order[rank::world][:per_rank].tolist()
-    return [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
+    """This rank's micro-batches of one epoch: a seeded permutation cut into global micro-batches of ``batch_size``
+    (as one process reads them), each shared out across the ``world`` ranks (``batch_size / world`` records each),
+    so the union of the ranks' i-th micro-batches is one process's i-th. With several ranks a last micro-batch of
+    fewer than ``world`` records is dropped (every rank must have records in every micro-batch)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n).tolist()
+    chunks = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    if world > 1 and chunks and len(chunks[-1]) < world:
+        chunks.pop()
+    return [chunk[rank::world] for chunk in chunks]
 
 
 def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
@@ -290,19 +305,37 @@ def _check_resume_compatible(checkpoint: Path, config: TrainConfig) -> None:
         )
 
 
+def _rng_state() -> dict[str, Any]:
+    """This process's random number generators (a checkpoint keeps every rank's)."""
+    return {"torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "python_rng": random.getstate()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+
+
 def _write_checkpoint(model: HumanAesModel, optimizer, scheduler, *, output_dir: Path, step: int,
-                      config: TrainConfig, history: list[dict[str, Any]], keep: int) -> Path:
+                      config: TrainConfig, history: list[dict[str, Any]], keep: int,
+                      rng_states: list[dict[str, Any]] | None = None, micro_per_epoch: int | None = None) -> Path:
+    """Rank 0 only. ``rng_states``: every rank's generators, rank order (this process's alone when None)."""
+    rng_states = rng_states or [_rng_state()]
     root = output_dir / CHECKPOINTS_DIR
     final = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}"
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(model, tmp, metadata={"step": step})
+    # rank 0's generators at the top level (what a one-process run restores), every rank's in rank_rng
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "python_rng": random.getstate()}, tmp / TRAINING_STATE)
+                **rng_states[0], "rank_rng": rng_states, "world": len(rng_states)}, tmp / TRAINING_STATE)
     # trainer_state.json last: its presence marks a complete checkpoint.
     (tmp / TRAINER_STATE).write_text(json.dumps({"step": step, "train_config": config.to_dict(),
+                                                  "world": len(rng_states), "micro_per_epoch": micro_per_epoch,
                                                   "history": history}, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -360,6 +393,38 @@ class _Run:
         if self.is_main:
             _progress(self.progress_callback, bar, elapsed_s=time.monotonic() - self.started, **kwargs)
 
+    # Collectives: every rank must call them at the same point; with one process they return the local value.
+    def reduce(self, values: list[float], op: str = "sum") -> list[float]:
+        """``values`` summed (or their max / min) over the ranks."""
+        if self.world == 1:
+            return list(values)
+        import torch.distributed as dist
+
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX,
+                                    "min": dist.ReduceOp.MIN}[op])
+        return tensor.tolist()
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order."""
+        if self.world == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if self.world == 1:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
 
 @dataclass
 class _Data:
@@ -403,8 +468,12 @@ class _LogWindow:
             self.losses[k].append(float(losses[k].detach()))
         self.images += images
 
-    def means(self) -> dict[str, float]:
-        return {k: float(np.mean(v)) for k, v in self.losses.items() if v}
+    def means(self, run: _Run) -> tuple[dict[str, float], int]:
+        """The mean of each loss over every rank's micro-batches in the window, and the images of all ranks."""
+        local = [float(np.sum(self.losses[k])) for k in LOSS_NAMES] + [float(len(self.losses[k])) for k in LOSS_NAMES]
+        total = run.reduce(local + [float(self.images)])
+        k = len(LOSS_NAMES)
+        return {name: total[i] / total[k + i] for i, name in enumerate(LOSS_NAMES) if total[k + i]}, int(total[-1])
 
 
 @dataclass
@@ -455,6 +524,11 @@ def _start_run(config: TrainConfig, *, started: float, progress_callback, should
     accelerator = Accelerator(cpu=config.device == "cpu")
     device = accelerator.device if config.device in ("auto", "cpu") else torch.device(config.device)
     resolve_dtype(config.precision, device)  # a clear error before any work when bf16 is impossible here
+    world = accelerator.num_processes
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} cannot be shared out evenly across {world} processes: it "
+                         f"is the micro-batch of the whole run (batch_size / processes records on each process); "
+                         f"choose a multiple of {world}")
     _seed_everything(config.seed)
     return _Run(config=config, accelerator=accelerator, device=device, output_dir=Path(config.output_dir),
                 started=started, progress_callback=progress_callback, should_stop=should_stop)
@@ -483,6 +557,10 @@ def _build_training_model(run: _Run) -> HumanAesModel:
         model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.backbone.enable_input_require_grads()
     model.set_trainable(heads=True)
+    if run.rank:
+        # Every rank builds the same model from the same seed; from here on each draws its own random numbers
+        # (dropout), not a copy of rank 0's. Rank 0 keeps the stream a one-process run has.
+        _seed_everything(config.seed + RANK_SEED_STRIDE * run.rank)
     return model
 
 
@@ -522,15 +600,30 @@ def _restore(run: _Run, model: HumanAesModel, schedule: _Schedule) -> _Position:
     """Resume from the newest checkpoint in ``output_dir`` (weights, optimizer, scheduler, every RNG, history), or
     start at step 0 (``resume=False`` first removes earlier checkpoints)."""
     config = run.config
-    latest = _latest_checkpoint(run.output_dir) if config.resume else None
+    latest = _latest_checkpoint(run.output_dir) if config.resume and run.is_main else None
+    latest = run.broadcast(latest)  # every rank resumes from the checkpoint rank 0 chose
     if latest is None:
-        if not config.resume:
+        if not config.resume and run.is_main:
             shutil.rmtree(run.output_dir / CHECKPOINTS_DIR, ignore_errors=True)
+        run.accelerator.wait_for_everyone()
         return _Position()
     _check_resume_compatible(latest, config)
+    trainer_state = json.loads((latest / TRAINER_STATE).read_text())
+    saved_world = int(trainer_state.get("world") or 1)
+    if saved_world != run.world and trainer_state.get("micro_per_epoch") != schedule.micro_per_epoch:
+        # The data position is the micro-batch counter; it means the same records only if the epochs are cut alike.
+        raise CheckpointMismatchError(
+            f"{latest}: cannot resume with {run.world} process(es): the run was checkpointed with {saved_world}, and "
+            f"an epoch has {trainer_state.get('micro_per_epoch')} micro-batches there and "
+            f"{schedule.micro_per_epoch} here (with several processes a last micro-batch of fewer records than "
+            f"processes is dropped), so the data position would not carry over. Resume with {saved_world} "
+            "process(es), or use a new output_dir."
+        )
     read_checkpoint_config(latest)
     load_state(model, latest)
-    state = torch.load(latest / TRAINING_STATE, map_location=run.device, weights_only=False)
+    # torch.load knows no "cpu:0", which accelerate's device is under a multi-process CPU run
+    state = torch.load(latest / TRAINING_STATE, map_location="cpu" if run.device.type == "cpu" else run.device,
+                       weights_only=False)
     saved_groups = [len(g["params"]) for g in state["optimizer"]["param_groups"]]
     current_groups = [len(g["params"]) for g in schedule.optimizer.param_groups]
     if saved_groups != current_groups:
@@ -541,14 +634,17 @@ def _restore(run: _Run, model: HumanAesModel, schedule: _Schedule) -> _Position:
         )
     schedule.optimizer.load_state_dict(state["optimizer"])
     schedule.scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"].cpu())
-    if state.get("cuda_rng") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-    np.random.set_state(state["numpy_rng"])
-    random.setstate(state["python_rng"])
     step = int(state["step"])
-    history = json.loads((latest / TRAINER_STATE).read_text()).get("history", [])
-    logger.info("resuming from %s (step %d of %d)", latest, step, schedule.total_steps)
+    rank_rng = state.get("rank_rng")
+    if rank_rng and len(rank_rng) == run.world:
+        _set_rng_state(rank_rng[run.rank])
+    elif run.rank == 0:
+        _set_rng_state(state)  # rank 0's generators (the top level of every checkpoint)
+    else:  # another number of processes: this rank has no saved generators
+        _seed_everything(config.seed + RANK_SEED_STRIDE * run.rank + step)
+    history = trainer_state.get("history", [])
+    logger.info("resuming from %s (step %d of %d%s)", latest, step, schedule.total_steps,
+                f"; checkpointed with {saved_world} process(es), now {run.world}" if saved_world != run.world else "")
     return _Position(step=step, micro=step * config.grad_accum, resumed_from=step, history=history)
 
 
@@ -610,16 +706,34 @@ def _accumulate(run: _Run, wrapped, batch, position: _Position, window: _LogWind
     config = run.config
     position.skipped_images += len(batch.failed)
     last_micro = (position.micro + 1) % config.grad_accum == 0
+    usable = len(batch) > 0
+    if run.world > 1 and config.on_bad_image == "skip":
+        # A rank whose images all failed has nothing to run forward; DDP needs every rank in every backward, so
+        # all ranks skip that micro-batch (one process skips an empty batch alike).
+        usable = run.reduce([float(len(batch))], op="min")[0] > 0
     sync = nullcontext() if last_micro or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
     with sync:
-        if len(batch):
+        if usable:
             b = batch.to(run.device)
             heads = wrapped(**b.model_inputs(), labels=b.labels)
             losses = compute_losses(heads, b.scores, b.is_expert, config)
             run.accelerator.backward(losses["loss"] / config.grad_accum)
             window.add(losses, len(batch))
+    if not usable and last_micro and run.world > 1 and config.grad_accum > 1:
+        _average_gradients(run, wrapped)  # the accumulated gradients were kept local (no_sync) for the skipped backward
     position.micro += 1
     return last_micro
+
+
+def _average_gradients(run: _Run, wrapped) -> None:
+    """What DDP's synchronised backward would have done: every gradient averaged over the ranks (the same
+    parameters have gradients on every rank, as all ranks ran the same micro-batches)."""
+    import torch.distributed as dist
+
+    for param in wrapped.parameters():
+        if param.grad is not None:
+            dist.all_reduce(param.grad)
+            param.grad /= run.world
 
 
 def _optimizer_step(run: _Run, schedule: _Schedule) -> None:
@@ -635,9 +749,9 @@ def _optimizer_step(run: _Run, schedule: _Schedule) -> None:
 def _log_step(run: _Run, schedule: _Schedule, position: _Position, window: _LogWindow, bar, *, start_step: int,
               t_stage: float) -> _LogWindow:
     """Append the window's means to the history, report them, and return a new window."""
+    means, images = window.means(run)
     now = time.monotonic()
-    means = window.means()
-    rate = window.images * run.world / max(now - window.started, 1e-9)
+    rate = images / max(now - window.started, 1e-9)
     done_here = position.step - start_step
     eta = (now - t_stage) / done_here * (schedule.total_steps - position.step) if done_here else None
     entry = {"step": position.step, "epoch": round(position.epoch(schedule.micro_per_epoch), 4), **means,
@@ -650,28 +764,53 @@ def _log_step(run: _Run, schedule: _Schedule, position: _Position, window: _LogW
 
 def _checkpoint_or_stop(run: _Run, model: HumanAesModel, schedule: _Schedule, position: _Position, bar) -> None:
     """Write a checkpoint when one is due or ``should_stop()`` asks to stop; then raise :class:`TrainingStopped`
-    if it did."""
+    if it did. With several processes the ranks agree first: any rank asking to stop stops them all, at the same
+    step, and none goes on (or exits) before rank 0 has written the checkpoint."""
     config, step = run.config, position.step
     checkpoint_due = config.checkpoint_every and step % config.checkpoint_every == 0 and step < schedule.total_steps
     stop = run.should_stop is not None and run.should_stop()
+    if run.world > 1:
+        stop = run.reduce([float(stop)], op="max")[0] > 0
     if not (checkpoint_due or stop):
         return
-    run.accelerator.wait_for_everyone()
+    rng_states = run.gather(_rng_state())
     if run.is_main:
         _write_checkpoint(model, schedule.optimizer, schedule.scheduler, output_dir=run.output_dir, step=step,
-                          config=config, history=position.history, keep=config.keep_checkpoints)
+                          config=config, history=position.history, keep=config.keep_checkpoints,
+                          rng_states=rng_states, micro_per_epoch=schedule.micro_per_epoch)
+    run.accelerator.wait_for_everyone()
     if stop:
         if bar is not None:
             bar.close()
         raise TrainingStopped(f"stopped at step {step} of {schedule.total_steps}; a checkpoint was written")
 
 
+def _predict_shared(run: _Run, model: HumanAesModel, records: list[Record]):
+    """The held-out records scored by all ranks, each scoring every world-th record; the whole on every rank."""
+    from model_core.scoring import Predictions, predict
+
+    config = run.config
+    preds = predict(model, records[run.rank::run.world], max_tiles=config.max_tiles,
+                    batch_size=max(1, config.batch_size // run.world), num_workers=config.num_workers,
+                    on_bad_image=config.on_bad_image)  # type: ignore[arg-type]
+    if run.world == 1:
+        return preds
+    parts = run.gather(preds)
+    n = len(records)
+    merged = Predictions(lm=np.full(n, np.nan), regression=np.full(n, np.nan),
+                         expert=np.full((n, NUM_DIMENSIONS), np.nan), metavoter=np.full(n, np.nan),
+                         spread=np.full(n, np.nan), level_probs=np.full((n, 5), np.nan))
+    for rank, part in enumerate(parts):
+        for name in ("lm", "regression", "expert", "metavoter", "spread", "level_probs"):
+            getattr(merged, name)[rank::run.world] = getattr(part, name)
+        merged.failed.update({i * run.world + rank: reason for i, reason in part.failed.items()})
+    return merged
+
+
 def _fit_metavoter_stage(run: _Run, model: HumanAesModel, data: _Data, schedule: _Schedule,
                          position: _Position) -> _MetaVoterOutcome:
     """Stage 2: score the held-out records with the trained heads, measure the MetaVoter out of fit (cross-fitted
     folds) and fit the saved MetaVoter on all of them."""
-    from model_core.scoring import predict
-
     config, records = run.config, data.holdout_records
     if not records:
         logger.warning("metavoter_fraction=0: the MetaVoter is not fitted and returns the mean of the heads")
@@ -680,8 +819,9 @@ def _fit_metavoter_stage(run: _Run, model: HumanAesModel, data: _Data, schedule:
                epoch=position.epoch(schedule.micro_per_epoch), loss=None, losses={}, lr=0.0, eta_s=None,
                images_per_s=None)
     # The head outputs do not depend on the MetaVoter: one pass serves the cross-fit and the final fit.
-    preds = predict(model, records, max_tiles=config.max_tiles, batch_size=config.batch_size,
-                    num_workers=config.num_workers, on_bad_image=config.on_bad_image)  # type: ignore[arg-type]
+    preds = _predict_shared(run, model, records)
+    if not run.is_main:
+        return _MetaVoterOutcome()  # the MetaVoter is fitted once, on rank 0; _save_final shares its outcome
     ok = preds.ok
     target = torch.tensor([r.overall for r in records], dtype=torch.float32)[torch.from_numpy(ok)]
     estimates = torch.from_numpy(preds.estimates[ok]).float()  # (n, 3)
@@ -712,6 +852,7 @@ def _save_final(run: _Run, model: HumanAesModel, data: _Data, schedule: _Schedul
                 metavoter: _MetaVoterOutcome) -> TrainResult:
     """Write ``final/`` atomically and ``result.json`` (its presence marks a finished run), report "done"."""
     config, output_dir, final_dir = run.config, run.output_dir, run.final_dir
+    metavoter = run.broadcast(metavoter)  # rank 0's: the one fitted
     result = TrainResult(output_dir=str(output_dir), final_checkpoint=str(final_dir), steps=position.step,
                          resumed_from=position.resumed_from, history=position.history, metavoter=metavoter.stats,
                          holdout=metavoter.holdout, skipped_images=data.n_skipped_reading + position.skipped_images,

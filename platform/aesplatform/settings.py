@@ -255,6 +255,8 @@ AESP_FILTER = {
 # (0: decode in the task; on a GPU machine a few, the GPU outruns one decoding core).
 AESP_TRAINING_ROOT = Path(env.str("AESP_TRAINING_ROOT", default=str(VAR_DIR / "training")))
 AESP_PRESCORE_NUM_WORKERS = env.int("AESP_PRESCORE_NUM_WORKERS", default=0)
+# The most processes one training job may ask for (torchrun on the gpu worker): its GPUs, or its CPU cores.
+AESP_TRAINING_MAX_PROCESSES = env.int("AESP_TRAINING_MAX_PROCESSES", default=1)
 # A filter or pre-scoring run shared by several workers (aesplatform.common.chunks): the worker that takes the run
 # asks this many others (on the run's queue) to claim chunks of it beside it; 0: it scores the whole run itself.
 AESP_RUN_HELPERS = env.int("AESP_RUN_HELPERS", default=0)

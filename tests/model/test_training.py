@@ -10,8 +10,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from model_core.launch import train_processes
 from model_core.model import CheckpointMismatchError, HeadOutputs, ModelConfig, PrecisionError
-from model_core.training import TrainConfig, TrainingStopped, compute_losses, parameter_groups, train
+from model_core.training import (
+    TrainConfig,
+    TrainingStopped,
+    _epoch_batches,
+    compute_losses,
+    parameter_groups,
+    train,
+)
 
 
 def _config(data, out, **overrides) -> TrainConfig:
@@ -185,3 +193,42 @@ def test_a_checkpoint_with_other_optimizer_groups_is_refused_on_resume(tmp_path,
     torch.save(state, state_file)
     with pytest.raises(CheckpointMismatchError, match="parameter groups"):
         train(config)
+
+
+def test_a_batch_that_does_not_divide_is_refused_before_any_process_starts(tmp_path):
+    with pytest.raises(ValueError, match="batch_size 5 cannot be shared out evenly across 2 processes"):
+        train_processes(_config("unused", tmp_path / "run", batch_size=5), processes=2)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("n", [47, 49])
+def test_the_ranks_micro_batches_make_up_one_process_micro_batches(world, n):
+    """The data position means the same records at any number of processes (but the dropped short tail)."""
+    batch = 6
+    one = _epoch_batches(n, epoch=2, seed=4, batch_size=batch, rank=0, world=1)
+    ranks = [_epoch_batches(n, epoch=2, seed=4, batch_size=batch, rank=r, world=world) for r in range(world)]
+    assert len({len(r) for r in ranks}) == 1 and all(len(b) > 0 for r in ranks for b in r)
+    for i, parts in enumerate(zip(*ranks)):
+        assert sorted(sum(parts, [])) == sorted(one[i])
+        if len(one[i]) == batch:
+            assert {len(p) for p in parts} == {batch // world}
+    dropped = one[len(ranks[0]):]
+    assert all(len(b) < world for b in dropped) and len(dropped) == (1 if n % batch < world else 0)
+
+
+def test_a_checkpoint_of_another_number_of_processes_resumes_only_where_the_epochs_are_cut_alike(tmp_path, small_data):
+    """Written by 2 processes (as their trainer_state says), resumed by 1: fine when an epoch has as many
+    micro-batches at both, refused with a clear error when it does not (the data position would move)."""
+    config = _config(small_data, tmp_path / "run", max_steps=3, grad_accum=1)
+    with pytest.raises(TrainingStopped):
+        train(config, should_stop=lambda: True)
+    state_file = tmp_path / "run" / "checkpoints" / "step-00000001" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    assert state["world"] == 1 and state["micro_per_epoch"] > 0
+    state_file.write_text(json.dumps({**state, "world": 2, "micro_per_epoch": state["micro_per_epoch"] + 1}))
+    with pytest.raises(CheckpointMismatchError, match="cannot resume with 1 process.*checkpointed with 2"):
+        train(config)
+    state_file.write_text(json.dumps({**state, "world": 2}))
+    result = train(config)
+    assert result.resumed_from == 1 and result.steps == 3

@@ -70,6 +70,8 @@ def test_training_job_bad_input_is_refused_and_records_nothing(curator_client, c
         ({"dataset_version": version.pk, "preset": "tiny-cpu", "config": {"lr": "fast"}}, 400, "invalid_config"),
         ({"dataset_version": version.pk, "preset": "tiny-cpu", "config": {"optimizer": "sgd"}}, 400,
          "unknown_config_key"),
+        # AESP_TRAINING_MAX_PROCESSES is 1 unless set
+        ({"dataset_version": version.pk, "preset": "tiny-cpu", "config": {"processes": 2}}, 400, "invalid_config"),
     ]
     for body, code, error in cases:
         response = curator_client.post("/api/training-jobs/", body, format="json")

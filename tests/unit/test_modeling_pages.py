@@ -188,3 +188,18 @@ def test_prescore_sort_orders_are_shown_in_words(world, curator):
     page = curator.get(reverse("ui:prescores")).content.decode()
     assert "MetaVoter score, high to low" in page and "Uncertainty, low to high" in page
     assert ">-metavoter_score<" not in page
+
+
+def test_job_form_asks_for_processes_within_the_setting_and_the_job_page_shows_them(world, curator, settings):
+    settings.AESP_TRAINING_MAX_PROCESSES = 2
+    url = reverse("ui:training_job_new")
+    page = curator.get(url).content.decode()
+    assert 'name="processes"' in page and 'max="2"' in page and "1 to 2 here" in page
+    before = TrainingJob.objects.count()
+    response = curator.post(url, {"dataset_version": world["version"].pk, "preset": "tiny-cpu", "processes": 3})
+    assert response.status_code == 400 and b"between 1 and 2" in response.content
+    assert TrainingJob.objects.count() == before
+    response = curator.post(url, {"dataset_version": world["version"].pk, "preset": "tiny-cpu", "processes": 2})
+    job = TrainingJob.objects.latest("id")
+    assert response.status_code == 302 and job.config["processes"] == 2
+    assert "· 2 processes ·" in curator.get(reverse("ui:training_job", args=[job.pk])).content.decode()

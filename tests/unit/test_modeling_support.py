@@ -81,3 +81,21 @@ def test_json_safe_turns_nan_and_infinities_into_null():
 
     assert json_safe({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf"), "e": "x"}}) == \
         {"a": None, "b": [1.0, None], "c": {"d": None, "e": "x"}}
+
+
+def test_training_processes_are_bounded_by_the_setting_and_must_divide_the_batch(settings):
+    from aesplatform.modeling.presets import resolve_config
+
+    assert resolve_config(preset="tiny-cpu", overrides={})["processes"] == 1
+    settings.AESP_TRAINING_MAX_PROCESSES = 4
+    assert resolve_config(preset="tiny-cpu", overrides={"processes": 4})["processes"] == 4
+    for overrides, message in (({"processes": 5}, "between 1 and 4"), ({"processes": 0}, "between 1 and 4"),
+                               ({"processes": 3}, "batch_size 16 cannot be shared out evenly across 3"),
+                               ({"processes": 2, "batch_size": 5}, "batch_size 5 cannot"),
+                               ({"processes": "2"}, "must be int")):
+        with pytest.raises(ServiceError, match=message) as info:
+            resolve_config(preset="tiny-cpu", overrides=overrides)
+        assert info.value.code == "invalid_config"
+    settings.AESP_TRAINING_MAX_PROCESSES = 1
+    with pytest.raises(ServiceError, match=r"between 1 and 1 \(AESP_TRAINING_MAX_PROCESSES\)"):
+        resolve_config(preset="tiny-cpu", overrides={"processes": 2})

@@ -49,8 +49,11 @@ class TrainingJobSerializer(serializers.ModelSerializer):
 class TrainingJobCreateSerializer(StrictInputSerializer):
     dataset_version = serializers.PrimaryKeyRelatedField(queryset=dataset_selectors.dataset_version_list())
     preset = serializers.ChoiceField(choices=[(p, p) for p in presets.preset_names()])
-    config = serializers.DictField(required=False, default=dict,
-                                   help_text="Overrides of the preset: " + ", ".join(sorted(presets.OVERRIDES)))
+    config = serializers.DictField(
+        required=False, default=dict,
+        help_text="Overrides of the preset: " + ", ".join(sorted(presets.OVERRIDES)) + ". `processes` (default 1, at "
+                  "most AESP_TRAINING_MAX_PROCESSES): train data-parallel in that many processes on the worker; the "
+                  "preset's batch_size is the batch of the whole run and must divide by it.")
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -131,7 +134,8 @@ class TrainingJobListCreateView(generics.ListAPIView):
                    request=TrainingJobCreateSerializer,
                    responses={201: TrainingJobSerializer,
                               400: OpenApiResponse(description="Empty version, unknown preset or config key, "
-                                                               "missing backbone path"),
+                                                               "missing backbone path, processes out of range or "
+                                                               "not dividing the batch size"),
                               409: OpenApiResponse(description="The dataset version is not frozen")})
     def post(self, request):
         data = TrainingJobCreateSerializer(data=request.data)

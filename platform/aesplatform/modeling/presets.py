@@ -12,12 +12,18 @@ any preset whose backbone kind matches (tiny-cpu: a tiny model; the LoRA presets
 The training recipe (chat layout and prompts, docs/training-recipes.md) is model_core's default for what the job
 starts from: ours ("platform") for the tiny backbone, the reference trainer's ("reference") for InternVL2
 weights; a job may choose with the `recipe` override.
+
+`processes` (default 1, at most AESP_TRAINING_MAX_PROCESSES) trains data-parallel in that many processes on the
+worker (torchrun; one per GPU, or CPU processes with gloo). `batch_size` stays the batch of the whole run (each
+process takes batch_size / processes records of it), so it must divide; steps and schedule are those of one process.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from django.conf import settings
 
 from aesplatform.common.exceptions import ServiceError
 from aesplatform.common.text import name_list
@@ -56,7 +62,7 @@ OVERRIDES: dict[str, tuple[type, ...]] = {
     "log_every": (int,), "max_tiles": (int,), "metavoter_fraction": (int, float), "metavoter_steps": (int,),
     "metavoter_folds": (int,),
     "backbone_path": (str,), "device": (str,), "precision": (str,), "num_workers": (int,), "recipe": (str,),
-    "init_model_version": (int,),
+    "init_model_version": (int,), "processes": (int,),
 }
 
 
@@ -87,13 +93,15 @@ def resolve_config(*, preset: str, overrides: dict | None) -> dict[str, Any]:
             raise ServiceError(f"config.{key} must be {' or '.join(t.__name__ for t in OVERRIDES[key])}, "
                                f"got {value!r}.", code="invalid_config")
     spec = PRESETS[preset]
+    processes = overrides.pop("processes", 1)
     backbone_path = overrides.pop("backbone_path", "") or ""
     init_version = overrides.pop("init_model_version", None)
     if init_version is not None:
         if backbone_path:
             raise ServiceError("Give either config.backbone_path or config.init_model_version, not both: a model "
                                "version brings its own backbone.", code="invalid_config")
-        return _resolve_from_model_version(preset, spec, init_version, overrides)
+        resolved = _resolve_from_model_version(preset, spec, init_version, overrides)
+        return {**resolved, "processes": _check_processes(processes, resolved["train"])}
     if spec["needs_backbone"]:
         if not backbone_path:
             raise ServiceError(f"Preset {preset} trains a real backbone: set config.backbone_path to a local InternVL "
@@ -116,7 +124,20 @@ def resolve_config(*, preset: str, overrides: dict | None) -> dict[str, Any]:
         TrainConfig.from_dict({**train, "data": "-", "output_dir": "-", "model": model}).validate()
     except (TypeError, ValueError) as exc:
         raise ServiceError(str(exc), code="invalid_config") from None
-    return {"preset": preset, "train": train, "model": model, "backbone_path": backbone_path}
+    return {"preset": preset, "train": train, "model": model, "backbone_path": backbone_path,
+            "processes": _check_processes(processes, train)}
+
+
+def _check_processes(processes: int, train: dict[str, Any]) -> int:
+    limit = settings.AESP_TRAINING_MAX_PROCESSES
+    if not 1 <= processes <= limit:
+        raise ServiceError(f"config.processes must be between 1 and {limit} (AESP_TRAINING_MAX_PROCESSES), got "
+                           f"{processes}.", code="invalid_config")
+    if train["batch_size"] % processes:
+        raise ServiceError(f"config.batch_size {train['batch_size']} cannot be shared out evenly across {processes} "
+                           f"processes (each takes batch_size / processes records of every batch): choose a multiple "
+                           f"of {processes}.", code="invalid_config")
+    return processes
 
 
 def _resolve_from_model_version(preset: str, spec: dict, version_id: int, overrides: dict) -> dict[str, Any]:

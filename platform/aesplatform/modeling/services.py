@@ -5,6 +5,10 @@ Jobs run in the `gpu` queue (modeling/tasks.py; pre-scoring with a released Huma
 common job claim (aesplatform.common.jobs) keeps a second delivery from running beside the first; a delivery
 after a killed worker (queued by the job sweep) resumes training from the newest checkpoint (model_core resumes
 from the same output_dir) and pre-scoring from the first image without a score.
+
+A training job of `processes` > 1 trains in that many processes (model_core.launch: torchrun as a child of the
+worker, dying with it); their progress, the stop flag and the result pass through the same reporter as the
+in-process run of one process.
 """
 
 from __future__ import annotations
@@ -193,7 +197,15 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
             reporter.log(f"training data: {data['train']}")
             config = presets.train_config(checkpoints.config_localized(job.config), data=data["train"],
                                           output_dir=str(output / "run"))
-            result = train(config, progress_callback=reporter.progress, should_stop=reporter.should_stop)
+            processes = int(job.config.get("processes", 1))
+            if processes > 1:
+                from model_core.launch import train_processes
+
+                reporter.log(f"training in {processes} processes (log: {output / 'run' / 'launch' / 'train.log'})")
+                result = train_processes(config, processes=processes, progress_callback=reporter.progress,
+                                         should_stop=reporter.should_stop)
+            else:
+                result = train(config, progress_callback=reporter.progress, should_stop=reporter.should_stop)
             reporter.log(f"training done in {result.elapsed_s:.0f} s ({result.steps} steps"
                          + (f", resumed from step {result.resumed_from}" if result.resumed_from else "") + ")")
             metrics = _evaluate(job, result, data, reporter)
