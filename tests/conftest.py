@@ -99,7 +99,8 @@ class CeleryWorker:
         self.concurrency = concurrency
         self.beat = beat
         self.process: subprocess.Popen | None = None
-        self.log_path = Path(env["AESP_VAR_DIR"]) / f"worker-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.name = f"test-{os.getpid()}-{time.monotonic_ns()}"  # its Celery node is `name@host`
+        self.log_path = Path(env["AESP_VAR_DIR"]) / f"worker-{self.name}.log"
 
     @property
     def filesystem_broker(self) -> bool:
@@ -113,7 +114,7 @@ class CeleryWorker:
         self.log = open(self.log_path, "wb")
         command = [sys.executable, "-m", "celery", "-A", self.app, "worker", "-Q", self.queues,
                    "-c", str(self.concurrency), "--pool", "prefork", "--loglevel", "INFO",
-                   "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"]
+                   "-n", f"{self.name}@%h"]
         if self.beat:
             command += ["-B", "-s", str(self.log_path.with_suffix(".beat-schedule"))]
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=self.env, stdout=self.log,

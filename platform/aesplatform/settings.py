@@ -257,6 +257,12 @@ AESP_TRAINING_ROOT = Path(env.str("AESP_TRAINING_ROOT", default=str(VAR_DIR / "t
 AESP_PRESCORE_NUM_WORKERS = env.int("AESP_PRESCORE_NUM_WORKERS", default=0)
 # The most processes one training job may ask for (torchrun on the gpu worker): its GPUs, or its CPU cores.
 AESP_TRAINING_MAX_PROCESSES = env.int("AESP_TRAINING_MAX_PROCESSES", default=1)
+# A filter or pre-scoring run shared by several workers (aesplatform.common.chunks): the worker that takes the run
+# asks this many others (on the run's queue) to claim chunks of it beside it; 0: it scores the whole run itself.
+AESP_RUN_HELPERS = env.int("AESP_RUN_HELPERS", default=0)
+# Items per chunk (rounded up to whole model batches): small enough to balance the workers, large enough that
+# starting a chunk (decode workers, a claim) stays small beside scoring it.
+AESP_RUN_CHUNK_SIZE = env.int("AESP_RUN_CHUNK_SIZE", default=4096)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -336,11 +336,11 @@ def test_storage_orphans_lists_and_deletes_only_files_nothing_refers_to(backend,
     assert default_storage.exists(waiting.items.get().staged_file)
 
 
-def test_filter_run_on_s3_fetches_the_next_chunk_while_scoring_this_one(s3_storage, curator_user, monkeypatch):
+def test_filter_run_on_s3_fetches_the_next_chunk_while_scoring_this_one(s3_storage, curator_user, monkeypatch,
+                                                                        settings):
     from aesplatform.curation import services as curation
 
-    config = curation.filter_config
-    monkeypatch.setattr(curation, "filter_config", lambda: {**config(), "CHUNK_SIZE": 2})
+    settings.AESP_RUN_CHUNK_SIZE = 2  # the worker holds the next chunk while it scores one, and fetches it
     warmed: list[list[str]] = []
     original = objectstore.CacheWarmer.warm
     monkeypatch.setattr(objectstore.CacheWarmer, "warm", lambda self, names: (warmed.append(names),

@@ -161,10 +161,15 @@ def job_heartbeat(*, job: Job) -> bool:
     return bool(_owned(job).update(heartbeat_at=timezone.now()))
 
 
-def job_progress(*, job: Job, **fields) -> bool:
-    """Record the worker's progress (and a sign of life); False when this worker no longer holds the job."""
+def job_progress(*, job: Job, alive: bool = True, **fields) -> bool:
+    """Record the worker's progress (and a sign of life); False when this worker no longer holds the job.
+
+    `alive=False`: a worker that helps with the job without holding it (aesplatform.common.chunks) records the
+    progress it made under the holder's token but no sign of life: only the holder's heartbeat keeps the job from
+    the sweep, so a job whose holder died is taken up again even while helpers are still at work."""
     now = timezone.now()
-    return bool(_owned(job).update(**fields, heartbeat_at=now, updated_at=now))
+    beat = {"heartbeat_at": now} if alive else {}
+    return bool(_owned(job).update(**fields, **beat, updated_at=now))
 
 
 def job_should_stop(*, job: Job) -> bool:
@@ -212,12 +217,14 @@ def job_refresh(job: Job) -> Job:
     return type(job).objects.get(pk=job.pk)
 
 
-class _Heartbeat(threading.Thread):
-    """Refreshes a running job's heartbeat from its own database connection until stopped."""
+class Beat(threading.Thread):
+    """Calls `beat()` every `interval` seconds from its own database connection until stopped, or until `beat()`
+    says False (the thing it keeps alive is no longer this worker's). A job's heartbeat; a chunk's lease."""
 
-    def __init__(self, job: Job, interval: float) -> None:
-        super().__init__(name=f"heartbeat-{job._meta.label_lower}-{job.pk}", daemon=True)
-        self.job = job
+    def __init__(self, what: str, beat, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{what}", daemon=True)
+        self.what = what
+        self.beat = beat
         self.interval = interval
         self.stopping = threading.Event()
 
@@ -225,17 +232,22 @@ class _Heartbeat(threading.Thread):
         try:
             while not self.stopping.wait(self.interval):
                 try:
-                    if not job_heartbeat(job=self.job):
-                        logger.info("%s %s: no longer held by this worker", _noun(type(self.job)), self.job.pk)
+                    if not self.beat():
+                        logger.info("%s: no longer held by this worker", self.what)
                         return
                 except Exception:  # noqa: BLE001 - a missed beat is retried; the sweep waits several of them
-                    logger.warning("heartbeat of %s %s failed", _noun(type(self.job)), self.job.pk, exc_info=True)
+                    logger.warning("heartbeat of %s failed", self.what, exc_info=True)
         finally:
             connections.close_all()  # this thread's connections only
 
     def stop(self) -> None:
         self.stopping.set()
         self.join(timeout=10)
+
+
+def _job_beat(job: Job, interval: float) -> Beat:
+    """Refreshes a running job's heartbeat until stopped."""
+    return Beat(f"{_noun(type(job)).lower()} {job.pk}", lambda: job_heartbeat(job=job), interval)
 
 
 @contextmanager
@@ -249,7 +261,7 @@ def job_running(*, model: type[Job], job_id: int) -> Iterator[Job | None]:
         yield None
         return
     interval = job_heartbeat_interval()
-    beat = _Heartbeat(job, interval) if interval > 0 else None
+    beat = _job_beat(job, interval) if interval > 0 else None
     if beat is not None:
         beat.start()
     try:

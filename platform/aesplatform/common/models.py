@@ -50,6 +50,7 @@ class Job(TimeStampedModel):
     attempts = models.PositiveIntegerField(default=0, help_text="How many times a worker claimed the job.")
 
     job_task = ""  # the Celery task (name) that runs a job of this kind, with its id as the only argument
+    assist_task = ""  # the task of a worker that helps with a job of this kind (aesplatform.common.chunks); none
 
     class Meta:
         abstract = True
@@ -59,6 +60,9 @@ class Job(TimeStampedModel):
 
     def job_task_name(self) -> str:
         return self.job_task
+
+    def assist_task_name(self) -> str:
+        return self.assist_task
 
     @property
     def is_active(self) -> bool:
@@ -85,6 +89,52 @@ class CountedJob(Job):
             *Job.Meta.constraints,
             models.CheckConstraint(condition=models.Q(processed__lte=models.F("total")),
                                    name="%(class)s_processed_le_total"),
+        ]
+
+
+class ChunkState(models.TextChoices):
+    """A chunk of a run shared by several workers (aesplatform.common.chunks)."""
+
+    PENDING = "pending"  # nobody works on it (never claimed, or given back)
+    LEASED = "leased"  # a worker works on it until `lease_until`; after that anyone may take it over
+    DONE = "done"
+
+
+class WorkChunk(models.Model):
+    """One claimable piece of a run that several workers share (filter run, pre-scoring run).
+
+    The concrete model adds `run` (the job, a ForeignKey) and UNIQUE(run, index). The chunk holds the run's items
+    whose key lies in [first_key, last_key] (FilterResult ids, image ids: the kind says) and that are still left
+    when it is scored; `size` is how many there were when the run was split. Claims, lease renewals and the
+    finish are the writes of aesplatform.common.chunks, guarded by `attempts` (the holder's token) as jobs are.
+    `scored` counts the items scored under this chunk, written in the same transaction as their results: the sum
+    over a run's chunks says how many times its items went through the model (each once: the sum is the total)."""
+
+    index = models.PositiveIntegerField(help_text="Position of the chunk in its run (scored in this order).")
+    first_key = models.BigIntegerField()
+    last_key = models.BigIntegerField()
+    size = models.PositiveIntegerField(help_text="Items in the chunk when the run was split.")
+    state = models.CharField(max_length=8, choices=ChunkState.choices, default=ChunkState.PENDING)
+    leased_by = models.CharField(max_length=200, blank=True, help_text="The worker holding (or that last held) it.")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="How many times a worker claimed the chunk.")
+    scored = models.PositiveIntegerField(default=0, help_text="Items scored under this chunk (all its attempts).")
+    seconds = models.FloatField(default=0.0, help_text="Worker time spent scoring them (wall clock).")
+    done_by = models.CharField(max_length=200, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        constraints = [
+            models.CheckConstraint(condition=models.Q(state__in=ChunkState.values), name="%(class)s_state_valid"),
+            models.CheckConstraint(condition=models.Q(first_key__lte=models.F("last_key")),
+                                   name="%(class)s_keys_ordered"),
+            models.CheckConstraint(condition=models.Q(seconds__gte=0), name="%(class)s_seconds_not_negative"),
+            models.CheckConstraint(
+                condition=models.Q(state=ChunkState.PENDING)
+                | models.Q(state=ChunkState.LEASED, lease_until__isnull=False, attempts__gt=0)
+                | models.Q(state=ChunkState.DONE, done_at__isnull=False),
+                name="%(class)s_state_fields"),
         ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from aesplatform.common.models import CountedJob, TimeStampedModel
+from aesplatform.common.models import CountedJob, TimeStampedModel, WorkChunk
 
 
 class FilterRun(CountedJob):
@@ -30,6 +30,7 @@ class FilterRun(CountedJob):
     result_counts = models.JSONField(null=True, blank=True)
 
     job_task = "aesplatform.curation.tasks.filter_run_execute"
+    assist_task = "aesplatform.curation.tasks.filter_run_assist"  # another worker scoring chunks of the run
 
     class Meta(CountedJob.Meta):
         ordering = ["-id"]
@@ -42,6 +43,19 @@ class FilterRun(CountedJob):
 
     def __str__(self) -> str:
         return f"FilterRun {self.pk} {self.name}"
+
+
+class FilterRunChunk(WorkChunk):
+    """A range of a run's FilterResult ids that one worker scores (aesplatform.common.chunks)."""
+
+    run = models.ForeignKey(FilterRun, on_delete=models.CASCADE, related_name="chunks")
+
+    class Meta(WorkChunk.Meta):
+        ordering = ["run", "index"]
+        constraints = [
+            *WorkChunk.Meta.constraints,
+            models.UniqueConstraint(fields=["run", "index"], name="filterrunchunk_unique_index_per_run"),
+        ]
 
 
 class ProposedDecision(models.TextChoices):

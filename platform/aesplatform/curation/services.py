@@ -5,12 +5,15 @@ The life of a filter run:
    the thresholds; records the run with one pending FilterResult per image, all in one transaction, and queues
    `aesplatform.curation.tasks.filter_run_execute` (queue `gpu`) once it commits. Any bad input: a 4xx and no row
    at all.
-2. `filter_run_execute` (GPU worker, CPU without one): scores the results that are still unscored, in chunks,
-   through the engine's batched pipeline; each model batch is written with one bulk UPDATE guarded by
-   `scored_at IS NULL`, so a new delivery (the worker was killed: the job sweep queues the run again) picks up
-   where the last committed batch ended and no image is scored twice. The common job claim
-   (aesplatform.common.jobs) keeps two deliveries of the same run from working at once. An image whose file
-   vanished is marked (result error, image `broken`).
+2. `filter_run_execute` (GPU worker, CPU without one): scores the results that are still unscored, in chunks
+   (aesplatform.common.chunks: ranges of result ids, whole model batches) through the engine's batched pipeline;
+   with AESP_RUN_HELPERS > 0 other workers claim chunks too (`filter_run_assist`), each image in the same batch
+   whoever scores it. Each model batch is written with one bulk UPDATE guarded by `scored_at IS NULL` and counted
+   on its chunk in the same transaction, so a new delivery (the worker was killed: the job sweep queues the run
+   again; a helper died: its chunk's lease runs out and another worker takes it) picks up where the last
+   committed batch ended and no image is scored twice. The common job claim (aesplatform.common.jobs) keeps two
+   deliveries of the same run from both holding it. An image whose file vanished is marked (result error, image
+   `broken`).
 3. `filter_run_finalize`: near-duplicate groups (ANN over the stored embeddings), proposals from thresholds,
    ReviewBatches of at most `review_batch_size` images (a duplicate group stays in one batch when it fits in
    one), images `imported` -> `filtered`. A run without a checkpoint (`random_weights`) proposes from the pixel
@@ -24,6 +27,7 @@ The life of a filter run:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -34,11 +38,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from aesplatform.catalog.models import Image, ImageStatus
-from aesplatform.common import jobs
+from aesplatform.common import chunks, jobs
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.model_cache import LoadedModelCache
 from aesplatform.common.models import ACTIVE_JOB_STATES, JobState
@@ -53,7 +58,15 @@ from aesplatform.common.objectstore import (
 from . import limits, selectors
 from .engine import prompts as engine_prompts
 from .engine import proposals as engine_proposals
-from .models import BatchState, CuratorDecision, FilterResult, FilterRun, ProposedDecision, ReviewBatch
+from .models import (
+    BatchState,
+    CuratorDecision,
+    FilterResult,
+    FilterRun,
+    FilterRunChunk,
+    ProposedDecision,
+    ReviewBatch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +80,9 @@ _DECISION_FROM_PROPOSAL = {ProposedDecision.KEEP: CuratorDecision.Decision.APPRO
 
 
 def filter_config() -> dict[str, Any]:
-    """settings.AESP_FILTER (from the environment: AESP_CLIP_*, AESP_FILTER_*), with the chunk size."""
-    return {"CHUNK_SIZE": 4096, **settings.AESP_FILTER}  # CHUNK_SIZE: results fetched (and decode workers started)
+    """settings.AESP_FILTER (from the environment: AESP_CLIP_*, AESP_FILTER_*). The results fetched at once (and
+    decode workers started) are a chunk of the run: AESP_RUN_CHUNK_SIZE, aesplatform.common.chunks."""
+    return {**settings.AESP_FILTER}
 
 
 # The models a new run page offers (names only: the engine, and torch with it, is not imported by the web pages).
@@ -324,8 +338,12 @@ def _evicted_unscored(scored: list, items: list) -> list:
 
 
 def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: int | None = None,
-                       storage_retry_s: float | None = None) -> FilterRun | None:
+                       storage_retry_s: float | None = None, worker: str = "") -> FilterRun | None:
     """Score what is left of a run, then finalize it. Idempotent and resumable (see the module docstring).
+
+    The worker that takes the run holds it: it cuts what is left into chunks, asks AESP_RUN_HELPERS other workers
+    to help (`filter_run_assist`), scores chunks itself, waits for the others' and finalizes the run once.
+    `worker`: this worker's name in the chunk rows (the Celery node; default the host).
 
     An object store that does not answer stops the run before the chunk it was fetching (no image is marked
     broken for it). With `storage_retry_s` (the task queues the run again after that many seconds; it continues
@@ -343,7 +361,8 @@ def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: i
             jobs.job_fail(job=run, error=str(exc))
             return jobs.job_refresh(run)
         try:
-            return _filter_run_score(run, scorer=scorer, config=config, num_workers=num_workers)
+            return _filter_run_score(run, scorer=scorer, config=config, num_workers=num_workers,
+                                     worker=chunks.worker_name(worker))
         except SoftTimeLimitExceeded:
             jobs.job_release(job=run)  # the task queues itself again and continues from the first unscored image
             raise
@@ -356,49 +375,128 @@ def filter_run_execute(*, run_id: int, device: str | None = None, num_workers: i
             raise
 
 
+def filter_run_assist(*, run_id: int, device: str | None = None, num_workers: int | None = None,
+                      worker: str = "") -> dict[str, Any]:
+    """Help the worker holding a run: score chunks of it until none is free, then end (at once when none is).
+    Never ends the run (its holder does); a failure here gives the chunk back to the others and ends the helper."""
+    run = FilterRun.objects.filter(pk=run_id, state=JobState.RUNNING, cancel_requested=False).first()
+    if run is None or not chunks.chunks_claimable(model=FilterRunChunk, job=run):
+        return {"run": run_id, "chunks": 0}
+    config = filter_config()
+    name = chunks.worker_name(worker)
+    try:
+        scorer = _scorer_for(run, _device(config, device))
+        work = _ChunkScoring(run, scorer=scorer, config=config, num_workers=num_workers, holder=False)
+        done = _chunks_work(run, work, worker=name, holder=False)
+    except SoftTimeLimitExceeded:  # its chunk was given back; the others go on
+        return {"run": run_id, "stopped": True}
+    except Exception:  # noqa: BLE001 - the run's holder (or another helper) scores the chunk; the run goes on
+        logger.exception("filter run %s: helper %s failed; its chunk was given back", run_id, name)
+        return {"run": run_id, "chunks": 0, "failed": True}
+    logger.info("filter run %s: helper %s scored %s chunk(s)", run_id, name, work.chunks)
+    return {"run": run_id, "chunks": work.chunks, "stopped": not done}
+
+
 # On a CPU a large model batch is hardly faster per image, but it holds the progress counter still for minutes
 # (ViT-L-14: seconds per image): CPU runs score in batches of at most this many images.
 CPU_BATCH_MAX = 8
 
 
-def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_workers: int | None) -> FilterRun:
-    from .engine.pipeline import pipeline_run
+def _chunk_unit(run: FilterRun) -> int:
+    """Chunks hold whole batches on a GPU (run.batch_size) and on a CPU (at most CPU_BATCH_MAX): each image is
+    scored in the same batch whichever worker, of either kind, scores its chunk."""
+    return math.lcm(run.batch_size, min(run.batch_size, CPU_BATCH_MAX))
 
-    run_id = run.pk
-    workers = config["NUM_WORKERS"] if num_workers is None else num_workers
-    batch_size = run.batch_size if scorer.device.type == "cuda" else min(run.batch_size, CPU_BATCH_MAX)
-    unscored_before = FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).count()
-    started = time.monotonic()
-    unscored = FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).order_by("id")
-    with CacheWarmer(max_workers=STORAGE_FETCH_THREADS) as warmer:
-        while True:
-            if jobs.job_should_stop(job=run):
-                jobs.job_cancelled(job=run)
-                logger.info("filter run %s stopped", run_id)
-                return jobs.job_refresh(run)
-            chunk = list(unscored.values_list("id", "image__file")[: config["CHUNK_SIZE"]])
-            if not chunk:
-                break
-            items, missing = _chunk_items(chunk)
-            if warmer.active:  # an object store: the next chunk is fetched while this one is scored
-                following = unscored.filter(id__gt=chunk[-1][0]).values_list("image__file", flat=True)
-                warmer.warm(list(following[: config["CHUNK_SIZE"]]))
-            if missing:
-                _results_write(run=run, scored=missing)
-            for scored in pipeline_run(items, scorer, batch_size=batch_size, num_workers=workers) if items else ():
-                _results_write(run=run, scored=_evicted_unscored(scored, items))
-                if jobs.job_should_stop(job=run):
-                    break
-    elapsed = time.monotonic() - started
-    scored_now = unscored_before - FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).count()
-    per_image = round(elapsed / scored_now, 6) if scored_now > 0 else None
+
+def _filter_run_split(run: FilterRun) -> list[tuple[int, int, int]]:
+    keys = (FilterResult.objects.filter(run_id=run.pk, scored_at__isnull=True).order_by("id")
+            .values_list("id", flat=True).iterator(chunk_size=20000))
+    return chunks.chunk_bounds(keys, size=chunks.chunk_size_aligned(_chunk_unit(run)))
+
+
+class _ChunkScoring:
+    """Scores what is left of one chunk of a run, batch by batch (the holder's and the helpers' work)."""
+
+    def __init__(self, run: FilterRun, *, scorer, config: dict[str, Any], num_workers: int | None, holder: bool):
+        self.run, self.scorer, self.holder = run, scorer, holder
+        # an object store: the next chunk this worker holds is fetched while this one is scored
+        self.warmer = CacheWarmer(max_workers=STORAGE_FETCH_THREADS)
+        self.workers = config["NUM_WORKERS"] if num_workers is None else num_workers
+        self.batch_size = run.batch_size if scorer.device.type == "cuda" else min(run.batch_size, CPU_BATCH_MAX)
+        self.chunks = 0
+
+    def stop(self) -> bool:
+        """The holder: a cancel, or the run is no longer its own. A helper: the run stopped running, was cancelled,
+        or was taken up again by a new holder."""
+        if self.holder:
+            return jobs.job_should_stop(job=self.run)
+        return not FilterRun.objects.filter(pk=self.run.pk, state=JobState.RUNNING, attempts=self.run.attempts,
+                                            cancel_requested=False).exists()
+
+    def _left(self, chunk: FilterRunChunk):
+        return (FilterResult.objects.filter(run_id=self.run.pk, scored_at__isnull=True, pk__gte=chunk.first_key,
+                                            pk__lte=chunk.last_key).order_by("id"))
+
+    def prefetch(self, chunk: FilterRunChunk) -> None:
+        self.warmer.warm(list(self._left(chunk).values_list("image__file", flat=True)))
+
+    def __call__(self, chunk: FilterRunChunk) -> bool:
+        from .engine.pipeline import pipeline_run
+
+        started = time.monotonic()
+        items, missing = _chunk_items(list(self._left(chunk).values_list("id", "image__file")))
+        if missing:
+            _results_write(run=self.run, scored=missing, chunk=chunk, seconds=0.0, alive=self.holder)
+        for scored in pipeline_run(items, self.scorer, batch_size=self.batch_size,
+                                   num_workers=self.workers) if items else ():
+            now = time.monotonic()
+            _results_write(run=self.run, scored=_evicted_unscored(scored, items), chunk=chunk,
+                           seconds=now - started, alive=self.holder)
+            started = now
+            if self.stop():
+                return False
+        self.chunks += 1
+        return True
+
+    def close(self) -> None:
+        self.warmer.close()
+
+
+def _chunks_work(run: FilterRun, work: _ChunkScoring, *, worker: str, holder: bool) -> bool:
+    """The chunks this worker scores (aesplatform.common.chunks.chunks_work): the holder also splits the run and
+    asks for helpers; on an object store each worker holds its next chunk ahead and fetches it meanwhile."""
+    try:
+        return chunks.chunks_work(
+            model=FilterRunChunk, job=run, worker=worker, work=work, stop=work.stop,
+            split=(lambda: _filter_run_split(run)) if holder else None,
+            on_split=(lambda n: chunks.helpers_ask(job=run, added=n)) if holder else None,
+            prefetch=work.prefetch if work.warmer.active else None)
+    finally:
+        work.close()
+
+
+def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_workers: int | None,
+                      worker: str) -> FilterRun:
+    work = _ChunkScoring(run, scorer=scorer, config=config, num_workers=num_workers, holder=True)
+    finished = _chunks_work(run, work, worker=worker, holder=True)
+    if not finished:
+        jobs.job_cancelled(job=run)  # guarded: a no-op when the run is no longer this worker's
+        logger.info("filter run %s stopped", run.pk)
+        return jobs.job_refresh(run)
+    per_image = chunks.seconds_per_item(model=FilterRunChunk, job=run)
     return filter_run_finalize(run=run, seconds_per_image=per_image)
 
 
 @transaction.atomic
-def _results_write(*, run: FilterRun, scored: Sequence) -> int:
-    """One bulk UPDATE for a batch; rows another delivery already scored are left alone."""
+def _results_write(*, run: FilterRun, scored: Sequence, chunk: FilterRunChunk | None = None, seconds: float = 0.0,
+                   alive: bool = True) -> int:
+    """One bulk UPDATE for a batch; rows another delivery already scored are left alone.
+
+    Under a chunk, the batch is counted on it in the same transaction (LeaseLost when the chunk was taken over: the
+    batch is not written). `alive`: the run's holder (a helper records progress, not a sign of life)."""
     run_id = run.pk
+    if chunk is not None:
+        chunks.chunk_scored_add(chunk=chunk, items=len(scored), seconds=seconds)
     keys = [s.key for s in scored]
     rows = {
         r.pk: r for r in FilterResult.objects.select_for_update()
@@ -431,7 +529,8 @@ def _results_write(*, run: FilterRun, scored: Sequence) -> int:
             status=ImageStatus.BROKEN, updated_at=now
         )
     left = FilterResult.objects.filter(run_id=run_id, scored_at__isnull=True).count()
-    jobs.job_progress(job=run, processed=max(0, run.total - left))
+    # from the database, whoever scored: several workers write at once, so the count only goes up
+    jobs.job_progress(job=run, alive=alive, processed=Greatest(F("processed"), Value(max(0, run.total - left))))
     return len(rows)
 
 

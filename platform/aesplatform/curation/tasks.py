@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import current_task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from aesplatform.common.jobqueue import task_former_names
@@ -26,7 +26,7 @@ def filter_run_execute(run_id: int) -> dict:
     delay = storage_retry_delay(filter_run_execute.request.retries)
     try:
         with children_allowed():  # the DataLoader's decode workers
-            run = services.filter_run_execute(run_id=run_id, storage_retry_s=delay)
+            run = services.filter_run_execute(run_id=run_id, storage_retry_s=delay, worker=_node())
     except StorageUnavailable as exc:
         raise filter_run_execute.retry(exc=exc, countdown=delay,
                                        max_retries=filter_run_execute.request.retries + 1) from None
@@ -45,6 +45,19 @@ def _embedding_map_queue(run_id: int) -> None:
         embedding_map_compute.apply_async(args=[run_id])
     except Exception:  # noqa: BLE001 - the run itself succeeded; the map page offers to compute the map
         logger.exception("could not queue the embedding map of filter run %s", run_id)
+
+
+@shared_task(name="aesplatform.curation.tasks.filter_run_assist", queue="gpu", ignore_result=True)
+def filter_run_assist(run_id: int) -> dict:
+    """Score chunks of a run another worker holds, until none is free (asked by that worker; ends at once when there
+    is nothing to take). Safe to deliver twice: each chunk is claimed by one worker."""
+    with children_allowed():  # the DataLoader's decode workers
+        return services.filter_run_assist(run_id=run_id, worker=_node())
+
+
+def _node() -> str:
+    """The Celery node name of this worker ("gpu@host"): who scored which chunk."""
+    return (getattr(current_task.request, "hostname", None) if current_task else None) or ""
 
 
 task_former_names(filter_run_execute, "workers.gpu.filter_run_execute")

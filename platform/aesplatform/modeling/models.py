@@ -11,6 +11,7 @@ from aesplatform.common.models import (
     DimensionScores,
     Job,
     TimeStampedModel,
+    WorkChunk,
     score_range_constraints,
     score_range_q,
 )
@@ -111,6 +112,25 @@ class PrescoreRun(CountedJob):
         if self.model_version.backend == ModelBackend.HUMANAESEXPERT:
             return "aesplatform.modeling.tasks.humanaesexpert_prescore_run_execute"
         return "aesplatform.modeling.tasks.prescore_run_execute"
+
+    def assist_task_name(self) -> str:
+        """The task of another worker scoring chunks of the run (aesplatform.common.chunks), on the run's queue."""
+        if self.model_version.backend == ModelBackend.HUMANAESEXPERT:
+            return "aesplatform.modeling.tasks.humanaesexpert_prescore_run_assist"
+        return "aesplatform.modeling.tasks.prescore_run_assist"
+
+
+class PrescoreRunChunk(WorkChunk):
+    """A range of image ids of a pre-scoring run that one worker scores (aesplatform.common.chunks)."""
+
+    run = models.ForeignKey(PrescoreRun, on_delete=models.CASCADE, related_name="chunks")
+
+    class Meta(WorkChunk.Meta):
+        ordering = ["run", "index"]
+        constraints = [
+            *WorkChunk.Meta.constraints,
+            models.UniqueConstraint(fields=["run", "index"], name="prescorerunchunk_unique_index_per_run"),
+        ]
 
 
 class Prescore(DimensionScores):

@@ -24,13 +24,14 @@ from typing import Any
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from aesplatform.annotation import selectors as annotation_selectors
 from aesplatform.annotation import services as annotation_services
 from aesplatform.catalog.models import Image, ImageStatus
-from aesplatform.common import jobs
+from aesplatform.common import chunks, jobs
 from aesplatform.common.exceptions import ConflictError, ServiceError
 from aesplatform.common.locks import LockNamespace, advisory_xact_lock
 from aesplatform.common.model_cache import LoadedModelCache
@@ -49,7 +50,7 @@ from aesplatform.datasets.services import training_data_write
 
 from . import checkpoints, limits, presets, selectors
 from .active import ActiveLearningUnavailable, active_learning_check, active_priorities
-from .models import ModelBackend, ModelVersion, Prescore, PrescoreRun, TrainingJob
+from .models import ModelBackend, ModelVersion, Prescore, PrescoreRun, PrescoreRunChunk, TrainingJob
 
 logger = logging.getLogger(__name__)
 
@@ -509,9 +510,13 @@ def prescore_run_cancel(*, run: PrescoreRun) -> PrescoreRun:
     return jobs.job_cancel(job=run)
 
 
-def prescore_run_execute(*, run_id: int, device: str = "auto",
-                         storage_retry_s: float | None = None) -> PrescoreRun | None:
+def prescore_run_execute(*, run_id: int, device: str = "auto", storage_retry_s: float | None = None,
+                         worker: str = "") -> PrescoreRun | None:
     """Score, batch by batch, the run's images that this model has not scored yet. Resumable and idempotent.
+
+    The worker that takes the run holds it: it cuts what is left into chunks (aesplatform.common.chunks), asks
+    AESP_RUN_HELPERS other workers to help (`prescore_run_assist`), scores chunks itself, waits for the others' and
+    ends the run once (histograms, campaigns). `worker`: this worker's name in the chunk rows.
 
     An object store that does not answer stops the run before the chunk it was fetching (no image is marked
     broken for it). With `storage_retry_s` (the task queues the run again after that many seconds) the run goes
@@ -522,23 +527,12 @@ def prescore_run_execute(*, run_id: int, device: str = "auto",
         version = run.model_version
         try:
             scorer = load_scorer(version, device=device)
-            todo = (_run_images(run).exclude(prescores__model_version=version).exclude(status=ImageStatus.BROKEN)
-                    .order_by("id")
-                    .values_list("id", "file"))
-            with CacheWarmer(max_workers=STORAGE_FETCH_THREADS) as warmer:
-                while True:
-                    if jobs.job_should_stop(job=run):
-                        jobs.job_cancelled(job=run)
-                        prescore_histograms_refresh(model_version=version)  # what it scored before it stopped
-                        return jobs.job_refresh(run)
-                    # A chunk of several batches at once, scored in one call (the batches stay run.batch_size).
-                    rows = list(todo[: run.batch_size * 8])
-                    if not rows:
-                        break
-                    chunk, missing = _chunk_files(rows)
-                    if warmer.active:  # an object store: the next chunk is fetched while this one is scored
-                        warmer.warm([key for _, key in todo.filter(id__gt=rows[-1][0])[: run.batch_size * 8]])
-                    _score_chunk(run, version, scorer, chunk, missing=missing)
+            finished = _chunks_work(run, _PrescoreChunkScoring(run, scorer, holder=True),
+                                    worker=chunks.worker_name(worker), holder=True)
+            if not finished:
+                jobs.job_cancelled(job=run)  # guarded: a no-op when the run is no longer this worker's
+                prescore_histograms_refresh(model_version=version)  # what it scored before it stopped
+                return jobs.job_refresh(run)
         except StorageUnavailable as exc:
             if storage_job_stopped(job=run, error=exc, retry_in_s=storage_retry_s):
                 raise
@@ -561,6 +555,91 @@ def prescore_run_execute(*, run_id: int, device: str = "auto",
                 logger.info("prescore run %s: %d open task(s) of active-learning campaigns re-prioritised", run_id,
                             refreshed)
         return jobs.job_refresh(run)
+
+
+def prescore_run_assist(*, run_id: int, device: str = "auto", worker: str = "") -> dict[str, Any]:
+    """Help the worker holding a run: score chunks of it until none is free, then end (at once when none is).
+    Never ends the run (its holder does); a failure here gives the chunk back to the others and ends the helper."""
+    run = (PrescoreRun.objects.select_related("model_version")
+           .filter(pk=run_id, state=JobState.RUNNING, cancel_requested=False).first())
+    if run is None or not chunks.chunks_claimable(model=PrescoreRunChunk, job=run):
+        return {"run": run_id, "chunks": 0}
+    name = chunks.worker_name(worker)
+    try:
+        work = _PrescoreChunkScoring(run, load_scorer(run.model_version, device=device), holder=False)
+        done = _chunks_work(run, work, worker=name, holder=False)
+    except Exception:  # noqa: BLE001 - the run's holder (or another helper) scores the chunk; the run goes on
+        logger.exception("prescore run %s: helper %s failed; its chunk was given back", run_id, name)
+        return {"run": run_id, "chunks": 0, "failed": True}
+    logger.info("prescore run %s: helper %s scored %s chunk(s)", run_id, name, work.chunks)
+    return {"run": run_id, "chunks": work.chunks, "stopped": not done}
+
+
+def _todo(run: PrescoreRun):
+    """The run's images this model has not scored yet (unreadable ones, marked broken, are left out)."""
+    return (_run_images(run).exclude(prescores__model_version=run.model_version).exclude(status=ImageStatus.BROKEN)
+            .order_by("id"))
+
+
+def _scoring_call(run: PrescoreRun) -> int:
+    """Images per scoring call: several batches at once (the batches stay run.batch_size)."""
+    return run.batch_size * 8
+
+
+def _prescore_split(run: PrescoreRun) -> list[tuple[int, int, int]]:
+    """What is left, in chunks of whole scoring calls: every image is scored in the same call (the same batches,
+    grouped by tile count within the call) whichever worker takes its chunk."""
+    keys = _todo(run).values_list("id", flat=True).iterator(chunk_size=20000)
+    return chunks.chunk_bounds(keys, size=chunks.chunk_size_aligned(_scoring_call(run)))
+
+
+class _PrescoreChunkScoring:
+    """Scores what is left of one chunk of a run, one scoring call at a time (the holder's and the helpers' work)."""
+
+    def __init__(self, run: PrescoreRun, scorer, *, holder: bool):
+        self.run, self.scorer, self.holder = run, scorer, holder
+        # an object store: the next chunk this worker holds is fetched while this one is scored
+        self.warmer = CacheWarmer(max_workers=STORAGE_FETCH_THREADS)
+        self.chunks = 0
+
+    def stop(self) -> bool:
+        """The holder: a cancel, or the run is no longer its own. A helper: the run stopped running, was cancelled,
+        or was taken up again by a new holder."""
+        if self.holder:
+            return jobs.job_should_stop(job=self.run)
+        return not PrescoreRun.objects.filter(pk=self.run.pk, state=JobState.RUNNING, attempts=self.run.attempts,
+                                              cancel_requested=False).exists()
+
+    def _left(self, lease):
+        return _todo(self.run).filter(pk__gte=lease.first_key, pk__lte=lease.last_key)
+
+    def prefetch(self, lease) -> None:
+        self.warmer.warm(list(self._left(lease).values_list("file", flat=True)))
+
+    def __call__(self, lease) -> bool:
+        left = list(self._left(lease).values_list("id", "file"))
+        call = _scoring_call(self.run)
+        for start in range(0, len(left), call):
+            part, missing = _chunk_files(left[start:start + call])
+            _score_chunk(self.run, self.run.model_version, self.scorer, part, missing=missing, lease=lease,
+                         alive=self.holder)
+            if self.stop():
+                return False
+        self.chunks += 1
+        return True
+
+
+def _chunks_work(run: PrescoreRun, work: _PrescoreChunkScoring, *, worker: str, holder: bool) -> bool:
+    """The chunks this worker scores (aesplatform.common.chunks.chunks_work): the holder also splits the run and
+    asks for helpers; on an object store each worker holds its next chunk ahead and fetches it meanwhile."""
+    try:
+        return chunks.chunks_work(
+            model=PrescoreRunChunk, job=run, worker=worker, work=work, stop=work.stop,
+            split=(lambda: _prescore_split(run)) if holder else None,
+            on_split=(lambda n: chunks.helpers_ask(job=run, added=n)) if holder else None,
+            prefetch=work.prefetch if work.warmer.active else None)
+    finally:
+        work.warmer.close()
 
 
 def prescore_histograms_refresh(*, model_version: ModelVersion) -> ModelVersion:
@@ -595,10 +674,13 @@ def _chunk_files(rows: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], li
 
 
 def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tuple[int, str]], *,
-                 missing: list[int] = ()) -> None:
+                 missing: list[int] = (), lease=None, alive: bool = True) -> None:
     """Score a chunk and store its scores; images that could not be scored are marked broken: those whose file
     is not stored (`missing`) or does not decode. A cached copy that was evicted while the chunk waited is not
-    the image's fault: that image stays unscored and the next chunk fetches it again."""
+    the image's fault: that image stays unscored and the next chunk fetches it again. Under a `lease` (a
+    PrescoreRunChunk) the images handled are counted on it in the same transaction (LeaseLost when it was taken
+    over: nothing written). `alive`: the run's holder (a helper records progress, not a sign of life)."""
+    started = time.monotonic()
     paths = [p for _, p in chunk]
     if not paths:  # every image of the chunk is missing from the store
         scores = []
@@ -610,16 +692,21 @@ def _score_chunk(run: PrescoreRun, version: ModelVersion, scorer, chunk: list[tu
         scores = score_images(scorer, paths, max_tiles=run.max_tiles, batch_size=run.batch_size,
                               num_workers=prescore_num_workers(), on_bad_image="skip")
     rows = prescore_rows(version.pk, chunk, scores)
-    failed = [image_id for (image_id, path), s in zip(chunk, scores)
-              if (s.error or s.metavoter_score is None) and (storage_is_local() or os.path.exists(path))]
+    unscored = [(image_id, path) for (image_id, path), s in zip(chunk, scores) if s.error or s.metavoter_score is None]
+    failed = [image_id for image_id, path in unscored if storage_is_local() or os.path.exists(path)]
+    evicted = len(unscored) - len(failed)  # left for a later chunk: not counted here
     failed += list(missing)
     with transaction.atomic():
+        if lease is not None:
+            chunks.chunk_scored_add(chunk=lease, items=len(chunk) + len(missing) - evicted,
+                                    seconds=time.monotonic() - started)
         Prescore.objects.bulk_create(rows, ignore_conflicts=True)
         if failed:
             # Unreadable files: marked broken, so the run does not try them forever.
             Image.objects.filter(pk__in=failed).update(status=ImageStatus.BROKEN)
         done = _run_images(run).filter(prescores__model_version=version).count()
-        jobs.job_progress(job=run, processed=min(done, run.total))
+        # from the database, whoever scored: several workers write at once, so the count only goes up
+        jobs.job_progress(job=run, alive=alive, processed=Greatest(F("processed"), Value(min(done, run.total))))
     if failed:
         logger.warning("prescore run %s: %d unreadable image(s) marked broken", run.pk, len(failed))
 

@@ -9,7 +9,7 @@ first image without a score).
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import current_task, shared_task
 
 from aesplatform.common.jobqueue import task_former_names
 from aesplatform.common.objectstore import StorageUnavailable, storage_retry_delay
@@ -31,7 +31,7 @@ def _prescore(task, run_id: int) -> dict:
     object (not bound: a former name registers the same function, see task_former_names)."""
     delay = storage_retry_delay(task.request.retries)
     try:
-        run = services.prescore_run_execute(run_id=run_id, storage_retry_s=delay)
+        run = services.prescore_run_execute(run_id=run_id, storage_retry_s=delay, worker=_node())
     except StorageUnavailable as exc:
         raise task.retry(exc=exc, countdown=delay, max_retries=task.request.retries + 1) from None
     return {"run": run_id, "state": run.state if run else "busy"}
@@ -43,10 +43,28 @@ def prescore_run_execute(run_id: int) -> dict:
         return _prescore(prescore_run_execute, run_id)
 
 
+@shared_task(name="aesplatform.modeling.tasks.prescore_run_assist", queue="gpu", ignore_result=True)
+def prescore_run_assist(run_id: int) -> dict:
+    """Score chunks of a pre-scoring run another worker holds, until none is free (ends at once when none is)."""
+    with children_allowed():  # the DataLoader's decode workers
+        return services.prescore_run_assist(run_id=run_id, worker=_node())
+
+
 @shared_task(name="aesplatform.modeling.tasks.humanaesexpert_prescore_run_execute", queue="humanaesexpert")
 def humanaesexpert_prescore_run_execute(run_id: int) -> dict:
     """The same pre-scoring run, for a released HumanAesExpert checkpoint (remote code, transformers 4.44.2)."""
     return _prescore(humanaesexpert_prescore_run_execute, run_id)
+
+
+@shared_task(name="aesplatform.modeling.tasks.humanaesexpert_prescore_run_assist", queue="humanaesexpert",
+             ignore_result=True)
+def humanaesexpert_prescore_run_assist(run_id: int) -> dict:
+    return services.prescore_run_assist(run_id=run_id, worker=_node())
+
+
+def _node() -> str:
+    """The Celery node name of this worker ("gpu@host"): who scored which chunk."""
+    return (getattr(current_task.request, "hostname", None) if current_task else None) or ""
 
 
 task_former_names(training_job_run, "workers.gpu.training_job_run")

@@ -135,9 +135,13 @@ class ClipScorer:
         precision = "bf16" if self.device.type == "cuda" else "fp32"
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         try:
-            model = open_clip.create_model(
-                model_name, pretrained=checkpoint or None, precision=precision, device=self.device
-            )
+            # without a checkpoint, the same (seeded) random weights in every worker: a run several workers share
+            # is scored by one model, and a resumed run by the model that began it
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model = open_clip.create_model(
+                    model_name, pretrained=checkpoint or None, precision=precision, device=self.device
+                )
         except Exception as exc:  # noqa: BLE001 - open_clip raises AssertionError/RuntimeError for bad weights
             raise CheckpointError(
                 f"open_clip could not load {model_name} from {checkpoint or 'random init'}: {exc}"
