@@ -100,7 +100,8 @@ def test_make_run_restarts_a_killed_worker_keeps_the_web_up_and_stops_everything
         worker.kill()  # kill -9 the worker's main process
         restarted = wait_for(lambda: [w for w in _main_workers(parent) if w.pid != worker.pid], timeout=60,
                              message=f"the worker to be started again; log:\n{tail()}")[0]
-        assert "worker exited (status 137)" in logs()
+        wait_for(lambda: "worker exited (status 137)" in logs(), timeout=30,
+                 message=f"the supervisor's note of the kill; log:\n{tail()}")
         assert _answers(health) and script.poll() is None  # the web server stayed up
         wait_for(lambda: "ready." in logs().split("worker exited")[-1], timeout=90,
                  message=f"the restarted worker to be ready; log:\n{tail()}")
