@@ -219,6 +219,21 @@ def chunk_leased(chunk: WorkChunk) -> Iterator[WorkChunk]:
             beat.stop()
 
 
+def run_chunks_work(*, model: type[WorkChunk], job: Job, worker: str, work,
+                    split: Callable[[], list[tuple[int, int, int]]] | None = None) -> bool:
+    """`chunks_work` for one worker of a run: the holder (it passes `split`) also splits the run and asks for
+    helpers; a helper passes no `split`. On an object store each worker holds its next chunk ahead and fetches it
+    meanwhile. `work` scores a chunk when called and has `stop()`, `prefetch(chunk)` and `warmer` (its cache
+    warmer, closed here when the worker is done)."""
+    try:
+        return chunks_work(
+            model=model, job=job, worker=worker, work=work, stop=work.stop, split=split,
+            on_split=(lambda n: helpers_ask(job=job, added=n)) if split is not None else None,
+            prefetch=work.prefetch if work.warmer.active else None)
+    finally:
+        work.warmer.close()
+
+
 def chunks_work(*, model: type[WorkChunk], job: Job, worker: str, work: Callable[[WorkChunk], bool],
                 stop: Callable[[], bool], split: Callable[[], list[tuple[int, int, int]]] | None = None,
                 on_split: Callable[[int], None] | None = None,

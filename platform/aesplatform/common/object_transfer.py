@@ -21,21 +21,17 @@ from typing import IO
 from django.core.files import File
 from django.core.files.storage import default_storage
 
-from .objectstore import TREE_MANIFEST, storage_guard, storage_missing_error, storage_unavailable_error
+from .objectstore import (
+    TREE_MANIFEST,
+    s3_bucket_and_key,
+    storage_guard,
+    storage_missing_error,
+    storage_unavailable_error,
+)
 
 logger = logging.getLogger(__name__)
 
 READ_CHUNK = 1 << 20
-
-
-def _s3():
-    """(bucket resource, key of a name) on django-storages' S3 backend, else None."""
-    bucket = getattr(default_storage, "bucket", None)
-    if bucket is None or not hasattr(default_storage, "_normalize_name"):
-        return None
-    from storages.utils import clean_name
-
-    return bucket, lambda name: default_storage._normalize_name(clean_name(name))
 
 
 class ChunkStream(io.RawIOBase):
@@ -79,7 +75,7 @@ def object_upload(name: str, fileobj: IO[bytes]) -> int:
 
     The object exists only once the whole upload has completed (S3: CompleteMultipartUpload); when it fails,
     s3transfer aborts the multipart upload if the store answers (object_purge removes what it could not)."""
-    s3 = _s3()
+    s3 = s3_bucket_and_key()
     with storage_guard(f"uploading {name}"):
         if s3 is None:
             stored = default_storage.save(name, File(fileobj, name=name))
@@ -95,7 +91,7 @@ def object_upload(name: str, fileobj: IO[bytes]) -> int:
 
 def object_size(name: str) -> int:
     """The stored size of `name`; FileNotFoundError when there is no such object."""
-    s3 = _s3()
+    s3 = s3_bucket_and_key()
     try:
         with storage_guard(f"reading {name}"):
             if s3 is None:
@@ -113,7 +109,7 @@ def object_read_range(name: str, start: int, end: int, *, chunk: int = READ_CHUN
     chunk is asked for (an unavailable store is StorageUnavailable before any byte is sent); a store that fails
     while the bytes flow ends the iteration with its error (the receiver has a truncated body and resumes with a
     Range request)."""
-    s3 = _s3()
+    s3 = s3_bucket_and_key()
     with storage_guard(f"reading {name}"):
         if s3 is None:
             handle = default_storage.open(name, "rb")
@@ -145,7 +141,7 @@ def object_read_range(name: str, start: int, end: int, *, chunk: int = READ_CHUN
 
 def object_names(prefix: str) -> list[str]:
     """The names of the objects under `prefix` (a folder, ending with "/")."""
-    s3 = _s3()
+    s3 = s3_bucket_and_key()
     with storage_guard(f"listing {prefix}"):
         if s3 is None:
             out: list[str] = []
@@ -171,7 +167,7 @@ def object_purge(prefix: str) -> tuple[int, int]:
     and the objects. Returns (uploads aborted, objects deleted)."""
     if not prefix.endswith("/"):
         raise ValueError(f"a prefix ends with '/': {prefix!r}")
-    s3 = _s3()
+    s3 = s3_bucket_and_key()
     with storage_guard(f"removing {prefix}"):
         if s3 is None:
             names = object_names(prefix)

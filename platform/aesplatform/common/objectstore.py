@@ -120,6 +120,18 @@ def storage_guard(action: str) -> Iterator[None]:
         raise
 
 
+def s3_bucket_and_key():
+    """(bucket resource, function: stored name -> object key) on django-storages' S3 backend; None elsewhere.
+    The key applies the backend's own cleaning and `location` prefix, so boto3 calls reach the object that the
+    Storage API names."""
+    bucket = getattr(default_storage, "bucket", None)
+    if bucket is None or not hasattr(default_storage, "_normalize_name"):
+        return None
+    from storages.utils import clean_name
+
+    return bucket, lambda name: default_storage._normalize_name(clean_name(name))
+
+
 def _checked_name(name: str) -> str:
     """A stored name as a relative path below the cache root (names come from the database, but a cache must never
     be a way out of its folder)."""
@@ -204,14 +216,12 @@ class LocalCache:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f"{target.name}{_PARTIAL}{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
-            bucket = getattr(default_storage, "bucket", None)
-            if bucket is not None and hasattr(default_storage, "_normalize_name"):
+            s3 = s3_bucket_and_key()
+            if s3 is not None:
                 # S3: s3transfer fetches large objects in parallel ranged parts
-                from storages.utils import clean_name
-
-                key = default_storage._normalize_name(clean_name(name))
+                bucket, key_of = s3
                 try:
-                    bucket.Object(key).download_file(str(partial), Config=default_storage.transfer_config)
+                    bucket.Object(key_of(name)).download_file(str(partial), Config=default_storage.transfer_config)
                 except Exception as exc:
                     if storage_missing_error(exc):
                         raise FileNotFoundError(errno.ENOENT, f"stored file missing: {name}") from exc
@@ -398,11 +408,9 @@ def storage_open_stream(name: str):
         handle = default_storage.open(name, "rb")
         return handle, handle.size
     with storage_guard(f"reading {name}"):
-        from storages.utils import clean_name
-
-        key = default_storage._normalize_name(clean_name(name))
+        bucket, key_of = s3_bucket_and_key()
         try:
-            response = default_storage.bucket.Object(key).get()
+            response = bucket.Object(key_of(name)).get()
         except Exception as exc:
             if storage_missing_error(exc):
                 raise FileNotFoundError(errno.ENOENT, f"stored file missing: {name}") from exc
@@ -491,11 +499,9 @@ def storage_walk(prefix: str) -> Iterator[tuple[str, int, float]]:
                 yield path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime
         return
     with storage_guard(f"listing {prefix}"):
-        from storages.utils import clean_name
-
-        key_prefix = default_storage._normalize_name(clean_name(prefix))
+        bucket, key_of = s3_bucket_and_key()
         location = (getattr(default_storage, "location", "") or "").strip("/")
-        for obj in default_storage.bucket.objects.filter(Prefix=key_prefix):
+        for obj in bucket.objects.filter(Prefix=key_of(prefix)):
             name = obj.key[len(location) + 1:] if location else obj.key
             yield name, int(obj.size), obj.last_modified.timestamp()
 

@@ -387,7 +387,7 @@ def filter_run_assist(*, run_id: int, device: str | None = None, num_workers: in
     try:
         scorer = _scorer_for(run, _device(config, device))
         work = _ChunkScoring(run, scorer=scorer, config=config, num_workers=num_workers, holder=False)
-        done = _chunks_work(run, work, worker=name, holder=False)
+        done = chunks.run_chunks_work(model=FilterRunChunk, job=run, worker=name, work=work)
     except SoftTimeLimitExceeded:  # its chunk was given back; the others go on
         return {"run": run_id, "stopped": True}
     except Exception:  # noqa: BLE001 - the run's holder (or another helper) scores the chunk; the run goes on
@@ -458,27 +458,11 @@ class _ChunkScoring:
         self.chunks += 1
         return True
 
-    def close(self) -> None:
-        self.warmer.close()
-
-
-def _chunks_work(run: FilterRun, work: _ChunkScoring, *, worker: str, holder: bool) -> bool:
-    """The chunks this worker scores (aesplatform.common.chunks.chunks_work): the holder also splits the run and
-    asks for helpers; on an object store each worker holds its next chunk ahead and fetches it meanwhile."""
-    try:
-        return chunks.chunks_work(
-            model=FilterRunChunk, job=run, worker=worker, work=work, stop=work.stop,
-            split=(lambda: _filter_run_split(run)) if holder else None,
-            on_split=(lambda n: chunks.helpers_ask(job=run, added=n)) if holder else None,
-            prefetch=work.prefetch if work.warmer.active else None)
-    finally:
-        work.close()
-
-
 def _filter_run_score(run: FilterRun, *, scorer, config: dict[str, Any], num_workers: int | None,
                       worker: str) -> FilterRun:
     work = _ChunkScoring(run, scorer=scorer, config=config, num_workers=num_workers, holder=True)
-    finished = _chunks_work(run, work, worker=worker, holder=True)
+    finished = chunks.run_chunks_work(model=FilterRunChunk, job=run, worker=worker, work=work,
+                                      split=lambda: _filter_run_split(run))
     if not finished:
         jobs.job_cancelled(job=run)  # guarded: a no-op when the run is no longer this worker's
         logger.info("filter run %s stopped", run.pk)

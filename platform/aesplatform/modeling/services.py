@@ -527,8 +527,9 @@ def prescore_run_execute(*, run_id: int, device: str = "auto", storage_retry_s: 
         version = run.model_version
         try:
             scorer = load_scorer(version, device=device)
-            finished = _chunks_work(run, _PrescoreChunkScoring(run, scorer, holder=True),
-                                    worker=chunks.worker_name(worker), holder=True)
+            finished = chunks.run_chunks_work(model=PrescoreRunChunk, job=run, worker=chunks.worker_name(worker),
+                                              work=_PrescoreChunkScoring(run, scorer, holder=True),
+                                              split=lambda: _prescore_split(run))
             if not finished:
                 jobs.job_cancelled(job=run)  # guarded: a no-op when the run is no longer this worker's
                 prescore_histograms_refresh(model_version=version)  # what it scored before it stopped
@@ -567,7 +568,7 @@ def prescore_run_assist(*, run_id: int, device: str = "auto", worker: str = "") 
     name = chunks.worker_name(worker)
     try:
         work = _PrescoreChunkScoring(run, load_scorer(run.model_version, device=device), holder=False)
-        done = _chunks_work(run, work, worker=name, holder=False)
+        done = chunks.run_chunks_work(model=PrescoreRunChunk, job=run, worker=name, work=work)
     except Exception:  # noqa: BLE001 - the run's holder (or another helper) scores the chunk; the run goes on
         logger.exception("prescore run %s: helper %s failed; its chunk was given back", run_id, name)
         return {"run": run_id, "chunks": 0, "failed": True}
@@ -627,19 +628,6 @@ class _PrescoreChunkScoring:
                 return False
         self.chunks += 1
         return True
-
-
-def _chunks_work(run: PrescoreRun, work: _PrescoreChunkScoring, *, worker: str, holder: bool) -> bool:
-    """The chunks this worker scores (aesplatform.common.chunks.chunks_work): the holder also splits the run and
-    asks for helpers; on an object store each worker holds its next chunk ahead and fetches it meanwhile."""
-    try:
-        return chunks.chunks_work(
-            model=PrescoreRunChunk, job=run, worker=worker, work=work, stop=work.stop,
-            split=(lambda: _prescore_split(run)) if holder else None,
-            on_split=(lambda n: chunks.helpers_ask(job=run, added=n)) if holder else None,
-            prefetch=work.prefetch if work.warmer.active else None)
-    finally:
-        work.warmer.close()
 
 
 def prescore_histograms_refresh(*, model_version: ModelVersion) -> ModelVersion:

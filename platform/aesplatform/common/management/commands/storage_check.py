@@ -23,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError
 from aesplatform.common.objectstore import (
     StorageUnavailable,
     local_copy,
+    s3_bucket_and_key,
     storage_description,
     storage_guard,
     storage_is_local,
@@ -89,10 +90,10 @@ class Command(BaseCommand):
                 with default_storage.open(saved, "rb") as handle:
                     if handle.read() != data:
                         raise CommandError(f"the probe object {saved} read back different bytes")
-                bucket = getattr(default_storage, "bucket", None)
-                if bucket is not None:  # downloads of export archives resume with ranged reads
-                    key = default_storage._normalize_name(saved)
-                    part = bucket.Object(key).get(Range="bytes=100-199")["Body"].read()
+                s3 = s3_bucket_and_key()
+                if s3 is not None:  # downloads of export archives resume with ranged reads
+                    bucket, key_of = s3
+                    part = bucket.Object(key_of(saved)).get(Range="bytes=100-199")["Body"].read()
                     if part != data[100:200]:
                         raise CommandError(f"a ranged read of the probe object {saved} returned other bytes")
                 copy = local_copy(saved)
